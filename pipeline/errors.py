@@ -1,0 +1,22 @@
+"""One error hierarchy for oceanfields.
+
+Every error says where (file or URL, line, column or variable), what was found, what
+was expected, and what to do. Bad *rows* in data are not raised but quarantined with
+the same fields (see :mod:`pipeline.sources._table`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "InputFormatError", "OceanfieldsError"]
+
+
+class OceanfieldsError(Exception):
+    """Base class of every error raised on purpose by oceanfields."""
+
+
+class ConfigError(OceanfieldsError, ValueError):
+    """A configuration, catalog or cluster file is invalid (names the file and key)."""
+
+
+class InputFormatError(OceanfieldsError, ValueError):
+    """An input file cannot be read as the format it claims to be (names file and line)."""

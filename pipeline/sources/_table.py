@@ -1,0 +1,540 @@
+"""Shared machinery of the tabular readers: tokenising, checking and quarantining rows.
+
+Developer note
+--------------
+Every tabular reader (EcoPart, EcoTaxa) follows the same three steps per file:
+
+1. :func:`tokenize` turns the file's bytes into a :class:`RawTable` of text cells
+   (one row per data line, with its 1-based line number), quarantining undecodable
+   lines and lines with the wrong number of fields;
+2. the reader converts and validates columns with :func:`to_float` and the
+   :class:`RowChecker`, which records the *first* reason each row is refused;
+3. :meth:`RowChecker.result` splits accepted rows from the quarantine and returns a
+   :class:`FileResult` whose counts reconcile: ``rows_read == rows_accepted +
+   rows_quarantined``.
+
+:func:`read_many` maps a per-file parser over many URLs lazily (one dask task per
+file, so the graph grows with files, not rows) into a :class:`ReadResult`. A file
+that cannot be read at all (missing, truncated archive, empty) becomes one
+quarantine row with ``line = 0``; it never stops the other files.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import InputFormatError
+
+__all__ = [
+    "MISSING_SENTINELS",
+    "QUARANTINE_META",
+    "STATS_META",
+    "FileResult",
+    "RawTable",
+    "ReadResult",
+    "RowChecker",
+    "conform",
+    "file_failure",
+    "read_many",
+    "to_float",
+    "tokenize",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Numeric "missing" codes seen in EcoTaxa/EcoPart exports (PSSdb standardizer NA_value).
+MISSING_SENTINELS: tuple[str, ...] = ("999999", "99999", "9999", "99999999999")
+
+#: Columns of every quarantine table: where (file, line, column), why, and the line itself.
+QUARANTINE_META = pd.DataFrame(
+    {
+        "file": pd.Series([], dtype=str),
+        "line": pd.Series([], dtype="int64"),
+        "column": pd.Series([], dtype=str),
+        "reason": pd.Series([], dtype=str),
+        "raw": pd.Series([], dtype=str),
+    }
+)
+
+#: One row per file: how many data rows were read, accepted and quarantined.
+STATS_META = pd.DataFrame(
+    {
+        "file": pd.Series([], dtype=str),
+        "rows_read": pd.Series([], dtype="int64"),
+        "rows_accepted": pd.Series([], dtype="int64"),
+        "rows_quarantined": pd.Series([], dtype="int64"),
+    }
+)
+
+_RAW_MAX_CHARS = 2000
+
+
+@dataclass
+class RawTable:
+    """Text cells of one delimited file, before any conversion.
+
+    Attributes
+    ----------
+    url : str
+        The file read.
+    header : list of str
+        Column names as written (quotes and surrounding blanks removed).
+    cells : pandas.DataFrame
+        One row per data line that had the right number of fields, one ``str`` column
+        per header name, plus ``_line`` (1-based line number in the file).
+    lines : dict of int to str
+        The text of every data line, by line number (kept to fill ``raw`` when a row
+        is quarantined, so nothing is lost).
+    quarantine : list of dict
+        Lines refused while tokenising (undecodable, wrong field count).
+    rows_read : int
+        Data lines seen (empty lines and the header/type rows excluded).
+    encoding : str
+        Encoding used to decode the file.
+    """
+
+    url: str
+    header: list[str]
+    cells: pd.DataFrame
+    lines: dict[int, str]
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    rows_read: int = 0
+    encoding: str = "utf-8"
+
+    def missing_columns(self, required: Iterable[str]) -> list[str]:
+        """Return the names of ``required`` that are not in the header, in order."""
+        present = set(self.header)
+        return [c for c in required if c not in present]
+
+
+@dataclass
+class FileResult:
+    """What a reader made of one file: accepted rows, quarantine, and counts."""
+
+    url: str
+    accepted: pd.DataFrame
+    quarantine: pd.DataFrame
+    rows_read: int
+
+    @property
+    def stats(self) -> pd.DataFrame:
+        """One-row frame of ``STATS_META`` columns for this file."""
+        n_q = int((self.quarantine["line"] > 0).sum()) if len(self.quarantine) else 0
+        return pd.DataFrame(
+            {
+                "file": [self.url],
+                "rows_read": [self.rows_read],
+                "rows_accepted": [len(self.accepted)],
+                "rows_quarantined": [n_q],
+            }
+        ).astype(STATS_META.dtypes.to_dict())
+
+
+@dataclass
+class ReadResult:
+    """Lazy result of a reader over many files.
+
+    Attributes
+    ----------
+    accepted : dask.dataframe.DataFrame
+        The canonical table (one partition per file).
+    quarantine : dask.dataframe.DataFrame
+        Refused rows: ``file, line, column, reason, raw`` (``line = 0`` for a problem
+        with the whole file, such as an empty or unreadable file).
+    stats : dask.dataframe.DataFrame
+        One row per file: ``file, rows_read, rows_accepted, rows_quarantined``; for each
+        file ``rows_read == rows_accepted + rows_quarantined``.
+    """
+
+    accepted: dd.DataFrame
+    quarantine: dd.DataFrame
+    stats: dd.DataFrame
+
+    def compute(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Compute accepted rows, quarantine and stats in one pass over the files."""
+        return dask.compute(self.accepted, self.quarantine, self.stats)
+
+
+def tokenize(
+    data: bytes,
+    url: str,
+    *,
+    encoding: str | None = None,
+    sep: str = "\t",
+    comment: str | None = None,
+    skip_type_row: bool = False,
+) -> RawTable:
+    """Split a delimited text file into text cells, quarantining malformed lines.
+
+    Parameters
+    ----------
+    data : bytes
+        The file content.
+    url : str
+        The file's URL, reported in the quarantine.
+    encoding : str, optional
+        ``None`` (default) decodes as UTF-8 when the whole file is valid UTF-8 and as
+        latin-1 otherwise (EcoPart and UVP6 files are latin-1). An explicit encoding is
+        strict: lines that do not decode are quarantined.
+    sep : str
+        Field separator.
+    comment : str, optional
+        Lines starting with this prefix (ODV ``//``) are skipped.
+    skip_type_row : bool
+        Skip an EcoTaxa import type row (``[t]``/``[f]``) right after the header.
+
+    Returns
+    -------
+    RawTable
+        Text cells with line numbers, and the lines refused.
+
+    Raises
+    ------
+    InputFormatError
+        When the file has no header line (empty or blank).
+
+    Examples
+    --------
+    >>> t = tokenize(b"a\\tb\\r\\n1\\t2\\r\\n3\\r\\n", "x.tsv")
+    >>> t.cells.to_dict("list")
+    {'a': ['1'], 'b': ['2'], '_line': [2]}
+    >>> t.quarantine[0]["reason"]
+    'expected 2 fields (as in the header), found 1'
+    """
+    raw_lines = data.split(b"\n")
+    if encoding is None:
+        try:
+            data.decode("utf-8")
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            encoding = "latin-1"
+            logger.info("%s: not valid UTF-8, decoding as latin-1", url)
+    quarantine: list[dict[str, Any]] = []
+    header: list[str] | None = None
+    lines: dict[int, str] = {}
+    rows: list[list[str]] = []
+    line_numbers: list[int] = []
+    rows_read = 0
+    type_row_pending = skip_type_row
+    for lineno, raw in enumerate(raw_lines, start=1):
+        raw = raw.rstrip(b"\r")
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as err:
+            if header is None:
+                raise InputFormatError(
+                    f"{url}:{lineno}: the header is not valid {encoding} "
+                    f"(byte {raw[err.start : err.start + 1]!r} at position {err.start}). "
+                    "Pass encoding='latin-1' for EcoPart/UVP files."
+                ) from err
+            rows_read += 1
+            quarantine.append(
+                _qrow(
+                    url,
+                    lineno,
+                    f"byte {err.start}",
+                    f"undecodable bytes ({encoding}): {raw[err.start : err.end + 3]!r}",
+                    raw.decode("latin-1"),
+                )
+            )
+            continue
+        if not text.strip() or (comment and text.startswith(comment)):
+            continue
+        fields = _split(text, sep)
+        if header is None:
+            header = [f.strip() for f in fields]
+            continue
+        if type_row_pending:
+            type_row_pending = False
+            if fields and fields[0].strip().startswith("["):
+                continue
+        rows_read += 1
+        if len(fields) > len(header) and not any(f.strip() for f in fields[len(header) :]):
+            fields = fields[: len(header)]
+        if len(fields) != len(header):
+            quarantine.append(
+                _qrow(
+                    url,
+                    lineno,
+                    "",
+                    f"expected {len(header)} fields (as in the header), found {len(fields)}",
+                    text,
+                )
+            )
+            continue
+        rows.append(fields)
+        line_numbers.append(lineno)
+        lines[lineno] = text
+    if header is None:
+        raise InputFormatError(f"{url}: the file is empty (no header line).")
+    cells = (
+        pd.DataFrame(rows, columns=_dedupe(header), dtype=str)
+        if rows
+        else (pd.DataFrame({c: pd.Series([], dtype=str) for c in _dedupe(header)}))
+    )
+    cells["_line"] = np.asarray(line_numbers, dtype="int64")
+    return RawTable(
+        url=url,
+        header=header,
+        cells=cells,
+        lines=lines,
+        quarantine=quarantine,
+        rows_read=rows_read,
+        encoding=encoding,
+    )
+
+
+def _split(text: str, sep: str) -> list[str]:
+    if '"' not in text:
+        return text.split(sep)
+    return next(csv.reader([text], delimiter=sep))
+
+
+def _dedupe(header: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for h in header:
+        if h in seen:
+            seen[h] += 1
+            out.append(f"{h}.{seen[h]}")
+        else:
+            seen[h] = 0
+            out.append(h)
+    return out
+
+
+def _qrow(url: str, line: int, column: str, reason: str, raw: str) -> dict[str, Any]:
+    return {
+        "file": url,
+        "line": int(line),
+        "column": column,
+        "reason": reason,
+        "raw": raw[:_RAW_MAX_CHARS],
+    }
+
+
+def to_float(
+    values: pd.Series,
+    *,
+    missing: Sequence[str] = MISSING_SENTINELS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convert text cells to floats, accepting comma decimals and missing-value codes.
+
+    Parameters
+    ----------
+    values : pandas.Series of str
+        Text cells, as in :attr:`RawTable.cells`.
+    missing : sequence of str
+        Codes read as missing (NaN, not an error); an empty cell is always missing.
+
+    Returns
+    -------
+    numbers : numpy.ndarray of float64
+        The values, NaN where missing or unparseable.
+    bad : numpy.ndarray of bool
+        True where a non-empty, non-missing cell could not be parsed.
+
+    Examples
+    --------
+    >>> v, bad = to_float(pd.Series(["1.5", "18,0", "", "999999", "abc"]))
+    >>> v.tolist()[:2], bad.tolist()
+    ([1.5, 18.0], [False, False, False, False, True])
+    """
+    text = values.astype(str).str.strip()
+    text = text.str.replace(r"^(-?\d*),(\d+)$", r"\1.\2", regex=True)
+    is_missing = (text == "") | text.isin(list(missing)) | values.isna().to_numpy()
+    numbers = np.array(
+        pd.to_numeric(text.where(~is_missing), errors="coerce"), dtype="float64", copy=True
+    )
+    bad = np.isnan(numbers) & ~is_missing.to_numpy()
+    numbers[is_missing.to_numpy()] = np.nan
+    return numbers, bad
+
+
+class RowChecker:
+    """Collect the first reason each row of a :class:`RawTable` is refused.
+
+    Parameters
+    ----------
+    raw : RawTable
+        The tokenised file; its rows are checked in place.
+
+    Examples
+    --------
+    >>> raw = tokenize(b"lat\\n10\\n95\\n", "x.tsv")
+    >>> lat, bad = to_float(raw.cells["lat"])
+    >>> check = RowChecker(raw)
+    >>> check.flag(bad, "lat", "not a number")
+    >>> check.flag(np.abs(lat) > 90, "lat", "latitude out of [-90, 90]")
+    >>> res = check.result(raw.cells.assign(lat=lat))
+    >>> len(res.accepted), res.quarantine["reason"].tolist(), res.rows_read
+    (1, ['latitude out of [-90, 90]'], 2)
+    """
+
+    def __init__(self, raw: RawTable) -> None:
+        self.raw = raw
+        n = len(raw.cells)
+        self._reason = np.full(n, None, dtype=object)
+        self._column = np.full(n, None, dtype=object)
+
+    def flag(
+        self,
+        mask: np.ndarray | pd.Series,
+        column: str,
+        reason: str | np.ndarray | pd.Series,
+    ) -> None:
+        """Refuse the rows where ``mask`` is true (unless already refused).
+
+        Parameters
+        ----------
+        mask : array of bool
+            One value per row of ``raw.cells``.
+        column : str
+            The column at fault, as written in the file.
+        reason : str or array of str
+            Why; an array gives one reason per row (e.g. with the bad value).
+        """
+        mask = np.asarray(mask, dtype=bool) & (self._reason == None)  # noqa: E711
+        if not mask.any():
+            return
+        self._column[mask] = column
+        self._reason[mask] = reason if isinstance(reason, str) else np.asarray(reason)[mask]
+
+    def flag_all(self, column: str, reason: str) -> None:
+        """Refuse every row (a problem with the whole file, e.g. a missing column)."""
+        self.flag(np.ones(len(self.raw.cells), dtype=bool), column, reason)
+
+    @property
+    def refused(self) -> np.ndarray:
+        """Boolean mask of the rows refused so far."""
+        return self._reason != None  # noqa: E711
+
+    def result(self, table: pd.DataFrame) -> FileResult:
+        """Split ``table`` (aligned with ``raw.cells``) into accepted rows and quarantine.
+
+        Parameters
+        ----------
+        table : pandas.DataFrame
+            The converted table, one row per row of ``raw.cells`` in the same order.
+
+        Returns
+        -------
+        FileResult
+            Accepted rows (index reset), the quarantine (tokenising problems and
+            refused rows, sorted by line) and the count of data lines read.
+        """
+        refused = self.refused
+        lines = self.raw.cells["_line"].to_numpy()
+        rows = [
+            _qrow(self.raw.url, ln, col, reason, self.raw.lines.get(int(ln), ""))
+            for ln, col, reason in zip(
+                lines[refused], self._column[refused], self._reason[refused], strict=True
+            )
+        ]
+        quarantine = _quarantine_frame(self.raw.quarantine + rows)
+        accepted = table.loc[~refused].reset_index(drop=True)
+        return FileResult(
+            url=self.raw.url,
+            accepted=accepted,
+            quarantine=quarantine,
+            rows_read=self.raw.rows_read,
+        )
+
+
+def _quarantine_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    if not rows:
+        return QUARANTINE_META.copy()
+    frame = pd.DataFrame(rows, columns=list(QUARANTINE_META.columns))
+    return frame.astype(QUARANTINE_META.dtypes.to_dict()).sort_values(
+        "line", kind="stable", ignore_index=True
+    )
+
+
+def file_failure(url: str, reason: str, meta: pd.DataFrame, *, rows_read: int = 0) -> FileResult:
+    """Build the result of a file that could not be read at all.
+
+    Parameters
+    ----------
+    url : str
+        The file.
+    reason : str
+        What is wrong and what to do (becomes the quarantine reason).
+    meta : pandas.DataFrame
+        Empty frame with the accepted table's columns and dtypes.
+    rows_read : int
+        Data rows counted before the failure, if any.
+
+    Returns
+    -------
+    FileResult
+        No accepted rows; one quarantine row with ``line = 0``.
+    """
+    return FileResult(
+        url=url,
+        accepted=meta.iloc[:0].copy(),
+        quarantine=_quarantine_frame([_qrow(url, 0, "", reason, "")]),
+        rows_read=rows_read,
+    )
+
+
+def conform(frame: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
+    """Reindex ``frame`` to ``meta``'s columns and cast to its dtypes (missing → NA)."""
+    out = frame.reindex(columns=meta.columns)
+    return out.astype(meta.dtypes.to_dict())
+
+
+def _safe_parse(parse_one: Callable[[str], FileResult], url: str, meta: pd.DataFrame) -> tuple:
+    try:
+        res = parse_one(url)
+    except InputFormatError as err:
+        logger.warning("%s", err)
+        res = file_failure(url, str(err), meta)
+    return conform(res.accepted, meta), res.quarantine, res.stats
+
+
+def read_many(
+    urls: Sequence[str],
+    parse_one: Callable[[str], FileResult],
+    meta: pd.DataFrame,
+) -> ReadResult:
+    """Map a per-file parser lazily over many files.
+
+    Parameters
+    ----------
+    urls : sequence of str
+        Files to read (one dask task each).
+    parse_one : callable
+        ``parse_one(url) -> FileResult``; an :class:`InputFormatError` it raises becomes
+        a file-level quarantine row. Must be picklable (a module-level function or a
+        ``functools.partial`` of one) to run on distributed workers.
+    meta : pandas.DataFrame
+        Empty frame with the accepted table's columns and dtypes; each file's accepted
+        rows are conformed to it.
+
+    Returns
+    -------
+    ReadResult
+        Lazy accepted rows, quarantine and per-file stats.
+
+    Raises
+    ------
+    InputFormatError
+        When ``urls`` is empty.
+    """
+    if not urls:
+        raise InputFormatError("no input file given (the URL list is empty).")
+    parts = [dask.delayed(_safe_parse, nout=3, pure=True)(parse_one, url, meta) for url in urls]
+    return ReadResult(
+        accepted=dd.from_delayed([p[0] for p in parts], meta=meta, verify_meta=False),
+        quarantine=dd.from_delayed([p[1] for p in parts], meta=QUARANTINE_META),
+        stats=dd.from_delayed([p[2] for p in parts], meta=STATS_META),
+    )

@@ -1,0 +1,25 @@
+"""Shared fixtures: paths to the real sample files and hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Real sample files (../shared/data relative to the project's root; see its README).
+SHARED_DATA = Path(os.environ.get("OCEANFIELDS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+settings.register_profile("ci", max_examples=30, deadline=None)
+settings.register_profile("dev", max_examples=200, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder of the real sample files; skips when it is not beside the checkout."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample data not found at {SHARED_DATA}")
+    return SHARED_DATA
