@@ -22,7 +22,9 @@ __all__ = [
     "REDUCED_EDGES_MM",
     "class_column",
     "class_for_esd",
+    "depth_bin_centre",
     "edges_mm",
+    "esd_mm_from_area",
     "export_label",
     "parse_export_label",
 ]
@@ -180,3 +182,54 @@ def class_for_esd(esd_mm: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     """
     idx = np.searchsorted(np.asarray(edges), np.asarray(esd_mm), side="right") - 1
     return np.where(idx > len(edges) - 2, len(edges) - 2, idx)
+
+
+def esd_mm_from_area(area_px: np.ndarray, aa: float, exp: float) -> np.ndarray:
+    """Equivalent spherical diameter (mm) of UVP particles from their area in pixels.
+
+    The UVP calibration gives area_mm2 = ``aa`` x area_px ** ``exp``; ESD =
+    2 sqrt(area_mm2 / pi) (EcoPart ``uvp_sample_import.py``).
+
+    Parameters
+    ----------
+    area_px : array of float
+        Particle areas in pixels.
+    aa, exp : float
+        The profile's calibration (``acq_aa``, ``acq_exp``; UVP6 ``aa`` as exported by
+        EcoPart, already divided by 10^6).
+
+    Returns
+    -------
+    numpy.ndarray
+        ESD in mm.
+
+    Examples
+    --------
+    >>> round(float(esd_mm_from_area(np.array([7.0]), 0.0002, 1.02)[0]), 4)
+    0.0429
+    """
+    area_mm2 = aa * np.asarray(area_px, dtype="float64") ** exp
+    return 2.0 * np.sqrt(area_mm2 / np.pi)
+
+
+def depth_bin_centre(depth_m: np.ndarray, bin_m: float = 5.0) -> np.ndarray:
+    """Centre of the EcoPart depth bin holding each depth (bins start at 0 m).
+
+    Parameters
+    ----------
+    depth_m : array of float
+        Depths in metres, positive down (raw PAR rows are whole metres).
+    bin_m : float
+        Bin height; EcoPart uses 5 m.
+
+    Returns
+    -------
+    numpy.ndarray
+        Bin centres (2.5, 7.5, ... for 5 m bins).
+
+    Examples
+    --------
+    >>> depth_bin_centre(np.array([0, 2, 4.9, 5, 7, 1497])).tolist()
+    [2.5, 2.5, 2.5, 7.5, 7.5, 1497.5]
+    """
+    return np.floor(np.asarray(depth_m, dtype="float64") / bin_m) * bin_m + bin_m / 2.0
