@@ -206,7 +206,7 @@ def esd_mm_from_area(area_px: np.ndarray, aa: float, exp: float) -> np.ndarray:
     Examples
     --------
     >>> round(float(esd_mm_from_area(np.array([7.0]), 0.0002, 1.02)[0]), 5)
-    0.04296
+    0.04305
     """
     area_mm2 = aa * np.asarray(area_px, dtype="float64") ** exp
     return 2.0 * np.sqrt(area_mm2 / np.pi)
