@@ -1,23 +1,332 @@
-"""The ``oceanfields`` command line: each step of the flow, and the demo."""
+"""The ``oceanfields`` command line: each step of the flow, and the demo.
+
+Only this module prints; progress bars and the dashboard link are shown here.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import click
 
 from pipeline import __version__
+from pipeline.errors import OceanfieldsError
 
 __all__ = ["main"]
 
+logger = logging.getLogger(__name__)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_CLUSTER_HELP = "Cluster file (clusters/*.yaml); default: a LocalCluster on this machine."
+
+
+class _Group(click.Group):
+    """Click group that turns oceanfields errors into one clear line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OceanfieldsError as err:
+            raise click.ClickException(f"{type(err).__name__}: {err}") from err
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="oceanfields")
 @click.option("-v", "--verbose", count=True, help="More log output (-v INFO, -vv DEBUG).")
 def main(verbose: int) -> None:
     """oceanfields: plankton and particle imaging data into global ocean fields."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("distributed").setLevel(max(level, logging.WARNING))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _progress_compute(client: Any) -> Any:
+    """A ``compute(*collections)`` that shows a progress bar on the cluster."""
+    from dask.distributed import progress
+
+    def compute(*collections: Any) -> tuple[Any, ...]:
+        futures = client.compute(list(collections))
+        if sys.stderr.isatty():
+            progress(futures, notebook=False)
+        return tuple(client.gather(futures))
+
+    return compute
+
+
+def _echo_summary(summary: Any, *, indent: str = "  ") -> None:
+    s = summary
+    click.echo(
+        f"{indent}{s.files} file(s): {s.rows_read} rows read = {s.rows_accepted} accepted"
+        f" + {s.rows_quarantined} quarantined"
+        + (f"; {s.files_failed} file(s) unreadable" if s.files_failed else "")
+        + ("" if s.reconciles else "  (COUNTS DO NOT RECONCILE)")
+    )
+    for reason, n in list(s.by_reason.items())[:10]:
+        click.echo(f"{indent}  {n:>7}  {reason}")
+    if len(s.by_reason) > 10:
+        click.echo(f"{indent}  ... {len(s.by_reason) - 10} more reasons in quarantine.parquet")
+
+
+def _echo_environment(info: dict[str, Any], *, indent: str = "  ") -> None:
+    for key, value in info.items():
+        click.echo(f"{indent}{key}: {value}")
+
+
+def _write_read_result(result: Any, out: str, table: str, client: Any) -> Any:
+    from pipeline.ingest import write_ingest
+
+    return write_ingest(result, out, table=table, compute=_progress_compute(client))
+
+
+# --------------------------------------------------------------------------- demo-data
+
+
+@main.command("demo-data")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--resolution", default=1.0, show_default=True, help="Grid step, degrees.")
+@click.option(
+    "--years", default="2020", show_default=True, help="Comma-separated years, e.g. 2019,2020."
+)
+@click.option("--profiles", default=300, show_default=True, help="Number of UVP profiles.")
+@click.option("--images", default=3000, show_default=True, help="About this many images.")
+@click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same world).")
+def demo_data(out: str, resolution: float, years: str, profiles: int, images: int, seed: int):
+    """Generate the demo world (real EcoPart/EcoTaxa/Copernicus formats + truth) in OUT."""
+    world = _generate(out, resolution, _parse_years(years), profiles, images, seed)
+    _echo_world(world)
+
+
+def _parse_years(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(y) for y in text.split(",") if y.strip())
+    except ValueError as err:
+        raise click.BadParameter(f"{text!r}: expected years like 2020 or 2019,2020") from err
+
+
+def _generate(
+    out: str, resolution: float, years: Sequence[int], profiles: int, images: int, seed: int
+) -> Any:
+    from pipeline.demo import generate_demo_world
+
+    t0 = time.perf_counter()
+    click.echo(
+        f"Generating the demo world in {out} ({resolution} deg, years {list(years)}, "
+        f"{profiles} profiles, ~{images} images, seed {seed}) ..."
+    )
+    world = generate_demo_world(
+        out,
+        resolution=resolution,
+        years=tuple(years),
+        n_profiles=profiles,
+        n_images=images,
+        seed=seed,
+    )
+    click.echo(f"  done in {time.perf_counter() - t0:.1f} s")
+    return world
+
+
+def _echo_world(world: Any) -> None:
+    info = world.to_dict()
+    click.echo(
+        f"Demo world: {info.get('n_profiles')} profiles, {info.get('n_objects')} objects, "
+        f"{info.get('n_images')} images"
+    )
+    for name, path in info.get("paths", {}).items():
+        click.echo(f"  {name:<18} {path}")
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@main.command()
+@click.option(
+    "--out", default="demo-out", show_default=True, help="Output folder (local path or URL)."
+)
+@click.option("--resolution", default=1.0, show_default=True, help="Grid step, degrees.")
+@click.option("--years", default="2020", show_default=True, help="Comma-separated years.")
+@click.option("--profiles", default=300, show_default=True, help="Number of UVP profiles.")
+@click.option("--images", default=3000, show_default=True, help="About this many images.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--cluster", "cluster_file", default=None, help=_CLUSTER_HELP)
+def demo(
+    out: str,
+    resolution: float,
+    years: str,
+    profiles: int,
+    images: int,
+    seed: int,
+    cluster_file: str | None,
+) -> None:
+    """Run oceanfields end to end on the demo world (LocalCluster, local files).
+
+    Generates the world in OUT/world (reused when already there with the same
+    parameters), reads every entry of the demo catalog through the readers, and writes
+    the canonical tables with their quarantine under OUT/tables.
+    """
+    from pipeline.catalog import list_entries, open_catalog, read_entry
+    from pipeline.clusters import cluster_client
+    from pipeline.sources._table import ReadResult
+    from pipeline.sources.copernicus import describe_environment
+
+    root = f"{out.rstrip('/')}/world"
+    params = {
+        "resolution": resolution,
+        "years": list(_parse_years(years)),
+        "n_profiles": profiles,
+        "n_images": images,
+        "seed": seed,
+    }
+    if _same_world(root, params):
+        click.echo(f"Demo world already in {root} with these parameters; reusing it.")
+    else:
+        _echo_world(_generate(root, resolution, params["years"], profiles, images, seed))
+
+    catalog = open_catalog("demo", root=root)
+    with cluster_client(cluster_file) as client:
+        click.echo(f"Dask dashboard: {client.dashboard_link}")
+        for entry in list_entries(catalog):
+            name = entry["name"]
+            first = (entry.get("description") or "").strip().splitlines()
+            click.echo(f"\n[{name}] {first[0] if first else ''}")
+            result = read_entry(catalog, name)
+            if isinstance(result, ReadResult):
+                table = "objects" if "ecotaxa" in name else "particles"
+                dest = f"{out.rstrip('/')}/tables/{name}"
+                summary = _write_read_result(result, dest, table, client)
+                _echo_summary(summary)
+                click.echo(f"  written: {dest}/{table}.parquet, {dest}/quarantine.parquet")
+            elif hasattr(result, "data_vars"):
+                _echo_environment(describe_environment(result))
+            else:
+                click.echo(f"  {type(result).__name__}: {_short(result)}")
+    click.echo(f"\nEverything is under {out}/ (world/: the demo world, tables/: what was read).")
+
+
+def _same_world(root: str, params: dict[str, Any]) -> bool:
+    path = Path(root) / "world.json"
+    if not path.is_file():
+        return False
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    saved = info.get("parameters", info)
+    return all(saved.get(k) == v for k, v in params.items())
+
+
+def _short(obj: Any) -> str:
+    shape = getattr(obj, "shape", None)
+    return f"shape {shape}" if shape is not None else repr(obj)[:200]
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+@main.group()
+def catalog() -> None:
+    """List and describe intake catalogs (a name in catalogs/ or a path)."""
+
+
+@catalog.command("list")
+@click.argument("name")
+def catalog_list(name: str) -> None:
+    """List the entries of catalog NAME with their one-line descriptions."""
+    from pipeline.catalog import list_entries, open_catalog
+
+    for entry in list_entries(open_catalog(name)):
+        first = (entry.get("description") or "").strip().splitlines()
+        click.echo(f"{entry['name']:<22} {first[0] if first else ''}")
+
+
+@catalog.command("show")
+@click.argument("name")
+@click.argument("entry", required=False)
+def catalog_show(name: str, entry: str | None) -> None:
+    """Show the description and parameters of every entry of NAME (or of ENTRY)."""
+    from pipeline.catalog import list_entries, open_catalog
+
+    entries = list_entries(open_catalog(name))
+    if entry is not None:
+        names = [e["name"] for e in entries]
+        if entry not in names:
+            raise click.ClickException(f"{name}: no entry {entry!r}; entries: {', '.join(names)}")
+        entries = [e for e in entries if e["name"] == entry]
+    for e in entries:
+        click.echo(f"{e['name']}  (reader: {e.get('reader') or 'intake'})")
+        for line in (e.get("description") or "").strip().splitlines():
+            click.echo(f"    {line}")
+        for p in e.get("parameters", []):
+            pname = p.get("name") if isinstance(p, dict) else str(p)
+            default = p.get("default") if isinstance(p, dict) else None
+            desc = p.get("description", "") if isinstance(p, dict) else ""
+            click.echo(f"    parameter {pname} (default {default!r}): {desc}")
+        click.echo("")
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["ecotaxa", "ecopart"]))
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--out", required=True, help="Output folder (local path or s3://bucket/prefix).")
+@click.option(
+    "--metadata",
+    "metadata_url",
+    default=None,
+    help="EcoPart metadata summary (default: the *_Export_metadata_summary.tsv beside the files).",
+)
+@click.option("--encoding", default=None, help="Force an encoding (default: auto).")
+@click.option("--no-image-check", is_flag=True, help="EcoTaxa: do not check that images exist.")
+@click.option("--cluster", "cluster_file", default=None, help=_CLUSTER_HELP)
+def ingest(
+    kind: str,
+    urls: tuple[str, ...],
+    out: str,
+    metadata_url: str | None,
+    encoding: str | None,
+    no_image_check: bool,
+    cluster_file: str | None,
+) -> None:
+    """Read EcoTaxa or EcoPart files (URLs or globs) into the canonical table.
+
+    Writes OUT/<table>.parquet (objects or particles), OUT/quarantine.parquet,
+    OUT/files.parquet and OUT/summary.json, and prints the counts by reason.
+    Storage options come from the environment / fsspec configuration only.
+    """
+    from pipeline.clusters import cluster_client
+    from pipeline.io import expand_urls
+
+    files = expand_urls(list(urls))
+    if kind == "ecotaxa":
+        from pipeline.sources.ecotaxa import read_ecotaxa
+
+        result = read_ecotaxa(files, encoding=encoding, check_images=not no_image_check)
+        table = "objects"
+    else:
+        from pipeline.sources.ecopart import read_ecopart
+
+        kwargs: dict[str, Any] = {"encoding": encoding}
+        if metadata_url:
+            kwargs["metadata_url"] = metadata_url
+        result = read_ecopart(files, **kwargs)
+        table = "particles"
+    with cluster_client(cluster_file) as client:
+        click.echo(f"Dask dashboard: {client.dashboard_link}")
+        summary = _write_read_result(result, out, table, client)
+    click.echo(f"{kind}: {table}")
+    _echo_summary(summary)
+    click.echo(
+        f"Written under {out}: {table}.parquet, quarantine.parquet, files.parquet, summary.json"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
