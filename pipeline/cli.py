@@ -49,7 +49,7 @@ def main(verbose: int) -> None:
 
 
 def _progress_compute(client: Any) -> Any:
-    """A ``compute(*collections)`` that shows a progress bar on the cluster."""
+    """Return a ``compute(*collections)`` that shows a progress bar on the cluster."""
     from dask.distributed import progress
 
     def compute(*collections: Any) -> tuple[Any, ...]:
