@@ -317,7 +317,7 @@ def _read_summary(
             out = (np.abs(values) > 90) if key == "lat" else ((values < -180) | (values >= 360))
         reasons = [f"{word} {v!r} is out of {span}" for v in values.tolist()]
         _flag_values(check, out, cells, col, reasons, profile)
-    lon = np.where(np.isnan(lon), lon, (lon + 180.0) % 360.0 - 180.0)
+    lon = np.where(lon >= 180.0, lon - 360.0, lon)  # [0, 360) -> [-180, 180), exact otherwise
     time = _parse_time(text("time"))
     _flag_values(
         check,
@@ -597,7 +597,8 @@ def read_par_export(
 
 def _class_set(header: Sequence[str]) -> tuple[SizeClasses | None, dict[str, int]]:
     """Detect the class set from count-concentration headers: (kind, column -> index)."""
-    found = [(h, sizeclasses.parse_export_label(h)) for h in header]
+    # "Âµ": a UTF-8 "µ" decoded as latin-1 (a UTF-8 file with one stray latin-1 byte).
+    found = [(h, sizeclasses.parse_export_label(h.replace("Âµ", "µ"))) for h in header]
     found = [(h, edges) for h, edges in found if edges is not None]
     for kind in ("detailed", "reduced"):
         edges = sizeclasses.edges_mm(kind)
@@ -1061,7 +1062,8 @@ def read_ecopart(
         Passed to fsspec.
     **kwargs
         Options of the readers (``metadata_url``, ``encoding``, ``size_classes``,
-        ``bin_m``); each reader gets those it knows.
+        ``bin_m``); each reader gets those it knows. Leave ``metadata_url`` unset when
+        mixing raw and detailed files: each kind then finds its own summary.
 
     Returns
     -------
