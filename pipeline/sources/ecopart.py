@@ -939,7 +939,7 @@ def _parse_par_raw(
         if not (info[key] > 0):
             check.flag_all(
                 "",
-                f"profile {pid!r}: {col} is {info[key]!r} in the metadata summary "
+                f"profile {pid!r}: {col} is {info[key]} in the metadata summary "
                 f"{summary_url}; it must be > 0 to compute volumes and sizes",
             )
             return done()
