@@ -390,3 +390,18 @@ def test_class_edges_of_the_header_map_to_the_canonical_columns():
 def _edge_pairs(kind):
     edges = sizeclasses.edges_mm(kind)
     return edges[:-1], edges[1:]
+
+
+def test_raw_reader_runs_on_a_process_cluster(shared_data):
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        res = read_par_raw(str(shared_data / BATS / "*_PAR_raw_*.tsv"))
+        acc, quar, stats = client.compute([res.accepted, res.quarantine, res.stats], sync=True)
+    assert len(acc) == 299
+    assert len(quar) == 0
+    assert stats["rows_read"].sum() == 15830 + 14993 + 16820
