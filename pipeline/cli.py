@@ -42,7 +42,10 @@ def main(verbose: int) -> None:
     """oceanfields: plankton and particle imaging data into global ocean fields."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("distributed").setLevel(max(level, logging.WARNING))
+    import distributed  # noqa: F401  (configures its loggers on import; quiet them after)
+
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 # --------------------------------------------------------------------------- helpers
