@@ -615,7 +615,12 @@ def _coordinate(
         )  # fmt: skip
         values = np.where(use, numbers, values)
     first = reader.columns[present[0]]
-    check.flag(np.isnan(values), first, f"no {what}: {' and '.join(present)} are empty or missing")
+    verb = "is" if len(present) == 1 else "are"
+    check.flag(
+        np.isnan(values),
+        first,
+        f"no {what}: {' and '.join(present)} {verb} empty (or a missing-value code)",
+    )
     low = -180.0 if limit > 90 else -90.0
     out = (values < low) | (values > limit)
     check.flag(
@@ -700,7 +705,8 @@ def _volume(reader: _Rows, check: RowChecker) -> np.ndarray:
             reader.raw.url,
             sub_part[fraction][0],
         )
-    return volume_m3 * 1000.0 / np.where(np.isnan(sub_part), 1.0, sub_part)
+    denominator = np.where(np.isnan(sub_part), 1.0, np.where(bad_part, np.nan, sub_part))
+    return volume_m3 * 1000.0 / denominator
 
 
 def _pixel_size(reader: _Rows, check: RowChecker) -> np.ndarray:
