@@ -197,7 +197,7 @@ def test_utf8_byte_order_mark_does_not_hide_the_first_column(tmp_path):
         (
             {"object_depth_min": "30"},
             "object_depth_min",
-            "object_depth_min 30.0 is below object_depth_max 20.0",
+            "object_depth_min 30.0 exceeds object_depth_max 20.0",
         ),
         ({"object_depth_max": "deep"}, "object_depth_max", "object_depth_max 'deep' is not"),
         (

@@ -410,7 +410,7 @@ def _parse_file(
     check.flag(
         depth_min > depth_max,
         "object_depth_min",
-        _reasons(depth_min > depth_max, "object_depth_min {} is below object_depth_max {}",
+        _reasons(depth_min > depth_max, "object_depth_min {} exceeds object_depth_max {}",
                  depth_min, depth_max),
     )  # fmt: skip
     status = _status(reader, check)
