@@ -1,0 +1,532 @@
+"""Simulate UVP5 casts from the truth and write them as real EcoPart exports.
+
+One cast is simulated metre by metre (:func:`simulate_profile`): images per metre
+(20-50, 1.1 L each, so 5 m bins hold ~100-275 L), Poisson counts per size class from the
+truth (:mod:`pipeline.demo.truth`) at the metre's 5 m bin centre, then an integer pixel
+area for every counted object whose class (``esd_mm_from_area`` + ``class_for_esd`` with
+the cast's ``aa``/``exp``) is the class it was drawn in. The raw export lists these areas
+(identical areas of a metre grouped in one row with ``nbr``) and the detailed export is
+derived from them exactly as EcoPart does (5 m bins, volume = sum over the bin's metres of
+``imgcount`` x ``acq_volimage``), so reading either gives the same counts.
+
+Files (latin-1, CRLF, headers copied from real EcoPart exports; see ``formats.md``):
+
+- ``export_detailed_20210101_00_00_PAR_<profile>.tsv`` (detailed PAR export, 132 columns;
+  the CTD and ``extrames`` columns are left empty),
+- ``export_detailed_20210101_00_00_Export_metadata_summary.tsv`` (2021 QA style header,
+  ``Latitude `` with its trailing space),
+- ``raw/<yyyymmddhhmmss>_<profile>_PAR_raw_20210101_00_00.tsv`` (``depth imgcount area nbr
+  greylimit1 greylimit2 greylimit3``; depth = whole metre, depth offset 0),
+- ``raw/export_raw_20210101_00_00_Export_metadata_summary.tsv`` (the 90 columns of the
+  real raw metadata summary).
+
+All casts are UVP5 (HD, 0.092 mm pixels) with one of two calibrations,
+:data:`CALIBRATIONS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import sizeclasses
+from pipeline.demo import truth
+
+__all__ = [
+    "CALIBRATIONS",
+    "EXPORT_STAMP",
+    "RAW_METADATA_COLUMNS",
+    "Calibration",
+    "ProfileSpec",
+    "SimulatedProfile",
+    "detailed_table",
+    "simulate_profile",
+    "write_detailed_export",
+    "write_metadata_summaries",
+    "write_raw_export",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Fixed export time stamp in every file name (no wall clock: the world is deterministic).
+EXPORT_STAMP = "20210101_00_00"
+
+#: Header of the detailed export's metadata summary (EcoPart 2021 QA files, verbatim).
+DETAILED_METADATA_COLUMNS: tuple[str, ...] = (
+    "profile", "Cruise", "Site", "DataOwner", "Rawfilename", "Instrument",
+    "CTDrosettefilename", "yyyy-mm-dd hh:mm", "Latitude ", "Longitude", "aa", "exp",
+    "Pixel size", "Particle filename", "Plankton filename", "Project",
+)  # fmt: skip
+
+#: Header of the raw export's metadata summary (90 columns, real BATS 361 export).
+RAW_METADATA_COLUMNS: tuple[str, ...] = tuple(
+    "psampleid,pprojid,profileid,filename,sampleid,latitude,longitude,organizedbydeepth,"
+    "histobrutavailable,qualitytaxo,qualitypart,daterecalculhistotaxo,winddir,winspeed,"
+    "seastate,nebuloussness,comment,stationid,firstimage,lastimg,lastimgused,bottomdepth,"
+    "yoyo,sampledate,op_sample_name,op_sample_email,ctd_desc,ctd_origfilename,"
+    "ctd_import_name,ctd_import_email,ctd_import_datetime,ctd_status,instrumsn,acq_aa,"
+    "acq_exp,acq_volimage,acq_depthoffset,acq_pixel,acq_shutterspeed,acq_smzoo,"
+    "acq_exposure,acq_gain,acq_filedescription,acq_eraseborder,acq_tasktype,acq_threshold,"
+    "acq_choice,acq_disktype,acq_smbase,acq_ratio,acq_descent_filter,acq_presure_gain,"
+    "acq_xsize,acq_ysize,acq_barcode,proc_datetime,proc_gamma,proc_soft,"
+    "lisst_zscat_filename,lisst_kernel,txt_data01,txt_data02,txt_data03,txt_data04,"
+    "txt_data05,txt_data06,txt_data07,txt_data08,txt_data09,txt_data10,ptitle,rawfolder,"
+    "ownerid,projid,instrumtype,op_name,op_email,cs_name,cs_email,do_name,do_email,"
+    "prj_info,prj_acronym,cruise,ship,default_instrumsn,default_depthoffset,"
+    "Particle filename,CTD filename,Plankton filename".split(",")
+)
+
+#: CTD columns of the detailed PAR export (after the 90 LPM columns), verbatim.
+CTD_COLUMNS: tuple[str, ...] = (
+    "chloro fluo [mg chl m-3]", "conductivity [ms cm-1]", "cpar [%]", "depth [m]",
+    "fcdom [ppb qse]", "in situ density anomaly [kg m-3]", "nitrate [umol l-1]",
+    "oxygen [umol kg-1]", "oxygen [ml l-1]", "par [umol m-2 s-1]",
+    "potential density anomaly [kg m-3]", "potential temperature [degc]",
+    "practical salinity [psu]", "pressure [db]", "qc flag", "spar [umol m-2 s-1]",
+    "temperature [degc]",
+) + tuple(f"extrames{i:02d}" for i in range(1, 21))  # fmt: skip
+
+_EDGES = sizeclasses.edges_mm("detailed")
+_N_CLASSES = _EDGES.size - 1
+_FIRST = int(np.searchsorted(_EDGES, truth.MIN_ESD_MM - 1e-12))
+_FIRST_OBJECT = int(np.searchsorted(_EDGES, truth.OBJECT_MIN_ESD_MM - 1e-12))
+_MAX_ESD_MM = 40.0
+_PROJECT = "oceanfields demo world (synthetic UVP5)"
+_OWNER = "oceanfields demo (demo@example.org)"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A UVP5 unit: serial number, area calibration, pixel size (mm) and image volume (L)."""
+
+    instrumsn: str
+    aa: float
+    exp: float
+    pixel_mm: float = 0.092
+    volimage_l: float = 1.1
+
+
+#: The two UVP5HD units of the demo (the second one is the real BATS 361 sn209 setting).
+CALIBRATIONS: tuple[Calibration, ...] = (
+    Calibration("sn001", 0.0023, 1.136),
+    Calibration("sn209", 0.00279, 1.2236),
+)
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """Where and when a cast was made and with which unit."""
+
+    index: int
+    profile_id: str
+    lat: float
+    lon: float
+    cell_lat: float
+    cell_lon: float
+    time: pd.Timestamp
+    max_depth_m: int
+    bottom_depth_m: float
+    basin: str
+    calibration: Calibration
+
+    @property
+    def stamp(self) -> str:
+        """``yyyymmddhhmmss`` of the cast start (EcoPart raw file names)."""
+        return self.time.strftime("%Y%m%d%H%M%S")
+
+
+@dataclass
+class SimulatedProfile:
+    """One simulated cast: raw rows, objects >= 1.02 mm and the expected values per bin."""
+
+    spec: ProfileSpec
+    imgcount: np.ndarray  # (n_metres,) images per metre
+    raw: dict[str, np.ndarray]  # depth, imgcount, area, nbr, greylimit1-3 (one per row)
+    objects: dict[str, np.ndarray]  # depth_m, area_px, esd_mm, kind (type or group name)
+    bin_depth_m: np.ndarray  # (n_bins,) bin centres
+    expected: dict[str, np.ndarray] = field(default_factory=dict)  # per bin, # L-1
+
+
+def _area_tables(cal: Calibration) -> list[tuple[int, int, np.ndarray]]:
+    """Per detailed class: (first area, last area, area weights) of integer pixel areas."""
+    a_max = int(math.ceil((math.pi * (_MAX_ESD_MM / 2) ** 2 / cal.aa) ** (1.0 / cal.exp))) + 2
+    areas = np.arange(1, a_max + 1)
+    cls = sizeclasses.class_for_esd(sizeclasses.esd_mm_from_area(areas, cal.aa, cal.exp), _EDGES)
+    tables: list[tuple[int, int, np.ndarray]] = []
+    for k in range(_N_CLASSES):
+        sel = areas[cls == k]
+        if k < _FIRST:
+            tables.append((0, -1, np.zeros(0)))
+            continue
+        if sel.size == 0:
+            raise ValueError(
+                f"UVP calibration {cal}: no integer pixel area falls in the size class "
+                f"{_EDGES[k]}-{_EDGES[k + 1]} mm; choose aa/exp resolving classes >= "
+                f"{truth.MIN_ESD_MM} mm"
+            )
+        lo, hi = _EDGES[k], min(_EDGES[k + 1], _MAX_ESD_MM)
+        d1 = np.clip(sizeclasses.esd_mm_from_area(sel - 0.5, cal.aa, cal.exp), lo, hi)
+        d2 = np.clip(sizeclasses.esd_mm_from_area(sel + 0.5, cal.aa, cal.exp), lo, hi)
+        d1[0], d2[-1] = lo, hi
+        w = d1**-3.0 - d2**-3.0
+        tables.append((int(sel[0]), int(sel[-1]), w / w.sum()))
+    return tables
+
+
+_TABLES: dict[Calibration, list[tuple[int, int, np.ndarray]]] = {}
+
+
+def _tables(cal: Calibration) -> list[tuple[int, int, np.ndarray]]:
+    if cal not in _TABLES:
+        _TABLES[cal] = _area_tables(cal)
+    return _TABLES[cal]
+
+
+def _esd_to_area(esd_mm: np.ndarray, cal: Calibration) -> np.ndarray:
+    return (np.pi * (esd_mm / 2.0) ** 2 / cal.aa) ** (1.0 / cal.exp)
+
+
+def simulate_profile(spec: ProfileSpec, rng: np.random.Generator) -> SimulatedProfile:
+    """Simulate one cast: counts per metre and class, pixel areas, objects >= 1.02 mm.
+
+    Parameters
+    ----------
+    spec : ProfileSpec
+        Position, time, maximum depth (m, multiple of 5) and UVP unit.
+    rng : numpy.random.Generator
+        The cast's own generator (same generator state, same cast).
+
+    Returns
+    -------
+    SimulatedProfile
+    """
+    cal = spec.calibration
+    tables = _tables(cal)
+    n_m = spec.max_depth_m
+    metres = np.arange(n_m)
+    n_bins = n_m // 5
+    bin_depth = 2.5 + 5.0 * np.arange(n_bins)
+    env = truth.environment_at(
+        spec.cell_lat, spec.cell_lon, year=spec.time.year, month=spec.time.month,
+        depth_m=bin_depth,
+    )  # fmt: skip
+    conc = truth.expected_concentrations(env)
+    fractions = truth.type_fractions(env)
+    imgcount = rng.integers(20, 51, size=n_m)
+    vol_m = imgcount * cal.volimage_l
+    b = metres // 5
+    # small classes: Poisson counts per metre and class, then areas by multinomial
+    lam = conc["particles"][b] * vol_m[:, None]  # (n_m, 45)
+    rows_m: list[np.ndarray] = []
+    rows_a: list[np.ndarray] = []
+    rows_n: list[np.ndarray] = []
+    for k in range(_FIRST, _FIRST_OBJECT):
+        a0, a1, w = tables[k]
+        n = rng.poisson(lam[:, k])
+        if w.size == 1:
+            counts = n[:, None]
+        else:
+            counts = rng.multinomial(n, w)
+        mm, jj = np.nonzero(counts)
+        rows_m.append(mm)
+        rows_a.append(a0 + jj)
+        rows_n.append(counts[mm, jj])
+    # large classes: individuals (particles with a type, plankton with a group)
+    obj_m: list[np.ndarray] = []
+    obj_k: list[np.ndarray] = []
+    obj_kind: list[np.ndarray] = []
+    n_types = len(truth.TYPES)
+    n_part = rng.poisson(lam[:, _FIRST_OBJECT:])  # (n_m, K)
+    mm, kk = np.nonzero(n_part)
+    reps = n_part[mm, kk]
+    pm = np.repeat(mm, reps)
+    pk = np.repeat(kk + _FIRST_OBJECT, reps)
+    cum = np.cumsum(fractions[pm // 5], axis=1)
+    u = rng.random(pm.size)
+    ptype = np.minimum((u[:, None] > cum).sum(axis=1), n_types - 1)
+    obj_m.append(pm)
+    obj_k.append(pk)
+    obj_kind.append(ptype)
+    p_class = truth.plankton_class_probabilities()[:, _FIRST_OBJECT:]  # (4, K)
+    lam_pl = conc["plankton"][b][:, :, None] * p_class[None] * vol_m[:, None, None]
+    n_pl = rng.poisson(lam_pl)  # (n_m, 4, K)
+    mm, gg, kk = np.nonzero(n_pl)
+    reps = n_pl[mm, gg, kk]
+    obj_m.append(np.repeat(mm, reps))
+    obj_k.append(np.repeat(kk + _FIRST_OBJECT, reps))
+    obj_kind.append(np.repeat(gg + n_types, reps))
+    om = np.concatenate(obj_m)
+    ok = np.concatenate(obj_k)
+    okind = np.concatenate(obj_kind)
+    lo = _EDGES[ok]
+    hi = np.minimum(_EDGES[ok + 1], _MAX_ESD_MM)
+    slope = 4.0
+    u = rng.random(om.size)
+    e = 1.0 - slope
+    esd_c = (lo**e - u * (lo**e - hi**e)) ** (1.0 / e)
+    area = np.rint(_esd_to_area(esd_c, cal)).astype(np.int64)
+    amin = np.array([tables[k][0] for k in range(_N_CLASSES)])
+    amax = np.array([tables[k][1] for k in range(_N_CLASSES)])
+    area = np.clip(area, amin[ok], amax[ok])
+    rows_m.append(om)
+    rows_a.append(area)
+    rows_n.append(np.ones(om.size, dtype=np.int64))
+    # group identical (metre, area)
+    m_all = np.concatenate(rows_m).astype(np.int64)
+    a_all = np.concatenate(rows_a).astype(np.int64)
+    n_all = np.concatenate(rows_n).astype(np.int64)
+    key = m_all * (1 << 32) + a_all
+    uniq, inv = np.unique(key, return_inverse=True)
+    nbr = np.bincount(inv, weights=n_all).astype(np.int64)
+    depth = uniq >> 32
+    areas = uniq & ((1 << 32) - 1)
+    g1 = rng.integers(3, 30, size=uniq.size)
+    g2 = g1 + rng.integers(0, 20, size=uniq.size)
+    g3 = g2 + rng.integers(0, 30, size=uniq.size)
+    single = nbr == 1
+    g2[single] = g1[single]
+    g3[single] = g1[single]
+    raw = {
+        "depth": depth,
+        "imgcount": imgcount[depth],
+        "area": areas,
+        "nbr": nbr,
+        "greylimit1": g1,
+        "greylimit2": g2,
+        "greylimit3": g3,
+    }
+    kinds = np.array(list(truth.TYPES) + list(truth.GROUPS), dtype=object)
+    objects = {
+        "depth_m": om + np.round(rng.random(om.size), 1),
+        "area_px": area,
+        "esd_mm": sizeclasses.esd_mm_from_area(area, cal.aa, cal.exp),
+        "kind": kinds[okind],
+    }
+    volume_bin = np.bincount(b, weights=vol_m, minlength=n_bins)
+    expected = {
+        "volume_l": volume_bin,
+        "classes": conc["classes"],
+        "types": conc["types"],
+        "plankton": conc["plankton"],
+    }
+    return SimulatedProfile(spec, imgcount, raw, objects, bin_depth, expected)
+
+
+def detailed_table(sim: SimulatedProfile) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Counts and biovolumes per 5 m bin derived from the raw rows, as EcoPart does.
+
+    Parameters
+    ----------
+    sim : SimulatedProfile
+
+    Returns
+    -------
+    bin_depth_m, volume_l, counts, biovolume_mm3 : numpy.ndarray
+        Bins holding raw rows; counts and biovolumes have shape ``(n_bins, 45)``.
+    """
+    cal = sim.spec.calibration
+    raw = sim.raw
+    centre = sizeclasses.depth_bin_centre(raw["depth"], 5.0)
+    bins, inv = np.unique(centre, return_inverse=True)
+    # volume: distinct metres of each bin, imgcount x acq_volimage
+    metres, first = np.unique(raw["depth"], return_index=True)
+    mvol = raw["imgcount"][first] * cal.volimage_l
+    mbin = np.searchsorted(bins, sizeclasses.depth_bin_centre(metres, 5.0))
+    volume = np.bincount(mbin, weights=mvol, minlength=bins.size)
+    esd = sizeclasses.esd_mm_from_area(raw["area"], cal.aa, cal.exp)
+    cls = sizeclasses.class_for_esd(esd, _EDGES)
+    counts = np.zeros((bins.size, _N_CLASSES))
+    np.add.at(counts, (inv, cls), raw["nbr"])
+    biov = np.zeros((bins.size, _N_CLASSES))
+    np.add.at(biov, (inv, cls), raw["nbr"] * np.pi / 6.0 * esd**3)
+    return bins, volume, counts, biov
+
+
+def _fmt_floats(values: np.ndarray) -> np.ndarray:
+    """Shortest round-trip text of floats, ``0.0`` for zeros (as EcoPart's Python export)."""
+    out = np.full(values.shape, "0.0", dtype=object)
+    nz = values != 0
+    out[nz] = [repr(float(v)) for v in values[nz]]
+    return out
+
+
+def _write_latin1(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    lines = ["\t".join(header)] + ["\t".join(r) for r in rows]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("latin-1"))
+
+
+def detailed_name(spec: ProfileSpec) -> str:
+    """File name of a cast's detailed PAR export."""
+    return f"export_detailed_{EXPORT_STAMP}_PAR_{spec.profile_id}.tsv"
+
+
+def raw_name(spec: ProfileSpec) -> str:
+    """File name of a cast's raw PAR export."""
+    return f"{spec.stamp}_{spec.profile_id}_PAR_raw_{EXPORT_STAMP}.tsv"
+
+
+def write_detailed_export(sim: SimulatedProfile, folder: str | Path) -> Path:
+    """Write the detailed PAR export of one cast (latin-1, CRLF, 132 columns).
+
+    Parameters
+    ----------
+    sim : SimulatedProfile
+    folder : str or pathlib.Path
+        The ``ecopart`` folder.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    spec = sim.spec
+    bins, volume, counts, biov = detailed_table(sim)
+    lo, hi = _EDGES[:-1], _EDGES[1:]
+    header = (
+        ["Profile", "Rawfilename", "yyyy-mm-dd hh:mm", "Depth [m]", "Sampled volume [L]"]
+        + [sizeclasses.export_label(a, b) for a, b in zip(lo, hi, strict=True)]
+        + [
+            sizeclasses.export_label(a, b).replace("LPM (", "LPM biovolume (").replace(
+                "[# l-1]", "[mm3 l-1]"
+            )
+            for a, b in zip(lo, hi, strict=True)
+        ]
+        + list(CTD_COLUMNS)
+    )
+    conc = _fmt_floats(counts / volume[:, None])
+    bvol = _fmt_floats(biov / volume[:, None])
+    lead = [spec.profile_id, f"HDR{spec.stamp}", spec.time.strftime("%Y-%m-%d %H:%M:%S")]
+    empty = [""] * len(CTD_COLUMNS)
+    rows = [
+        [*lead, repr(float(d)), repr(round(float(v), 6)), *conc[i], *bvol[i], *empty]
+        for i, (d, v) in enumerate(zip(bins, volume, strict=True))
+    ]
+    path = Path(folder) / detailed_name(spec)
+    _write_latin1(path, header, rows)
+    return path
+
+
+def write_raw_export(sim: SimulatedProfile, folder: str | Path) -> Path:
+    """Write the raw PAR export of one cast (``depth imgcount area nbr greylimit1-3``).
+
+    Parameters
+    ----------
+    sim : SimulatedProfile
+    folder : str or pathlib.Path
+        The ``ecopart/raw`` folder.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    cols = ("depth", "imgcount", "area", "nbr", "greylimit1", "greylimit2", "greylimit3")
+    table = np.column_stack([sim.raw[c] for c in cols]).astype(np.int64)
+    body = "\r\n".join("\t".join(r) for r in table.astype(str).tolist())
+    path = Path(folder) / raw_name(sim.spec)
+    path.write_bytes(("\t".join(cols) + "\r\n" + body + "\r\n").encode("latin-1"))
+    return path
+
+
+def write_metadata_summaries(
+    specs: Sequence[ProfileSpec], ecopart: str | Path, raw_folder: str | Path
+) -> tuple[Path, Path]:
+    """Write the detailed (16 columns) and raw (90 columns) metadata summaries.
+
+    Parameters
+    ----------
+    specs : sequence of ProfileSpec
+    ecopart, raw_folder : str or pathlib.Path
+        The ``ecopart`` and ``ecopart/raw`` folders.
+
+    Returns
+    -------
+    tuple of pathlib.Path
+        Detailed summary, raw summary.
+    """
+    det_rows = []
+    raw_rows = []
+    for s in specs:
+        cal = s.calibration
+        date = s.time.strftime("%Y-%m-%d %H:%M:%S")
+        det_rows.append(
+            [s.profile_id, "demo_cruise", s.basin, _OWNER, f"HDR{s.stamp}", "uvp5", "", date,
+             repr(round(s.lat, 5)), repr(round(s.lon, 5)), repr(cal.aa), repr(cal.exp),
+             repr(cal.pixel_mm), detailed_name(s), "no data available", _PROJECT]
+        )  # fmt: skip
+        values = dict.fromkeys(RAW_METADATA_COLUMNS, "")
+        values.update(
+            {
+                "psampleid": str(100000 + s.index),
+                "pprojid": "1",
+                "profileid": s.profile_id,
+                "filename": s.stamp,
+                "sampleid": str(200000 + s.index),
+                "latitude": repr(round(s.lat, 5)),
+                "longitude": repr(round(s.lon, 5)),
+                "organizedbydeepth": "True",
+                "histobrutavailable": "True",
+                "winddir": "0",
+                "winspeed": "0",
+                "seastate": "0",
+                "nebuloussness": "0",
+                "comment": "synthetic",
+                "stationid": s.basin,
+                "firstimage": "1",
+                "lastimg": "99999999999",
+                "bottomdepth": str(int(s.bottom_depth_m)),
+                "yoyo": "False",
+                "sampledate": date,
+                "instrumsn": cal.instrumsn,
+                "acq_aa": repr(cal.aa),
+                "acq_exp": repr(cal.exp),
+                "acq_volimage": repr(cal.volimage_l),
+                "acq_pixel": repr(cal.pixel_mm),
+                "acq_smzoo": "80",
+                "acq_exposure": "130",
+                "acq_gain": "200",
+                "acq_filedescription": f"uvp5hd {cal.instrumsn} : demo",
+                "acq_eraseborder": "0",
+                "acq_tasktype": "2",
+                "acq_threshold": "3",
+                "acq_choice": "0",
+                "acq_disktype": "0",
+                "acq_smbase": "2",
+                "acq_ratio": "3",
+                "acq_descent_filter": "True",
+                "acq_xsize": "2048",
+                "acq_ysize": "2048",
+                "proc_soft": "Zooprocess",
+                "ptitle": _PROJECT,
+                "rawfolder": "demo/uvp5",
+                "ownerid": _OWNER,
+                "projid": "1",
+                "instrumtype": "uvp5",
+                "op_name": "oceanfields",
+                "op_email": "demo@example.org",
+                "cs_name": "oceanfields",
+                "cs_email": "demo@example.org",
+                "do_name": "oceanfields",
+                "do_email": "demo@example.org",
+                "prj_acronym": "demo",
+                "cruise": "demo_cruise",
+                "ship": "demo",
+                "default_instrumsn": cal.instrumsn,
+                "default_depthoffset": "0.0",
+                "Particle filename": raw_name(s),
+                "CTD filename": "no data available",
+                "Plankton filename": "no data available",
+            }
+        )
+        raw_rows.append([values[c] for c in RAW_METADATA_COLUMNS])
+    det = Path(ecopart) / f"export_detailed_{EXPORT_STAMP}_Export_metadata_summary.tsv"
+    raw = Path(raw_folder) / f"export_raw_{EXPORT_STAMP}_Export_metadata_summary.tsv"
+    _write_latin1(det, DETAILED_METADATA_COLUMNS, det_rows)
+    _write_latin1(raw, RAW_METADATA_COLUMNS, raw_rows)
+    return det, raw

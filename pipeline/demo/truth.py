@@ -1,0 +1,490 @@
+"""The demo world's truth: expected particle and plankton concentrations from the environment.
+
+Everything the demo's EcoPart and EcoTaxa files contain is drawn from these functions plus
+Poisson sampling noise, so later steps can be scored against the noise-free values.
+
+Inputs (the *environment at a point*, a mapping of arrays broadcast together):
+``thetao`` (degC), ``o2`` (mmol m-3), ``chl`` (mg m-3), ``mlotst`` (m) and ``depth_m``
+(m). At a profile they are the stored monthly fields of the profile's grid cell and month,
+linearly interpolated in depth between the two bracketing levels (see
+:func:`environment_at`).
+
+Formulas (log10 is the decimal logarithm; z = ``depth_m``, T = ``thetao``):
+
+- depth below the mixed layer: ``zr = max(z, mlotst) / mlotst`` (1 inside the mixed layer);
+- non-living particles follow a power-law number spectrum
+  ``n(D) = (slope - 1) * C100 / D0 * (D / D0) ** (-slope)`` (# L-1 mm-1, ESD ``D`` in mm,
+  ``D0 = 0.1 mm``) for ``D >= 0.0806 mm`` (none smaller: the UVP5 does not resolve them), with
+  ``C100`` the concentration above 0.1 mm::
+
+      log10 C100 = 1.15 + 0.45 log10(chl + 0.05) + 0.12 (T - 10) / 10
+                   + 0.35 exp(-o2 / 40) - 0.7 log10(zr)
+      slope      = 3.7 + 0.3 tanh((T - 15) / 8) - 0.2 log10(chl + 0.05) + 0.25 log10(zr)
+
+  so the expected concentration in the class ``[lo, hi)`` is
+  ``C100 * ((lo / D0) ** (1 - slope) - (hi / D0) ** (1 - slope))``;
+- particles of ESD >= 1.02 mm (the size imaged as EcoTaxa vignettes) belong to four
+  types in fractions ``softmax(s)`` of the scores::
+
+      dark_aggregate   : -0.3 + 0.55 log10(z + 10) + 0.6 exp(-o2 / 60)
+      fluffy_aggregate :  0.6 + 0.9 log10(chl + 0.05) - 0.25 log10(zr)
+      fecal_pellet     :  0.2 + 0.02 (T - 15) + 0.4 exp(-z / 250)
+      fiber            : -0.6                                      (constant)
+
+  (the type does not depend on size);
+- plankton groups (# L-1, all with ESD >= 1.02 mm, sizes log-normal per group, see
+  :data:`PLANKTON_SIZES`)::
+
+      Copepoda      = 0.006 (chl + 0.1) ** 0.5 exp(-z / 350)
+      Rhizaria      = 0.003 exp(-((z - 150) / 150) ** 2) (1 + clip((T - 8) / 12, 0, 1.5))
+                      + 0.0005 exp(-z / 800)
+      Trichodesmium = 0.012 / (1 + exp(-(T - 25) / 1.2)) exp(-z / 40) / (1 + chl / 0.15)
+      Chaetognatha  = 0.0015 exp(-z / 500) (0.4 + o2 / 300)
+
+- the EcoPart size classes count every object: the expected concentration in a class is
+  particles + plankton (each group's log-normal mass in the class, renormalised over the
+  classes >= 1.02 mm).
+
+Counts in the files are Poisson(expected concentration x sampled volume) per 1 m row, the
+expected concentration being that of the row's 5 m bin centre.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtr
+
+from pipeline import sizeclasses
+from pipeline.demo.environment import DEPTH_LEVELS_M, bathymetry, environment_month, grid
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AGGREGATED_CLASSES_MM",
+    "D0_MM",
+    "GROUPS",
+    "LAYERS",
+    "MIN_ESD_MM",
+    "OBJECT_MIN_ESD_MM",
+    "PLANKTON_SIZES",
+    "TYPES",
+    "environment_at",
+    "expected_concentrations",
+    "expected_particles",
+    "expected_plankton",
+    "formulas",
+    "plankton_class_probabilities",
+    "spectrum_parameters",
+    "type_fractions",
+    "conc_column",
+    "write_truth_fields",
+]
+
+#: Reference diameter of the spectrum (mm).
+D0_MM = 0.1
+#: Smallest particle ESD in the demo world (mm): lower edge of the 80.6-102 µm class.
+MIN_ESD_MM = 0.0806
+#: Objects at least this large (ESD, mm) get an EcoTaxa vignette, a type or a group.
+OBJECT_MIN_ESD_MM = 1.02
+#: Non-living particle types.
+TYPES: tuple[str, ...] = ("dark_aggregate", "fluffy_aggregate", "fecal_pellet", "fiber")
+#: Plankton groups.
+GROUPS: tuple[str, ...] = ("Copepoda", "Rhizaria", "Trichodesmium", "Chaetognatha")
+#: Log-normal ESD of each group: (median mm, sigma of ln ESD).
+PLANKTON_SIZES: dict[str, tuple[float, float]] = {
+    "Copepoda": (1.4, 0.30),
+    "Rhizaria": (2.2, 0.40),
+    "Trichodesmium": (1.7, 0.30),
+    "Chaetognatha": (3.0, 0.35),
+}
+#: Depth layers of the truth tables: (name, top m, bottom m).
+LAYERS: tuple[tuple[str, float, float], ...] = (
+    ("0-100m", 0.0, 100.0),
+    ("100-500m", 100.0, 500.0),
+    ("500-1000m", 500.0, 1000.0),
+)
+#: Aggregated classes of ``truth/fields.zarr`` (mm).
+AGGREGATED_CLASSES_MM: tuple[tuple[float, float], ...] = (
+    (0.102, 0.203),
+    (0.203, 0.512),
+    (0.512, 2.05),
+    (2.05, np.inf),
+)
+
+_EDGES = sizeclasses.edges_mm("detailed")
+_FIRST_CLASS = int(np.searchsorted(_EDGES, MIN_ESD_MM - 1e-12))
+_FIRST_OBJECT_CLASS = int(np.searchsorted(_EDGES, OBJECT_MIN_ESD_MM - 1e-12))
+
+
+def conc_column(lo_mm: float, hi_mm: float) -> str:
+    """Name the truth column of a size class: ``conc_<lo>_<hi>um_per_l`` (# L-1).
+
+    Examples
+    --------
+    >>> conc_column(0.102, 0.128), conc_column(2.05, np.inf)
+    ('conc_102_128um_per_l', 'conc_2050_infum_per_l')
+    """
+    return "conc_" + sizeclasses.class_column(lo_mm, hi_mm)[2:] + "_per_l"
+
+
+def _get(env: Mapping[str, Any], name: str) -> np.ndarray:
+    try:
+        return np.asarray(env[name], dtype="float64")
+    except KeyError as err:
+        raise KeyError(
+            f"environment has no {name!r}; expected thetao, o2, chl, mlotst, depth_m "
+            f"(got {sorted(env)})"
+        ) from err
+
+
+def _zr(env: Mapping[str, Any]) -> np.ndarray:
+    z = _get(env, "depth_m")
+    mld = np.clip(_get(env, "mlotst"), 1.0, None)
+    return np.maximum(z, mld) / mld
+
+
+def spectrum_parameters(env: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Concentration above 0.1 mm (# L-1) and slope of the particle number spectrum.
+
+    Parameters
+    ----------
+    env : mapping of array
+        ``thetao, o2, chl, mlotst, depth_m`` (see the module docstring).
+
+    Returns
+    -------
+    c100, slope : numpy.ndarray
+
+    Examples
+    --------
+    >>> env = dict(thetao=20.0, o2=220.0, chl=0.2, mlotst=50.0, depth_m=10.0)
+    >>> c100, slope = spectrum_parameters(env)
+    >>> round(float(c100), 2), round(float(slope), 3)
+    (10.01, 3.987)
+    """
+    t = _get(env, "thetao")
+    chl = np.clip(_get(env, "chl"), 0.0, None)
+    o2 = np.clip(_get(env, "o2"), 0.0, None)
+    zr = _zr(env)
+    lchl = np.log10(chl + 0.05)
+    log_c = 1.15 + 0.45 * lchl + 0.12 * (t - 10.0) / 10.0 + 0.35 * np.exp(-o2 / 40.0)
+    log_c = log_c - 0.7 * np.log10(zr)
+    slope = 3.7 + 0.3 * np.tanh((t - 15.0) / 8.0) - 0.2 * lchl + 0.25 * np.log10(zr)
+    return 10.0**log_c, slope
+
+
+def expected_particles(env: Mapping[str, Any], edges: np.ndarray | None = None) -> np.ndarray:
+    """Expected concentration (# L-1) of non-living particles in each size class.
+
+    Parameters
+    ----------
+    env : mapping of array
+        ``thetao, o2, chl, mlotst, depth_m``.
+    edges : array of float, optional
+        Class edges in mm (default: the 45 EcoPart detailed classes).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(*S, n_classes)``; zero for classes below 80.6 µm.
+
+    Examples
+    --------
+    >>> env = dict(thetao=20.0, o2=220.0, chl=0.2, mlotst=50.0, depth_m=10.0)
+    >>> conc = expected_particles(env)
+    >>> conc.shape, float(conc[..., :19].sum()), round(float(conc[20]), 3)
+    ((45,), 0.0, 4.647)
+    """
+    edges = _EDGES if edges is None else np.asarray(edges, dtype="float64")
+    c100, slope = spectrum_parameters(env)
+    lo = np.maximum(edges[:-1], MIN_ESD_MM)
+    hi = np.maximum(edges[1:], MIN_ESD_MM)
+    e = (1.0 - slope)[..., None]
+    with np.errstate(over="ignore", divide="ignore"):
+        cum_lo = np.where(np.isinf(lo), 0.0, (lo / D0_MM) ** e)
+        cum_hi = np.where(np.isinf(hi), 0.0, (hi / D0_MM) ** e)
+    return c100[..., None] * (cum_lo - cum_hi)
+
+
+def type_fractions(env: Mapping[str, Any]) -> np.ndarray:
+    """Fractions of the particle :data:`TYPES` (sum to 1 over the last axis).
+
+    Examples
+    --------
+    >>> f = type_fractions(dict(thetao=20.0, o2=220.0, chl=0.2, mlotst=50.0, depth_m=10.0))
+    >>> f.shape, round(float(f.sum()), 6)
+    ((4,), 1.0)
+    """
+    t = _get(env, "thetao")
+    chl = np.clip(_get(env, "chl"), 0.0, None)
+    o2 = np.clip(_get(env, "o2"), 0.0, None)
+    z = _get(env, "depth_m")
+    zr = _zr(env)
+    scores = np.stack(
+        np.broadcast_arrays(
+            -0.3 + 0.55 * np.log10(z + 10.0) + 0.6 * np.exp(-o2 / 60.0),
+            0.6 + 0.9 * np.log10(chl + 0.05) - 0.25 * np.log10(zr),
+            0.2 + 0.02 * (t - 15.0) + 0.4 * np.exp(-z / 250.0),
+            np.full(np.shape(t), -0.6),
+        ),
+        axis=-1,
+    )
+    ex = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return ex / ex.sum(axis=-1, keepdims=True)
+
+
+def expected_plankton(env: Mapping[str, Any]) -> np.ndarray:
+    """Expected abundance (# L-1) of each plankton group in :data:`GROUPS`.
+
+    Examples
+    --------
+    >>> p = expected_plankton(dict(thetao=28.0, o2=200.0, chl=0.05, mlotst=40.0, depth_m=5.0))
+    >>> [round(float(x), 4) for x in p]
+    [0.0023, 0.0034, 0.0073, 0.0016]
+    """
+    t = _get(env, "thetao")
+    chl = np.clip(_get(env, "chl"), 0.0, None)
+    o2 = np.clip(_get(env, "o2"), 0.0, None)
+    z = _get(env, "depth_m")
+    cope = 0.006 * np.sqrt(chl + 0.1) * np.exp(-z / 350.0)
+    rhiz = 0.003 * np.exp(-(((z - 150.0) / 150.0) ** 2)) * (1.0 + np.clip((t - 8.0) / 12.0, 0, 1.5))
+    rhiz = rhiz + 0.0005 * np.exp(-z / 800.0)
+    tricho = 0.012 / (1.0 + np.exp(-(t - 25.0) / 1.2)) * np.exp(-z / 40.0) / (1.0 + chl / 0.15)
+    chaeto = 0.0015 * np.exp(-z / 500.0) * (0.4 + o2 / 300.0)
+    return np.stack(np.broadcast_arrays(cope, rhiz, tricho, chaeto), axis=-1)
+
+
+def plankton_class_probabilities(edges: np.ndarray | None = None) -> np.ndarray:
+    """Probability of each size class for each plankton group, shape ``(4, n_classes)``.
+
+    Log-normal ESD (:data:`PLANKTON_SIZES`) restricted to the classes >= 1.02 mm and
+    renormalised.
+
+    Examples
+    --------
+    >>> p = plankton_class_probabilities()
+    >>> p.shape, bool(np.allclose(p.sum(axis=1), 1.0)), float(p[:, :30].sum())
+    ((4, 45), True, 0.0)
+    """
+    edges = _EDGES if edges is None else np.asarray(edges, dtype="float64")
+    out = np.zeros((len(GROUPS), edges.size - 1))
+    lo, hi = edges[:-1], edges[1:]
+    keep = lo >= OBJECT_MIN_ESD_MM - 1e-12
+    for i, g in enumerate(GROUPS):
+        med, sig = PLANKTON_SIZES[g]
+        with np.errstate(divide="ignore"):
+            cdf_lo = ndtr((np.log(lo) - np.log(med)) / sig)
+            cdf_hi = ndtr((np.log(hi) - np.log(med)) / sig)
+        p = np.where(keep, cdf_hi - cdf_lo, 0.0)
+        out[i] = p / p.sum()
+    return out
+
+
+_PLANKTON_P = plankton_class_probabilities()
+
+
+def expected_concentrations(env: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """All expected concentrations (# L-1) at the points of ``env``.
+
+    Parameters
+    ----------
+    env : mapping of array
+        ``thetao, o2, chl, mlotst, depth_m``.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        ``"particles"`` (..., 45) non-living particles per class; ``"plankton"`` (..., 4)
+        per group; ``"classes"`` (..., 45) all objects per class (what EcoPart counts);
+        ``"types"`` (..., 4) particles >= 1.02 mm per type.
+
+    Examples
+    --------
+    >>> out = expected_concentrations(
+    ...     dict(thetao=20.0, o2=220.0, chl=0.2, mlotst=50.0, depth_m=10.0))
+    >>> sorted(out), out["classes"].shape
+    (['classes', 'particles', 'plankton', 'types'], (45,))
+    """
+    part = expected_particles(env)
+    plank = expected_plankton(env)
+    classes = part + plank @ _PLANKTON_P
+    big = part[..., _FIRST_OBJECT_CLASS:].sum(axis=-1)
+    types = type_fractions(env) * big[..., None]
+    return {"particles": part, "plankton": plank, "classes": classes, "types": types}
+
+
+def environment_at(
+    lat: float, lon: float, *, year: int, month: int, depth_m: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The stored environment of the grid cell centred on (lat, lon), at depths ``depth_m``.
+
+    Values are the monthly fields at the store's levels, linearly interpolated in depth;
+    below the sea floor the (unstored) analytic values are used so a profile ending just
+    above the bottom still has its bracketing level. ``mlotst`` is limited to ``deptho``
+    as in the store.
+
+    Parameters
+    ----------
+    lat, lon : float
+        Cell centre (degrees).
+    year, month : int
+        Month of the profile.
+    depth_m : array of float
+        Depths (m).
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        ``thetao, so, o2, chl, uo, vo, mlotst, depth_m``, each shaped like ``depth_m``.
+
+    Examples
+    --------
+    >>> env = environment_at(0.0, -140.0, year=2020, month=1, depth_m=np.array([2.5, 997.5]))
+    >>> bool(env["thetao"][0] > env["thetao"][1])
+    True
+    """
+    depth_m = np.asarray(depth_m, dtype="float64")
+    levels = np.asarray(DEPTH_LEVELS_M)
+    env = environment_month(
+        np.array([lat], float), np.array([lon], float), year=year, month=month, depths=levels
+    )
+    out = {k: np.interp(depth_m, levels, env[k][:, 0]) for k in ("thetao", "so", "o2", "chl",
+                                                                 "uo", "vo")}  # fmt: skip
+    bottom = float(np.nan_to_num(bathymetry(np.array([lat]), np.array([lon]))[0], nan=0.0))
+    out["mlotst"] = np.full(depth_m.shape, min(float(env["mlotst"][0]), bottom))
+    out["depth_m"] = depth_m
+    return out
+
+
+def formulas() -> str:
+    """The truth's formulas as text (this module's docstring), for ``world.json``.
+
+    Examples
+    --------
+    >>> "log10 C100" in formulas()
+    True
+    """
+    return __doc__ or ""
+
+
+#: Depth points per layer of the midpoint rule used for ``truth/fields.zarr``.
+FIELD_POINTS_PER_LAYER = 20
+
+
+def _field_names() -> list[str]:
+    return (
+        [conc_column(lo, hi) for lo, hi in AGGREGATED_CLASSES_MM]
+        + [f"conc_{t}_per_l" for t in TYPES]
+        + [f"conc_{g}_per_l" for g in GROUPS]
+    )
+
+
+def _aggregate(conc: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Aggregated classes, types and groups from :func:`expected_concentrations`."""
+    out = {}
+    for lo, hi in AGGREGATED_CLASSES_MM:
+        sel = (_EDGES[:-1] >= lo - 1e-12) & (_EDGES[1:] <= hi + 1e-12)
+        out[conc_column(lo, hi)] = conc["classes"][..., sel].sum(axis=-1)
+    for i, t in enumerate(TYPES):
+        out[f"conc_{t}_per_l"] = conc["types"][..., i]
+    for i, g in enumerate(GROUPS):
+        out[f"conc_{g}_per_l"] = conc["plankton"][..., i]
+    return out
+
+
+def write_truth_fields(path: str, *, resolution: float, years: Sequence[int]) -> dict[str, Any]:
+    """Write ``truth/fields.zarr``: noise-free layer means on the global grid.
+
+    Dims ``(time, layer, lat, lon)``; variables the aggregated classes
+    (:data:`AGGREGATED_CLASSES_MM`), the particle types and the plankton groups, # L-1.
+    Each value is the mean over the water column of the layer (midpoint rule,
+    :data:`FIELD_POINTS_PER_LAYER` depths per layer, depths below ``deptho`` left out) of
+    the expected concentration, evaluated on the stored environment linearly interpolated
+    between levels; NaN on land and where the layer lies below the sea floor. Written one
+    month at a time.
+
+    Parameters
+    ----------
+    path : str
+        Local folder of the store (overwritten).
+    resolution : float
+        Grid step (degrees).
+    years : sequence of int
+        Years (12 months each).
+
+    Returns
+    -------
+    dict
+        Variables and shape (for ``world.json``).
+    """
+    import dask.array as da
+    import pandas as pd
+    import xarray as xr
+
+    lat, lon = grid(resolution)
+    lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    deptho = bathymetry(lat2, lon2)
+    bottom = np.nan_to_num(deptho, nan=-1.0)
+    levels = np.asarray(DEPTH_LEVELS_M)
+    months = [(int(y), m) for y in years for m in range(1, 13)]
+    names = _field_names()
+    ny, nx, nl, nt = lat.size, lon.size, len(LAYERS), len(months)
+    coords = {
+        "time": pd.to_datetime([f"{y:04d}-{m:02d}-01" for y, m in months]).values,
+        "layer": ("layer", np.array([n for n, _, _ in LAYERS], dtype=object)),
+        "layer_top_m": ("layer", np.array([t for _, t, _ in LAYERS])),
+        "layer_bottom_m": ("layer", np.array([b for _, _, b in LAYERS])),
+        "lat": ("lat", lat, {"standard_name": "latitude", "units": "degrees_north"}),
+        "lon": ("lon", lon, {"standard_name": "longitude", "units": "degrees_east"}),
+    }
+    chunks = (1, nl, ny, nx)
+    template = xr.Dataset(
+        {
+            n: (
+                ("time", "layer", "lat", "lon"),
+                da.zeros((nt, nl, ny, nx), dtype="float32", chunks=chunks),
+                {"units": "L-1", "long_name": f"expected (noise-free) {n}"},
+            )
+            for n in names
+        },
+        coords=coords,
+        attrs={"title": "oceanfields demo world: noise-free expected layer means",
+               "formulas": "see pipeline.demo.truth and world.json"},
+    )  # fmt: skip
+    enc = {n: {"_FillValue": np.float32(np.nan), "chunks": chunks} for n in names}
+    template.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False,
+                     encoding=enc)  # fmt: skip
+    for it, (year, month) in enumerate(months):
+        env = environment_month(lat2, lon2, year=year, month=month, depths=levels)
+        mld = np.minimum(env["mlotst"], np.clip(bottom, 1.0, None))
+        out = {n: np.full((1, nl, ny, nx), np.nan, dtype="float32") for n in names}
+        for il, (_, top, bot) in enumerate(LAYERS):
+            step = (bot - top) / FIELD_POINTS_PER_LAYER
+            sums = {n: np.zeros((ny, nx)) for n in names}
+            weight = np.zeros((ny, nx))
+            for z in top + step * (np.arange(FIELD_POINTS_PER_LAYER) + 0.5):
+                k = int(np.clip(np.searchsorted(levels, z) - 1, 0, levels.size - 2))
+                w = (z - levels[k]) / (levels[k + 1] - levels[k])
+                pt = {
+                    v: (1.0 - w) * env[v][k] + w * env[v][k + 1]
+                    for v in ("thetao", "o2", "chl")
+                }
+                pt["mlotst"] = mld
+                pt["depth_m"] = np.full((ny, nx), z)
+                wet = (z < bottom).astype("float64")
+                agg = _aggregate(expected_concentrations(pt))
+                for n in names:
+                    sums[n] += agg[n] * wet
+                weight += wet
+            with np.errstate(invalid="ignore", divide="ignore"):
+                for n in names:
+                    out[n][0, il] = np.where(weight > 0, sums[n] / weight, np.nan)
+        xr.Dataset({n: (("time", "layer", "lat", "lon"), a) for n, a in out.items()}).to_zarr(
+            path, region={"time": slice(it, it + 1)}, zarr_format=3, consolidated=False
+        )
+    logger.info("truth/fields.zarr: %d months x %d layers x %d x %d", nt, nl, ny, nx)
+    return {"variables": names, "shape": {"time": nt, "layer": nl, "lat": ny, "lon": nx}}

@@ -1,0 +1,406 @@
+"""Generate the whole demo world: environment, UVP casts, EcoTaxa objects and the truth.
+
+Layout written under ``out`` (see ``design.md``)::
+
+    world.json                        parameters, seed, counts, files, the truth's formulas
+    environment.zarr                  Copernicus-like monthly fields (zarr v3)
+    ecopart/export_detailed_20210101_00_00_Export_metadata_summary.tsv
+    ecopart/export_detailed_20210101_00_00_PAR_<profile>.tsv
+    ecopart/raw/export_raw_20210101_00_00_Export_metadata_summary.tsv
+    ecopart/raw/<yyyymmddhhmmss>_<profile>_PAR_raw_20210101_00_00.tsv
+    ecotaxa/ecotaxa_export_demo_<n>.tsv    one TSV per 50 profiles (n = 1, 2, ...)
+    ecotaxa/images/<category>/<object_id>.png
+    truth/profiles.parquet            expected values per profile and layer
+    truth/fields.zarr                 expected layer means on the global grid
+    truth/objects.parquet             true kind of every EcoTaxa object
+
+Profiles: ``n_profiles`` casts spread over the basins (weights Atlantic 0.26, Pacific 0.30,
+Indian 0.18, Southern 0.16, Arctic 0.10) and cycling over all months of ``years``; 90 %
+at cells deeper than 1010 m (casts to 1000 m), 10 % over the slope (200-1010 m, casts to
+10 m above the bottom). Each position is a random point inside its grid cell; the truth
+uses the cell's stored environment.
+
+Randomness: one ``numpy.random.Generator`` per purpose, seeded from ``(seed, purpose[,
+profile])``; same arguments, same bytes (no wall-clock time is written anywhere).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import __version__, sizeclasses
+from pipeline.demo import ecopart_writer as ew
+from pipeline.demo import ecotaxa_writer as etw
+from pipeline.demo import environment as envmod
+from pipeline.demo import truth
+
+__all__ = ["DemoWorld", "generate_demo_world"]
+
+logger = logging.getLogger(__name__)
+
+_BASIN_WEIGHTS = {"Atlantic": 0.26, "Pacific": 0.30, "Indian": 0.18, "Southern": 0.16,
+                  "Arctic": 0.10}  # fmt: skip
+_PROFILES_PER_TSV = 50
+_STATUS_P = {"validated": 0.80, "predicted": 0.15, "dubious": 0.05}
+_MISCLASSIFIED_P = 0.10  # of the predicted objects
+
+
+@dataclass(frozen=True)
+class DemoWorld:
+    """What :func:`generate_demo_world` wrote.
+
+    Attributes
+    ----------
+    root : str
+        The world's folder.
+    paths : dict of str
+        ``environment, ecopart_detailed, ecopart_raw, ecotaxa, truth_profiles,
+        truth_fields, truth_objects, world_json`` -> path.
+    n_profiles, n_objects, n_images : int
+        Casts, EcoTaxa objects (rows) and PNG vignettes written.
+    resolution : float
+        Grid step (degrees).
+    years : tuple of int
+    seed : int
+    """
+
+    root: str
+    paths: dict[str, str] = field(default_factory=dict)
+    n_profiles: int = 0
+    n_objects: int = 0
+    n_images: int = 0
+    resolution: float = 1.0
+    years: tuple[int, ...] = (2020,)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON view of the world.
+
+        Examples
+        --------
+        >>> DemoWorld(root="w", years=(2020,)).to_dict()["years"]
+        [2020]
+        """
+        d = asdict(self)
+        d["years"] = list(self.years)
+        return d
+
+
+def _check_args(resolution: float, years: Sequence[int], n_profiles: int, n_images: int) -> None:
+    envmod.grid(resolution)  # raises on a bad resolution
+    if not years or any(int(y) != y or not 1900 <= int(y) <= 2200 for y in years):
+        raise ValueError(f"years={list(years)!r}: expected years such as (2020,) or (2019, 2020)")
+    if int(n_profiles) < 1:
+        raise ValueError(f"n_profiles={n_profiles!r}: expected at least 1 profile")
+    if int(n_images) < 0:
+        raise ValueError(f"n_images={n_images!r}: expected 0 or more images")
+
+
+def _rng(seed: int, *purpose: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), *purpose])
+
+
+def _choose_profiles(
+    n: int, resolution: float, years: Sequence[int], seed: int
+) -> list[ew.ProfileSpec]:
+    rng = _rng(seed, 1)
+    lat, lon = envmod.grid(resolution)
+    lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    deptho = envmod.bathymetry(lat2, lon2)
+    basin = envmod.basin_of(lat2, lon2)
+    wet = ~np.isnan(deptho)
+    # basin of each profile: largest remainder, then shuffled
+    names = list(_BASIN_WEIGHTS)
+    w = np.array([_BASIN_WEIGHTS[b] for b in names])
+    counts = np.floor(w * n).astype(int)
+    for i in np.argsort(-(w * n - counts))[: n - counts.sum()]:
+        counts[i] += 1
+    plan = rng.permutation(np.repeat(np.arange(len(names)), counts))
+    months = [(int(y), m) for y in years for m in range(1, 13)]
+    month_plan = rng.permutation(np.arange(n) % len(months))
+    specs = []
+    for i in range(n):
+        b = names[plan[i]]
+        deep = wet & (basin == b) & (np.nan_to_num(deptho) > 1010.0)
+        slope = wet & (basin == b) & (np.nan_to_num(deptho) > 200.0) & ~deep
+        pool = slope if (rng.random() < 0.1 and slope.any()) else deep
+        if not pool.any():
+            pool = wet & (np.nan_to_num(deptho) > 1010.0)
+        iy, ix = np.argwhere(pool)[rng.integers(int(pool.sum()))]
+        cell_lat, cell_lon = float(lat[iy]), float(lon[ix])
+        off = rng.uniform(-0.45, 0.45, 2) * resolution
+        if cell_lat >= lat[-1]:
+            off[0] = -abs(off[0])
+        if cell_lon <= lon[0]:
+            off[1] = abs(off[1])
+        year, month = months[month_plan[i]]
+        days = pd.Timestamp(year=year, month=month, day=1).days_in_month
+        t = pd.Timestamp(year=year, month=month, day=int(rng.integers(1, days + 1)))
+        t = t + pd.Timedelta(seconds=int(rng.integers(0, 86400 - 4000)))
+        bottom = float(deptho[iy, ix])
+        max_depth = int(min(1000.0, np.floor((bottom - 10.0) / 5.0) * 5.0))
+        specs.append(
+            ew.ProfileSpec(
+                index=i, profile_id=f"demo_{i + 1:04d}", lat=round(cell_lat + off[0], 5),
+                lon=round(cell_lon + off[1], 5), cell_lat=cell_lat, cell_lon=cell_lon, time=t,
+                max_depth_m=max(max_depth, 5), bottom_depth_m=bottom, basin=b,
+                calibration=ew.CALIBRATIONS[int(rng.integers(len(ew.CALIBRATIONS)))],
+            )
+        )  # fmt: skip
+    return specs
+
+
+def _truth_rows(sim: ew.SimulatedProfile) -> list[dict[str, Any]]:
+    """Volume-weighted expected concentrations per layer of one cast."""
+    spec = sim.spec
+    edges = sizeclasses.edges_mm("detailed")
+    exp = sim.expected
+    vol = exp["volume_l"]
+    rows = []
+    for name, top, bot in truth.LAYERS:
+        sel = (sim.bin_depth_m >= top) & (sim.bin_depth_m < bot)
+        if not sel.any():
+            continue
+        w = vol[sel] / vol[sel].sum()
+        row: dict[str, Any] = {
+            "profile_id": spec.profile_id,
+            "lat": spec.lat,
+            "lon": spec.lon,
+            "time": spec.time.tz_localize("UTC"),
+            "layer": name,
+            "layer_top_m": top,
+            "layer_bottom_m": bot,
+            "n_bins": int(sel.sum()),
+            "volume_l": float(vol[sel].sum()),
+            "basin": spec.basin,
+            "cell_lat": spec.cell_lat,
+            "cell_lon": spec.cell_lon,
+        }
+        classes = w @ exp["classes"][sel]
+        for k in range(edges.size - 1):
+            row[truth.conc_column(edges[k], edges[k + 1])] = float(classes[k])
+        for lo, hi in truth.AGGREGATED_CLASSES_MM:
+            keep = (edges[:-1] >= lo - 1e-12) & (edges[1:] <= hi + 1e-12)
+            row[truth.conc_column(lo, hi)] = float(classes[keep].sum())
+        for i, t in enumerate(truth.TYPES):
+            row[f"conc_{t}_per_l"] = float(w @ exp["types"][sel, i])
+        for i, g in enumerate(truth.GROUPS):
+            row[f"conc_{g}_per_l"] = float(w @ exp["plankton"][sel, i])
+        rows.append(row)
+    return rows
+
+
+def generate_demo_world(
+    out: str,
+    *,
+    resolution: float = 1.0,
+    years: Sequence[int] = (2020,),
+    n_profiles: int = 300,
+    n_images: int = 3000,
+    seed: int = 0,
+) -> DemoWorld:
+    """Write the demo world (real EcoPart/EcoTaxa/Copernicus layouts plus the truth) in ``out``.
+
+    Parameters
+    ----------
+    out : str
+        Local folder (created; an existing world there is replaced).
+    resolution : float
+        Grid step of the environment and truth fields (degrees; 1.0 takes seconds,
+        0.25 minutes).
+    years : sequence of int
+        Years of the monthly environment; casts cycle over all their months.
+    n_profiles : int
+        Number of UVP5 casts.
+    n_images : int
+        Number of EcoTaxa objects/vignettes kept (uniform subsample of every object
+        >= 1.02 mm counted in the casts; all of them if there are fewer).
+    seed : int
+        Random seed: same arguments, same files.
+
+    Returns
+    -------
+    DemoWorld
+        Paths and counts.
+
+    Raises
+    ------
+    ValueError
+        On a resolution not dividing 180, no years, or non-positive counts.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> w = generate_demo_world(tempfile.mkdtemp(), resolution=10.0, n_profiles=3,
+    ...                         n_images=5)
+    >>> w.n_profiles, w.n_images, sorted(w.paths)[:3]
+    (3, 5, ['ecopart_detailed', 'ecopart_raw', 'ecotaxa'])
+    """
+    _check_args(resolution, years, n_profiles, n_images)
+    years = tuple(int(y) for y in years)
+    root = Path(out)
+    for sub in ("environment.zarr", "ecopart", "ecotaxa", "truth"):
+        if (root / sub).exists():
+            shutil.rmtree(root / sub)
+    ecopart = root / "ecopart"
+    raw_dir = ecopart / "raw"
+    eco_dir = root / "ecotaxa"
+    truth_dir = root / "truth"
+    for d in (raw_dir, eco_dir, truth_dir):
+        d.mkdir(parents=True, exist_ok=True)
+
+    env_info = envmod.write_environment(
+        str(root / "environment.zarr"), resolution=resolution, years=years
+    )
+    specs = _choose_profiles(int(n_profiles), resolution, years, seed)
+    truth_rows: list[dict[str, Any]] = []
+    objects: list[pd.DataFrame] = []
+    n_raw_rows = 0
+    for spec in specs:
+        sim = ew.simulate_profile(spec, _rng(seed, 2, spec.index))
+        ew.write_detailed_export(sim, ecopart)
+        ew.write_raw_export(sim, raw_dir)
+        n_raw_rows += sim.raw["depth"].size
+        truth_rows.extend(_truth_rows(sim))
+        o = sim.objects
+        secs = o["depth_m"].astype("float64")  # descent at 1 m s-1
+        objects.append(
+            pd.DataFrame(
+                {
+                    "profile_id": spec.profile_id,
+                    "lat": spec.lat,
+                    "lon": spec.lon,
+                    "time": spec.time + pd.to_timedelta(np.floor(secs), unit="s"),
+                    "depth_m": o["depth_m"],
+                    "area_px": o["area_px"],
+                    "esd_mm": o["esd_mm"],
+                    "kind": o["kind"],
+                    "basin": spec.basin,
+                    "profile_index": spec.index,
+                }
+            )
+        )
+    ew.write_metadata_summaries(specs, ecopart, raw_dir)
+    profiles_truth = pd.DataFrame(truth_rows)
+    profiles_truth.to_parquet(truth_dir / "profiles.parquet", index=False)
+    fields_info = truth.write_truth_fields(
+        str(truth_dir / "fields.zarr"), resolution=resolution, years=years
+    )
+
+    # EcoTaxa: uniform subsample of all objects, statuses, drawings
+    allobj = pd.concat(objects, ignore_index=True)
+    total = len(allobj)
+    rng = _rng(seed, 3)
+    keep = np.sort(rng.choice(total, size=min(int(n_images), total), replace=False))
+    sub = allobj.iloc[keep].reset_index(drop=True)
+    fraction = len(sub) / total if total else 0.0
+    sub["object_id"] = [
+        f"{p}_{j:05d}" for p, j in zip(sub["profile_id"], keep, strict=True)
+    ]
+    status = rng.choice(list(_STATUS_P), size=len(sub), p=list(_STATUS_P.values()))
+    kinds = list(truth.TYPES) + list(truth.GROUPS)
+    wrong = (status == "predicted") & (rng.random(len(sub)) < _MISCLASSIFIED_P)
+    other = rng.integers(1, len(kinds), size=len(sub))
+    kind_idx = np.array([kinds.index(k) for k in sub["kind"]], dtype=int)
+    sub["category"] = np.where(
+        wrong, np.array(kinds, dtype=object)[(kind_idx + other) % len(kinds)], sub["kind"]
+    )
+    sub["status"] = status
+    acq = {
+        s.profile_id: {
+            "instrumsn": s.calibration.instrumsn,
+            "aa": s.calibration.aa,
+            "exp": s.calibration.exp,
+            "pixel_mm": s.calibration.pixel_mm,
+            "volimage_l": s.calibration.volimage_l,
+            "subsample_fraction": fraction,
+            "bottom_depth_m": s.bottom_depth_m,
+        }
+        for s in specs
+    }
+    tsv_paths = []
+    group = sub["profile_index"] // _PROFILES_PER_TSV
+    for n, (_, part) in enumerate(sub.groupby(group, sort=True), start=1):
+        path, _ = etw.write_ecotaxa_export(part, eco_dir, n=n, rng=_rng(seed, 4, n), acq=acq)
+        tsv_paths.append(path.name)
+    truth_objects = sub[["object_id", "profile_id", "depth_m", "area_px", "esd_mm", "kind",
+                         "category", "status"]].copy()  # fmt: skip
+    truth_objects.to_parquet(truth_dir / "objects.parquet", index=False)
+
+    paths = {
+        "environment": str(root / "environment.zarr"),
+        "ecopart_detailed": str(ecopart),
+        "ecopart_raw": str(raw_dir),
+        "ecotaxa": str(eco_dir),
+        "truth_profiles": str(truth_dir / "profiles.parquet"),
+        "truth_fields": str(truth_dir / "fields.zarr"),
+        "truth_objects": str(truth_dir / "objects.parquet"),
+        "world_json": str(root / "world.json"),
+    }
+    world = DemoWorld(
+        root=str(root), paths=paths, n_profiles=len(specs), n_objects=len(sub),
+        n_images=len(sub), resolution=float(resolution), years=years, seed=int(seed),
+    )  # fmt: skip
+    info = {
+        "parameters": {
+            "resolution": float(resolution),
+            "years": list(years),
+            "n_profiles": int(n_profiles),
+            "n_images": int(n_images),
+            "seed": int(seed),
+        },
+        "software": {"oceanfields": __version__},
+        "counts": {
+            "profiles": len(specs),
+            "raw_rows": int(n_raw_rows),
+            "objects_counted": int(total),
+            "objects_written": len(sub),
+            "images": len(sub),
+            "truth_profile_rows": len(profiles_truth),
+            "by_status": {k: int((status == k).sum()) for k in _STATUS_P},
+        },
+        "ecotaxa": {
+            "subsample_fraction": fraction,
+            "object_min_esd_mm": truth.OBJECT_MIN_ESD_MM,
+            "profiles_per_tsv": _PROFILES_PER_TSV,
+            "tsv_files": tsv_paths,
+            "status_probabilities": _STATUS_P,
+            "predicted_misclassified_probability": _MISCLASSIFIED_P,
+            "grey_convention": "features on inverted grey (255 - PNG), as UVP5 ZooProcess",
+        },
+        "ecopart": {
+            "instrument": "uvp5",
+            "calibrations": [asdict(c) for c in ew.CALIBRATIONS],
+            "images_per_metre": [20, 50],
+            "depth_offset_m": 0.0,
+            "export_stamp": ew.EXPORT_STAMP,
+            "min_esd_mm": truth.MIN_ESD_MM,
+        },
+        "environment": env_info | {"depth_levels_m": list(envmod.DEPTH_LEVELS_M)},
+        "truth": {
+            "types": list(truth.TYPES),
+            "groups": list(truth.GROUPS),
+            "plankton_sizes_mm": {k: list(v) for k, v in truth.PLANKTON_SIZES.items()},
+            "layers": [list(x) for x in truth.LAYERS],
+            "fields": fields_info,
+            "formulas": truth.formulas(),
+            "profile_env": "grid cell of the profile, month of the profile, levels "
+            "interpolated linearly in depth; expected value at each 5 m bin centre",
+        },
+        "files": {k: str(Path(v).relative_to(root)) for k, v in paths.items()},
+    }
+    (root / "world.json").write_text(json.dumps(info, indent=2, sort_keys=False) + "\n")
+    logger.info(
+        "demo world in %s: %d profiles, %d raw rows, %d of %d objects imaged",
+        root, len(specs), n_raw_rows, len(sub), total,
+    )  # fmt: skip
+    return world
