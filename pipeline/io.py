@@ -172,6 +172,8 @@ def join_under(root_url: str, relative: str) -> str | None:
     True
     >>> join_under("/data/export", "/etc/passwd") is None
     True
+    >>> join_under("zip://sub::/data/a.zip", "img/1.png")
+    'zip://sub/img/1.png::/data/a.zip'
     """
     rel = relative.replace("\\", "/").strip()
     if not rel or rel.startswith("/") or "://" in rel or "::" in rel or ":" in rel[:3]:
@@ -179,7 +181,10 @@ def join_under(root_url: str, relative: str) -> str | None:
     norm = posixpath.normpath(rel)
     if norm == ".." or norm.startswith("../") or norm == ".":
         return None
-    return root_url.rstrip("/") + "/" + norm
+    head, sep, tail = root_url.partition("::")
+    protocol, has_protocol, folder = head.rpartition("://")
+    folder = folder.rstrip("/")
+    return f"{protocol}{has_protocol}{folder + '/' if folder else ''}{norm}{sep}{tail}"
 
 
 def parent_url(url: str) -> str:

@@ -89,7 +89,7 @@ import pandas as pd
 from fsspec.core import url_to_fs
 
 from pipeline.errors import ConfigError, InputFormatError
-from pipeline.io import expand_urls, join_under, read_bytes
+from pipeline.io import expand_urls, join_under, parent_url, read_bytes
 from pipeline.sources._table import (
     MISSING_SENTINELS,
     FileResult,
@@ -779,14 +779,7 @@ def _features(reader: _Rows, check: RowChecker, features: Sequence[str]) -> dict
 
 def _image_url(tsv_url: str, relative: str) -> str | None:
     """Join an img_file_name to the TSV's folder, inside archives too; None if it escapes."""
-    joined = join_under("/root", relative)
-    if joined is None:
-        return None
-    rel = joined[len("/root/") :]
-    head, sep, tail = tsv_url.partition("::")
-    protocol, has_protocol, path = head.rpartition("://")
-    folder = path.rsplit("/", 1)[0] if "/" in path else ""
-    return f"{protocol}{has_protocol}{folder + '/' if folder else ''}{rel}{sep}{tail}"
+    return join_under(parent_url(tsv_url), relative)
 
 
 def _images(
