@@ -1,0 +1,63 @@
+"""The oceanfields command: ingest real files, reconcile counts, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return CliRunner()
+
+
+def test_ingest_ecopart_writes_particles_quarantine_and_reconciled_summary(
+    runner, shared_data, tmp_path
+):
+    files = str(shared_data / "ecopart_qa" / "tsv_det_multi" / "*_PAR_*.tsv")
+    out = tmp_path / "ing"
+    res = runner.invoke(main, ["ingest", "ecopart", files, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "3 file(s): 606 rows read = 600 accepted + 6 quarantined" in res.output
+    particles = pd.read_parquet(out / "particles.parquet")
+    assert len(particles) == 600
+    assert set(particles["profile_id"]) == {"brusample01", "uvpappsample01"}
+    assert particles["volume_l"].gt(0).all()
+    quarantine = pd.read_parquet(out / "quarantine.parquet")
+    assert len(quarantine) == 6
+    assert quarantine["file"].str.endswith("PAR_uvpappsampleT1.tsv").all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reconciles"] is True
+    assert summary["rows_read"] == summary["rows_accepted"] + summary["rows_quarantined"]
+
+
+def test_ingest_ecotaxa_reports_reasons_and_keeps_every_row(runner, shared_data, tmp_path):
+    files = str(shared_data / "ecotaxa_back" / "zooscan_import_tot_vol" / "*" / "*.tsv")
+    out = tmp_path / "ing"
+    res = runner.invoke(main, ["ingest", "ecotaxa", files, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    objects = pd.read_parquet(out / "objects.parquet")
+    quarantine = pd.read_parquet(out / "quarantine.parquet")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_read"] == len(objects) + len(quarantine) == 9
+    assert "referenced image not found" in res.output
+
+
+def test_ingest_names_a_pattern_that_matches_nothing(runner, tmp_path):
+    res = runner.invoke(main, ["ingest", "ecopart", str(tmp_path / "*.tsv"), "--out", "x"])
+    assert res.exit_code != 0
+    assert "matches no file" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_ingest_refuses_a_file_kind_it_cannot_read(runner, shared_data, tmp_path):
+    zoo = shared_data / "ecopart_qa" / "tsv_det_multi"
+    files = str(zoo / "export_detailed_20210201_11_31_ZOO_brusample01.tsv")
+    res = runner.invoke(main, ["ingest", "ecopart", files, "--out", str(tmp_path)])
+    assert res.exit_code != 0
+    assert "ZOO_brusample01.tsv" in res.output
