@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from pipeline import sizeclasses
 from pipeline.demo import truth
@@ -89,8 +91,8 @@ CTD_COLUMNS: tuple[str, ...] = (
     "oxygen [umol kg-1]", "oxygen [ml l-1]", "par [umol m-2 s-1]",
     "potential density anomaly [kg m-3]", "potential temperature [degc]",
     "practical salinity [psu]", "pressure [db]", "qc flag", "spar [umol m-2 s-1]",
-    "temperature [degc]",
-) + tuple(f"extrames{i:02d}" for i in range(1, 21))  # fmt: skip
+    "temperature [degc]", *(f"extrames{i:02d}" for i in range(1, 21)),
+)  # fmt: skip
 
 _EDGES = sizeclasses.edges_mm("detailed")
 _N_CLASSES = _EDGES.size - 1
@@ -155,7 +157,7 @@ class SimulatedProfile:
 
 def _area_tables(cal: Calibration) -> list[tuple[int, int, np.ndarray]]:
     """Per detailed class: (first area, last area, area weights) of integer pixel areas."""
-    a_max = int(math.ceil((math.pi * (_MAX_ESD_MM / 2) ** 2 / cal.aa) ** (1.0 / cal.exp))) + 2
+    a_max = math.ceil((math.pi * (_MAX_ESD_MM / 2) ** 2 / cal.aa) ** (1.0 / cal.exp)) + 2
     areas = np.arange(1, a_max + 1)
     cls = sizeclasses.class_for_esd(sizeclasses.esd_mm_from_area(areas, cal.aa, cal.exp), _EDGES)
     tables: list[tuple[int, int, np.ndarray]] = []
@@ -227,7 +229,7 @@ def simulate_profile(spec: ProfileSpec, rng: np.random.Generator) -> SimulatedPr
     rows_a: list[np.ndarray] = []
     rows_n: list[np.ndarray] = []
     for k in range(_FIRST, _FIRST_OBJECT):
-        a0, a1, w = tables[k]
+        a0, _a1, w = tables[k]
         n = rng.poisson(lam[:, k])
         if w.size == 1:
             counts = n[:, None]
@@ -319,7 +321,7 @@ def simulate_profile(spec: ProfileSpec, rng: np.random.Generator) -> SimulatedPr
 
 
 def detailed_table(sim: SimulatedProfile) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Counts and biovolumes per 5 m bin derived from the raw rows, as EcoPart does.
+    """Derive counts and biovolumes per 5 m bin from the raw rows, as EcoPart does.
 
     Parameters
     ----------
@@ -392,9 +394,9 @@ def write_detailed_export(sim: SimulatedProfile, folder: str | Path) -> Path:
         ["Profile", "Rawfilename", "yyyy-mm-dd hh:mm", "Depth [m]", "Sampled volume [L]"]
         + [sizeclasses.export_label(a, b) for a, b in zip(lo, hi, strict=True)]
         + [
-            sizeclasses.export_label(a, b).replace("LPM (", "LPM biovolume (").replace(
-                "[# l-1]", "[mm3 l-1]"
-            )
+            sizeclasses.export_label(a, b)
+            .replace("LPM (", "LPM biovolume (")
+            .replace("[# l-1]", "[mm3 l-1]")
             for a, b in zip(lo, hi, strict=True)
         ]
         + list(CTD_COLUMNS)
@@ -427,10 +429,16 @@ def write_raw_export(sim: SimulatedProfile, folder: str | Path) -> Path:
         The file written.
     """
     cols = ("depth", "imgcount", "area", "nbr", "greylimit1", "greylimit2", "greylimit3")
-    table = np.column_stack([sim.raw[c] for c in cols]).astype(np.int64)
-    body = "\r\n".join("\t".join(r) for r in table.astype(str).tolist())
+    table = pa.table({c: np.asarray(sim.raw[c], dtype=np.int64) for c in cols})
+    buf = pa.BufferOutputStream()
+    pacsv.write_csv(
+        table,
+        buf,
+        pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"),
+    )
+    body = buf.getvalue().to_pybytes().replace(b"\n", b"\r\n")
     path = Path(folder) / raw_name(sim.spec)
-    path.write_bytes(("\t".join(cols) + "\r\n" + body + "\r\n").encode("latin-1"))
+    path.write_bytes(("\t".join(cols) + "\r\n").encode("latin-1") + body)
     return path
 
 
@@ -457,8 +465,8 @@ def write_metadata_summaries(
         date = s.time.strftime("%Y-%m-%d %H:%M:%S")
         det_rows.append(
             [s.profile_id, "demo_cruise", s.basin, _OWNER, f"HDR{s.stamp}", "uvp5", "", date,
-             repr(round(s.lat, 5)), repr(round(s.lon, 5)), repr(cal.aa), repr(cal.exp),
-             repr(cal.pixel_mm), detailed_name(s), "no data available", _PROJECT]
+             repr(round(float(s.lat), 5)), repr(round(float(s.lon), 5)), repr(cal.aa),
+             repr(cal.exp), repr(cal.pixel_mm), detailed_name(s), "no data available", _PROJECT]
         )  # fmt: skip
         values = dict.fromkeys(RAW_METADATA_COLUMNS, "")
         values.update(
@@ -468,8 +476,8 @@ def write_metadata_summaries(
                 "profileid": s.profile_id,
                 "filename": s.stamp,
                 "sampleid": str(200000 + s.index),
-                "latitude": repr(round(s.lat, 5)),
-                "longitude": repr(round(s.lon, 5)),
+                "latitude": repr(round(float(s.lat), 5)),
+                "longitude": repr(round(float(s.lon), 5)),
                 "organizedbydeepth": "True",
                 "histobrutavailable": "True",
                 "winddir": "0",

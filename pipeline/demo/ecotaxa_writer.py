@@ -193,8 +193,17 @@ def draw_object(
             ang = theta + rng.normal(0, 0.12)
             off = rng.normal(0, r * 0.25, 2)
             h = length / 2 * rng.uniform(0.7, 1.0)
-            mask |= _segment_dist(yy, xx, off[0] - h * np.sin(ang), off[1] - h * np.cos(ang),
-                                  off[0] + h * np.sin(ang), off[1] + h * np.cos(ang)) <= 0.6
+            mask |= (
+                _segment_dist(
+                    yy,
+                    xx,
+                    off[0] - h * np.sin(ang),
+                    off[1] - h * np.cos(ang),
+                    off[0] + h * np.sin(ang),
+                    off[1] + h * np.cos(ang),
+                )
+                <= 0.6
+            )
         base, noise_amp = rng.uniform(95, 125), 20.0
         grey = np.full((side, side), base)
     elif kind == "Chaetognatha":
@@ -361,7 +370,7 @@ def write_ecotaxa_export(
         Image.fromarray(img, mode="L").save(out, format="PNG")
         validated = row.status == "validated"
         values = [
-            row.object_id, repr(round(row.lat, 5)), repr(round(row.lon, 5)),
+            row.object_id, repr(round(float(row.lat), 5)), repr(round(float(row.lon), 5)),
             row.time.strftime("%Y%m%d"), row.time.strftime("%H%M%S"), "",
             repr(float(row.depth_m)), repr(float(row.depth_m)), row.status,
             "oceanfields demo" if validated else "", "demo@example.org" if validated else "",

@@ -165,8 +165,8 @@ def grid(resolution: float) -> tuple[np.ndarray, np.ndarray]:
             f"resolution={resolution!r} deg: expected a positive step dividing 180, "
             "e.g. 0.25, 0.5, 1, 2, 4 or 5"
         )
-    n_lat = int(round(170.0 / resolution)) + 1
-    n_lon = int(round(360.0 / resolution))
+    n_lat = round(170.0 / resolution) + 1
+    n_lon = round(360.0 / resolution)
     lat = -80.0 + resolution * np.arange(n_lat)
     lon = -180.0 + resolution * np.arange(n_lon)
     return lat, lon
@@ -413,12 +413,17 @@ def environment_month(
     return result
 
 
-def _months(years: Sequence[int]) -> list[tuple[int, int]]:
-    return [(int(y), m) for y in years for m in range(1, 13)]
+def _months(years: Sequence[int], months: Sequence[int] | None = None) -> list[tuple[int, int]]:
+    return [(int(y), int(m)) for y in years for m in (months or range(1, 13))]
 
 
 def write_environment(
-    path: str, *, resolution: float, years: Sequence[int], lat_chunk: int | None = None
+    path: str,
+    *,
+    resolution: float,
+    years: Sequence[int],
+    months: Sequence[int] | None = None,
+    lat_chunk: int | None = None,
 ) -> dict[str, Any]:
     """Write ``environment.zarr`` (zarr v3), one month at a time.
 
@@ -437,6 +442,8 @@ def write_environment(
         Grid step (degrees).
     years : sequence of int
         Years written (12 months each).
+    months : sequence of int, optional
+        Only these months (1-12) of each year (default all 12).
     lat_chunk : int, optional
         Latitudes per chunk; default all of them.
 
@@ -451,7 +458,7 @@ def write_environment(
     deptho = bathymetry(lat2, lon2)
     sea3 = depth[:, None, None] <= np.nan_to_num(deptho, nan=-1.0)[None]
     sea2 = ~np.isnan(deptho)
-    months = _months(years)
+    months = _months(years, months)
     times = pd.to_datetime([f"{y:04d}-{m:02d}-01" for y, m in months]).values
     nt, nz, ny, nx = len(months), depth.size, lat.size, lon.size
     lat_chunk = ny if lat_chunk is None else int(lat_chunk)

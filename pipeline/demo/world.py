@@ -150,8 +150,9 @@ def _choose_profiles(
         max_depth = int(min(1000.0, np.floor((bottom - 10.0) / 5.0) * 5.0))
         specs.append(
             ew.ProfileSpec(
-                index=i, profile_id=f"demo_{i + 1:04d}", lat=round(cell_lat + off[0], 5),
-                lon=round(cell_lon + off[1], 5), cell_lat=cell_lat, cell_lon=cell_lon, time=t,
+                index=i, profile_id=f"demo_{i + 1:04d}",
+                lat=float(round(cell_lat + off[0], 5)), lon=float(round(cell_lon + off[1], 5)),
+                cell_lat=cell_lat, cell_lon=cell_lon, time=t,
                 max_depth_m=max(max_depth, 5), bottom_depth_m=bottom, basin=b,
                 calibration=ew.CALIBRATIONS[int(rng.integers(len(ew.CALIBRATIONS)))],
             )
@@ -175,7 +176,7 @@ def _truth_rows(sim: ew.SimulatedProfile) -> list[dict[str, Any]]:
             "profile_id": spec.profile_id,
             "lat": spec.lat,
             "lon": spec.lon,
-            "time": spec.time.tz_localize("UTC"),
+            "time": spec.time.tz_localize("UTC").as_unit("ns"),
             "layer": name,
             "layer_top_m": top,
             "layer_bottom_m": bot,
@@ -291,6 +292,7 @@ def generate_demo_world(
         )
     ew.write_metadata_summaries(specs, ecopart, raw_dir)
     profiles_truth = pd.DataFrame(truth_rows)
+    profiles_truth["time"] = profiles_truth["time"].astype("datetime64[ns, UTC]")
     profiles_truth.to_parquet(truth_dir / "profiles.parquet", index=False)
     fields_info = truth.write_truth_fields(
         str(truth_dir / "fields.zarr"), resolution=resolution, years=years
@@ -303,9 +305,7 @@ def generate_demo_world(
     keep = np.sort(rng.choice(total, size=min(int(n_images), total), replace=False))
     sub = allobj.iloc[keep].reset_index(drop=True)
     fraction = len(sub) / total if total else 0.0
-    sub["object_id"] = [
-        f"{p}_{j:05d}" for p, j in zip(sub["profile_id"], keep, strict=True)
-    ]
+    sub["object_id"] = [f"{p}_{j:05d}" for p, j in zip(sub["profile_id"], keep, strict=True)]
     status = rng.choice(list(_STATUS_P), size=len(sub), p=list(_STATUS_P.values()))
     kinds = list(truth.TYPES) + list(truth.GROUPS)
     wrong = (status == "predicted") & (rng.random(len(sub)) < _MISCLASSIFIED_P)
