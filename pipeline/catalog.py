@@ -286,7 +286,10 @@ def read_entry(catalog: Catalog, entry: str, **params: Any) -> Any:
     if reader is None:
         with _quiet_intake():
             plugin, open_args = spec_entry._create_open_args(dict(user))
-            return plugin(**open_args).to_dask()
+            result = plugin(**open_args).to_dask()
+        if hasattr(result, "data_vars"):  # xarray: keep the source URL, as our readers do
+            result.attrs["source"] = open_args.get("urlpath")
+        return result
     rendered = _render(catalog, spec_entry, user)
     rendered_spec = _oceanfields_spec(rendered.get("metadata") or {})
     kwargs = {**dict(rendered_spec.get("options") or {}), **options}

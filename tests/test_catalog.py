@@ -28,6 +28,7 @@ DEMO_ENTRIES = [
     "ecopart_raw",
     "ecotaxa",
     "truth_profiles",
+    "truth_objects",
     "truth_fields",
 ]
 STANDARD_DRIVERS = {"csv", "zarr", "pipeline.catalog:ParquetSource"}
@@ -101,6 +102,9 @@ def demo_root(tmp_path_factory, shared_data: Path) -> Path:
     pd.DataFrame(
         {"profile_id": ["demo_0001", "demo_0002"], "layer": ["0-100m", "0-100m"], "c": [1.0, 2.0]}
     ).to_parquet(root / "truth" / "profiles.parquet")
+    pd.DataFrame({"object_id": ["o1"], "kind": ["Copepoda"], "category": ["Copepoda"]}).to_parquet(
+        root / "truth" / "objects.parquet"
+    )
     xr.Dataset(
         {"c": (("time", "layer", "lat", "lon"), np.ones((1, 1, 3, 4), dtype="float32"))},
         coords={"lat": [-10.0, 0.0, 10.0], "lon": [-180.0, -90.0, 0.0, 90.0]},
@@ -126,7 +130,10 @@ def test_every_shipped_catalog_opens_with_plain_intake_and_documents_its_entries
     assert entries
     for entry in entries:
         info = cat._entries[entry].describe()
-        assert len(info["description"].strip().splitlines()) >= 2, entry
+        lines = info["description"].strip().splitlines()
+        assert len(lines) >= 2, entry
+        assert lines[0].endswith("."), f"{entry}: a one-line summary comes first"
+        assert len(lines[0]) <= 90, f"{entry}: a one-line summary comes first"
         params = [p["name"] for p in info["user_parameters"]] + list(cat.user_parameters)
         for param in params:
             assert param in info["description"], f"{name}.{entry} does not document {param}"
@@ -193,6 +200,7 @@ def test_list_entries_describes_demo_entries_readers_parameters_and_urls(demo, d
         "ecopart_raw": "ecopart_raw",
         "ecotaxa": "ecotaxa",
         "truth_profiles": None,
+        "truth_objects": None,
         "truth_fields": None,
     }
     root = entries["environment"]["parameters"][0]
@@ -205,7 +213,9 @@ def test_list_entries_describes_demo_entries_readers_parameters_and_urls(demo, d
         "size_classes": "detailed",
     }
     assert entries["ecotaxa"]["driver"] == "csv"
-    assert entries["environment"]["description"].startswith("Copernicus-like monthly")
+    assert entries["environment"]["description"].startswith(
+        "Copernicus-like monthly environment store (zarr v3)."
+    )
 
 
 def test_demo_catalog_defaults_to_the_demo_command_output_folder():
@@ -321,7 +331,9 @@ def test_read_entry_lets_an_option_override_the_catalog_default(demo):
 def test_read_entry_reads_entries_without_a_reader_through_intake(demo):
     profiles = read_entry(demo, "truth_profiles")
     assert profiles.compute()["c"].tolist() == [1.0, 2.0]
+    assert read_entry(demo, "truth_objects").compute()["kind"].tolist() == ["Copepoda"]
     fields = read_entry(demo, "truth_fields")
+    assert fields.attrs["source"].endswith("/truth/fields.zarr")
     assert fields.c.dims == ("time", "layer", "lat", "lon")
     assert fields.c.chunks is not None
 

@@ -85,7 +85,8 @@ def open_environment(
         Local path or fsspec URL of the zarr store (``s3://bucket/x.zarr``,
         ``https://…/timeChunked.zarr``).
     variables : sequence of str, optional
-        Variables to keep (store names, e.g. ``["thetao", "so"]``); all when None.
+        Variables to keep, in this order (store names, e.g. ``["thetao", "so"]``); all,
+        sorted by name, when None.
     time : (str, str) or slice, optional
         Inclusive time range, e.g. ``("2020-01-01", "2020-06-30")``; all when None.
     storage_options : mapping, optional
@@ -269,7 +270,7 @@ def _not_found(url: str, err: BaseException) -> InputFormatError:
 
 def _select_variables(ds: xr.Dataset, variables: Sequence[str] | None, url: str) -> xr.Dataset:
     if variables is None:
-        return ds
+        return ds[sorted(str(v) for v in ds.data_vars)]  # stable order, whatever the listing
     if isinstance(variables, str):
         variables = [variables]
     available = sorted(str(v) for v in ds.data_vars)
