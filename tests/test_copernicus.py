@@ -300,3 +300,22 @@ def test_open_environment_reports_a_missing_s3_store_naming_the_url(s3):  # noqa
     url = s3.url("nothing/here.zarr")
     with pytest.raises(InputFormatError, match=r"s3://oceanfields-test/nothing/here\.zarr: "):
         open_environment(url, storage_options=s3.storage_options)
+
+
+def test_open_environment_retries_as_zarr_v2_then_names_the_url_when_access_is_denied(
+    s3,  # noqa: F811
+    caplog,
+):
+    url = s3.url("private/timeChunked.zarr")
+    arco_like().to_zarr(url, zarr_format=2, consolidated=True, storage_options=s3.storage_options)
+    anonymous = {**s3.storage_options, "anon": True}  # the bucket is private
+    with (
+        caplog.at_level(logging.INFO, logger="pipeline.sources.copernicus"),
+        pytest.raises(
+            InputFormatError,
+            match=r"s3://oceanfields-test/private/timeChunked\.zarr: cannot open as a zarr "
+            r"store \(PermissionError: .*; as zarr v2: PermissionError",
+        ),
+    ):
+        open_environment(url, storage_options=anonymous)
+    assert "trying again as a zarr v2 store" in caplog.text
