@@ -128,7 +128,8 @@ def open_catalog(name_or_path: str | os.PathLike[str], **params: Any) -> Catalog
     _check_yaml(url)
     try:
         with _quiet_intake():
-            catalog = intake.open_catalog(url)
+            # ttl=None: no reload after 60 s, which would drop the parameters given here.
+            catalog = intake.open_catalog(url, ttl=None)
             names = list(catalog)
     except OceanfieldsError:
         raise

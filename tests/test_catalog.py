@@ -470,3 +470,10 @@ def test_read_entry_demands_a_metadata_pattern_that_matches_one_file(tmp_path):
             url=str(tmp_path / "*_PAR_*.tsv"),
             metadata_url=str(tmp_path / "*_Export_metadata_summary.tsv"),
         )
+
+
+def test_catalog_parameters_survive_intakes_reload_after_its_ttl(tmp_path):
+    cat = open_catalog("demo", root=str(tmp_path))
+    cat.updated -= 3600  # as if the demo had been running for an hour
+    urls = {e["name"]: e["url"] for e in list_entries(cat)}
+    assert urls["ecotaxa"].startswith(str(tmp_path))
