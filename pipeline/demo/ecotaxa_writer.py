@@ -212,7 +212,7 @@ def draw_object(
         a = min(a, _MAX_SIDE * 0.45)
         side, yy, xx = _canvas(2 * a)
         u, v = _rot(yy, xx, theta)
-        bend = rng.uniform(-0.8, 0.8) / max(a, 1)
+        bend = rng.uniform(-0.3, 0.3) / max(a, 1)
         mask = (u / a) ** 2 + ((v - bend * u * u) / b) ** 2 <= 1.0
         base, noise_amp = rng.uniform(70, 95), 10.0
         grey = np.full((side, side), base)

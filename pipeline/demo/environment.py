@@ -413,6 +413,12 @@ def environment_month(
     return result
 
 
+def _bands(ny: int, nx: int, cells: int = 100_000) -> list[slice]:
+    """Latitude slices of about ``cells`` grid cells each."""
+    step = max(1, cells // max(nx, 1))
+    return [slice(i, min(i + step, ny)) for i in range(0, ny, step)]
+
+
 def _months(years: Sequence[int], months: Sequence[int] | None = None) -> list[tuple[int, int]]:
     return [(int(y), int(m)) for y in years for m in (months or range(1, 13))]
 
@@ -517,14 +523,21 @@ def write_environment(
         path, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=encoding
     )
     # static variables are numpy-backed and were written with the metadata; now each month
+    bands = _bands(ny, nx)
     for it, (year, month) in enumerate(months):
-        env = environment_month(lat2, lon2, year=year, month=month, depths=depth)
         region_vars = {}
-        for name in ("thetao", "so", "o2", "chl", "uo", "vo"):
-            arr = np.where(sea3, env[name], np.nan).astype("float32")[None]
+        block = {n: np.empty((1, nz, ny, nx), dtype="float32") for n in VARIABLES if n not in
+                 ("deptho", "mask", "mlotst")}  # fmt: skip
+        mld = np.empty((1, ny, nx), dtype="float32")
+        for sl in bands:  # latitude bands bound the float64 temporaries
+            env = environment_month(lat2[sl], lon2[sl], year=year, month=month, depths=depth)
+            for name, arr in block.items():
+                arr[0, :, sl] = np.where(sea3[:, sl], env[name], np.nan)
+            bottom = np.nan_to_num(deptho[sl], nan=0.0)
+            mld[0, sl] = np.where(sea2[sl], np.minimum(env["mlotst"], bottom), np.nan)
+        for name, arr in block.items():
             region_vars[name] = (("time", "depth", "latitude", "longitude"), arr)
-        mld = np.where(sea2, np.minimum(env["mlotst"], np.nan_to_num(deptho, nan=0.0)), np.nan)
-        region_vars["mlotst"] = (("time", "latitude", "longitude"), mld.astype("float32")[None])
+        region_vars["mlotst"] = (("time", "latitude", "longitude"), mld)
         xr.Dataset(region_vars).to_zarr(
             path, region={"time": slice(it, it + 1)}, zarr_format=3, consolidated=False
         )

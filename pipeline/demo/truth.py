@@ -59,7 +59,13 @@ import numpy as np
 from scipy.special import ndtr
 
 from pipeline import sizeclasses
-from pipeline.demo.environment import DEPTH_LEVELS_M, bathymetry, environment_month, grid
+from pipeline.demo.environment import (
+    DEPTH_LEVELS_M,
+    _bands,
+    bathymetry,
+    environment_month,
+    grid,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -441,6 +447,40 @@ def aggregated_concentrations(env: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
+def _fields_band(
+    out: dict[str, np.ndarray],
+    sl: slice,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    bottom: np.ndarray,
+    year: int,
+    month: int,
+    names: Sequence[str],
+) -> None:
+    """Fill the layer means of one latitude band of one month into ``out``."""
+    levels = np.asarray(DEPTH_LEVELS_M)
+    env = environment_month(lat, lon, year=year, month=month, depths=levels)
+    mld = np.minimum(env["mlotst"], np.clip(bottom, 1.0, None))
+    for il, (_, top, bot) in enumerate(LAYERS):
+        step = (bot - top) / FIELD_POINTS_PER_LAYER
+        sums = {n: np.zeros(lat.shape) for n in names}
+        weight = np.zeros(lat.shape)
+        for z in top + step * (np.arange(FIELD_POINTS_PER_LAYER) + 0.5):
+            k = int(np.clip(np.searchsorted(levels, z) - 1, 0, levels.size - 2))
+            w = (z - levels[k]) / (levels[k + 1] - levels[k])
+            pt = {v: (1.0 - w) * env[v][k] + w * env[v][k + 1] for v in ("thetao", "o2", "chl")}
+            pt["mlotst"] = mld
+            pt["depth_m"] = np.full(lat.shape, z)
+            wet = (z < bottom).astype("float64")
+            agg = aggregated_concentrations(pt)
+            for n in names:
+                sums[n] += agg[n] * wet
+            weight += wet
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for n in names:
+                out[n][0, il, sl] = np.where(weight > 0, sums[n] / weight, np.nan)
+
+
 def write_truth_fields(path: str, *, resolution: float, years: Sequence[int]) -> dict[str, Any]:
     """Write ``truth/fields.zarr``: noise-free layer means on the global grid.
 
@@ -474,7 +514,6 @@ def write_truth_fields(path: str, *, resolution: float, years: Sequence[int]) ->
     lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
     deptho = bathymetry(lat2, lon2)
     bottom = np.nan_to_num(deptho, nan=-1.0)
-    levels = np.asarray(DEPTH_LEVELS_M)
     months = [(int(y), m) for y in years for m in range(1, 13)]
     names = _field_names()
     ny, nx, nl, nt = lat.size, lon.size, len(LAYERS), len(months)
@@ -503,28 +542,11 @@ def write_truth_fields(path: str, *, resolution: float, years: Sequence[int]) ->
     enc = {n: {"_FillValue": np.float32(np.nan), "chunks": chunks} for n in names}
     template.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False,
                      encoding=enc)  # fmt: skip
+    bands = _bands(ny, nx)
     for it, (year, month) in enumerate(months):
-        env = environment_month(lat2, lon2, year=year, month=month, depths=levels)
-        mld = np.minimum(env["mlotst"], np.clip(bottom, 1.0, None))
         out = {n: np.full((1, nl, ny, nx), np.nan, dtype="float32") for n in names}
-        for il, (_, top, bot) in enumerate(LAYERS):
-            step = (bot - top) / FIELD_POINTS_PER_LAYER
-            sums = {n: np.zeros((ny, nx)) for n in names}
-            weight = np.zeros((ny, nx))
-            for z in top + step * (np.arange(FIELD_POINTS_PER_LAYER) + 0.5):
-                k = int(np.clip(np.searchsorted(levels, z) - 1, 0, levels.size - 2))
-                w = (z - levels[k]) / (levels[k + 1] - levels[k])
-                pt = {v: (1.0 - w) * env[v][k] + w * env[v][k + 1] for v in ("thetao", "o2", "chl")}
-                pt["mlotst"] = mld
-                pt["depth_m"] = np.full((ny, nx), z)
-                wet = (z < bottom).astype("float64")
-                agg = aggregated_concentrations(pt)
-                for n in names:
-                    sums[n] += agg[n] * wet
-                weight += wet
-            with np.errstate(invalid="ignore", divide="ignore"):
-                for n in names:
-                    out[n][0, il] = np.where(weight > 0, sums[n] / weight, np.nan)
+        for sl in bands:  # latitude bands bound the float64 temporaries
+            _fields_band(out, sl, lat2[sl], lon2[sl], bottom[sl], year, month, names)
         xr.Dataset({n: (("time", "layer", "lat", "lon"), a) for n, a in out.items()}).to_zarr(
             path, region={"time": slice(it, it + 1)}, zarr_format=3, consolidated=False
         )
