@@ -72,6 +72,8 @@ def _echo_summary(summary: Any, *, indent: str = "  ") -> None:
         + (f"; {s.files_failed} file(s) unreadable" if s.files_failed else "")
         + ("" if s.reconciles else "  (COUNTS DO NOT RECONCILE)")
     )
+    for name, (low, high) in s.extents.items():
+        click.echo(f"{indent}  {name}: {low} .. {high}")
     for reason, n in list(s.by_reason.items())[:10]:
         click.echo(f"{indent}  {n:>7}  {reason}")
     if len(s.by_reason) > 10:
@@ -226,8 +228,9 @@ def _same_world(root: str, params: dict[str, Any]) -> bool:
 
 
 def _short(obj: Any) -> str:
-    shape = getattr(obj, "shape", None)
-    return f"shape {shape}" if shape is not None else repr(obj)[:200]
+    if hasattr(obj, "columns") and hasattr(obj, "npartitions"):
+        return f"{len(obj)} rows x {len(obj.columns)} columns ({', '.join(obj.columns[:8])}, ...)"
+    return repr(obj)[:200]
 
 
 # --------------------------------------------------------------------------- catalog

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import dask
@@ -29,6 +29,9 @@ from pipeline.sources._table import ReadResult
 __all__ = ["IngestSummary", "summarize", "write_ingest"]
 
 logger = logging.getLogger(__name__)
+
+#: Coordinates whose range the summary reports, when the table has them.
+_EXTENT_COLUMNS = ("lat", "lon", "time", "depth_m", "depth_min_m", "depth_max_m")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class IngestSummary:
         Quarantined rows per (column: reason), most frequent first.
     outputs : dict of str to str
         URLs written.
+    extents : dict of str to (str, str)
+        Minimum and maximum of the accepted rows' coordinates (``lat``, ``lon``,
+        ``time``, depth), as text.
     """
 
     table: str
@@ -59,6 +65,7 @@ class IngestSummary:
     files_failed: int
     by_reason: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    extents: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def reconciles(self) -> bool:
@@ -163,12 +170,21 @@ def write_ingest(
     write_quarantine = result.quarantine.to_parquet(
         urls["quarantine"], storage_options=so, write_index=False, overwrite=True, compute=False
     )
+    coords = [c for c in _EXTENT_COLUMNS if c in result.accepted.columns]
     logger.info("ingest: %d file(s) into %s", result.stats.npartitions, urls[table])
-    _, _, stats, quarantine = compute(
-        write_table, write_quarantine, result.stats, result.quarantine
+    _, _, stats, quarantine, lows, highs = compute(
+        write_table,
+        write_quarantine,
+        result.stats,
+        result.quarantine,
+        result.accepted[coords].min(),
+        result.accepted[coords].max(),
     )
     stats.to_parquet(urls["files"], storage_options=so, index=False)
     summary = summarize(table, stats, quarantine, urls)
+    summary = replace(
+        summary, extents={c: (str(lows[c]), str(highs[c])) for c in coords if pd.notna(lows[c])}
+    )
     with fsspec.open(urls["summary"], "w", **so) as f:
         json.dump(summary.to_dict(), f, indent=2)
     return summary

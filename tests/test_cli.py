@@ -33,6 +33,8 @@ def test_ingest_ecopart_writes_particles_quarantine_and_reconciled_summary(
     assert quarantine["file"].str.endswith("PAR_uvpappsampleT1.tsv").all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reconciles"] is True
+    assert summary["extents"]["depth_m"] == ["2.5", "1497.5"]
+    assert summary["extents"]["lat"] == ["44.0905", "44.0905"]
     assert summary["rows_read"] == summary["rows_accepted"] + summary["rows_quarantined"]
 
 
