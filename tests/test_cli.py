@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from tests.s3server import s3, s3_server  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +64,31 @@ def test_ingest_refuses_a_file_kind_it_cannot_read(runner, shared_data, tmp_path
     res = runner.invoke(main, ["ingest", "ecopart", files, "--out", str(tmp_path)])
     assert res.exit_code != 0
     assert "ZOO_brusample01.tsv" in res.output
+
+
+def test_ingest_reads_and_writes_s3_with_storage_options_from_the_environment(
+    runner, shared_data, s3, monkeypatch
+):
+    import fsspec
+
+    endpoint_url, storage_options = s3
+    fs = fsspec.filesystem("s3", **storage_options)
+    src = shared_data / "ecopart_qa" / "tsv_det_multi"
+    for name in (
+        "export_detailed_20210201_11_31_PAR_brusample01.tsv",
+        "export_detailed_20210201_11_31_Export_metadata_summary.tsv",
+    ):
+        fs.put(str(src / name), f"{s3.bucket}/in/{name}")
+    # Only the environment says where S3 is: nothing in the command line or the outputs.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint_url)
+    res = runner.invoke(
+        main, ["ingest", "ecopart", s3.url("in/*_PAR_*.tsv"), "--out", s3.url("run")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "1 file(s): 300 rows read = 300 accepted + 0 quarantined" in res.output
+    particles = pd.read_parquet(s3.url("run/particles.parquet"), storage_options=storage_options)
+    assert len(particles) == 300
+    assert particles["volume_l"].eq(1.13).all()
+    summary = json.loads(fs.cat(f"{s3.bucket}/run/summary.json"))
+    assert summary["outputs"]["particles"] == s3.url("run/particles.parquet")
+    assert "testing" not in res.output + json.dumps(summary)
