@@ -277,3 +277,21 @@ def test_quarter_degree_environment_month_is_written(tmp_path):
     assert info["shape"] == {"time": 1, "depth": 18, "latitude": 681, "longitude": 1440}
     assert ds["thetao"].sizes == {"time": 1, "depth": 18, "latitude": 681, "longitude": 1440}
     assert float(ds["thetao"].isel(time=0, depth=0).sel(latitude=0, longitude=-140)) > 20
+
+
+def test_ecopart_headers_are_byte_identical_to_real_exports(world, shared_data):
+    qa = shared_data / "ecopart_qa"
+    det, raw = Path(world.paths["ecopart_detailed"]), Path(world.paths["ecopart_raw"])
+    pairs = [
+        (qa / "tsv_det_multi/export_detailed_20210201_11_31_PAR_brusample01.tsv",
+         det / "export_detailed_20210101_00_00_PAR_demo_0001.tsv"),
+        (qa / "tsv_det_multi/export_detailed_20210201_11_31_Export_metadata_summary.tsv",
+         det / "export_detailed_20210101_00_00_Export_metadata_summary.tsv"),
+        (qa / "raw_multi/export_raw_20210201_14_15_Export_metadata_summary.tsv",
+         raw / "export_raw_20210101_00_00_Export_metadata_summary.tsv"),
+        (qa / "raw_multi/20191121010000_brusample01_PAR_raw_20210201_14_15.tsv",
+         next(raw.glob("*_demo_0001_PAR_raw_*.tsv"))),
+    ]  # fmt: skip
+    for real, mine in pairs:
+        with real.open("rb") as a, mine.open("rb") as b:
+            assert a.readline() == b.readline(), mine.name
