@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+#: Fixtures ``s3`` and ``s3_server``: a real S3 endpoint (moto server on 127.0.0.1).
+pytest_plugins = ("tests.s3server",)
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Real sample files (../shared/data relative to the project's root; see its README).
 SHARED_DATA = Path(os.environ.get("OCEANFIELDS_SHARED_DATA", ROOT.parent / "shared" / "data"))

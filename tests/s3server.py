@@ -8,9 +8,7 @@ every read and write goes over HTTP to the server.
 
 Usage
 -----
-Import both fixtures into the test module (``s3`` needs ``s3_server`` by name)::
-
-    from tests.s3server import s3, s3_server  # noqa: F401
+``tests/conftest.py`` registers this module as a plugin, so every test can ask for them::
 
     def test_reader_reads_from_s3(s3):
         endpoint_url, storage_options = s3
@@ -20,10 +18,7 @@ Import both fixtures into the test module (``s3`` needs ``s3_server`` by name)::
         read_bytes(url, storage_options=storage_options)
 
 ``s3`` is an :class:`S3Endpoint`: it unpacks as ``(endpoint_url, storage_options)`` and
-has ``.bucket`` (an empty bucket created for this test) and ``.url(key)``. To make the
-fixtures available to every test file instead, add this line to ``tests/conftest.py``::
-
-    from tests.s3server import s3, s3_server  # noqa: F401
+has ``.bucket`` (an empty bucket created for this test) and ``.url(key)``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from pipeline.catalog import (
     read_entry,
 )
 from pipeline.errors import ConfigError, InputFormatError
-from tests.s3server import s3, s3_server  # noqa: F401
 
 SHIPPED = sorted(p.stem for p in CATALOG_DIR.glob("*.yaml"))
 DEMO_ENTRIES = [
@@ -349,7 +348,7 @@ def test_read_entry_reads_a_real_export_from_a_url_parameter(shared_data):
     assert len(result.accepted.compute()) == 300
 
 
-def test_read_entry_reads_the_demo_environment_from_s3(s3):  # noqa: F811
+def test_read_entry_reads_the_demo_environment_from_s3(s3):
     _, storage_options = s3
     tiny_environment().to_zarr(
         s3.url("world/environment.zarr"),

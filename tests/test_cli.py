@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from tests.s3server import s3, s3_server  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import zarr
 
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.sources.copernicus import describe_environment, open_environment
-from tests.s3server import s3, s3_server  # noqa: F401
 
 TIMES = pd.to_datetime(["2020-01-16", "2020-02-15", "2020-03-16"])
 DEPTHS = np.array([1.0, 10.0, 30.0, 100.0])  # positive down
@@ -278,7 +277,7 @@ def test_describe_environment_handles_a_dataset_without_time_or_depth():
 
 
 @pytest.mark.parametrize("anon", [False, True], ids=["signed", "anonymous"])
-def test_open_environment_reads_an_arco_store_over_s3(s3, stores, anon):  # noqa: F811
+def test_open_environment_reads_an_arco_store_over_s3(s3, stores, anon):
     _, storage_options = s3
     url = s3.url("arco/timeChunked.zarr")
     # like the public ARCO buckets: objects readable without credentials
@@ -296,14 +295,14 @@ def test_open_environment_reads_an_arco_store_over_s3(s3, stores, anon):  # noqa
     xr.testing.assert_equal(ds.thetao.compute(), local.thetao.compute())
 
 
-def test_open_environment_reports_a_missing_s3_store_naming_the_url(s3):  # noqa: F811
+def test_open_environment_reports_a_missing_s3_store_naming_the_url(s3):
     url = s3.url("nothing/here.zarr")
     with pytest.raises(InputFormatError, match=r"s3://oceanfields-test/nothing/here\.zarr: "):
         open_environment(url, storage_options=s3.storage_options)
 
 
 def test_open_environment_retries_as_zarr_v2_then_names_the_url_when_access_is_denied(
-    s3,  # noqa: F811
+    s3,
     caplog,
 ):
     url = s3.url("private/timeChunked.zarr")

@@ -14,7 +14,6 @@ import pytest
 from pipeline.errors import ConfigError
 from pipeline.sources import ecotaxa
 from pipeline.sources.ecotaxa import DEFAULT_FEATURES, objects_meta, parse_degrees, read_ecotaxa
-from tests.s3server import s3, s3_server  # noqa: F401
 
 PNG = b"\x89PNG\r\n\x1a\n"
 JPG = b"\xff\xd8\xff"
@@ -402,7 +401,7 @@ def test_reader_runs_on_a_process_cluster(data):
     assert stats["rows_read"].sum() == 11
 
 
-def test_reader_reads_an_export_and_its_images_from_s3(s3, data):  # noqa: F811
+def test_reader_reads_an_export_and_its_images_from_s3(s3, data):
     _endpoint_url, storage_options = s3
     folder = data / "export_with_hierarchy"
     fs = fsspec.filesystem("s3", **storage_options)
