@@ -91,3 +91,35 @@ def test_ingest_reads_and_writes_s3_with_storage_options_from_the_environment(
     summary = json.loads(fs.cat(f"{s3.bucket}/run/summary.json"))
     assert summary["outputs"]["particles"] == s3.url("run/particles.parquet")
     assert "testing" not in res.output + json.dumps(summary)
+
+
+@pytest.mark.parametrize("name", ["demo", "ecotaxa", "ecopart", "copernicus"])
+def test_catalog_list_prints_every_entry_of_each_shipped_catalog(runner, name):
+    from pipeline.catalog import list_entries, open_catalog
+
+    res = runner.invoke(main, ["catalog", "list", name])
+    assert res.exit_code == 0, res.output
+    names = [e["name"] for e in list_entries(open_catalog(name))]
+    assert [line.split()[0] for line in res.output.splitlines()] == names
+
+
+def test_catalog_show_prints_description_and_parameters_of_one_entry(runner):
+    res = runner.invoke(main, ["catalog", "show", "ecopart", "par_raw"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("par_raw  (reader: ecopart_raw)")
+    assert "parameter size_classes (default 'detailed')" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["catalog", "show", "demo", "nope"], "no entry 'nope'; entries: environment"),
+        (["catalog", "list", "nothere"], "no catalog named 'nothere'"),
+    ],
+    ids=["unknown-entry", "unknown-catalog"],
+)
+def test_catalog_errors_name_what_is_valid(runner, args, match):
+    res = runner.invoke(main, args)
+    assert res.exit_code != 0
+    assert match in res.output
+    assert "Traceback" not in res.output
