@@ -45,7 +45,7 @@ class LocalConfig:
     Attributes
     ----------
     n_workers : int or None
-        Worker processes (None: one per 2 cores, at least 1).
+        Worker processes (None: one per core).
     threads_per_worker : int
         Threads per worker.
     memory_limit : str
@@ -180,7 +180,7 @@ def cluster_client(
         with client:
             yield client
         return
-    n_workers = config.n_workers or max(1, (os.cpu_count() or 2) // 2)
+    n_workers = config.n_workers or os.cpu_count() or 1
     logger.info(
         "starting LocalCluster: %d worker(s) x %d thread(s), memory_limit=%s",
         n_workers,
