@@ -193,7 +193,7 @@ def describe_environment(ds: xr.Dataset) -> dict[str, Any]:
             chunks[str(dim)] = max(chunks.get(str(dim), 0), max(sizes))
     return {
         "source": ds.attrs.get("source"),
-        "variables": [str(v) for v in ds.data_vars],
+        "variables": sorted(str(v) for v in ds.data_vars),
         "dims": {str(k): int(v) for k, v in ds.sizes.items()},
         "time": _time_extent(ds),
         "lat": _axis_extent(ds, "lat"),
