@@ -135,7 +135,6 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "median_mean_range", "skeleton_area",
 )  # fmt: skip
 
-_TEXT = ("object_id", "sample_id", "acq_id")
 _LEADING = {
     "object_id": str,
     "sample_id": str,
