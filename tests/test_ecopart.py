@@ -15,15 +15,15 @@ import pytest
 from pipeline import sizeclasses
 from pipeline.errors import InputFormatError
 from pipeline.sources.ecopart import (
-    _parse_par_export,
-    _parse_par_raw,
-    _read_summary,
     particles_meta,
     read_ecopart,
     read_metadata_summary,
     read_par_export,
     read_par_raw,
 )
+from pipeline.sources.ecopart_export import _parse_par_export
+from pipeline.sources.ecopart_raw import _parse_par_raw
+from pipeline.sources.ecopart_summary import _read_summary
 
 DET = "ecopart_qa/tsv_det_multi"
 RED = "ecopart_qa/tsv_reduit_multi"

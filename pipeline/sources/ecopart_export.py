@@ -1,0 +1,356 @@
+"""EcoPart detailed and reduced PAR exports into the canonical particles table.
+
+The sub-step of the EcoPart reader (:mod:`pipeline.sources.ecopart`) for
+``*_PAR_<profile>.tsv`` and ``*_PAR_Aggregated.tsv`` files: :func:`particles_meta` (the
+table's columns for a class set, shared with the raw reader), class-set detection from
+the headers, and :func:`read_par_export` (concentrations x volume -> counts, with the
+time-organised and duplicate-bin checks). The choices made are listed in
+:mod:`pipeline.sources.ecopart`.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import fsspec
+import numpy as np
+import pandas as pd
+
+from pipeline import sizeclasses
+from pipeline.errors import InputFormatError
+from pipeline.io import expand_urls, read_bytes
+from pipeline.sources._table import (
+    FileResult,
+    ReadResult,
+    RowChecker,
+    read_many,
+    to_float,
+    tokenize,
+)
+from pipeline.sources.ecopart_summary import (
+    _flag_values,
+    _load_summary,
+    _missing_profile_reason,
+    _show_columns,
+)
+
+__all__ = ["particles_meta", "read_par_export"]
+
+# One logger for the whole EcoPart reader: its name, "pipeline.sources.ecopart", is the
+# one callers filter on.
+logger = logging.getLogger("pipeline.sources.ecopart")
+
+SizeClasses = Literal["detailed", "reduced"]
+
+_DEPTH = "Depth [m]"
+_VOLUME = "Sampled volume [L]"
+_ROUND_RTOL = 1e-6
+_FIX_REEXPORT = "re-export the file from EcoPart or fix the line"
+
+
+# ----------------------------------------------------------------------------- meta
+
+
+def particles_meta(size_classes: SizeClasses = "detailed") -> pd.DataFrame:
+    """Return the empty canonical particles table for a class set.
+
+    Parameters
+    ----------
+    size_classes : {"detailed", "reduced"}
+        45 detailed or 15 reduced EcoPart ESD classes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``profile_id, lat, lon, time, depth_m, volume_l`` then one float64 count column
+        per class, in ascending order.
+
+    Examples
+    --------
+    >>> meta = particles_meta("reduced")
+    >>> list(meta.columns[:6]), len(meta.columns), meta.columns[-1]
+    (['profile_id', 'lat', 'lon', 'time', 'depth_m', 'volume_l'], 21, 'n_16400_infum')
+    """
+    edges = sizeclasses.edges_mm(size_classes)
+    columns: dict[str, pd.Series] = {
+        "profile_id": pd.Series([], dtype=str),
+        "lat": pd.Series([], dtype="float64"),
+        "lon": pd.Series([], dtype="float64"),
+        "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+        "depth_m": pd.Series([], dtype="float64"),
+        "volume_l": pd.Series([], dtype="float64"),
+    }
+    for lo, hi in itertools.pairwise(edges):
+        columns[sizeclasses.class_column(lo, hi)] = pd.Series([], dtype="float64")
+    return pd.DataFrame(columns)
+
+
+def _count_columns(size_classes: SizeClasses) -> list[str]:
+    return list(particles_meta(size_classes).columns[6:])
+
+
+# ----------------------------------------------------------------------- PAR exports
+
+
+def read_par_export(
+    urls: str | Sequence[str],
+    *,
+    metadata_url: str | None = None,
+    size_classes: SizeClasses | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    encoding: str | None = None,
+) -> ReadResult:
+    """Read EcoPart detailed or reduced PAR exports into the particles table, lazily.
+
+    One file per profile (``*_PAR_<profile>.tsv``) or ``*_PAR_Aggregated.tsv`` (with a
+    ``Project`` column); ``Profile`` or lower-case ``profile``. Counts are
+    concentration x ``Sampled volume [L]``, rounded to the nearest integer when within
+    10^-6 (relative), kept as floats otherwise.
+
+    Parameters
+    ----------
+    urls : str or sequence of str
+        Files, fsspec URLs or glob patterns (one dask task per file).
+    metadata_url : str, optional
+        The export's ``*_Export_metadata_summary.tsv``; by default the one in the folder
+        of the first file (same export time stamp preferred).
+    size_classes : {"detailed", "reduced"}, optional
+        Class set of the output; by default detected from the first file's header (45
+        classes: detailed, 15: reduced). A file of the other set is quarantined whole.
+    storage_options : mapping, optional
+        Passed to fsspec.
+    encoding : str, optional
+        ``None`` (default) detects UTF-8 or latin-1 per file; an explicit encoding is
+        strict (undecodable lines are quarantined).
+
+    Returns
+    -------
+    ReadResult
+        Lazy ``accepted`` (:func:`particles_meta` columns), ``quarantine`` and ``stats``.
+        Quarantined: text or missing depth or volume, volume <= 0, negative or text
+        concentrations, depths off the 5 m bin centres, duplicate (profile, depth bin)
+        rows (the first is kept), profiles absent from (or refused by) the summary,
+        time-organised samples, malformed lines; a file missing a required column has
+        all its rows quarantined naming it.
+
+    Raises
+    ------
+    InputFormatError
+        When no file is given, or the metadata summary cannot be found or read.
+
+    See Also
+    --------
+    read_par_raw : the same table from raw exports.
+    read_ecopart : dispatch by file name.
+    """
+    urls = expand_urls(urls, storage_options=storage_options)
+    if not urls:
+        raise InputFormatError("read_par_export: no input file given (the URL list is empty).")
+    summary_url, summary, bad = _load_summary(
+        urls, metadata_url, storage_options, encoding, "detailed/reduced"
+    )
+    if size_classes is None:
+        size_classes = _sniff_size_classes(urls, storage_options=storage_options)
+    elif size_classes not in ("detailed", "reduced"):
+        raise InputFormatError(
+            f"size_classes={size_classes!r} is not a class set; valid: 'detailed', 'reduced'."
+        )
+    parse = functools.partial(
+        _parse_par_export,
+        summary=summary,
+        bad_profiles=bad,
+        summary_url=summary_url,
+        size_classes=size_classes,
+        storage_options=dict(storage_options) if storage_options else None,
+        encoding=encoding,
+    )
+    return read_many(urls, parse, particles_meta(size_classes))
+
+
+def _class_set(header: Sequence[str]) -> tuple[SizeClasses | None, dict[str, int]]:
+    """Detect the class set from count-concentration headers: (kind, column -> index)."""
+    # "Âµ": a UTF-8 "µ" decoded as latin-1 (a UTF-8 file with one stray latin-1 byte).
+    found = [(h, sizeclasses.parse_export_label(h.replace("Âµ", "µ"))) for h in header]
+    found = [(h, edges) for h, edges in found if edges is not None]
+    for kind in ("detailed", "reduced"):
+        edges = sizeclasses.edges_mm(kind)
+        index: dict[str, int] = {}
+        for h, (lo, hi) in found:
+            i = int(np.argmin(np.abs(edges[:-1] - lo)))
+            hi_ok = (math.isinf(hi) and math.isinf(edges[i + 1])) or math.isclose(
+                hi, edges[i + 1], rel_tol=1e-6
+            )
+            if math.isclose(lo, edges[i], rel_tol=1e-6) and hi_ok:
+                index[h] = i
+        if len(index) == len(found) == len(edges) - 1:
+            return kind, index  # type: ignore[return-value]
+    return None, {}
+
+
+def _sniff_size_classes(
+    urls: Sequence[str], *, storage_options: Mapping[str, Any] | None
+) -> SizeClasses:
+    for url in urls:
+        try:
+            with fsspec.open(url, "rb", compression="infer", **dict(storage_options or {})) as f:
+                line = f.readline()
+        except (OSError, EOFError, ValueError):
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            text = line.decode("latin-1")
+        kind, _ = _class_set([h.strip() for h in text.rstrip("\r\n").split("\t")])
+        if kind is not None:
+            logger.info("size classes detected from %s: %s", url, kind)
+            return kind
+    logger.warning("no PAR class header found in %d file(s); assuming 'detailed'", len(urls))
+    return "detailed"
+
+
+def _parse_par_export(
+    url: str,
+    *,
+    summary: pd.DataFrame,
+    bad_profiles: Mapping[str, str],
+    summary_url: str,
+    size_classes: SizeClasses,
+    storage_options: Mapping[str, Any] | None = None,
+    encoding: str | None = None,
+) -> FileResult:
+    """Parse one detailed/reduced PAR export file (module level: picklable)."""
+    raw = tokenize(read_bytes(url, storage_options=storage_options), url, encoding=encoding)
+    kind, class_index = _class_set(raw.header)
+    if kind is None:
+        raise InputFormatError(
+            f"{url}:1: no complete set of 'LPM (...) [# l-1]' class columns (45 detailed or "
+            f"15 reduced); columns found: {_show_columns(raw.header)}. Only EcoPart PAR "
+            "exports are read here (not ZOO, CTD or ODV files)."
+        )
+    if kind != size_classes:
+        raise InputFormatError(
+            f"{url}:1: {kind} size classes, while this read uses {size_classes}; read the "
+            f"{kind} files separately (size_classes={kind!r})."
+        )
+    cells = raw.cells
+    check = RowChecker(raw)
+    profile_col = next((c for c in ("Profile", "profile") if c in raw.header), "Profile")
+    missing = [c for c in (profile_col, _DEPTH, _VOLUME) if c not in raw.header]
+    if missing:
+        for col in missing:
+            check.flag_all(
+                col,
+                f"required column {col!r} is missing; columns found: "
+                f"{_show_columns(raw.header, 8)}. Re-export the PAR file from EcoPart.",
+            )
+        logger.warning("%s: required column(s) %s missing; every row quarantined", url, missing)
+        return check.result(pd.DataFrame(index=range(len(cells))))
+
+    profile = cells[profile_col].astype(str).str.strip()
+    check.flag(profile.to_numpy() == "", profile_col, "empty profile id")
+    unknown = ~profile.isin(summary.index).to_numpy() & (profile.to_numpy() != "")
+    if unknown.any():
+        reasons = np.full(len(cells), "", dtype=object)
+        for i in np.flatnonzero(unknown):
+            reasons[i] = _missing_profile_reason(profile.iat[i], summary_url, bad_profiles)
+        check.flag(unknown, profile_col, reasons)
+
+    depth, bad = to_float(cells[_DEPTH])
+    _flag_values(check, bad, cells, _DEPTH, "not a number: {v!r} (metres expected)", profile)
+    _flag_values(check, np.isnan(depth), cells, _DEPTH, "missing depth", profile)
+    _flag_values(check, depth < 0, cells, _DEPTH, "negative depth {v!r}", profile)
+    _flag_time_organised(check, cells, profile, depth, summary)
+
+    volume, bad = to_float(cells[_VOLUME])
+    _flag_values(check, bad, cells, _VOLUME, "not a number: {v!r} (litres expected)", profile)
+    _flag_values(check, np.isnan(volume), cells, _VOLUME, "missing sampled volume", profile)
+    _flag_values(check, volume <= 0, cells, _VOLUME, "sampled volume {v!r} is not > 0", profile)
+
+    count_names = _count_columns(size_classes)
+    counts = np.full((len(cells), len(count_names)), np.nan)
+    for col, i in class_index.items():
+        conc, bad = to_float(cells[col])
+        _flag_values(check, bad, cells, col, "not a number: {v!r} (# l-1 expected)", profile)
+        _flag_values(check, conc < 0, cells, col, "negative concentration {v!r}", profile)
+        counts[:, i] = conc
+    counts *= volume[:, None]
+    rounded = np.round(counts)
+    close = np.abs(counts - rounded) <= _ROUND_RTOL * np.maximum(np.abs(rounded), 1e-3)
+    counts = np.where(close, rounded, counts)
+
+    bins = sizeclasses.depth_bin_centre(depth)
+    _flag_duplicates(check, cells, profile, bins, _DEPTH, "depth bin")
+
+    info = summary.reindex(profile.to_numpy()).reset_index(drop=True)
+    table = pd.DataFrame(
+        {
+            "profile_id": profile.to_numpy(),
+            "lat": info["lat"],
+            "lon": info["lon"],
+            "time": info["time"],
+            "depth_m": depth,
+            "volume_l": volume,
+        }
+    )
+    table = pd.concat([table, pd.DataFrame(counts, columns=count_names)], axis=1)
+    res = check.result(table)
+    logger.debug(
+        "%s: %d row(s) accepted, %d quarantined", url, len(res.accepted), len(res.quarantine)
+    )
+    return res
+
+
+def _flag_time_organised(
+    check: RowChecker,
+    cells: pd.DataFrame,
+    profile: pd.Series,
+    depth: np.ndarray,
+    summary: pd.DataFrame,
+) -> None:
+    """Refuse time-organised samples whole, and single rows off the 5 m bin centres."""
+    off = np.abs(depth - sizeclasses.depth_bin_centre(depth)) > 1e-6
+    valid = ~check.refused
+    frame = pd.DataFrame({"p": profile.to_numpy(), "off": off})[valid]
+    share_off = frame.groupby("p")["off"].mean()
+    declared = summary["organized_by_depth"].eq(False).fillna(False).to_numpy(dtype=bool)
+    timed = set(share_off.index[share_off > 0.5]) | set(summary.index[declared])
+    is_timed = profile.isin(timed).to_numpy()
+    check.flag(
+        is_timed,
+        _DEPTH,
+        "time-organised sample (organizedbydeepth False: depths are not 5 m bin centres); "
+        "it has no depth bins and is not part of the particles table",
+    )
+    _flag_values(
+        check, off, cells, _DEPTH, "depth {v!r} is not a 5 m bin centre (2.5, 7.5, ...)", profile
+    )
+
+
+def _flag_duplicates(
+    check: RowChecker,
+    cells: pd.DataFrame,
+    profile: pd.Series,
+    bins: np.ndarray,
+    column: str,
+    what: str,
+) -> None:
+    """Refuse rows repeating an accepted (profile, bin) key; the first one is kept."""
+    valid = ~check.refused
+    keys = pd.DataFrame({"p": profile.to_numpy(), "b": bins, "line": cells["_line"].to_numpy()})
+    sub = keys[valid]
+    dup = sub.duplicated(["p", "b"], keep="first")
+    if not dup.any():
+        return
+    first = sub.groupby(["p", "b"])["line"].transform("first")
+    mask = np.zeros(len(keys), dtype=bool)
+    reasons = np.full(len(keys), "", dtype=object)
+    idx = np.flatnonzero(valid)[dup.to_numpy()]
+    mask[idx] = True
+    for i, line in zip(idx, first[dup].to_numpy(), strict=True):
+        reasons[i] = f"profile {profile.iat[i]!r}: duplicate of line {int(line)} (same {what})"
+    check.flag(mask, column, reasons)

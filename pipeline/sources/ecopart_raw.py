@@ -1,0 +1,284 @@
+"""EcoPart raw PAR exports (``*_PAR_raw_*.tsv``) binned into the particles table.
+
+The sub-step of the EcoPart reader (:mod:`pipeline.sources.ecopart`) that turns raw
+1 m rows of particle areas (pixels) into 5 m depth bins and ESD size classes exactly as
+EcoPart does: :func:`read_par_raw`, its per-file parser and the profile lookup from the
+file name. The choices made are listed in :mod:`pipeline.sources.ecopart`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import sizeclasses
+from pipeline.errors import InputFormatError
+from pipeline.io import expand_urls, read_bytes
+from pipeline.sources._table import (
+    FileResult,
+    ReadResult,
+    RowChecker,
+    read_many,
+    to_float,
+    tokenize,
+)
+from pipeline.sources.ecopart_export import SizeClasses, _flag_duplicates, particles_meta
+from pipeline.sources.ecopart_summary import (
+    _basename,
+    _flag_values,
+    _load_summary,
+    _missing_profile_reason,
+    _show_columns,
+)
+
+__all__ = ["read_par_raw"]
+
+# One logger for the whole EcoPart reader: its name, "pipeline.sources.ecopart", is the
+# one callers filter on.
+logger = logging.getLogger("pipeline.sources.ecopart")
+
+_RAW_REQUIRED = ("depth", "imgcount", "area", "nbr")
+_RAW_NAME = re.compile(r"^(?P<head>.+)_PAR_raw_[^/]*$")
+
+
+# ---------------------------------------------------------------------- raw exports
+
+
+@dataclass
+class _RawFileResult(FileResult):
+    """A raw PAR file's result: ``accepted`` holds bins, the stats count input lines."""
+
+    lines_accepted: int = 0
+
+    @property
+    def stats(self) -> pd.DataFrame:
+        """One-row stats frame counting *lines* (read = used + quarantined)."""
+        frame = FileResult.stats.fget(self)  # type: ignore[attr-defined]
+        frame["rows_accepted"] = self.lines_accepted
+        return frame
+
+
+def read_par_raw(
+    urls: str | Sequence[str],
+    *,
+    metadata_url: str | None = None,
+    size_classes: SizeClasses = "detailed",
+    bin_m: float = 5.0,
+    storage_options: Mapping[str, Any] | None = None,
+    encoding: str | None = None,
+) -> ReadResult:
+    """Read EcoPart raw PAR exports (``*_PAR_raw_*.tsv``) into the particles table, lazily.
+
+    Raw rows are per metre and particle area: ``depth`` (m, depth offset already
+    added by EcoPart), ``imgcount`` (images in that metre, repeated on each row),
+    ``area`` (px), ``nbr`` (particles of that area), ``greylimit1-3`` [+ ``datetime``].
+    As EcoPart does: bins of ``bin_m`` metres from 0; the volume of a bin is the sum
+    over its distinct metres of ``imgcount`` x ``acq_volimage``; ESD (mm) =
+    2 sqrt(aa x area ** exp / pi) with the profile's ``acq_aa``/``acq_exp``; counts are
+    ``nbr`` summed per class and bin (areas below the first class edge are dropped,
+    logged at DEBUG). The profile is the one whose ``Particle filename`` is the file's
+    name, else the one the name ends with (``<yyyymmddhhmmss>_<profile>_PAR_raw_...``).
+
+    Parameters
+    ----------
+    urls : str or sequence of str
+        Files, fsspec URLs or glob patterns (one dask task per file).
+    metadata_url : str, optional
+        The raw export's ``*_Export_metadata_summary.tsv`` (90 columns); by default the
+        one in the folder of the first file.
+    size_classes : {"detailed", "reduced"}
+        Class set of the output.
+    bin_m : float
+        Depth bin height in metres (EcoPart: 5).
+    storage_options : mapping, optional
+        Passed to fsspec.
+    encoding : str, optional
+        ``None`` (default) detects UTF-8 or latin-1; explicit is strict.
+
+    Returns
+    -------
+    ReadResult
+        Lazy ``accepted`` (:func:`particles_meta` columns, one row per bin),
+        ``quarantine`` (lines: text or missing numbers, negative depth or count,
+        ``imgcount`` <= 0 or differing within a metre, area <= 0, duplicate (metre,
+        area) lines; whole files: unknown profile, time-organised sample, missing
+        calibration) and ``stats`` counting *lines* (read = used + quarantined).
+
+    Raises
+    ------
+    InputFormatError
+        When no file is given, ``size_classes`` or ``bin_m`` is invalid, or the metadata
+        summary cannot be found or read.
+
+    See Also
+    --------
+    read_par_export : the same table from detailed/reduced exports.
+    """
+    urls = expand_urls(urls, storage_options=storage_options)
+    if not urls:
+        raise InputFormatError("read_par_raw: no input file given (the URL list is empty).")
+    if size_classes not in ("detailed", "reduced"):
+        raise InputFormatError(
+            f"size_classes={size_classes!r} is not a class set; valid: 'detailed', 'reduced'."
+        )
+    if not (bin_m > 0 and math.isfinite(bin_m)):
+        raise InputFormatError(f"bin_m={bin_m!r}: the depth bin height must be > 0 metres.")
+    summary_url, summary, bad = _load_summary(urls, metadata_url, storage_options, encoding, "raw")
+    parse = functools.partial(
+        _parse_par_raw,
+        summary=summary,
+        bad_profiles=bad,
+        summary_url=summary_url,
+        size_classes=size_classes,
+        bin_m=float(bin_m),
+        storage_options=dict(storage_options) if storage_options else None,
+        encoding=encoding,
+    )
+    return read_many(urls, parse, particles_meta(size_classes))
+
+
+def _raw_profile(url: str, summary: pd.DataFrame) -> str | None:
+    name = _basename(url)
+    plain = re.sub(r"\.(gz|bz2|xz|zst)$", "", name)
+    by_file = summary.index[summary["particle_file"].to_numpy() == plain]
+    if len(by_file):
+        return str(by_file[0])
+    m = _RAW_NAME.match(plain)
+    if not m:
+        return None
+    head = m["head"]
+    hits = [p for p in summary.index if head == p or head.endswith("_" + p)]
+    return max(hits, key=len) if hits else None
+
+
+def _parse_par_raw(
+    url: str,
+    *,
+    summary: pd.DataFrame,
+    bad_profiles: Mapping[str, str],
+    summary_url: str,
+    size_classes: SizeClasses,
+    bin_m: float = 5.0,
+    storage_options: Mapping[str, Any] | None = None,
+    encoding: str | None = None,
+) -> FileResult:
+    """Parse one raw PAR export file into 5 m bins (module level: picklable)."""
+    raw = tokenize(read_bytes(url, storage_options=storage_options), url, encoding=encoding)
+    cells = raw.cells
+    check = RowChecker(raw)
+    meta = particles_meta(size_classes)
+
+    def done() -> FileResult:
+        res = check.result(cells)
+        return _RawFileResult(url, meta.copy(), res.quarantine, res.rows_read, lines_accepted=0)
+
+    missing = [c for c in _RAW_REQUIRED if c not in raw.header]
+    for col in missing:
+        check.flag_all(
+            col,
+            f"required column {col!r} is missing; columns found: {_show_columns(raw.header)}. "
+            "Raw PAR exports have depth, imgcount, area, nbr, greylimit1-3.",
+        )
+    if missing:
+        logger.warning("%s: required column(s) %s missing; every line quarantined", url, missing)
+        return done()
+    pid = _raw_profile(url, summary)
+    if pid is None:
+        m = _RAW_NAME.match(_basename(url))
+        guess = m["head"].split("_", 1)[-1] if m else _basename(url)
+        check.flag_all("", _missing_profile_reason(guess, summary_url, bad_profiles))
+        return done()
+    info = summary.loc[pid]
+    by_depth = info["organized_by_depth"]
+    if pd.notna(by_depth) and not bool(by_depth):
+        check.flag_all(
+            "",
+            f"profile {pid!r} is a time-organised sample (organizedbydeepth False): it has no "
+            "depth bins and is not part of the particles table",
+        )
+        return done()
+    for key, col in (("volimage_l", "acq_volimage"), ("aa", "acq_aa"), ("exp", "acq_exp")):
+        if not (info[key] > 0):
+            check.flag_all(
+                "",
+                f"profile {pid!r}: {col} is {info[key]} in the metadata summary "
+                f"{summary_url}; it must be > 0 to compute volumes and sizes",
+            )
+            return done()
+
+    values = {}
+    for col in _RAW_REQUIRED:
+        v, bad = to_float(cells[col], missing=())
+        _flag_values(check, bad, cells, col, "not a number: {v!r}", None)
+        _flag_values(check, np.isnan(v), cells, col, f"missing {col}", None)
+        values[col] = v
+    depth, imgcount, area, nbr = (values[c] for c in _RAW_REQUIRED)
+    _flag_values(check, depth < 0, cells, "depth", "negative depth {v!r}", None)
+    _flag_values(check, imgcount <= 0, cells, "imgcount", "image count {v!r} is not > 0", None)
+    _flag_values(check, area <= 0, cells, "area", "area {v!r} px is not > 0", None)
+    _flag_values(check, nbr < 0, cells, "nbr", "negative particle count {v!r}", None)
+    metre = np.floor(depth)
+    # imgcount is per metre: every line of a metre must agree with the metre's first.
+    ok = ~check.refused
+    frame = pd.DataFrame({"m": metre, "img": imgcount, "line": cells["_line"].to_numpy()})
+    first = frame[ok].groupby("m")[["img", "line"]].transform("first")
+    differs = np.zeros(len(frame), dtype=bool)
+    differs[np.flatnonzero(ok)] = first["img"].to_numpy() != frame["img"][ok].to_numpy()
+    if differs.any():
+        reasons = np.full(len(frame), "", dtype=object)
+        for j in np.flatnonzero(differs[ok]):
+            i = np.flatnonzero(ok)[j]
+            reasons[i] = (
+                f"imgcount {imgcount[i]:g} differs from line {int(first['line'].iat[j])}'s "
+                f"({first['img'].iat[j]:g}) for metre {metre[i]:g}"
+            )
+        check.flag(differs, "imgcount", reasons)
+    _flag_duplicates(
+        check, cells, pd.Series([pid] * len(cells)), metre * 1e6 + area, "area", "metre and area"
+    )
+
+    ok = ~check.refused
+    n_ok = int(ok.sum())
+    if n_ok == 0:
+        return done()
+    depth, metre, imgcount, area, nbr = depth[ok], metre[ok], imgcount[ok], area[ok], nbr[ok]
+    bins = sizeclasses.depth_bin_centre(metre, bin_m)
+    per_metre = pd.DataFrame({"m": metre, "img": imgcount, "b": bins}).drop_duplicates("m")
+    volume = (per_metre["img"] * float(info["volimage_l"])).groupby(per_metre["b"]).sum()
+    edges = sizeclasses.edges_mm(size_classes)
+    esd = sizeclasses.esd_mm_from_area(area, float(info["aa"]), float(info["exp"]))
+    cls = sizeclasses.class_for_esd(esd, edges)
+    below = cls < 0
+    if below.any():
+        logger.debug(
+            "%s: %d line(s) (%g particles) below the first class edge %g mm dropped",
+            url,
+            int(below.sum()),
+            float(nbr[below].sum()),
+            edges[0],
+        )
+    row_of = {b: i for i, b in enumerate(volume.index)}
+    counts = np.zeros((len(volume), len(edges) - 1))
+    keep = ~below
+    np.add.at(counts, ([row_of[b] for b in bins[keep]], cls[keep]), nbr[keep])
+    table = pd.DataFrame(
+        {
+            "profile_id": pid,
+            "lat": float(info["lat"]),
+            "lon": float(info["lon"]),
+            "time": pd.Series([info["time"]] * len(volume), dtype="datetime64[ns, UTC]"),
+            "depth_m": volume.index.to_numpy(dtype="float64"),
+            "volume_l": volume.to_numpy(dtype="float64"),
+        }
+    )
+    table = pd.concat([table, pd.DataFrame(counts, columns=list(meta.columns[6:]))], axis=1)
+    res = check.result(cells)
+    return _RawFileResult(url, table, res.quarantine, res.rows_read, lines_accepted=n_ok)
