@@ -1,0 +1,340 @@
+"""Targets: volume-weighted particle concentrations per profile and depth layer.
+
+From the canonical particles table (counts per 5 m bin and EcoPart size class,
+volume sampled per bin), :func:`build_targets` sums counts and volumes over the bins of
+each depth layer and divides: concentration = sum(counts) / sum(volume) (#/L), never an
+average of concentrations. EcoPart classes are merged into the coarser target classes
+of :class:`TargetConfig` (an EcoPart class belongs to the target class holding its
+lower edge). A derived carbon-flux target follows Guidry et al. (2008):
+
+    F = sum_i C_i * A * d_i ** b        (mg C m-2 d-1)
+
+with C_i the concentration of EcoPart class i in #/m3, d_i its geometric-mean ESD in
+mm, A = 12.5 and b = 3.81 (configurable), over classes inside ``flux_range_um``.
+
+A profile that does not cover a layer well enough (sampled volume below
+``min_volume_l`` or depth coverage below ``min_coverage``) yields no row for that
+layer; the skipped (profile, layer) pairs are returned beside the targets, with the
+reason, so they can be counted in the report.
+
+Developer note: the work is one ``map_partitions`` over the particles table, so the
+graph grows with partitions (files), not rows. Readers put each profile in one
+partition (one file); a profile split across files would be summed per part.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ConfigError
+from pipeline.sizeclasses import class_column
+
+__all__ = [
+    "DEFAULT_LAYERS",
+    "Layer",
+    "TargetConfig",
+    "TargetsResult",
+    "build_targets",
+    "particle_classes",
+    "transform",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A depth layer, metres positive down, ``[top_m, bottom_m)``."""
+
+    top_m: float
+    bottom_m: float
+
+    @property
+    def name(self) -> str:
+        """Self-describing name, e.g. ``"0-100m"``."""
+        return f"{self.top_m:g}-{self.bottom_m:g}m"
+
+
+#: The default layers: 0-100, 100-500 and 500-1000 m.
+DEFAULT_LAYERS: tuple[Layer, ...] = (Layer(0, 100), Layer(100, 500), Layer(500, 1000))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetConfig:
+    """Options of :func:`build_targets` (defaults live here only).
+
+    Attributes
+    ----------
+    layers : tuple of Layer
+        Depth layers.
+    size_edges_um : tuple of float
+        Edges of the target size classes (ESD, µm, ascending; last may be inf).
+    min_volume_l : float
+        Minimum volume sampled in a layer (L) for a row.
+    min_coverage : float
+        Minimum fraction of the layer's height covered by sampled bins.
+    bin_m : float
+        Height of the particles table's depth bins (m).
+    flux_a, flux_b : float
+        Guidry et al. (2008) flux coefficients (d in mm, flux in mg C m-2 d-1).
+    flux_range_um : tuple of float
+        ESD range (µm) of the classes in the flux sum.
+    transform : {"log10", "none"}
+        Training transform recorded with the targets.
+    epsilon_per_l : float
+        Offset of ``log10(c + epsilon)`` (same unit as each target).
+    """
+
+    layers: tuple[Layer, ...] = DEFAULT_LAYERS
+    size_edges_um: tuple[float, ...] = (102.0, 203.0, 512.0, 2050.0, math.inf)
+    min_volume_l: float = 50.0
+    min_coverage: float = 0.8
+    bin_m: float = 5.0
+    flux_a: float = 12.5
+    flux_b: float = 3.81
+    flux_range_um: tuple[float, float] = (102.0, 2580.0)
+    transform: Literal["log10", "none"] = "log10"
+    epsilon_per_l: float = 1e-3
+
+    def __post_init__(self) -> None:
+        """Check the options; raise ConfigError naming the key."""
+        edges = self.size_edges_um
+        if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
+            raise ConfigError(
+                f"targets.size_edges_um: {edges!r} must hold at least 2 ascending edges (µm)."
+            )
+        if self.transform not in ("log10", "none"):
+            raise ConfigError(f"targets.transform: {self.transform!r}; valid: 'log10', 'none'.")
+        for layer in self.layers:
+            if not layer.bottom_m > layer.top_m >= 0:
+                raise ConfigError(f"targets.layers: {layer!r} must have 0 <= top_m < bottom_m.")
+
+
+@dataclass
+class TargetsResult:
+    """Targets and the (profile, layer) pairs skipped, both lazy.
+
+    Attributes
+    ----------
+    targets : dask.dataframe.DataFrame
+        ``id, lat, lon, time, layer, layer_top_m, layer_bottom_m, volume_l, coverage``,
+        one ``conc_<lo>_<hi>um_per_l`` column per target class, ``flux_mgc_m2_d`` and
+        ``weight`` (the volume sampled).
+    skipped : dask.dataframe.DataFrame
+        ``id, layer, volume_l, coverage, reason`` of the pairs left out.
+    targets_columns : list of str
+        The target variables (concentrations and flux).
+    transform : dict
+        The training transform (``{"name": "log10", "epsilon": ...}``).
+    """
+
+    targets: dd.DataFrame
+    skipped: dd.DataFrame
+    targets_columns: list[str] = field(default_factory=list)
+    transform: dict[str, object] = field(default_factory=dict)
+
+
+def particle_classes(columns: Sequence[str]) -> list[tuple[str, float, float]]:
+    """Find the count columns ``n_<lo>_<hi>um`` of a particles table.
+
+    Parameters
+    ----------
+    columns : sequence of str
+        Column names.
+
+    Returns
+    -------
+    list of (str, float, float)
+        ``(column, lo_um, hi_um)`` in the order given.
+
+    Examples
+    --------
+    >>> particle_classes(["depth_m", "n_102_128um", "n_26000_infum", "n_1p26_1p59um"])
+    [('n_102_128um', 102.0, 128.0), ('n_26000_infum', 26000.0, inf), ('n_1p26_1p59um', 1.26, 1.59)]
+    """
+    out = []
+    for col in columns:
+        if col.startswith("n_") and col.endswith("um"):
+            lo, _, hi = col[2:-2].partition("_")
+            out.append((col, float(lo.replace("p", ".")), float(hi.replace("p", "."))))
+    return out
+
+
+def _target_name(lo_um: float, hi_um: float) -> str:
+    return "conc_" + class_column(lo_um / 1000.0, hi_um / 1000.0)[2:-2] + "um_per_l"
+
+
+def _layer_rows(part: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
+    classes = particle_classes(part.columns)
+    edges = np.asarray(config.size_edges_um)
+    groups: dict[str, list[str]] = {}
+    for col, lo, _ in classes:
+        k = int(np.searchsorted(edges, lo, side="right")) - 1
+        if 0 <= k < len(edges) - 1:
+            groups.setdefault(_target_name(edges[k], edges[k + 1]), []).append(col)
+    flux_cols = [
+        (col, math.sqrt(lo * hi) / 1000.0)
+        for col, lo, hi in classes
+        if config.flux_range_um[0] <= lo and hi <= config.flux_range_um[1]
+    ]
+    rows = []
+    for layer in config.layers:
+        inside = part[(part["depth_m"] >= layer.top_m) & (part["depth_m"] < layer.bottom_m)]
+        if inside.empty:
+            continue
+        sums = inside.groupby("profile_id", sort=True).agg(
+            {"volume_l": "sum", "depth_m": "count", **{c: "sum" for c, _, _ in classes}}
+        )
+        first = inside.groupby("profile_id", sort=True)[["lat", "lon", "time"]].first()
+        out = first.copy()
+        out["layer"] = layer.name
+        out["layer_top_m"] = float(layer.top_m)
+        out["layer_bottom_m"] = float(layer.bottom_m)
+        out["volume_l"] = sums["volume_l"]
+        out["coverage"] = sums["depth_m"] * config.bin_m / (layer.bottom_m - layer.top_m)
+        for name, cols in groups.items():
+            out[name] = sums[cols].sum(axis=1) / sums["volume_l"]
+        flux = np.zeros(len(sums))
+        for col, d_mm in flux_cols:
+            flux += (
+                (sums[col] / sums["volume_l"] * 1000.0).to_numpy()
+                * config.flux_a
+                * (d_mm**config.flux_b)
+            )
+        out["flux_mgc_m2_d"] = flux
+        rows.append(out.reset_index().rename(columns={"profile_id": "id"}))
+    if not rows:
+        return _empty(config)
+    frame = pd.concat(rows, ignore_index=True)
+    frame["weight"] = frame["volume_l"]
+    return frame.reindex(columns=_empty(config).columns).reset_index(drop=True)
+
+
+def _target_columns(config: TargetConfig) -> list[str]:
+    e = config.size_edges_um
+    return [_target_name(a, b) for a, b in itertools.pairwise(e)] + ["flux_mgc_m2_d"]
+
+
+def _empty(config: TargetConfig) -> pd.DataFrame:
+    cols = {
+        "id": pd.Series([], dtype=str),
+        "lat": pd.Series([], dtype="float64"),
+        "lon": pd.Series([], dtype="float64"),
+        "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+        "layer": pd.Series([], dtype=str),
+        "layer_top_m": pd.Series([], dtype="float64"),
+        "layer_bottom_m": pd.Series([], dtype="float64"),
+        "volume_l": pd.Series([], dtype="float64"),
+        "coverage": pd.Series([], dtype="float64"),
+    }
+    cols.update({c: pd.Series([], dtype="float64") for c in _target_columns(config)})
+    cols["weight"] = pd.Series([], dtype="float64")
+    return pd.DataFrame(cols)
+
+
+def _with_reasons(part: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
+    frame = _layer_rows(part, config)
+    reason = np.where(
+        frame["volume_l"] < config.min_volume_l,
+        f"sampled volume below min_volume_l={config.min_volume_l:g} L",
+        np.where(
+            frame["coverage"] < config.min_coverage,
+            f"depth coverage below min_coverage={config.min_coverage:g}",
+            "",
+        ),
+    )
+    return frame.assign(reason=pd.Series(reason, index=frame.index, dtype=str))
+
+
+def build_targets(particles: dd.DataFrame, *, config: TargetConfig | None = None) -> TargetsResult:
+    """Volume-weighted concentrations per profile and layer, and a carbon-flux target.
+
+    Parameters
+    ----------
+    particles : dask.dataframe.DataFrame
+        Canonical particles table (counts ``n_<lo>_<hi>um`` per 5 m bin, ``volume_l``).
+    config : TargetConfig, optional
+        Layers, target classes, coverage thresholds, flux coefficients, transform.
+
+    Returns
+    -------
+    TargetsResult
+        Lazy targets and skipped pairs, the target columns and the transform.
+
+    Raises
+    ------
+    ConfigError
+        When the particles table has no count column or lacks a required column.
+
+    Examples
+    --------
+    >>> pdf = pd.DataFrame({"profile_id": ["p"] * 20, "lat": 1.0, "lon": 2.0,
+    ...     "time": pd.Timestamp("2020-01-01", tz="UTC"), "depth_m": np.arange(20) * 5 + 2.5,
+    ...     "volume_l": 10.0, "n_102_128um": 5.0, "n_128_161um": 15.0})
+    >>> res = build_targets(dd.from_pandas(pdf, npartitions=1))
+    >>> row = res.targets.compute().iloc[0]
+    >>> row["layer"], float(row["volume_l"]), float(row["conc_102_203um_per_l"])
+    ('0-100m', 200.0, 2.0)
+    """
+    config = config or TargetConfig()
+    required = {"profile_id", "lat", "lon", "time", "depth_m", "volume_l"}
+    missing = sorted(required - set(particles.columns))
+    if missing:
+        raise ConfigError(
+            f"particles table lacks {missing}; build it with pipeline.sources.ecopart readers."
+        )
+    if not particle_classes(particles.columns):
+        raise ConfigError("particles table has no count column n_<lo>_<hi>um.")
+    meta = _empty(config).assign(reason=pd.Series([], dtype=str))
+    rows = particles.map_partitions(_with_reasons, config, meta=meta)
+    targets = rows[rows["reason"] == ""].drop(columns="reason")
+    skipped = rows[rows["reason"] != ""][["id", "layer", "volume_l", "coverage", "reason"]]
+    logger.info(
+        "targets: %d layer(s), %d size class(es), transform %s",
+        len(config.layers),
+        len(config.size_edges_um) - 1,
+        config.transform,
+    )
+    return TargetsResult(
+        targets=targets,
+        skipped=skipped,
+        targets_columns=_target_columns(config),
+        transform={"name": config.transform, "epsilon": config.epsilon_per_l},
+    )
+
+
+def transform(values: np.ndarray, *, name: str = "log10", epsilon: float = 1e-3) -> np.ndarray:
+    """Apply the training transform recorded with the targets.
+
+    Parameters
+    ----------
+    values : array of float
+        Concentrations (or flux).
+    name : {"log10", "none"}
+        The transform.
+    epsilon : float
+        Offset of ``log10(c + epsilon)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Transformed values.
+
+    Examples
+    --------
+    >>> transform(np.array([0.999, 9.999]), epsilon=1e-3).round(6).tolist()
+    [0.0, 1.0]
+    """
+    values = np.asarray(values, dtype="float64")
+    if name == "none":
+        return values
+    return np.log10(values + epsilon)
