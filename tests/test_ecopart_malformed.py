@@ -502,6 +502,8 @@ def test_counts_reconcile_and_no_line_is_lost_under_random_corruption(
         if at >= len(lines):
             continue
         fields = lines[at].split(b"\t")
+        if len(fields) < 27 and kind != "extra":
+            continue  # a line already cut short has no such field left to corrupt
         if kind == "text-depth":
             fields[3] = b"abc"
         elif kind == "cut":
