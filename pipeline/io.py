@@ -29,26 +29,34 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def read_bytes(url: str, *, storage_options: Mapping[str, Any] | None = None) -> bytes:
-    """Read a whole file from any fsspec URL, decompressing by its suffix.
+def read_bytes(
+    url: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    first_line: bool = False,
+) -> bytes:
+    """Read a whole file (or its first line) from any fsspec URL, decompressing by suffix.
 
     Parameters
     ----------
     url : str
         Local path or fsspec URL (``s3://…``, ``zip://member::archive.zip``,
-        ``file.tsv.gz``).
+        ``zip://a.tsv::zip://inner.zip::outer.zip``, ``file.tsv.gz``).
     storage_options : mapping, optional
         Passed to the fsspec filesystem (e.g. ``{"client_kwargs": {"endpoint_url": …}}``).
+    first_line : bool
+        Read only up to the first line end (a header), not the whole file.
 
     Returns
     -------
     bytes
-        The file's (decompressed) content.
+        The file's (decompressed) content, or its first line with its line end.
 
     Raises
     ------
     InputFormatError
-        When the file does not exist or cannot be decompressed; names the URL.
+        When the file does not exist or cannot be opened or decompressed (a missing
+        member, a corrupt archive, a truncated ``.gz``); names the URL.
 
     Examples
     --------
@@ -57,19 +65,27 @@ def read_bytes(url: str, *, storage_options: Mapping[str, Any] | None = None) ->
     >>> _ = open(path, "w").write("depth\\n2.5\\n")
     >>> read_bytes(path)
     b'depth\\n2.5\\n'
+    >>> read_bytes(path, first_line=True)
+    b'depth\\n'
     """
     try:
         with fsspec.open(url, "rb", compression="infer", **dict(storage_options or {})) as f:
-            return f.read()
+            return f.readline() if first_line else f.read()
     except FileNotFoundError as err:
         raise InputFormatError(
             f"{url}: file not found. Check the path or URL (and the storage options for "
             "remote stores)."
         ) from err
-    except (OSError, EOFError) as err:
+    except Exception as err:  # any fsspec/archive/codec failure: one clear error
+        hint = (
+            " For a file inside nested zips chain the members: "
+            "zip://a.tsv::zip://inner.zip::outer.zip."
+            if "zip" in url
+            else ""
+        )
         raise InputFormatError(
             f"{url}: cannot read the file ({type(err).__name__}: {err}). A truncated or "
-            "corrupt compressed file reads like this; re-export or re-download it."
+            f"corrupt compressed file reads like this; re-export or re-download it.{hint}"
         ) from err
 
 

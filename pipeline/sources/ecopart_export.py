@@ -17,7 +17,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import fsspec
 import numpy as np
 import pandas as pd
 
@@ -197,9 +196,8 @@ def _sniff_size_classes(
 ) -> SizeClasses:
     for url in urls:
         try:
-            with fsspec.open(url, "rb", compression="infer", **dict(storage_options or {})) as f:
-                line = f.readline()
-        except (OSError, EOFError, ValueError):
+            line = read_bytes(url, storage_options=storage_options, first_line=True)
+        except InputFormatError:
             continue
         try:
             text = line.decode("utf-8")

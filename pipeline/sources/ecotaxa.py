@@ -87,7 +87,7 @@ import numpy as np
 import pandas as pd
 from fsspec.core import url_to_fs
 
-from pipeline.errors import ConfigError, InputFormatError
+from pipeline.errors import ConfigError
 from pipeline.io import expand_urls, join_under, parent_url, read_bytes
 from pipeline.sources._table import (
     FileResult,
@@ -310,7 +310,7 @@ def _parse_file(
     features: Sequence[str],
 ) -> FileResult:
     """Parse one EcoTaxa TSV into a FileResult (module level, so it pickles)."""
-    data = _read(url, storage_options)
+    data = read_bytes(url, storage_options=storage_options)
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     raw = tokenize(data, url, encoding=encoding, skip_type_row=True)
@@ -379,18 +379,6 @@ def _parse_file(
         raw.rows_read - len(result.accepted),
     )
     return result
-
-
-def _read(url: str, storage_options: Mapping[str, Any] | None) -> bytes:
-    try:
-        return read_bytes(url, storage_options=storage_options)
-    except InputFormatError:
-        raise
-    except Exception as err:  # any fsspec/zip failure becomes a file-level quarantine row
-        raise InputFormatError(
-            f"{url}: cannot open the file ({type(err).__name__}: {err}). For a TSV inside "
-            "nested zips chain the members: zip://ecotaxa_x.tsv::zip://inner.zip::outer.zip."
-        ) from err
 
 
 def _flag_repeats(reader: _Rows, check: RowChecker) -> None:
