@@ -124,16 +124,20 @@ class FileResult:
     accepted: pd.DataFrame
     quarantine: pd.DataFrame
     rows_read: int
+    #: Input rows used, when the accepted table aggregates them (raw PAR lines into
+    #: 5 m bins); None means one accepted row per input row.
+    rows_accepted: int | None = None
 
     @property
     def stats(self) -> pd.DataFrame:
         """One-row frame of ``STATS_META`` columns for this file."""
         n_q = int((self.quarantine["line"] > 0).sum()) if len(self.quarantine) else 0
+        n_ok = len(self.accepted) if self.rows_accepted is None else self.rows_accepted
         return pd.DataFrame(
             {
                 "file": [self.url],
                 "rows_read": [self.rows_read],
-                "rows_accepted": [len(self.accepted)],
+                "rows_accepted": [n_ok],
                 "rows_quarantined": [n_q],
             }
         ).astype(STATS_META.dtypes.to_dict())

@@ -13,7 +13,6 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,20 +49,6 @@ _RAW_NAME = re.compile(r"^(?P<head>.+)_PAR_raw_[^/]*$")
 
 
 # ---------------------------------------------------------------------- raw exports
-
-
-@dataclass
-class _RawFileResult(FileResult):
-    """A raw PAR file's result: ``accepted`` holds bins, the stats count input lines."""
-
-    lines_accepted: int = 0
-
-    @property
-    def stats(self) -> pd.DataFrame:
-        """One-row stats frame counting *lines* (read = used + quarantined)."""
-        frame = FileResult.stats.fget(self)  # type: ignore[attr-defined]
-        frame["rows_accepted"] = self.lines_accepted
-        return frame
 
 
 def read_par_raw(
@@ -178,7 +163,7 @@ def _parse_par_raw(
 
     def done() -> FileResult:
         res = check.result(cells)
-        return _RawFileResult(url, meta.copy(), res.quarantine, res.rows_read, lines_accepted=0)
+        return FileResult(url, meta.copy(), res.quarantine, res.rows_read, rows_accepted=0)
 
     missing = [c for c in _RAW_REQUIRED if c not in raw.header]
     for col in missing:
@@ -281,4 +266,4 @@ def _parse_par_raw(
     )
     table = pd.concat([table, pd.DataFrame(counts, columns=list(meta.columns[6:]))], axis=1)
     res = check.result(cells)
-    return _RawFileResult(url, table, res.quarantine, res.rows_read, lines_accepted=n_ok)
+    return FileResult(url, table, res.quarantine, res.rows_read, rows_accepted=n_ok)
