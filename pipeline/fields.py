@@ -1,0 +1,756 @@
+"""Fields: predict every ocean cell, month and layer with a trained model; write zarr.
+
+:func:`predict_fields` turns a lazy features Dataset (dims ``(time, layer, lat, lon)``,
+one float32 variable per feature, ``attrs["features"]`` the ordered feature names) and
+an :class:`xgboost.Booster` into a lazy fields Dataset: one back-transformed variable per
+target, optionally a prediction interval (``<t>_lower``, ``<t>_upper``) from residual
+quantiles, and an extrapolation flag against the training envelope
+(:func:`envelope_of`). :func:`write_fields` writes it to a zarr v3 store, local or
+``s3://…``, one time step (region) at a time, resumably.
+
+Developer note
+--------------
+*Shipping the model.* The booster's raw bytes (``save_raw("ubj")``) enter the graph
+once, as a single key every block task depends on (a :func:`dask.delayed` literal). A
+distributed worker fetches that key once per computation and keeps the deserialised
+:class:`xgboost.Booster` in the module-level ``_BOOSTERS`` cache keyed by the SHA-256
+of the bytes, so each worker process deserialises the model once. Never capture the
+booster (or its bytes) in the block function: it would be pickled into every task.
+
+*Threads.* ``inplace_predict`` runs with ``nthread=1``: the default cluster has one
+single-threaded worker process per core (``pipeline.clusters``), so parallelism comes
+from blocks, and xgboost's own threads would only oversubscribe the cores.
+
+*Missing values.* A cell where any feature is NaN (land, or a layer below the sea floor)
+is not predicted: its fields are NaN and its extrapolation flag and count are ``-1``.
+
+*Resumable writes.* :func:`write_fields` writes a region (one time step, every layer,
+lat and lon), *then* its completion marker, an empty zarr group
+``<url>/.oceanfields/regions/<iiii>`` (a zarr group, so zarr and xarray open the store
+without warnings and ignore it). A run interrupted between the two leaves the region
+unmarked; the next run rewrites exactly the unmarked regions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import re
+import threading
+import time as _time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+import xgboost as xgb
+
+from pipeline.errors import ConfigError, OceanfieldsError
+
+__all__ = [
+    "FieldsConfig",
+    "StoreMismatchError",
+    "WriteReport",
+    "envelope_of",
+    "predict_fields",
+    "write_fields",
+]
+
+logger = logging.getLogger(__name__)
+
+DIMS = ("time", "layer", "lat", "lon")
+_MARKERS = ".oceanfields"
+_GROUP_DOC = {"zarr_format": 3, "node_type": "group", "attributes": {}}
+_LAYER_COORDS = ("layer_top_m", "layer_bottom_m")
+
+#: Per worker process: SHA-256 of the model bytes -> deserialised Booster.
+_BOOSTERS: dict[str, xgb.Booster] = {}
+_BOOSTERS_LOCK = threading.Lock()
+
+
+class StoreMismatchError(OceanfieldsError, ValueError):
+    """An existing fields store differs from the fields to write (names what differs)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FieldsConfig:
+    """Options of :func:`predict_fields` and :func:`write_fields` (defaults live here only).
+
+    Attributes
+    ----------
+    lat_chunk : int or None
+        Rechunk the features along ``lat`` to this many rows per block before
+        predicting (``None``: keep the input chunks). Also the zarr chunk along lat.
+    interval_coverage : float
+        Nominal coverage of the prediction interval built from the residual quantiles,
+        recorded in the interval variables' attributes (0 < coverage < 1).
+    write_region : {"time"}
+        Dimension of the write regions: one region per time step.
+
+    Examples
+    --------
+    >>> FieldsConfig(lat_chunk=180).lat_chunk
+    180
+    >>> FieldsConfig(lat_chunk=0)
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.ConfigError: fields.lat_chunk: 0; expected a positive integer or None.
+    """
+
+    lat_chunk: int | None = None
+    interval_coverage: float = 0.9
+    write_region: Literal["time"] = "time"
+
+    def __post_init__(self) -> None:
+        """Check the options; raise ConfigError naming the key and the value."""
+        if self.lat_chunk is not None and (
+            isinstance(self.lat_chunk, bool)
+            or not isinstance(self.lat_chunk, int | np.integer)
+            or self.lat_chunk < 1
+        ):
+            raise ConfigError(
+                f"fields.lat_chunk: {self.lat_chunk!r}; expected a positive integer or None."
+            )
+        if not isinstance(self.interval_coverage, float | int) or not (
+            0.0 < float(self.interval_coverage) < 1.0
+        ):
+            raise ConfigError(
+                f"fields.interval_coverage: {self.interval_coverage!r}; "
+                "expected a fraction between 0 and 1 (e.g. 0.9)."
+            )
+        if self.write_region != "time":
+            raise ConfigError(f"fields.write_region: {self.write_region!r}; valid: 'time'.")
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """What :func:`write_fields` did.
+
+    Attributes
+    ----------
+    url : str
+        The store written.
+    regions_total : int
+        Number of regions (time steps) of the store.
+    regions_written : int
+        Regions written by this call.
+    regions_skipped : int
+        Regions already complete (marked), left as they were.
+    """
+
+    url: str
+    regions_total: int
+    regions_written: int
+    regions_skipped: int
+
+
+def envelope_of(X: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Return the training envelope: ``(min, max)`` of each feature, NaN ignored.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        The training features, one column per feature.
+
+    Returns
+    -------
+    dict of str to (float, float)
+        ``{feature: (min, max)}`` in column order.
+
+    See Also
+    --------
+    predict_fields : flags cells outside this envelope.
+
+    Examples
+    --------
+    >>> envelope_of(pd.DataFrame({"t": [1.0, 3.0, np.nan], "s": [35.0, 34.0, 36.5]}))
+    {'t': (1.0, 3.0), 's': (34.0, 36.5)}
+    """
+    return {str(c): (float(X[c].min()), float(X[c].max())) for c in X.columns}
+
+
+# ---------------------------------------------------------------------------------------
+# prediction
+
+
+def _booster_from(raw: bytes, digest: str) -> xgb.Booster:
+    booster = _BOOSTERS.get(digest)
+    if booster is None:
+        with _BOOSTERS_LOCK:
+            booster = _BOOSTERS.get(digest)
+            if booster is None:
+                booster = xgb.Booster(model_file=bytearray(raw))
+                booster.set_param({"nthread": 1})
+                _BOOSTERS[digest] = booster
+                logger.debug("booster %s deserialised in this process", digest[:12])
+    return booster
+
+
+def _inverse(y: np.ndarray, name: str, epsilon: float) -> np.ndarray:
+    """Back-transform, clipped at 0 for log10 (a concentration is never negative)."""
+    if name == "none":
+        return y
+    return np.maximum(np.power(10.0, y) - epsilon, 0.0)
+
+
+@dataclass(frozen=True)
+class _BlockPredictor:
+    """Per-block prediction, shipped to workers (small: no model inside).
+
+    Called on a block ``(time, layer, lat, lon, feature)`` with the model bytes, returns
+    ``(time, layer, lat, lon, channel)`` float32: per target the back-transformed mean,
+    then (with quantiles) lower and upper bounds per target, then the extrapolation flag
+    and the count of features outside the envelope.
+    """
+
+    digest: str
+    n_targets: int
+    transform: str
+    epsilon: float
+    q_lo: tuple[float, ...] | None
+    q_hi: tuple[float, ...] | None
+    env_lo: tuple[float, ...] | None
+    env_hi: tuple[float, ...] | None
+
+    @property
+    def n_channels(self) -> int:
+        return self.n_targets * (1 if self.q_lo is None else 3) + 2
+
+    def __call__(self, block: np.ndarray, raw: bytes) -> np.ndarray:
+        shape = block.shape[:-1]
+        X = np.ascontiguousarray(block.reshape(-1, block.shape[-1]), dtype=np.float32)
+        out = np.full((X.shape[0], self.n_channels), np.nan, dtype=np.float32)
+        valid = ~np.isnan(X).any(axis=1)
+        out[~valid, -2:] = -1.0
+        if valid.any():
+            Xv = X[valid]
+            booster = _booster_from(raw, self.digest)
+            pred = np.asarray(booster.inplace_predict(Xv, missing=np.nan), dtype=np.float64)
+            pred = pred.reshape(Xv.shape[0], -1)
+            cols = [_inverse(pred, self.transform, self.epsilon)]
+            if self.q_lo is not None and self.q_hi is not None:
+                cols.append(_inverse(pred + np.asarray(self.q_lo), self.transform, self.epsilon))
+                cols.append(_inverse(pred + np.asarray(self.q_hi), self.transform, self.epsilon))
+            values = np.concatenate(cols, axis=1)
+            out[valid, : values.shape[1]] = values
+            if self.env_lo is not None and self.env_hi is not None:
+                outside = (Xv < np.asarray(self.env_lo, dtype=np.float32)) | (
+                    Xv > np.asarray(self.env_hi, dtype=np.float32)
+                )
+                n_out = outside.sum(axis=1)
+            else:
+                n_out = np.zeros(Xv.shape[0])
+            out[valid, -1] = n_out
+            out[valid, -2] = n_out > 0
+        return out.reshape(*shape, self.n_channels)
+
+
+def _num_targets(booster: xgb.Booster) -> int:
+    config = json.loads(booster.save_config())
+    return max(int(config["learner"]["learner_model_param"].get("num_target", "1")), 1)
+
+
+def _check_features(features: xr.Dataset, booster: xgb.Booster) -> list[str]:
+    if set(features.dims) != set(DIMS):
+        raise ValueError(
+            f"features: dims {tuple(features.dims)!r}; expected exactly {DIMS!r} "
+            "(the fields contract). Rename or transpose before predicting."
+        )
+    names = features.attrs.get("features")
+    if not names:
+        raise ValueError(
+            "features: attrs['features'] is missing or empty; it must list the model's "
+            "feature names in training order."
+        )
+    names = [str(n) for n in names]
+    missing = [n for n in names if n not in features.data_vars]
+    if missing:
+        raise ValueError(
+            f"features: attrs['features'] names {missing!r} that are not variables; "
+            f"variables: {sorted(map(str, features.data_vars))!r}."
+        )
+    for n in names:
+        if features[n].dims != DIMS:
+            raise ValueError(
+                f"features: variable {n!r} has dims {features[n].dims!r}; expected {DIMS!r}. "
+                f"Use features.transpose(*{DIMS!r})."
+            )
+    model_names = booster.feature_names
+    if model_names is not None and list(model_names) != names:
+        raise ValueError(
+            f"booster: trained on features {list(model_names)!r} but the features Dataset "
+            f"lists {names!r}; pass the features the model was trained with, in that order."
+        )
+    if booster.num_features() != len(names):
+        raise ValueError(
+            f"booster: expects {booster.num_features()} features, features Dataset has "
+            f"{len(names)}: {names!r}."
+        )
+    return names
+
+
+def _units_of(target: str) -> str:
+    if target.startswith("conc_") and target.endswith("_per_l"):
+        return "L-1"
+    if target.endswith("_per_m3"):
+        return "m-3"
+    if target.startswith("flux"):
+        return "mg m-2 d-1"
+    return "1"
+
+
+def _long_name_of(target: str) -> str:
+    m = re.fullmatch(r"conc_(\w+?)_(\w+?)um_per_(l|m3)", target)
+    if m:
+        lo, hi = (s.replace("p", ".") for s in m.group(1, 2))
+        return f"number concentration of particles of ESD {lo}-{hi} um"
+    if target.startswith("flux_mgc"):
+        return "particulate organic carbon flux (Guidry et al. 2008)"
+    return target.replace("_", " ")
+
+
+def _coord_attrs(out: xr.Dataset) -> None:
+    out["lat"].attrs.update(
+        {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude"}
+    )
+    out["lon"].attrs.update(
+        {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"}
+    )
+    out["time"].attrs.update({"standard_name": "time", "long_name": "time (month)"})
+    out["layer"].attrs.update({"long_name": "depth layer (top-bottom, m, positive down)"})
+    for c, what in zip(_LAYER_COORDS, ("top", "bottom"), strict=True):
+        if c in out.coords:
+            out[c].attrs.update(
+                {"units": "m", "positive": "down", "long_name": f"depth of the layer {what}"}
+            )
+
+
+def predict_fields(
+    features: xr.Dataset,
+    booster: xgb.Booster,
+    *,
+    targets: Sequence[str],
+    transform: Mapping[str, Any],
+    residual_quantiles: Mapping[str, tuple[float, float]] | None = None,
+    envelope: Mapping[str, tuple[float, float]] | None = None,
+    units: Mapping[str, str] | None = None,
+    config: FieldsConfig | None = None,
+) -> xr.Dataset:
+    """Predict the fields of every cell, month and layer, lazily.
+
+    Parameters
+    ----------
+    features : xarray.Dataset
+        Dask-backed, dims ``(time, layer, lat, lon)``, one variable per feature,
+        ``attrs["features"]`` the feature names in training order; NaN over land and
+        below the sea floor. Coords ``layer``, ``layer_top_m``, ``layer_bottom_m`` are kept.
+    booster : xgboost.Booster
+        Model predicting ``len(targets)`` targets (multi-output or one), in the
+        transformed space.
+    targets : sequence of str
+        Target names, in the model's output order.
+    transform : mapping
+        Training transform, ``{"name": "log10" | "none", "epsilon": float}``; fields are
+        back-transformed with ``c = 10**y - epsilon`` (clipped at 0).
+    residual_quantiles : mapping of str to (float, float), optional
+        Per target, ``(q_lo, q_hi)`` of held-out residuals in the transformed space; adds
+        ``<t>_lower = inverse(pred + q_lo)`` and ``<t>_upper = inverse(pred + q_hi)``.
+    envelope : mapping of str to (float, float), optional
+        Training envelope per feature (:func:`envelope_of`). Without it no cell is
+        flagged (flag 0 over the ocean).
+    units : mapping of str to str, optional
+        Units per target; defaults: ``"L-1"`` for ``conc_*_per_l``, ``"mg m-2 d-1"`` for
+        flux.
+    config : FieldsConfig, optional
+        Chunking and interval options.
+
+    Returns
+    -------
+    xarray.Dataset
+        Lazy, dims ``(time, layer, lat, lon)``: float32 ``<t>`` (and ``<t>_lower``,
+        ``<t>_upper``), int8 ``extrapolation`` (1: some feature outside the envelope,
+        0: inside, -1: not predicted) and int8 ``n_features_outside`` (-1: not predicted).
+        NaN wherever any feature is NaN.
+
+    Raises
+    ------
+    ValueError
+        Features and model disagree (names, count, targets), or bad quantiles.
+
+    See Also
+    --------
+    write_fields : writes the result to zarr.
+    envelope_of : the training envelope.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"a": rng.random(50, dtype="f4"), "b": rng.random(50, dtype="f4")})
+    >>> booster = xgb.train({"max_depth": 2}, xgb.DMatrix(X, label=X["a"]), 3)
+    >>> coords = {"time": pd.date_range("2020-01-01", periods=2, freq="MS"),
+    ...           "layer": np.array(["0-100m"], object), "lat": [0.5, 1.5], "lon": [0.5]}
+    >>> var = (DIMS, np.full((2, 1, 2, 1), 0.5, "f4"))
+    >>> feats = xr.Dataset({"a": var, "b": var}, coords=coords, attrs={"features": ["a", "b"]})
+    >>> out = predict_fields(feats.chunk(time=1), booster, targets=["conc_1_2um_per_l"],
+    ...                      transform={"name": "none"})
+    >>> out["conc_1_2um_per_l"].shape, out["conc_1_2um_per_l"].attrs["units"]
+    ((2, 1, 2, 1), 'L-1')
+    """
+    config = config or FieldsConfig()
+    names = _check_features(features, booster)
+    targets = [str(t) for t in targets]
+    n_targets = _num_targets(booster)
+    if len(targets) != n_targets or not targets:
+        raise ValueError(
+            f"targets: {targets!r} ({len(targets)}) but the booster predicts {n_targets} "
+            "target(s); pass the model card's targets in output order."
+        )
+    name = str(transform.get("name", "none"))
+    if name not in ("log10", "none"):
+        raise ValueError(f"transform: name {name!r}; valid: 'log10', 'none'.")
+    epsilon = float(transform.get("epsilon", 0.0)) if name == "log10" else 0.0
+
+    q_lo = q_hi = None
+    if residual_quantiles is not None:
+        missing = [t for t in targets if t not in residual_quantiles]
+        if missing:
+            raise ValueError(f"residual_quantiles: no (q_lo, q_hi) for targets {missing!r}.")
+        q_lo = tuple(float(residual_quantiles[t][0]) for t in targets)
+        q_hi = tuple(float(residual_quantiles[t][1]) for t in targets)
+        bad = [t for t, lo, hi in zip(targets, q_lo, q_hi, strict=True) if not lo <= hi]
+        if bad:
+            raise ValueError(f"residual_quantiles: q_lo > q_hi for {bad!r}; expected q_lo <= q_hi.")
+    env_lo = env_hi = None
+    if envelope is not None:
+        missing = [n for n in names if n not in envelope]
+        if missing:
+            raise ValueError(f"envelope: no (min, max) for features {missing!r}.")
+        env_lo = tuple(float(envelope[n][0]) for n in names)
+        env_hi = tuple(float(envelope[n][1]) for n in names)
+
+    feats = features[names]
+    if config.lat_chunk is not None:
+        feats = feats.chunk({"lat": config.lat_chunk})
+        logger.info("features rechunked along lat to %d rows per block", config.lat_chunk)
+    feats = feats.unify_chunks()
+    arrays = [
+        feats[n].data if isinstance(feats[n].data, da.Array) else da.from_array(feats[n].data)
+        for n in names
+    ]
+    stacked = da.stack([a.astype(np.float32) for a in arrays], axis=-1).rechunk({4: len(names)})
+
+    raw = bytes(booster.save_raw("ubj"))
+    digest = hashlib.sha256(raw).hexdigest()
+    model = dask.delayed(raw, name=f"xgboost-model-{digest[:16]}", pure=True)
+    predictor = _BlockPredictor(digest, n_targets, name, epsilon, q_lo, q_hi, env_lo, env_hi)
+    channels = predictor.n_channels
+    pred = da.map_blocks(
+        predictor,
+        stacked,
+        model,
+        dtype=np.float32,
+        chunks=(*stacked.chunks[:4], (channels,)),
+        name=f"predict-fields-{dask.base.tokenize(stacked, digest, predictor)}",
+        meta=np.empty((0, 0, 0, 0, 0), dtype=np.float32),
+    )
+    logger.info(
+        "fields: %d targets, %d blocks, model %s (%d bytes) shipped once per worker",
+        n_targets,
+        stacked.npartitions,
+        digest[:12],
+        len(raw),
+    )
+
+    units = dict(units or {})
+    coords = {k: v for k, v in feats.coords.items() if set(v.dims) <= set(DIMS) and k not in names}
+    out = xr.Dataset(coords=coords)
+    out = out.assign_coords(layer=("layer", np.asarray(feats["layer"].values, dtype=object)))
+    k = n_targets
+    coverage = float(config.interval_coverage)
+    for i, t in enumerate(targets):
+        attrs = {"units": units.get(t, _units_of(t)), "long_name": _long_name_of(t)}
+        out[t] = (DIMS, pred[..., i], attrs)
+        if q_lo is not None and q_hi is not None:
+            for j, (side, q) in enumerate((("lower", q_lo[i]), ("upper", q_hi[i])), start=1):
+                out[f"{t}_{side}"] = (
+                    DIMS,
+                    pred[..., j * k + i],
+                    {
+                        "units": attrs["units"],
+                        "long_name": f"{side} bound of the {coverage:.0%} prediction interval "
+                        f"of {attrs['long_name']}",
+                        "interval_coverage": coverage,
+                        "residual_quantile": q,
+                    },
+                )
+    out["extrapolation"] = (
+        DIMS,
+        pred[..., channels - 2].astype(np.int8),
+        {
+            "long_name": "prediction outside the training envelope",
+            "flag_values": np.array([-1, 0, 1], dtype=np.int8),
+            "flag_meanings": "not_predicted inside_envelope outside_envelope",
+            "comment": "1 where any feature lies outside the training [min, max]; "
+            "-1 where a feature is missing (land, below the sea floor)",
+        },
+    )
+    out["n_features_outside"] = (
+        DIMS,
+        pred[..., channels - 1].astype(np.int8),
+        {
+            "long_name": "number of features outside the training envelope",
+            "units": "1",
+            "comment": "-1 where a feature is missing (land, below the sea floor)",
+        },
+    )
+    _coord_attrs(out)
+    out.attrs.update(
+        {
+            "features": list(names),
+            "targets": list(targets),
+            "transform": json.dumps({"name": name, "epsilon": epsilon}),
+            "model_sha256": digest,
+        }
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# writing
+
+
+def _store_paths(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    return fs, root.rstrip("/")
+
+
+def _marker(root: str, i: int) -> str:
+    return f"{root}/{_MARKERS}/regions/{i:04d}/zarr.json"
+
+
+def _put_group(fs: Any, path: str, attributes: Mapping[str, Any] | None = None) -> None:
+    doc = {**_GROUP_DOC, "attributes": dict(attributes or {})}
+    parent = path.rsplit("/", 1)[0]
+    fs.makedirs(parent, exist_ok=True)
+    fs.pipe_file(path, json.dumps(doc).encode())
+
+
+def _done_regions(fs: Any, root: str) -> set[int]:
+    fs.invalidate_cache()
+    prefix = f"{root}/{_MARKERS}/regions/"
+    try:
+        found = fs.find(prefix)
+    except FileNotFoundError:
+        return set()
+    done = set()
+    for path in found:
+        m = re.search(r"/regions/(\d+)/zarr\.json$", path)
+        if m:
+            done.add(int(m.group(1)))
+    return done
+
+
+def _zarr_kwargs(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    kw: dict[str, Any] = {"consolidated": False}
+    if storage_options:
+        kw["storage_options"] = dict(storage_options)
+    return kw
+
+
+def _prepare(ds: xr.Dataset) -> xr.Dataset:
+    if tuple(ds["time"].dims) != ("time",):
+        raise ValueError("fields: a 1-D 'time' coordinate is needed to write by region.")
+    ds = ds.copy()
+    ds = ds.assign_coords(layer=("layer", np.asarray(ds["layer"].values, dtype=object)))
+    ds["layer"].attrs = dict(ds["layer"].attrs)
+    for v in ds.variables.values():
+        v.encoding = {}
+    return ds
+
+
+def _differences(
+    url: str, existing: xr.Dataset, ds: xr.Dataset, attrs: Mapping[str, Any]
+) -> list[str]:
+    diffs: list[str] = []
+    a, b = set(map(str, existing.data_vars)), set(map(str, ds.data_vars))
+    if a != b:
+        diffs.append(
+            f"variables: store has {sorted(a - b)!r} not in the fields, fields have "
+            f"{sorted(b - a)!r} not in the store"
+        )
+    a, b = set(map(str, existing.coords)), set(map(str, ds.coords))
+    if a != b:
+        diffs.append(f"coordinates: store {sorted(a)!r}, fields {sorted(b)!r}")
+    for dim in ds.dims:
+        if existing.sizes.get(dim) != ds.sizes[dim]:
+            diffs.append(
+                f"dimension {dim!r}: store {existing.sizes.get(dim)}, fields {ds.sizes[dim]}"
+            )
+    if diffs:
+        return diffs
+    for name in ds.coords:
+        left = np.asarray(existing[name].values)
+        right = np.asarray(ds[name].values)
+        if left.dtype.kind in "OUT" or right.dtype.kind in "OUT":
+            same = [str(x) for x in left.ravel()] == [str(x) for x in right.ravel()]
+        else:
+            same = left.shape == right.shape and np.array_equal(left, right, equal_nan=True)
+        if not same:
+            diffs.append(f"coordinate {name!s} values differ")
+    for name in ds.data_vars:
+        if existing[name].dtype != ds[name].dtype:
+            diffs.append(
+                f"variable {name!s}: store {existing[name].dtype}, fields {ds[name].dtype}"
+            )
+    for key, value in attrs.items():
+        if key == "history":
+            continue
+        stored = existing.attrs.get(key)
+        if stored != value and not (isinstance(value, tuple) and stored == list(value)):
+            diffs.append(f"attribute {key!r}: store {stored!r}, now {value!r}")
+    return diffs
+
+
+def write_fields(
+    ds: xr.Dataset,
+    url: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> WriteReport:
+    """Write fields to a zarr v3 store, one time step at a time, resumably.
+
+    The store is created from a template (metadata and coordinates) when absent; when
+    present it must hold the same variables, coordinates, shapes and provenance. Each
+    region (one time step, all layers, lat and lon) is computed and written, *then*
+    marked done; regions already marked are skipped, so re-running a finished write
+    writes nothing, and re-running an interrupted one writes only what is missing.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Fields from :func:`predict_fields` (lazy), dims ``(time, layer, lat, lon)``.
+    url : str
+        Local path or fsspec URL (``s3://bucket/run/fields.zarr``).
+    storage_options : mapping, optional
+        fsspec options for remote URLs (endpoint, …; credentials from the environment).
+    attrs : mapping, optional
+        Provenance (config hash, model id, input catalog, software version, …) stored
+        as global attributes, beside ``Conventions`` and ``history``. A re-run with
+        different provenance is refused (it would mix models in one store).
+    progress : callable, optional
+        Called as ``progress(regions_done, regions_total)`` at the start and after each
+        region (for a progress bar).
+
+    Returns
+    -------
+    WriteReport
+        Regions total, written by this call and skipped.
+
+    Raises
+    ------
+    StoreMismatchError
+        The store exists and differs (variables, coordinates, shapes, provenance).
+
+    See Also
+    --------
+    predict_fields : builds the fields.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> coords = {"time": pd.date_range("2020-01-01", periods=2, freq="MS"),
+    ...           "layer": np.array(["0-100m"], object), "lat": [0.5], "lon": [0.5]}
+    >>> f = xr.Dataset({"c": (DIMS, np.ones((2, 1, 1, 1), "f4"))}, coords=coords)
+    >>> url = os.path.join(tempfile.mkdtemp(), "fields.zarr")
+    >>> write_fields(f.chunk(time=1), url)
+    WriteReport(url='...fields.zarr', regions_total=2, regions_written=2, regions_skipped=0)
+    >>> write_fields(f.chunk(time=1), url).regions_written
+    0
+    """
+    attrs = dict(attrs or {})
+    ds = _prepare(ds)
+    fs, root = _store_paths(url, storage_options)
+    total = int(ds.sizes["time"])
+    kw = _zarr_kwargs(storage_options)
+    fs.invalidate_cache()
+    has_store = fs.exists(f"{root}/zarr.json")
+    template_done = fs.exists(f"{root}/{_MARKERS}/zarr.json")
+    if has_store:
+        try:
+            existing = xr.open_zarr(url, chunks=None, **kw)
+        except Exception as err:
+            raise StoreMismatchError(
+                f"{url}: exists but cannot be opened as a zarr store ({err}). "
+                "Write to a new --out, or delete it to start over."
+            ) from err
+        diffs = _differences(url, existing, ds, attrs)
+        if diffs and template_done:
+            raise StoreMismatchError(
+                f"{url}: the existing store differs from the fields to write: "
+                + "; ".join(diffs)
+                + f". Write to a new --out, or delete {url} to start over."
+            )
+        if diffs and not any(d.startswith("coordinate ") for d in diffs):
+            raise StoreMismatchError(
+                f"{url}: holds a zarr store not written by write_fields that differs: "
+                + "; ".join(diffs)
+                + f". Write to a new --out, or delete {url}."
+            )
+    elif fs.exists(root) and fs.ls(root):
+        raise StoreMismatchError(
+            f"{url}: exists and is not a zarr store (no zarr.json). "
+            "Write to a new --out, or delete it."
+        )
+    if not (has_store and template_done):
+        template = ds.copy()
+        template.attrs = {
+            **ds.attrs,
+            **attrs,
+            "Conventions": "CF-1.10",
+            "history": (
+                f"{_dt.datetime.now(_dt.UTC):%Y-%m-%dT%H:%M:%SZ} "
+                "oceanfields write_fields: predicted fields"
+            ),
+        }
+        template.to_zarr(url, mode="w", compute=False, zarr_format=3, **kw)
+        _put_group(fs, f"{root}/{_MARKERS}/regions/zarr.json")
+        _put_group(fs, f"{root}/{_MARKERS}/zarr.json", {"regions_total": total})
+        logger.info("%s: template written (%d regions of one time step)", url, total)
+
+    done = _done_regions(fs, root)
+    todo = [i for i in range(total) if i not in done]
+    skipped = total - len(todo)
+    logger.info("%s: %d regions to write, %d already complete", url, len(todo), skipped)
+    if progress is not None:
+        progress(skipped, total)
+    region_vars = [str(n) for n, v in ds.variables.items() if "time" in v.dims]
+    count = skipped
+    for i in todo:
+        start = _time.perf_counter()
+        region = ds[region_vars].isel(time=slice(i, i + 1))
+        region = region.drop_vars([n for n in region.coords if "time" not in region[n].dims])
+        region.to_zarr(url, region={"time": slice(i, i + 1)}, mode="r+", **kw)
+        stamp = str(np.datetime_as_string(np.asarray(ds["time"].values[i]), unit="s"))
+        _put_group(fs, _marker(root, i), {"time": stamp})
+        count += 1
+        logger.info(
+            "%s: region %d/%d (time %s) written in %.1f s",
+            url,
+            i + 1,
+            total,
+            stamp,
+            _time.perf_counter() - start,
+        )
+        if progress is not None:
+            progress(count, total)
+    return WriteReport(url, total, len(todo), skipped)
