@@ -424,7 +424,8 @@ def _r2(obs: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - float(((obs - pred) ** 2).sum()) / sst if sst > 0 else math.nan
 
 
-def _scatter_png(predictions: pd.DataFrame, targets: Sequence[str], known: Sequence[str]) -> bytes:
+def _test_rows(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Select the model's (``model == "model"``) held-out (``split == "test"``) rows."""
     rows = predictions
     if "model" in rows.columns:
         rows = rows[rows["model"].astype(str) == _MODEL]
@@ -432,6 +433,11 @@ def _scatter_png(predictions: pd.DataFrame, targets: Sequence[str], known: Seque
         rows = rows[rows["split"].astype(str) == "test"]
     else:
         logger.info("report: predictions have no 'split' column; plotting every row")
+    return rows
+
+
+def _scatter_png(predictions: pd.DataFrame, targets: Sequence[str], known: Sequence[str]) -> bytes:
+    rows = _test_rows(predictions)
     layers = _layers_of(rows["layer"], known) if "layer" in rows.columns else []
     colours = colormaps["tab10"]
     fig, axes = _grid_figure(len(targets))
