@@ -1,0 +1,787 @@
+"""Spatial block cross-validation: which rows train, validate and test.
+
+Rows near each other in the ocean are not independent; a random split lets a model
+score well by remembering its neighbours. This step groups rows into *blocks*
+(regular latitude/longitude blocks, or ocean basins), holds out whole blocks as a
+test set and deals the remaining blocks into cross-validation folds, balanced on the
+target so that every fold sees the whole range of it. The result is one integer per
+row (``-1`` test set, ``0 .. n_folds - 1`` CV fold), computed apart from any data
+access, so that it can be stored beside a model and reused.
+
+Blocks on the sphere
+--------------------
+Latitude is cut into ``n_lat = round(180 / block_deg)`` bands of equal height and
+longitude into ``n_lon = round(360 / block_deg)`` sectors of equal width, so the grid
+always closes around the globe without a sliver; when ``block_deg`` does not divide
+360 (or 180) the effective size differs slightly from ``block_deg`` and is logged.
+One sector is centred on the antimeridian: longitudes -179.9 and 179.9 (and -180 and
+180) are in the same block whatever the block size, and no block is cut in two by the
+dateline. Longitudes are wrapped to [-180, 180) first.
+
+Balancing
+---------
+Blocks are ordered by their mean target (ties and order within each stratum of
+``n_folds + 1`` consecutive blocks shuffled by a seeded RNG), then dealt one by one to
+the group (test set or fold) that is least filled relative to its share of rows after
+receiving the block: each group receives blocks across the whole target range in
+proportion to its share, and row counts stay close to ``test_fraction`` and
+``(1 - test_fraction) / n_folds``. Every group receives at least one block.
+
+Developer note: the splitter classes only compute the fold array and, per fold, a
+buffer mask (:func:`buffer_mask`, a haversine ``BallTree``); everything else is numpy
+on in-memory coordinates. Train on a dask table by computing ``lat``/``lon`` first.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.model_selection import BaseCrossValidator
+from sklearn.neighbors import BallTree
+
+from pipeline.errors import ConfigError, InputFormatError
+
+__all__ = [
+    "BASINS",
+    "RandomCV",
+    "SpatialBlockCV",
+    "SplitConfig",
+    "assign_blocks",
+    "assign_folds",
+    "basin_of",
+    "buffer_mask",
+    "random_folds",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Mean Earth radius (km, IUGG), for great-circle distances.
+EARTH_RADIUS_KM = 6371.0088
+
+#: Names of the built-in basins, in the order :func:`basin_of` documents them.
+BASINS: tuple[str, ...] = (
+    "Atlantic",
+    "Pacific",
+    "Indian",
+    "Southern",
+    "Arctic",
+    "Mediterranean",
+)
+
+_METHODS = ("blocks", "basins")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitConfig:
+    """Options of the spatial split (defaults live here only).
+
+    Attributes
+    ----------
+    method : {"blocks", "basins"}
+        Regular latitude/longitude blocks, or the built-in ocean basins
+        (:func:`basin_of`).
+    block_deg : float
+        Size of the blocks (degrees, 0 < block_deg <= 180); the effective size is
+        ``180 / round(180 / block_deg)`` by ``360 / round(360 / block_deg)``.
+    n_folds : int
+        Number of cross-validation folds (>= 2).
+    test_fraction : float
+        Fraction of rows held out as the test set, in whole blocks, so approximately
+        (0 <= test_fraction < 1; 0 means no test set).
+    buffer_km : float
+        Training rows within this great-circle distance (km) of any held-out row
+        (validation fold or test set) are dropped from training (>= 0).
+    seed : int
+        Seed of the RNG that orders blocks (>= 0).
+
+    Examples
+    --------
+    >>> SplitConfig(n_folds=3).n_folds
+    3
+    >>> SplitConfig(method="grid")
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.ConfigError: split.method: 'grid'; valid: 'blocks', 'basins'.
+    """
+
+    method: Literal["blocks", "basins"] = "blocks"
+    block_deg: float = 10.0
+    n_folds: int = 5
+    test_fraction: float = 0.2
+    buffer_km: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Check the options; raise ConfigError naming the key, value and valid range."""
+        if self.method not in _METHODS:
+            valid = ", ".join(repr(m) for m in _METHODS)
+            raise ConfigError(f"split.method: {self.method!r}; valid: {valid}.")
+        _check_number("block_deg", self.block_deg, "0 < block_deg <= 180 (degrees)",
+                      lambda v: 0 < v <= 180)  # fmt: skip
+        _check_int("n_folds", self.n_folds, "an integer >= 2", lambda v: v >= 2)
+        _check_number("test_fraction", self.test_fraction, "0 <= test_fraction < 1",
+                      lambda v: 0 <= v < 1)  # fmt: skip
+        _check_number("buffer_km", self.buffer_km, "a finite buffer_km >= 0 (km)",
+                      lambda v: v >= 0)  # fmt: skip
+        _check_int("seed", self.seed, "an integer >= 0", lambda v: v >= 0)
+
+
+def _check_number(key: str, value: Any, valid: str, ok: Any) -> None:
+    """Raise ConfigError unless ``value`` is a finite real number accepted by ``ok``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not math.isfinite(value)
+        or not ok(value)
+    ):
+        raise ConfigError(f"split.{key}: {value!r}; valid: {valid}.")
+
+
+def _check_int(key: str, value: Any, valid: str, ok: Any) -> None:
+    """Raise ConfigError unless ``value`` is an integer accepted by ``ok``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not ok(value):
+        raise ConfigError(f"split.{key}: {value!r}; valid: {valid}.")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _check_coords(lat: Any, lon: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude as float arrays, longitude wrapped to [-180, 180).
+
+    Raises InputFormatError naming the coordinate, the first bad row and its value.
+    """
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    if lat.ndim != 1 or lon.shape != lat.shape:
+        raise InputFormatError(
+            f"lat and lon must be 1-D arrays of the same length; got shapes {lat.shape} "
+            f"and {lon.shape}."
+        )
+    bad = ~np.isfinite(lat) | (np.abs(lat) > 90)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputFormatError(
+            f"lat: {int(bad.sum())} value(s) not finite or outside [-90, 90] "
+            f"(first at row {row}: {lat[row]!r}); expected degrees north. "
+            "Drop or fix those rows before splitting."
+        )
+    bad = ~np.isfinite(lon)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputFormatError(
+            f"lon: {int(bad.sum())} value(s) not finite (first at row {row}: {lon[row]!r}); "
+            "expected degrees east. Drop or fix those rows before splitting."
+        )
+    return lat, _wrap_lon(lon)
+
+
+def _wrap_lon(lon: np.ndarray) -> np.ndarray:
+    """Longitude wrapped to [-180, 180)."""
+    out = (lon + 180.0) % 360.0 - 180.0
+    # (-tiny) % 360 rounds to 360.0, which would give +180.
+    return np.where(out >= 180.0, -180.0, out)
+
+
+def _coords_of(X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(lat, lon)`` of a DataFrame with ``lat``/``lon`` columns or an (n, 2) array."""
+    columns = getattr(X, "columns", None)
+    if columns is not None:
+        missing = [c for c in ("lat", "lon") if c not in columns]
+        if missing:
+            raise InputFormatError(
+                f"X has no column {', '.join(missing)}; columns: {', '.join(map(str, columns))}. "
+                "Pass a table with lat and lon (degrees) or an (n, 2) array of (lat, lon)."
+            )
+        return _check_coords(X["lat"], X["lon"])
+    arr = np.asarray(X, dtype=float)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise InputFormatError(
+            f"X has shape {arr.shape}; expected a table with lat and lon columns or an "
+            "(n, 2) array of (lat, lon) in degrees."
+        )
+    return _check_coords(arr[:, 0], arr[:, 1])
+
+
+def _row_scores(y: Any, n: int) -> np.ndarray | None:
+    """One balancing score per row: ``y``, or the mean of its standardised columns."""
+    if y is None:
+        return None
+    try:
+        arr = np.asarray(y, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise InputFormatError(
+            f"y: cannot balance folds on a non-numeric target ({err}); pass y=None to "
+            "deal blocks without balancing."
+        ) from err
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise InputFormatError(
+            f"y has shape {arr.shape}; expected ({n},) or ({n}, k), one row per coordinate."
+        )
+    if arr.shape[1] == 1:
+        return arr[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nanmean(arr, axis=0)
+        std = np.nanstd(arr, axis=0)
+    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    z = (arr - mean) / std
+    with np.errstate(invalid="ignore"):
+        counts = np.sum(np.isfinite(z), axis=1)
+        sums = np.nansum(z, axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+# --------------------------------------------------------------------------- basins
+
+# Atlantic/Pacific boundary below 66N and above 50S: (lat_lo, lat_hi, lon_west), the
+# Atlantic lying east of lon_west. It follows the Americas' narrowest land: Drake
+# Passage side (69W), Panama (Pacific coast south of the isthmus), Central America and
+# Mexico, then 100W across North America (Hudson Bay and the Gulf of Mexico Atlantic).
+_ATLANTIC_WEST: tuple[tuple[float, float, float], ...] = (
+    (-90.0, -8.0, -69.0),
+    (-8.0, 0.0, -78.0),
+    (0.0, 7.5, -77.5),
+    (7.5, 9.2, -77.0),
+    (9.2, 11.0, -83.5),
+    (11.0, 14.0, -84.5),
+    (14.0, 16.0, -89.0),
+    (16.0, 17.8, -92.0),
+    (17.8, 30.0, -99.0),
+    (30.0, 90.0, -100.0),
+)
+
+# Indian Ocean: (lat_lo, lat_hi, lon_lo, lon_hi). West edge 20E (Cape Agulhas);
+# east edge 147E south of Indonesia (Tasmania), the Sunda Strait (106E) off Sumatra,
+# 100E further north (Andaman Sea Indian, Gulf of Thailand and South China Sea
+# Pacific). North of 30N, 45-100E (the Persian Gulf's head, and inland Asia).
+_INDIAN_BOXES: tuple[tuple[float, float, float, float], ...] = (
+    (-90.0, -8.0, 20.0, 147.0),
+    (-8.0, -2.0, 20.0, 106.0),
+    (-2.0, 30.0, 20.0, 100.0),
+    (30.0, 90.0, 45.0, 100.0),
+)
+
+# Mediterranean and Black Sea: (lat_lo, lat_hi, lon_lo, lon_hi). Gibraltar at 5.6W;
+# the western box stops at 42.5N below the Bay of Biscay; Adriatic to 46N.
+_MEDITERRANEAN_BOXES: tuple[tuple[float, float, float, float], ...] = (
+    (30.0, 42.5, -5.6, 3.0),
+    (30.0, 44.5, 3.0, 10.0),
+    (30.0, 46.0, 10.0, 20.0),
+    (30.0, 41.0, 20.0, 36.5),
+    (40.5, 47.5, 27.0, 42.0),
+)
+
+#: Latitude (degrees north) south of which a point is in the Southern Ocean.
+SOUTHERN_LAT = -50.0
+#: Latitude (degrees north) north of which a point is in the Arctic Ocean.
+ARCTIC_LAT = 66.0
+
+
+def _in_boxes(
+    lat: np.ndarray, lon: np.ndarray, boxes: tuple[tuple[float, float, float, float], ...]
+) -> np.ndarray:
+    """Flag the points inside any of the ``(lat_lo, lat_hi, lon_lo, lon_hi)`` boxes."""
+    out = np.zeros(lat.shape, dtype=bool)
+    for lat_lo, lat_hi, lon_lo, lon_hi in boxes:
+        out |= (lat >= lat_lo) & (lat < lat_hi) & (lon >= lon_lo) & (lon < lon_hi)
+    return out
+
+
+def basin_of(lat: Any, lon: Any) -> np.ndarray:
+    """Ocean basin of each point, from a small built-in definition by lat/lon boxes.
+
+    The basins (:data:`BASINS`) are, in order of precedence: Southern (south of 50S),
+    Arctic (north of 66N), Mediterranean (with the Black Sea; boxes east of
+    Gibraltar), Indian (20E to Tasmania's 147E south of 8S, to the Sunda Strait or 100E
+    further north), Atlantic (east of a line through Drake Passage, Panama, Central
+    America and 100W) and Pacific (the rest). Boundaries follow coasts only where
+    basins meet; every point gets a basin, land included (the basin whose box holds
+    it, usually a nearby one). Coarse on purpose: for grouping rows, not for maps.
+
+    Parameters
+    ----------
+    lat : array-like of float, shape (n,)
+        Latitude (degrees north, -90 .. 90).
+    lon : array-like of float, shape (n,)
+        Longitude (degrees east), any range: wrapped to [-180, 180).
+
+    Returns
+    -------
+    numpy.ndarray of str, shape (n,)
+        Basin names, from :data:`BASINS`.
+
+    Raises
+    ------
+    InputFormatError
+        Coordinates of different shapes, not finite, or latitude outside [-90, 90].
+
+    See Also
+    --------
+    assign_blocks : Uses the basins as blocks when ``method="basins"``.
+
+    Examples
+    --------
+    >>> basin_of([30, 0, -10, -60, 80, 38], [-40, -160, 80, 0, 0, 18]).tolist()
+    ['Atlantic', 'Pacific', 'Indian', 'Southern', 'Arctic', 'Mediterranean']
+    """
+    lat, lon = _check_coords(lat, lon)
+    atlantic = np.zeros(lat.shape, dtype=bool)
+    for lat_lo, lat_hi, lon_west in _ATLANTIC_WEST:
+        atlantic |= (lat >= lat_lo) & (lat < lat_hi) & (lon >= lon_west) & (lon < 20.0)
+    # North of 30N the Atlantic runs on to 45E (Europe), the Indian box takes over there.
+    atlantic |= (lat >= 30.0) & (lon >= 20.0) & (lon < 45.0)
+    return np.select(
+        [
+            lat < SOUTHERN_LAT,
+            lat >= ARCTIC_LAT,
+            _in_boxes(lat, lon, _MEDITERRANEAN_BOXES),
+            _in_boxes(lat, lon, _INDIAN_BOXES),
+            atlantic,
+        ],
+        ["Southern", "Arctic", "Mediterranean", "Indian", "Atlantic"],
+        default="Pacific",
+    )
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+def _block_grid(block_deg: float) -> tuple[int, int]:
+    """Return the numbers of latitude bands and longitude sectors for a block size."""
+    return max(1, round(180.0 / block_deg)), max(1, round(360.0 / block_deg))
+
+
+def assign_blocks(lat: Any, lon: Any, *, config: SplitConfig | None = None) -> np.ndarray:
+    """Block label of each row: a regular lat/lon block, or an ocean basin.
+
+    With ``method="blocks"``, latitude is cut into ``n_lat = round(180 / block_deg)``
+    equal bands from the South Pole and longitude into ``n_lon = round(360 /
+    block_deg)`` equal sectors, sector 0 centred on the antimeridian (so that
+    -179.9 and 179.9 share a block and the grid closes on the sphere for any
+    ``block_deg``). The label is ``band * n_lon + sector``. With ``method="basins"``,
+    the label is the basin name (:func:`basin_of`).
+
+    Parameters
+    ----------
+    lat : array-like of float, shape (n,)
+        Latitude (degrees north, -90 .. 90).
+    lon : array-like of float, shape (n,)
+        Longitude (degrees east), any range: wrapped to [-180, 180).
+    config : SplitConfig, optional
+        ``method`` and ``block_deg``; default ``SplitConfig()``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        ``int64`` block labels (blocks) or basin names (basins).
+
+    Raises
+    ------
+    InputFormatError
+        Coordinates of different shapes, not finite, or latitude outside [-90, 90].
+
+    See Also
+    --------
+    assign_folds : Deals the blocks into folds and a test set.
+
+    Examples
+    --------
+    >>> cfg = SplitConfig(block_deg=10)
+    >>> b = assign_blocks([0.5, 0.5, 0.5, -90, 90], [-179.9, 179.9, 180.0, 0, 0], config=cfg)
+    >>> bool(b[0] == b[1] == b[2]), int(b[3]), int(b[4])
+    (True, 18, 630)
+    >>> assign_blocks([38.0], [18.0], config=SplitConfig(method="basins")).tolist()
+    ['Mediterranean']
+    """
+    config = config if config is not None else SplitConfig()
+    lat, lon = _check_coords(lat, lon)
+    if config.method == "basins":
+        return basin_of(lat, lon)
+    n_lat, n_lon = _block_grid(config.block_deg)
+    height, width = 180.0 / n_lat, 360.0 / n_lon
+    band = np.clip(np.floor((lat + 90.0) / height).astype(np.int64), 0, n_lat - 1)
+    sector = np.floor(((lon + 180.0 + width / 2) % 360.0) / width).astype(np.int64) % n_lon
+    return band * n_lon + sector
+
+
+# --------------------------------------------------------------------------- folds
+
+
+def _deal_blocks(
+    sizes: np.ndarray, scores: np.ndarray, shares: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Group of each block: stratified by score, proportional to ``shares`` in rows.
+
+    Blocks are ordered by score (NaN last), shuffled within strata of ``len(shares)``
+    consecutive blocks, and each goes to the group least filled relative to its share
+    after receiving it (a group still empty first); ties broken by a random priority.
+    """
+    n_blocks, n_groups = len(sizes), len(shares)
+    order = np.lexsort((rng.permutation(n_blocks), scores))
+    for start in range(0, n_blocks, n_groups):
+        rng.shuffle(order[start : start + n_groups])
+    priority = rng.permutation(n_groups)
+    filled = np.zeros(n_groups)
+    empty = np.ones(n_groups, dtype=bool)
+    group = np.empty(n_blocks, dtype=np.int64)
+    for block in order:
+        ratio = (filled + sizes[block]) / shares
+        if empty.any():
+            ratio = np.where(empty, ratio, np.inf)
+        g = int(np.lexsort((priority, ratio))[0])
+        group[block] = g
+        filled[g] += sizes[block]
+        empty[g] = False
+    return group
+
+
+def assign_folds(
+    lat: Any, lon: Any, y: Any = None, *, config: SplitConfig | None = None
+) -> np.ndarray:
+    """Deal whole blocks into a test set and CV folds, balanced on the target.
+
+    Blocks (:func:`assign_blocks`) are ordered by their mean of ``y`` and dealt in
+    strata so that the test set and every fold receive blocks across the whole range
+    of the target, in proportion to their share of rows (``test_fraction`` for the
+    test set, ``(1 - test_fraction) / n_folds`` for each fold); the order within each
+    stratum comes from an RNG seeded with ``config.seed``. Every group receives at
+    least one block; the row fractions hold to about one block's rows.
+
+    Parameters
+    ----------
+    lat : array-like of float, shape (n,)
+        Latitude (degrees north, -90 .. 90).
+    lon : array-like of float, shape (n,)
+        Longitude (degrees east), any range: wrapped to [-180, 180).
+    y : array-like of float, shape (n,) or (n, k), optional
+        Target(s) to balance on: a block's score is its mean of ``y`` (or of the mean
+        of the standardised columns); NaN ignored. ``None`` deals blocks at random,
+        balancing row counts only.
+    config : SplitConfig, optional
+        Method, block size, ``n_folds``, ``test_fraction`` and ``seed``; default
+        ``SplitConfig()``.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n,)
+        ``-1`` for the test set, ``0 .. n_folds - 1`` for the CV fold.
+
+    Raises
+    ------
+    ConfigError
+        Fewer blocks hold data than the groups to fill (``n_folds`` plus the test
+        set); names the counts and the keys to change.
+    InputFormatError
+        Bad coordinates, or ``y`` not numeric or of the wrong length.
+
+    See Also
+    --------
+    random_folds : The same convention for a plain random split.
+    SpatialBlockCV : The scikit-learn splitter over these folds.
+
+    Examples
+    --------
+    >>> lat = np.repeat(np.arange(-75.0, 80.0, 10.0), 4)
+    >>> lon = np.tile([-135.0, -45.0, 45.0, 135.0], 16)
+    >>> folds = assign_folds(lat, lon, lat, config=SplitConfig(n_folds=3, test_fraction=0.25))
+    >>> [int((folds == g).sum()) for g in (-1, 0, 1, 2)]
+    [16, 16, 16, 16]
+    """
+    config = config if config is not None else SplitConfig()
+    lat, lon = _check_coords(lat, lon)
+    scores = _row_scores(y, lat.size)
+    blocks = assign_blocks(lat, lon, config=config)
+    has_test = config.test_fraction > 0
+    n_groups = config.n_folds + int(has_test)
+    labels, inverse, sizes = np.unique(blocks, return_inverse=True, return_counts=True)
+    if labels.size < n_groups:
+        raise ConfigError(
+            f"split: {labels.size} block(s) hold data but n_folds={config.n_folds}"
+            f"{' and a test set' if has_test else ''} need at least {n_groups}; "
+            + (
+                "use method 'blocks' or fewer n_folds."
+                if config.method == "basins"
+                else f"use a smaller block_deg (now {config.block_deg}) or fewer n_folds."
+            )
+        )
+    if scores is None:
+        block_scores = np.zeros(labels.size)
+    else:
+        finite = np.isfinite(scores)
+        sums = np.bincount(inverse, weights=np.where(finite, scores, 0.0), minlength=labels.size)
+        counts = np.bincount(inverse, weights=finite.astype(float), minlength=labels.size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            block_scores = np.where(counts > 0, sums / counts, np.nan)
+    fold_share = (1.0 - config.test_fraction) / config.n_folds
+    shares = np.full(config.n_folds, fold_share)
+    if has_test:
+        shares = np.append(shares, config.test_fraction)
+    rng = np.random.default_rng(config.seed)
+    group = _deal_blocks(sizes.astype(float), block_scores, shares, rng)
+    if has_test:
+        group = np.where(group == config.n_folds, -1, group)
+    folds = group[inverse]
+    _log_folds(folds, labels.size, config)
+    return folds
+
+
+def _log_folds(folds: np.ndarray, n_blocks: int, config: SplitConfig) -> None:
+    """Log the automatic choices of a split at INFO."""
+    n = folds.size
+    if config.method == "blocks":
+        n_lat, n_lon = _block_grid(config.block_deg)
+        what = f"{n_blocks} blocks of {180 / n_lat:.4g} x {360 / n_lon:.4g} deg"
+    else:
+        what = f"{n_blocks} basins"
+    rows = [int((folds == k).sum()) for k in range(config.n_folds)]
+    n_test = int((folds == -1).sum())
+    logger.info(
+        "split: %s hold %d rows; test set %d rows (%.1f%%); rows per fold %s",
+        what, n, n_test, 100.0 * n_test / max(n, 1), rows,
+    )  # fmt: skip
+
+
+def random_folds(n: int, *, config: SplitConfig | None = None) -> np.ndarray:
+    """Plain random split of ``n`` rows, with the convention of :func:`assign_folds`.
+
+    The random-split baseline: ``round(test_fraction * n)`` random rows form the test
+    set and the others are dealt into ``n_folds`` folds whose sizes differ by at most
+    one row. Seeded by ``config.seed``.
+
+    Parameters
+    ----------
+    n : int
+        Number of rows (>= n_folds plus one if there is a test set).
+    config : SplitConfig, optional
+        ``n_folds``, ``test_fraction`` and ``seed``; default ``SplitConfig()``.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n,)
+        ``-1`` for the test set, ``0 .. n_folds - 1`` for the CV fold.
+
+    Raises
+    ------
+    ConfigError
+        Too few rows for the folds and the test set.
+
+    See Also
+    --------
+    assign_folds : The spatial split this baseline is compared with.
+
+    Examples
+    --------
+    >>> folds = random_folds(10, config=SplitConfig(n_folds=2, test_fraction=0.2))
+    >>> [int((folds == g).sum()) for g in (-1, 0, 1)]
+    [2, 4, 4]
+    """
+    config = config if config is not None else SplitConfig()
+    n = int(n)
+    n_test = round(config.test_fraction * n)
+    if config.test_fraction > 0:
+        n_test = max(n_test, 1)
+    if n - n_test < config.n_folds:
+        raise ConfigError(
+            f"split: {n} row(s) cannot fill n_folds={config.n_folds} folds and "
+            f"{n_test} test row(s); use fewer n_folds or a smaller test_fraction."
+        )
+    order = np.random.default_rng(config.seed).permutation(n)
+    folds = np.empty(n, dtype=np.int64)
+    folds[order[:n_test]] = -1
+    folds[order[n_test:]] = np.arange(n - n_test) % config.n_folds
+    return folds
+
+
+# --------------------------------------------------------------------------- buffer
+
+
+def buffer_mask(lat: Any, lon: Any, held_out: Any, *, buffer_km: float) -> np.ndarray:
+    """Rows to drop from training: not held out, but within ``buffer_km`` of one that is.
+
+    Distances are great-circle (haversine on a sphere of radius
+    :data:`EARTH_RADIUS_KM`), through a scikit-learn ``BallTree`` of the held-out
+    rows; "within" includes the distance itself (``<=``).
+
+    Parameters
+    ----------
+    lat : array-like of float, shape (n,)
+        Latitude (degrees north, -90 .. 90).
+    lon : array-like of float, shape (n,)
+        Longitude (degrees east), any range.
+    held_out : array-like of bool, shape (n,)
+        True for the rows held out (validation fold and test set).
+    buffer_km : float
+        Buffer distance (km, >= 0); 0 drops nothing.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+        True where a row is not held out and lies within ``buffer_km`` of a held-out
+        row.
+
+    Raises
+    ------
+    InputFormatError
+        Bad coordinates, or ``held_out`` not a boolean array of their length.
+    ConfigError
+        ``buffer_km`` negative or not finite.
+
+    Examples
+    --------
+    >>> # 1 degree of longitude on the equator is 111.2 km
+    >>> buffer_mask([0, 0, 0], [0, 0.9, 1.1], [True, False, False], buffer_km=111.2).tolist()
+    [False, True, False]
+    """
+    lat, lon = _check_coords(lat, lon)
+    held = np.asarray(held_out)
+    if held.dtype != bool or held.shape != lat.shape:
+        raise InputFormatError(
+            f"held_out has dtype {held.dtype} and shape {held.shape}; expected a boolean "
+            f"mask of shape {lat.shape}, one per coordinate."
+        )
+    _check_number("buffer_km", buffer_km, "a finite buffer_km >= 0 (km)", lambda v: v >= 0)
+    out = np.zeros(lat.shape, dtype=bool)
+    candidates = ~held
+    if buffer_km == 0 or not held.any() or not candidates.any():
+        return out
+    points = np.radians(np.column_stack([lat, lon]))
+    tree = BallTree(points[held], metric="haversine")
+    counts = tree.query_radius(points[candidates], r=buffer_km / EARTH_RADIUS_KM, count_only=True)
+    out[candidates] = counts > 0
+    return out
+
+
+# --------------------------------------------------------------------------- splitters
+
+
+class _FoldsCV(BaseCrossValidator):
+    """Shared protocol: a fold array per row, buffered training sets per fold."""
+
+    def __init__(self, config: SplitConfig | None = None) -> None:
+        self.config = config
+
+    @property
+    def _config(self) -> SplitConfig:
+        return self.config if self.config is not None else SplitConfig()
+
+    def folds(self, X: Any, y: Any = None) -> np.ndarray:  # pragma: no cover - abstract
+        """Fold of each row: ``-1`` test set, ``0 .. n_folds - 1`` CV fold."""
+        raise NotImplementedError
+
+    def _buffer_km(self) -> float:
+        return self._config.buffer_km
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        """Return the number of CV folds (``config.n_folds``); the arguments are ignored."""
+        return self._config.n_folds
+
+    def test_indices(self, X: Any, y: Any = None) -> np.ndarray:
+        """Indices of the held-out test rows (``folds(X, y) == -1``)."""
+        return np.flatnonzero(self.folds(X, y) == -1)
+
+    def split(
+        self, X: Any, y: Any = None, groups: Any = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(train_idx, valid_idx)`` for each CV fold over the non-test rows.
+
+        Training rows exclude the test set, the validation fold and, when
+        ``buffer_km > 0``, rows within ``buffer_km`` of either. ``groups`` is ignored
+        (the blocks are the groups).
+        """
+        folds = self.folds(X, y)
+        buffer_km = self._buffer_km()
+        lat = lon = None
+        if buffer_km > 0:
+            lat, lon = _coords_of(X)
+        test = folds == -1
+        for k in range(self._config.n_folds):
+            valid = folds == k
+            held = valid | test
+            train = ~held
+            if lat is not None:
+                dropped = buffer_mask(lat, lon, held, buffer_km=buffer_km)
+                train &= ~dropped
+                logger.info(
+                    "split: fold %d: %d train, %d valid, %d dropped within %g km",
+                    k, int(train.sum()), int(valid.sum()), int(dropped.sum()), buffer_km,
+                )  # fmt: skip
+            yield np.flatnonzero(train), np.flatnonzero(valid)
+
+
+class SpatialBlockCV(_FoldsCV):
+    """Spatial block cross-validation as a scikit-learn splitter.
+
+    ``SpatialBlockCV(config).split(X, y)`` yields ``(train_idx, valid_idx)`` per CV
+    fold of :func:`assign_folds` over the non-test rows; training rows exclude the
+    test set, the validation fold and rows within ``config.buffer_km`` of either.
+    Works with ``cross_val_score(..., cv=SpatialBlockCV(config))``; balancing uses
+    the ``y`` that scikit-learn passes to ``split``.
+
+    Parameters
+    ----------
+    config : SplitConfig, optional
+        Default ``SplitConfig()``.
+
+    Notes
+    -----
+    ``X`` is a table with ``lat`` and ``lon`` columns (degrees; other columns are
+    ignored here) or an ``(n, 2)`` array of ``(lat, lon)``.
+
+    See Also
+    --------
+    RandomCV : The random-split baseline with the same protocol.
+
+    Examples
+    --------
+    >>> lat = np.repeat(np.arange(-75.0, 80.0, 10.0), 4)
+    >>> lon = np.tile([-135.0, -45.0, 45.0, 135.0], 16)
+    >>> cv = SpatialBlockCV(SplitConfig(n_folds=3, test_fraction=0.25))
+    >>> X = np.column_stack([lat, lon])
+    >>> [(len(train), len(valid)) for train, valid in cv.split(X, lat)]
+    [(32, 16), (32, 16), (32, 16)]
+    >>> len(cv.test_indices(X, lat)), cv.get_n_splits()
+    (16, 3)
+    """
+
+    def folds(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fold of each row (:func:`assign_folds` on the coordinates of ``X``)."""
+        lat, lon = _coords_of(X)
+        return assign_folds(lat, lon, y, config=self._config)
+
+
+class RandomCV(_FoldsCV):
+    """Random-row cross-validation (the baseline) with the protocol of SpatialBlockCV.
+
+    Folds come from :func:`random_folds` (same ``n_folds``, ``test_fraction`` and
+    ``seed``). No buffer is applied, whatever ``config.buffer_km``: the baseline
+    measures the skill obtained with neighbours in training.
+
+    Parameters
+    ----------
+    config : SplitConfig, optional
+        Default ``SplitConfig()``.
+
+    See Also
+    --------
+    SpatialBlockCV : The spatial splitter this baseline is compared with.
+
+    Examples
+    --------
+    >>> cv = RandomCV(SplitConfig(n_folds=2, test_fraction=0.2))
+    >>> [(len(train), len(valid)) for train, valid in cv.split(np.zeros((10, 3)))]
+    [(4, 4), (4, 4)]
+    """
+
+    def folds(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fold of each row (:func:`random_folds` over the rows of ``X``)."""
+        return random_folds(len(X), config=self._config)
+
+    def _buffer_km(self) -> float:
+        return 0.0
