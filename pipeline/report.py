@@ -393,7 +393,7 @@ def _map_png(step: xr.Dataset, target: str, when: str) -> bytes:
     handles = [Patch(facecolor=LAND_GREY, label="land")]
     if hatched:
         handles.append(Patch(facecolor="white", hatch="////", label="extrapolation"))
-    fig.legend(handles=handles, loc="lower right", fontsize="small")
+    fig.legend(handles=handles, loc="outside lower right", fontsize="small", ncols=2)
     return _png(fig)
 
 
@@ -518,7 +518,7 @@ def _skill_png(metrics: Mapping[str, Any]) -> bytes:
         ceiling = _get(metrics, "noise_ceiling", "test", key)
         if ceiling is not None:
             ax.axhline(float(ceiling), color="black", ls="--", lw=1, label=_NOISE)
-            ax.legend(fontsize="small")
+            ax.legend(fontsize="small", loc="upper right")
     ax = axes[2]
     model = metrics[_MODEL]
     kinds = [("block CV", _get(model, "cv")), ("random CV", _get(model, "random_cv"))]

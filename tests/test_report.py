@@ -322,3 +322,12 @@ def test_report_writes_to_s3(s3):
     assert _png(fs.cat(f"{s3.bucket}/run/report/skill.png")).format == "PNG"
     page = fs.cat(f"{s3.bucket}/run/report/index.html").decode()
     assert html.escape(TARGETS[1]) in page
+
+
+def test_lazy_fields_without_a_layer_dimension_map_in_one_panel(tmp_path):
+    fields = _fields().isel(layer=0, drop=True).chunk({"time": 1})
+    written = write_report(str(tmp_path), metrics=METRICS, predictions=_predictions(),
+                           fields=fields, targets=TARGETS[:1], month=2)  # fmt: skip
+    image = _png((tmp_path / written[f"maps_{TARGETS[0]}"]).read_bytes())
+    assert image.width < 1.6 * image.height  # one panel, not two side by side
+    assert "predicted field, 2021-02" in (tmp_path / "index.html").read_text()
