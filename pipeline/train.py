@@ -1,0 +1,1156 @@
+"""Training: one multi-output xgboost.dask model of all targets, baselines, spatial CV.
+
+:func:`fit_model` trains one gradient-boosted model of every target jointly
+(``multi_strategy="multi_output_tree"``: one tree, one vector leaf per target; or
+``"one_output_per_tree"``) with ``xgboost.dask`` on the client's workers, in the
+transformed target space (:func:`pipeline.targets.transform`). :func:`fit_baselines`
+fits the references it must beat: the per-layer climatology, one independent xgboost
+model per target, and a multi-output random forest (the Clements et al. 2022
+approach). :func:`cross_validate` runs both over the spatial folds of
+:mod:`pipeline.split` and scores them with :mod:`pipeline.evaluate`;
+:func:`save_model`/:func:`load_model` write xgboost's own format beside a JSON card.
+
+Options are one frozen :class:`TrainConfig` (defaults live there only). Rows are chosen
+by boolean masks or integer positions over the rows of ``X``/``Y`` (positions, never
+index labels).
+
+Developer note
+--------------
+*Determinism.* ``xgboost.dask`` gives each worker the partitions it holds and merges
+histograms with an allreduce ordered by rank (ranks are sorted by worker name and
+address). With ``deterministic=True`` each frame is cut into one contiguous partition
+per worker, in row order, and partition ``i`` is scattered to the ``i``-th worker by
+sorted address, so the same config, data and cluster give the same booster bit for bit
+(the row subsampling is seeded by ``seed``). With ``deterministic=False`` dask places
+the partitions.
+
+*Device.* ``device="auto"`` asks the workers (``resources={"GPU": …}`` or a GPU that
+``nvidia-smi -L`` lists, not hidden by ``CUDA_VISIBLE_DEVICES``, and an xgboost built with
+CUDA) and logs the choice. Vector-leaf (multi-output) trees on CUDA are recent upstream
+(dmlc/xgboost#9043); when xgboost refuses them on the chosen GPU under ``"auto"`` the fit
+is redone on CPU with a warning, and ``"one_output_per_tree"`` remains the GPU path.
+
+*Random forest.* It is fitted in the client's process with ``n_jobs=-1`` (scikit-learn
+and joblib's threads), not on the dask workers: the training table is small (one row
+per profile and layer) and a forest needs all rows in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import xgboost
+import xgboost.dask as dxgb
+from fsspec.core import url_to_fs
+from sklearn.ensemble import RandomForestRegressor
+
+from pipeline import __version__
+from pipeline.errors import ConfigError, InputFormatError
+from pipeline.evaluate import score, score_folds
+from pipeline.io import read_bytes
+
+__all__ = [
+    "BASELINES",
+    "CVResult",
+    "Climatology",
+    "PerTargetModel",
+    "RandomForestModel",
+    "TrainConfig",
+    "cross_validate",
+    "fit_baselines",
+    "fit_model",
+    "hash_config",
+    "hash_frame",
+    "load_model",
+    "model_card",
+    "predict",
+    "save_model",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The baselines :func:`fit_baselines` knows, in the order they are fitted.
+BASELINES: tuple[str, ...] = ("climatology", "per_target", "random_forest")
+_STRATEGIES = ("multi_output_tree", "one_output_per_tree")
+_DEVICES = ("auto", "cpu", "cuda")
+_MODEL_FILE = "model.ubj"
+_CARD_FILE = "card.json"
+#: Name of the trained model in :class:`CVResult` (beside the baselines' names).
+MODEL_NAME = "model"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Options of the training step (defaults live here only).
+
+    Attributes
+    ----------
+    n_estimators : int
+        Maximum boosting rounds (early stopping usually ends sooner).
+    learning_rate, max_depth, min_child_weight, subsample, colsample_bytree, reg_lambda
+        xgboost's tree parameters of the same names.
+    early_stopping_rounds : int
+        Rounds without improvement on the validation rows before stopping.
+    multi_strategy : {"multi_output_tree", "one_output_per_tree"}
+        One tree with a vector leaf for all targets, or one tree per target per round.
+    device : {"auto", "cpu", "cuda"}
+        ``auto``: CUDA when the workers have a GPU, else CPU (logged).
+    deterministic : bool
+        Fixed partitioning and placement on the workers, so the same config and data give
+        bit-identical models.
+    seed : int
+        Seed of xgboost's row/column subsampling and of the random forest.
+    baselines : tuple of str
+        Baselines fitted beside the model, among :data:`BASELINES`.
+    rf_n_estimators, rf_min_samples_leaf : int
+        Trees and minimum leaf size of the random-forest baseline.
+    """
+
+    n_estimators: int = 600
+    learning_rate: float = 0.05
+    max_depth: int = 5
+    min_child_weight: float = 2.0
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    early_stopping_rounds: int = 40
+    multi_strategy: Literal["multi_output_tree", "one_output_per_tree"] = "multi_output_tree"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = True
+    seed: int = 0
+    baselines: tuple[str, ...] = BASELINES
+    rf_n_estimators: int = 300
+    rf_min_samples_leaf: int = 3
+
+    def __post_init__(self) -> None:
+        """Check every option; raise ConfigError naming the key, the value and the choices."""
+        if self.multi_strategy not in _STRATEGIES:
+            raise ConfigError(
+                f"train.multi_strategy: {self.multi_strategy!r}; "
+                f"valid: {', '.join(map(repr, _STRATEGIES))}"
+            )
+        if self.device not in _DEVICES:
+            raise ConfigError(
+                f"train.device: {self.device!r}; valid: {', '.join(map(repr, _DEVICES))}"
+            )
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown or isinstance(self.baselines, str):
+            raise ConfigError(
+                f"train.baselines: {self.baselines!r} holds unknown {unknown!r}; "
+                f"valid: {', '.join(BASELINES)} (a list, possibly empty)"
+            )
+        positive_int = ("n_estimators", "max_depth", "rf_n_estimators", "rf_min_samples_leaf")
+        for key in positive_int:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"train.{key}: {value!r}; expected an integer >= 1")
+        value = self.early_stopping_rounds
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"train.early_stopping_rounds: {value!r}; expected an integer >= 1")
+        if not 0.0 < self.learning_rate <= 1.0:
+            raise ConfigError(f"train.learning_rate: {self.learning_rate!r}; expected in (0, 1]")
+        for key in ("subsample", "colsample_bytree"):
+            value = getattr(self, key)
+            if not 0.0 < value <= 1.0:
+                raise ConfigError(f"train.{key}: {value!r}; expected a fraction in (0, 1]")
+        for key in ("min_child_weight", "reg_lambda"):
+            value = getattr(self, key)
+            if not value >= 0.0:
+                raise ConfigError(f"train.{key}: {value!r}; expected a number >= 0")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _check_fit_input(
+    X: pd.DataFrame,
+    Y: pd.DataFrame,
+    *,
+    weight: Any = None,
+    layer: Any = None,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Check the one training input every entry point takes; return weight and layer arrays."""
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(f"X: expected a pandas DataFrame of predictors, got {type(X).__name__}.")
+    if not isinstance(Y, pd.DataFrame):
+        raise TypeError(
+            f"Y: expected a pandas DataFrame of (transformed) targets, got {type(Y).__name__}; "
+            "pass Y[[name]] for a single target."
+        )
+    if len(X) != len(Y):
+        raise ValueError(f"X has {len(X)} row(s) but Y has {len(Y)}; pass the same rows.")
+    bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+    if bad:
+        raise ValueError(f"X: non-numeric predictor column(s) {bad!r}; encode or drop them.")
+    values = Y.to_numpy(dtype="float64")
+    if not np.isfinite(values).all():
+        cols = [str(c) for c in Y.columns[~np.isfinite(values).all(axis=0)]]
+        raise ValueError(
+            f"Y: target column(s) {cols!r} hold NaN or infinite values; drop those rows or "
+            "transform with an epsilon (pipeline.targets.transform)."
+        )
+    w = None
+    if weight is not None:
+        w = np.asarray(weight, dtype="float64").reshape(-1)
+        if w.shape != (len(X),) or not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError(
+                f"weight: expected {len(X)} finite non-negative value(s), got shape {w.shape}."
+            )
+    lay = None
+    if layer is not None:
+        lay = np.asarray(layer).reshape(-1)
+        if lay.shape != (len(X),):
+            raise ValueError(f"layer: {lay.size} value(s) for {len(X)} row(s).")
+    return w, lay
+
+
+def _positions(rows: Any, n: int, name: str) -> np.ndarray:
+    """Row positions from a boolean mask or an array of integer positions."""
+    array = np.asarray(rows)
+    if array.dtype == bool:
+        if array.shape != (n,):
+            raise ValueError(f"{name}: boolean mask of {array.size} value(s) for {n} row(s).")
+        return np.flatnonzero(array)
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name}: expected a boolean mask or integer positions, got {array.dtype}.")
+    array = array.astype("int64").reshape(-1)
+    if array.size and (array.min() < 0 or array.max() >= n):
+        raise ValueError(f"{name}: positions must lie in 0..{n - 1}.")
+    return array
+
+
+def _config(config: TrainConfig | None) -> TrainConfig:
+    if config is None:
+        return TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}.")
+    return config
+
+
+# --------------------------------------------------------------------------- device
+
+
+def _worker_has_gpu() -> bool:
+    """Whether this process sees a usable NVIDIA GPU and xgboost was built with CUDA."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1", "none", "NoDevFiles"):
+        return False
+    if not xgboost.build_info().get("USE_CUDA", False):
+        return False
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        done = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and "GPU" in done.stdout
+
+
+def _resolve_device(client: Any, config: TrainConfig) -> str:
+    """Choose the device: the configured one, or the workers' GPU when present."""
+    if config.device != "auto":
+        logger.info("train: device %s (configured)", config.device)
+        return config.device
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    if workers and all(float(w.get("resources", {}).get("GPU", 0)) > 0 for w in workers.values()):
+        logger.info("train: device cuda (auto: every worker declares a GPU resource)")
+        return "cuda"
+    seen = client.run(_worker_has_gpu)
+    if seen and all(seen.values()):
+        logger.info("train: device cuda (auto: nvidia-smi lists a GPU on every worker)")
+        return "cuda"
+    logger.info(
+        "train: device cpu (auto: no GPU on %d of %d worker(s))",
+        sum(not v for v in seen.values()),
+        len(seen),
+    )
+    return "cpu"
+
+
+# --------------------------------------------------------------------------- xgboost.dask
+
+
+def _params(config: TrainConfig, *, device: str, n_targets: int) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "objective": "reg:squarederror",
+        "tree_method": "hist",
+        "device": device,
+        "learning_rate": config.learning_rate,
+        "max_depth": config.max_depth,
+        "min_child_weight": config.min_child_weight,
+        "subsample": config.subsample,
+        "colsample_bytree": config.colsample_bytree,
+        "reg_lambda": config.reg_lambda,
+        "eval_metric": "rmse",
+        "seed": config.seed,
+    }
+    if n_targets > 1:
+        params["multi_strategy"] = config.multi_strategy
+    return params
+
+
+def _workers(client: Any) -> list[str]:
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    if not workers:
+        raise RuntimeError("the dask cluster has no worker; start workers or wait for them.")
+    return workers
+
+
+def _to_dask(
+    client: Any, frame: pd.DataFrame | pd.Series, workers: list[str], *, pinned: bool
+) -> dd.DataFrame | dd.Series:
+    """One contiguous partition per worker; with ``pinned`` partition i lives on worker i."""
+    n_parts = max(1, min(len(workers), len(frame)))
+    if not pinned:
+        return dd.from_pandas(frame, npartitions=n_parts, sort=False)
+    bounds = np.linspace(0, len(frame), n_parts + 1).round().astype(int)
+    futures = [
+        client.scatter(frame.iloc[a:b], workers=[w], hash=True)
+        for a, b, w in zip(bounds[:-1], bounds[1:], workers, strict=False)
+    ]
+    return dd.from_delayed(futures, meta=frame.iloc[:0], verify_meta=False)
+
+
+def _dmatrix(
+    client: Any,
+    X: pd.DataFrame,
+    Y: pd.DataFrame,
+    w: np.ndarray | None,
+    rows: np.ndarray,
+    workers: list[str],
+    *,
+    pinned: bool,
+    ref: Any = None,
+) -> Any:
+    data = X.iloc[rows].reset_index(drop=True)
+    label = Y.iloc[rows].reset_index(drop=True).astype("float64")
+    weight = None if w is None else pd.Series(w[rows], name="weight")
+    return dxgb.DaskQuantileDMatrix(
+        client,
+        _to_dask(client, data, workers, pinned=pinned),
+        _to_dask(client, label, workers, pinned=pinned),
+        weight=None if weight is None else _to_dask(client, weight, workers, pinned=pinned),
+        ref=ref,
+    )
+
+
+def _train(
+    client: Any,
+    X: pd.DataFrame,
+    Y: pd.DataFrame,
+    w: np.ndarray | None,
+    train: np.ndarray,
+    valid: np.ndarray | None,
+    config: TrainConfig,
+    device: str,
+    rounds: int | None = None,
+) -> xgboost.Booster:
+    """Fit one booster on positions ``train`` (early stopping on ``valid``), best rounds kept."""
+    if train.size == 0:
+        raise ValueError("no training rows: the train mask selects no row.")
+    workers = _workers(client)
+    pinned = config.deterministic
+    params = _params(config, device=device, n_targets=Y.shape[1])
+    dtrain = _dmatrix(client, X, Y, w, train, workers, pinned=pinned)
+    evals = None
+    early = None
+    if valid is not None and valid.size and rounds is None:
+        dvalid = _dmatrix(client, X, Y, w, valid, workers, pinned=pinned, ref=dtrain)
+        evals = [(dvalid, "valid")]
+        early = config.early_stopping_rounds
+    n_rounds = config.n_estimators if rounds is None else int(rounds)
+    out = dxgb.train(
+        client,
+        params,
+        dtrain,
+        num_boost_round=n_rounds,
+        evals=evals,
+        early_stopping_rounds=early,
+        verbose_eval=False,
+    )
+    booster: xgboost.Booster = out["booster"]
+    trained = booster.num_boosted_rounds()
+    best = int(booster.attr("best_iteration")) if booster.attr("best_iteration") else trained - 1
+    history = out["history"].get("valid", {}).get("rmse", [])
+    if best + 1 < trained:
+        booster = booster[: best + 1]
+    booster.set_attr(
+        best_iteration=str(best),
+        rounds_trained=str(trained),
+        device=device,
+        n_train_rows=str(train.size),
+        n_valid_rows=str(0 if evals is None else valid.size),  # type: ignore[union-attr]
+        best_valid_rmse=repr(float(history[best])) if history else None,
+    )
+    booster.feature_names = [str(c) for c in X.columns]
+    logger.debug(
+        "train: %d row(s), %d valid, %d round(s) trained, best %d",
+        train.size,
+        0 if evals is None else valid.size,  # type: ignore[union-attr]
+        trained,
+        best,
+    )
+    return booster
+
+
+def _train_device(
+    client: Any,
+    X: pd.DataFrame,
+    Y: pd.DataFrame,
+    w: np.ndarray | None,
+    train: np.ndarray,
+    valid: np.ndarray | None,
+    config: TrainConfig,
+    device: str,
+    rounds: int | None = None,
+) -> xgboost.Booster:
+    """:func:`_train`, redone on CPU when ``auto`` chose a GPU that refuses vector leaves."""
+    try:
+        return _train(client, X, Y, w, train, valid, config, device, rounds)
+    except xgboost.core.XGBoostError as err:
+        if not (config.device == "auto" and device == "cuda" and Y.shape[1] > 1):
+            raise
+        if config.multi_strategy != "multi_output_tree":
+            raise
+        warnings.warn(
+            f"xgboost refused multi_output_tree on CUDA ({str(err).splitlines()[0]}); "
+            "training on CPU. Set train.multi_strategy: one_output_per_tree to use the GPU.",
+            stacklevel=3,
+        )
+        return _train(client, X, Y, w, train, valid, config, "cpu", rounds)
+
+
+def fit_model(
+    client: Any,
+    X: pd.DataFrame,
+    Y: pd.DataFrame,
+    *,
+    train: np.ndarray,
+    valid: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+    config: TrainConfig | None = None,
+) -> xgboost.Booster:
+    """Train one xgboost model of all targets jointly on the dask workers.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Client of the cluster to train on.
+    X : pandas.DataFrame
+        Predictors, one numeric column per feature.
+    Y : pandas.DataFrame
+        Targets in the transformed space, one column per target (finite).
+    train : array of bool or int
+        Rows (mask or positions) to train on.
+    valid : array of bool or int, optional
+        Rows for early stopping (the eval set). Without them all ``n_estimators`` rounds
+        are trained.
+    weight : array of float, optional
+        Row weights (e.g. the volume sampled, L).
+    config : TrainConfig, optional
+        Hyperparameters, multi-output strategy, device, determinism.
+
+    Returns
+    -------
+    xgboost.Booster
+        Cut to its best iteration; attributes ``best_iteration``, ``rounds_trained``,
+        ``device``, ``n_train_rows``, ``n_valid_rows`` record the fit.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Inputs of the wrong type, length or content (see the message).
+
+    See Also
+    --------
+    predict : predictions of the returned booster.
+    fit_baselines : the references the model is compared with.
+    """
+    config = _config(config)
+    w, _ = _check_fit_input(X, Y, weight=weight)
+    rows = _positions(train, len(X), "train")
+    valid_rows = None if valid is None else _positions(valid, len(X), "valid")
+    device = _resolve_device(client, config)
+    return _train_device(client, X, Y, w, rows, valid_rows, config, device)
+
+
+def predict(booster: xgboost.Booster, X: pd.DataFrame) -> np.ndarray:
+    """Predict every target for the rows of ``X`` with the booster's best iteration.
+
+    Parameters
+    ----------
+    booster : xgboost.Booster
+        A booster from :func:`fit_model` (or :func:`load_model`).
+    X : pandas.DataFrame
+        Predictors; the booster's features are taken by name (other columns are ignored).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, k)
+        Predictions in the transformed space, one column per target.
+
+    Raises
+    ------
+    ValueError
+        When a feature the booster was trained on is missing from ``X``.
+
+    Examples
+    --------
+    >>> X = pd.DataFrame({"a": np.arange(20.0)})
+    >>> b = xgboost.train({"max_depth": 2}, xgboost.DMatrix(X, label=X["a"]), 5)
+    >>> predict(b, X).shape
+    (20, 1)
+    """
+    names = booster.feature_names
+    if names is not None:
+        missing = [f for f in names if f not in X.columns]
+        if missing:
+            raise ValueError(
+                f"X lacks the feature(s) {missing!r} the model was trained on; "
+                "build X with the same matchup predictors."
+            )
+        X = X[list(names)]
+    best = booster.attr("best_iteration")
+    end = int(best) + 1 if best is not None else booster.num_boosted_rounds()
+    out = booster.inplace_predict(X, iteration_range=(0, end))
+    return np.asarray(out, dtype="float64").reshape(len(X), -1)
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+@dataclass(frozen=True)
+class Climatology:
+    """Per-layer mean of the training targets (transformed space); overall mean elsewhere.
+
+    Attributes
+    ----------
+    means : dict of str to array (k,)
+        Mean target vector per layer name.
+    overall : array (k,)
+        Mean target vector of all training rows (rows with no or an unseen layer).
+
+    Examples
+    --------
+    >>> c = Climatology(means={"0-100m": np.array([1.0])}, overall=np.array([0.5]))
+    >>> c(pd.DataFrame(index=range(2)), np.array(["0-100m", "100-500m"])).ravel().tolist()
+    [1.0, 0.5]
+    """
+
+    means: dict[str, np.ndarray]
+    overall: np.ndarray
+
+    def __call__(self, X: pd.DataFrame, layer: np.ndarray | None = None) -> np.ndarray:
+        """Predict the climatology of each row's layer, shape (n, k)."""
+        out = np.tile(self.overall, (len(X), 1))
+        if layer is not None:
+            layer = np.asarray(layer).reshape(-1)
+            for name, mean in self.means.items():
+                out[layer == name] = mean
+        return out
+
+
+@dataclass(frozen=True)
+class PerTargetModel:
+    """One independent single-output booster per target, stacked column-wise."""
+
+    boosters: tuple[xgboost.Booster, ...]
+
+    def __call__(self, X: pd.DataFrame, layer: np.ndarray | None = None) -> np.ndarray:
+        """Predict each target with its own booster, shape (n, k)."""
+        return np.column_stack([predict(b, X)[:, 0] for b in self.boosters])
+
+    @property
+    def best_iterations(self) -> list[int]:
+        """Best iteration of each target's booster."""
+        return [int(b.attr("best_iteration")) for b in self.boosters]
+
+
+@dataclass(frozen=True)
+class RandomForestModel:
+    """A fitted multi-output scikit-learn random forest over named features."""
+
+    model: RandomForestRegressor
+    features: tuple[str, ...]
+
+    def __call__(self, X: pd.DataFrame, layer: np.ndarray | None = None) -> np.ndarray:
+        """Predict every target, shape (n, k)."""
+        out = self.model.predict(X[list(self.features)].to_numpy(dtype="float64"))
+        return np.asarray(out, dtype="float64").reshape(len(X), -1)
+
+
+Predictor = Callable[[pd.DataFrame, "np.ndarray | None"], np.ndarray]
+
+
+def _fit_climatology(
+    Y: pd.DataFrame, w: np.ndarray | None, layer: np.ndarray | None, rows: np.ndarray
+) -> Climatology:
+    values = Y.to_numpy(dtype="float64")[rows]
+    weights = np.ones(rows.size) if w is None else w[rows]
+    if weights.sum() <= 0:
+        weights = np.ones(rows.size)
+    overall = np.average(values, axis=0, weights=weights)
+    means: dict[str, np.ndarray] = {}
+    if layer is not None:
+        lay = layer[rows]
+        for name in pd.unique(lay):
+            inside = lay == name
+            if weights[inside].sum() > 0:
+                means[str(name)] = np.average(values[inside], axis=0, weights=weights[inside])
+    return Climatology(means=means, overall=overall)
+
+
+def _fit_forest(
+    X: pd.DataFrame, Y: pd.DataFrame, w: np.ndarray | None, rows: np.ndarray, config: TrainConfig
+) -> RandomForestModel:
+    forest = RandomForestRegressor(
+        n_estimators=config.rf_n_estimators,
+        min_samples_leaf=config.rf_min_samples_leaf,
+        n_jobs=-1,
+        random_state=config.seed,
+    )
+    label = Y.to_numpy(dtype="float64")[rows]
+    forest.fit(
+        X.iloc[rows].to_numpy(dtype="float64"),
+        label[:, 0] if label.shape[1] == 1 else label,
+        sample_weight=None if w is None else w[rows],
+    )
+    return RandomForestModel(model=forest, features=tuple(str(c) for c in X.columns))
+
+
+def _fit_baselines(
+    client: Any,
+    X: pd.DataFrame,
+    Y: pd.DataFrame,
+    w: np.ndarray | None,
+    layer: np.ndarray | None,
+    train: np.ndarray,
+    valid: np.ndarray | None,
+    config: TrainConfig,
+    device: str,
+    rounds: Sequence[int] | None = None,
+) -> dict[str, Predictor]:
+    out: dict[str, Predictor] = {}
+    for name in config.baselines:
+        if name == "climatology":
+            out[name] = _fit_climatology(Y, w, layer, train)
+        elif name == "per_target":
+            boosters = tuple(
+                _train(
+                    client,
+                    X,
+                    Y.iloc[:, [j]],
+                    w,
+                    train,
+                    valid,
+                    config,
+                    device,
+                    None if rounds is None else rounds[j],
+                )
+                for j in range(Y.shape[1])
+            )
+            out[name] = PerTargetModel(boosters=boosters)
+        elif name == "random_forest":
+            out[name] = _fit_forest(X, Y, w, train, config)
+    return out
+
+
+def fit_baselines(
+    client: Any,
+    X: pd.DataFrame,
+    Y: pd.DataFrame,
+    *,
+    train: np.ndarray,
+    valid: np.ndarray | None = None,
+    layer: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+    config: TrainConfig | None = None,
+) -> dict[str, Predictor]:
+    """Fit the baselines of ``config.baselines`` on the same rows as the model.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Client of the cluster (the per-target boosters train there).
+    X, Y, train, valid, weight, config
+        As in :func:`fit_model`.
+    layer : array of str, optional
+        Layer name of each row (for the climatology; overall mean without it).
+
+    Returns
+    -------
+    dict of str to callable
+        ``predictor(X, layer=None) -> array (n, k)`` per baseline name:
+        ``"climatology"`` (:class:`Climatology`, weighted per-layer mean of the training
+        rows), ``"per_target"`` (:class:`PerTargetModel`, one xgboost.dask model per
+        target with the same hyperparameters, each early-stopped on ``valid``) and
+        ``"random_forest"`` (:class:`RandomForestModel`, scikit-learn
+        ``RandomForestRegressor``, multi-output, fitted in this process with
+        ``n_jobs=-1``).
+
+    See Also
+    --------
+    fit_model : the model these are compared with.
+    """
+    config = _config(config)
+    w, lay = _check_fit_input(X, Y, weight=weight, layer=layer)
+    rows = _positions(train, len(X), "train")
+    valid_rows = None if valid is None else _positions(valid, len(X), "valid")
+    device = "cpu" if "per_target" not in config.baselines else _resolve_device(client, config)
+    return _fit_baselines(client, X, Y, w, lay, rows, valid_rows, config, device)
+
+
+# --------------------------------------------------------------------------- cross-validation
+
+
+@dataclass
+class CVResult:
+    """Out-of-fold and test predictions, the final model and the scores.
+
+    Attributes
+    ----------
+    oof : pandas.DataFrame
+        Out-of-fold predictions, one row per non-test row (index of ``X``), columns
+        ``(name, target)`` for ``"model"`` and each baseline.
+    test : dict of str to array (n_test, k)
+        Test-set predictions per name, rows in ``test_index`` order.
+    booster : xgboost.Booster
+        The final model, trained on every non-test row.
+    best_iterations : list of int
+        Best iteration of the model in each fold.
+    scores : dict
+        ``{"model": {"test": score, "cv": score_folds}, "baselines": {name: {...}}}``
+        (:mod:`pipeline.evaluate`; ``test`` is None without test rows).
+    baselines : dict of str to callable
+        The final baselines, trained on every non-test row.
+    folds : list of dict
+        Per fold: ``fold``, ``n_train``, ``n_valid``, ``n_excluded`` rows.
+    test_index : pandas.Index
+        Index labels of the test rows.
+    targets : list of str
+        Target names (columns of ``Y``).
+    n_rounds : int
+        Boosting rounds of the final model (mean fold best iteration + 1).
+    """
+
+    oof: pd.DataFrame
+    test: dict[str, np.ndarray]
+    booster: xgboost.Booster
+    best_iterations: list[int]
+    scores: dict[str, Any]
+    baselines: dict[str, Predictor] = field(default_factory=dict)
+    folds: list[dict[str, int]] = field(default_factory=list)
+    test_index: pd.Index = field(default_factory=lambda: pd.Index([]))
+    targets: list[str] = field(default_factory=list)
+    n_rounds: int = 0
+
+
+def _mean_rounds(best_iterations: Sequence[int]) -> int:
+    return max(1, round(float(np.mean(np.asarray(best_iterations) + 1))))
+
+
+def cross_validate(
+    client: Any,
+    X: pd.DataFrame,
+    Y: pd.DataFrame,
+    folds: np.ndarray,
+    *,
+    layer: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+    exclude: Mapping[int, np.ndarray] | None = None,
+    config: TrainConfig | None = None,
+    with_baselines: bool = True,
+) -> CVResult:
+    """Cross-validate the model and the baselines over spatial folds; fit the final model.
+
+    For each CV fold ``k``: train on the rows whose fold is neither ``-1`` nor ``k`` (and
+    not in ``exclude[k]``), early-stop on fold ``k``, predict fold ``k`` (out of fold).
+    Then the final model trains on every non-test row for the mean best number of rounds
+    of the folds, with no eval set (no rows are left to stop on without leaking the test
+    set), and predicts the test rows (fold ``-1``). Each per-target baseline model uses
+    its own target's mean rounds; the climatology and random forest are refitted on the
+    same rows.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Client of the cluster.
+    X, Y, weight, config
+        As in :func:`fit_model`.
+    folds : array of int, shape (n,)
+        ``-1`` for test rows, ``0..K-1`` for the CV folds (:mod:`pipeline.split`).
+    layer : array of str, optional
+        Layer name per row (climatology baseline).
+    exclude : mapping of int to array of bool, optional
+        Per fold, training rows to leave out (e.g. the buffer around fold ``k``).
+    with_baselines : bool
+        Fit and score ``config.baselines`` too.
+
+    Returns
+    -------
+    CVResult
+        Out-of-fold and test predictions, the final model and baselines, the scores
+        (weighted by ``weight`` when given; ``mv_mse`` on the covariance of the non-test
+        targets, one scale for every fold and the test set).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 CV folds, or inputs of the wrong length.
+
+    See Also
+    --------
+    pipeline.evaluate.score_folds : the CV scores.
+    """
+    config = _config(config)
+    w, lay = _check_fit_input(X, Y, weight=weight, layer=layer)
+    fold_of = np.asarray(folds).reshape(-1)
+    if fold_of.shape != (len(X),) or not np.issubdtype(fold_of.dtype, np.integer):
+        raise ValueError(
+            f"folds: expected one integer per row ({len(X)}), got {fold_of.dtype} "
+            f"shape {fold_of.shape}; use pipeline.split.assign_folds."
+        )
+    cv_folds = [int(k) for k in np.unique(fold_of[fold_of >= 0])]
+    if len(cv_folds) < 2:
+        raise ValueError(
+            f"folds: {len(cv_folds)} CV fold(s) {cv_folds!r}; cross-validation needs >= 2 "
+            "(fold -1 is the test set)."
+        )
+    exclude = dict(exclude or {})
+    for k, mask in exclude.items():
+        if np.asarray(mask).shape != (len(X),) or np.asarray(mask).dtype != bool:
+            raise ValueError(f"exclude[{k}]: expected a boolean mask of {len(X)} row(s).")
+    targets = [str(c) for c in Y.columns]
+    names = [MODEL_NAME, *(config.baselines if with_baselines else ())]
+    cv_rows = np.flatnonzero(fold_of >= 0)
+    test_rows = np.flatnonzero(fold_of < 0)
+    device = _resolve_device(client, config)
+    base_config = config if with_baselines else dataclasses.replace(config, baselines=())
+
+    oof = np.full((len(X), len(names), len(targets)), np.nan)
+    filled = np.zeros(len(X), dtype=int)
+    best_iterations: list[int] = []
+    per_target_best: list[list[int]] = []
+    fold_info: list[dict[str, int]] = []
+    for k in cv_folds:
+        valid = np.flatnonzero(fold_of == k)
+        keep = (fold_of >= 0) & (fold_of != k)
+        dropped = np.zeros(len(X), dtype=bool)
+        if k in exclude:
+            dropped = keep & np.asarray(exclude[k])
+            keep &= ~dropped
+        train = np.flatnonzero(keep)
+        fold_info.append(
+            {
+                "fold": k,
+                "n_train": int(train.size),
+                "n_valid": int(valid.size),
+                "n_excluded": int(dropped.sum()),
+            }
+        )
+        booster = _train_device(client, X, Y, w, train, valid, config, device)
+        best_iterations.append(int(booster.attr("best_iteration")))
+        Xv = X.iloc[valid]
+        oof[valid, 0] = predict(booster, Xv)
+        baselines = _fit_baselines(client, X, Y, w, lay, train, valid, base_config, device)
+        for i, name in enumerate(names[1:], start=1):
+            oof[valid, i] = baselines[name](Xv, None if lay is None else lay[valid])
+        if "per_target" in baselines:
+            per_target_best.append(baselines["per_target"].best_iterations)  # type: ignore[attr-defined]
+        filled[valid] += 1
+        logger.info(
+            "cv fold %d: %d train, %d valid, %d excluded; best iteration %d",
+            k,
+            train.size,
+            valid.size,
+            int(dropped.sum()),
+            best_iterations[-1],
+        )
+    if not (filled[cv_rows] == 1).all():  # pragma: no cover - guards the loop above
+        raise RuntimeError("out-of-fold predictions do not cover each CV row exactly once")
+
+    n_rounds = _mean_rounds(best_iterations)
+    logger.info(
+        "final model: %d round(s) (mean of folds' best + 1) on %d row(s)", n_rounds, cv_rows.size
+    )
+    booster = _train_device(client, X, Y, w, cv_rows, None, config, device, rounds=n_rounds)
+    pt_rounds = (
+        [_mean_rounds(col) for col in zip(*per_target_best, strict=True)]
+        if per_target_best
+        else None
+    )
+    final = _fit_baselines(client, X, Y, w, lay, cv_rows, None, base_config, device, pt_rounds)
+    Xt = X.iloc[test_rows]
+    test = {MODEL_NAME: predict(booster, Xt)}
+    for name in names[1:]:
+        test[name] = final[name](Xt, None if lay is None else lay[test_rows])
+
+    y = Y.to_numpy(dtype="float64")
+    cov = np.atleast_2d(np.cov(y[cv_rows].T, aweights=None if w is None else w[cv_rows], bias=True))
+    scores: dict[str, Any] = {"model": {}, "baselines": {}}
+    for i, name in enumerate(names):
+        entry = {
+            "test": score(
+                y[test_rows],
+                test[name],
+                targets=targets,
+                weight=None if w is None else w[test_rows],
+                cov=cov,
+            )
+            if test_rows.size
+            else None,
+            "cv": score_folds(
+                y[cv_rows],
+                oof[cv_rows, i],
+                fold_of[cv_rows],
+                targets=targets,
+                weight=None if w is None else w[cv_rows],
+                cov=cov,
+            ),
+        }
+        if name == MODEL_NAME:
+            scores["model"] = entry
+        else:
+            scores["baselines"][name] = entry
+        logger.info(
+            "scores %s: cv mse %.4g, test mse %s",
+            name,
+            entry["cv"]["mean"]["mse"],
+            "n/a" if entry["test"] is None else f"{entry['test']['mse']:.4g}",
+        )
+
+    columns = pd.MultiIndex.from_product([names, targets], names=["model", "target"])
+    oof_frame = pd.DataFrame(
+        oof[cv_rows].reshape(cv_rows.size, -1), index=X.index[cv_rows], columns=columns
+    )
+    return CVResult(
+        oof=oof_frame,
+        test=test,
+        booster=booster,
+        best_iterations=best_iterations,
+        scores=scores,
+        baselines=final,
+        folds=fold_info,
+        test_index=X.index[test_rows],
+        targets=targets,
+        n_rounds=n_rounds,
+    )
+
+
+# --------------------------------------------------------------------------- model I/O
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: numpy scalars/arrays to Python, NaN/inf to None, tuples to lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
+
+
+def hash_frame(df: pd.DataFrame) -> str:
+    """Stable content hash of a table (values, index, column names and dtypes).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table (e.g. the matchup the model was trained on).
+
+    Returns
+    -------
+    str
+        ``sha256:`` and 64 hex digits; equal for equal tables across processes.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"x": [1.0, 2.0]})
+    >>> hash_frame(a) == hash_frame(a.copy()), hash_frame(a) == hash_frame(a * 2)
+    (True, False)
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def hash_config(config: Any) -> str:
+    """Stable hash of a config dataclass (its fields as sorted JSON).
+
+    Examples
+    --------
+    >>> hash_config(TrainConfig()) == hash_config(TrainConfig(seed=0))
+    True
+    """
+    payload = json.dumps(_jsonable(dataclasses.asdict(config)), sort_keys=True)
+    return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+def model_card(
+    *,
+    booster: xgboost.Booster,
+    features: Sequence[str],
+    targets: Sequence[str],
+    transform: Mapping[str, Any],
+    config: TrainConfig,
+    scores: Mapping[str, Any],
+    data_hash: str,
+    config_hash: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Describe a trained model: inputs, outputs, transform, parameters, skill, provenance.
+
+    Parameters
+    ----------
+    booster : xgboost.Booster
+        The final model.
+    features, targets : sequence of str
+        Predictor and target names, in the model's column order.
+    transform : mapping
+        The targets' training transform (``TargetsResult.transform``).
+    config : TrainConfig
+        The training options.
+    scores : mapping
+        ``CVResult.scores``.
+    data_hash, config_hash : str
+        :func:`hash_frame` of the training table, hash of the run's config.
+    extra : mapping, optional
+        Anything else to record (e.g. the catalog URL, the split).
+
+    Returns
+    -------
+    dict
+        JSON-serialisable card (NaN written as null).
+
+    Raises
+    ------
+    ValueError
+        When ``features`` differ from the booster's feature names.
+    """
+    if booster.feature_names is not None and list(booster.feature_names) != list(features):
+        raise ValueError(
+            f"features {list(features)!r} differ from the booster's "
+            f"{list(booster.feature_names)!r}; pass X.columns of the training table."
+        )
+    device = booster.attr("device") or "cpu"
+    card = {
+        "format": "oceanfields-model-card/1",
+        "model_file": _MODEL_FILE,
+        "features": list(features),
+        "targets": list(targets),
+        "transform": dict(transform),
+        "config": dataclasses.asdict(config),
+        "params": _params(config, device=device, n_targets=len(targets)),
+        "best_iteration": int(booster.attr("best_iteration") or booster.num_boosted_rounds() - 1),
+        "num_boosted_rounds": booster.num_boosted_rounds(),
+        "scores": dict(scores),
+        "data_hash": data_hash,
+        "config_hash": config_hash,
+        "software": {
+            "oceanfields": __version__,
+            "xgboost": xgboost.__version__,
+            "python": platform.python_version(),
+        },
+        "extra": dict(extra or {}),
+    }
+    return _jsonable(card)
+
+
+def _join(url: str, name: str) -> str:
+    return url.rstrip("/") + "/" + name
+
+
+def save_model(
+    booster: xgboost.Booster,
+    card: Mapping[str, Any],
+    url: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``url/model.ubj`` (xgboost's UBJSON format) and ``url/card.json``.
+
+    The card is written last, so a folder with a card holds a complete model.
+
+    Parameters
+    ----------
+    booster : xgboost.Booster
+        The model.
+    card : mapping
+        Its :func:`model_card`.
+    url : str
+        Folder (local path or fsspec URL such as ``s3://bucket/run/model``).
+    storage_options : mapping, optional
+        Passed to fsspec.
+
+    See Also
+    --------
+    load_model : the reverse.
+    """
+    fs, path = url_to_fs(url, **dict(storage_options or {}))
+    fs.makedirs(path, exist_ok=True)
+    with fs.open(_join(path, _MODEL_FILE), "wb") as f:
+        f.write(bytes(booster.save_raw("ubj")))
+    text = json.dumps(_jsonable(card), indent=2, sort_keys=True)
+    with fs.open(_join(path, _CARD_FILE), "wb") as f:
+        f.write(text.encode("utf-8"))
+    logger.info("model: wrote %s (%s and %s)", url, _MODEL_FILE, _CARD_FILE)
+
+
+def load_model(
+    url: str, *, storage_options: Mapping[str, Any] | None = None
+) -> tuple[xgboost.Booster, dict[str, Any]]:
+    """Read a model written by :func:`save_model`.
+
+    Parameters
+    ----------
+    url : str
+        The folder given to :func:`save_model`.
+    storage_options : mapping, optional
+        Passed to fsspec.
+
+    Returns
+    -------
+    (xgboost.Booster, dict)
+        The booster (best iteration and features kept) and its card.
+
+    Raises
+    ------
+    InputFormatError
+        When a file is missing or unreadable, or the card does not match the model.
+    """
+    raw = read_bytes(_join(url, _MODEL_FILE), storage_options=storage_options)
+    card_bytes = read_bytes(_join(url, _CARD_FILE), storage_options=storage_options)
+    booster = xgboost.Booster()
+    try:
+        booster.load_model(bytearray(raw))
+        card = json.loads(card_bytes.decode("utf-8"))
+    except (xgboost.core.XGBoostError, ValueError) as err:
+        raise InputFormatError(f"{url}: not a model written by save_model ({err}).") from err
+    if booster.feature_names is not None and card.get("features") != booster.feature_names:
+        raise InputFormatError(
+            f"{_join(url, _CARD_FILE)}: features {card.get('features')!r} differ from the "
+            f"model's {booster.feature_names!r}; rewrite both with save_model."
+        )
+    return booster, card
