@@ -573,6 +573,12 @@ def _prepare(ds: xr.Dataset) -> xr.Dataset:
     ds["layer"].attrs = dict(ds["layer"].attrs)
     for v in ds.variables.values():
         v.encoding = {}
+    # Variables without time (coordinates) go with the template, not the regions: load
+    # them now (they may be dask-backed, and the template writes only in-memory data).
+    small = [n for n, v in ds.variables.items() if "time" not in v.dims and v.chunks]
+    if small:
+        ds = ds.assign_coords({n: ds[n].compute() for n in small if n in ds.coords})
+        ds = ds.assign({n: ds[n].compute() for n in small if n in ds.data_vars})
     return ds
 
 
