@@ -168,14 +168,14 @@ def _check_coords(lat: Any, lon: Any) -> tuple[np.ndarray, np.ndarray]:
         row = int(np.flatnonzero(bad)[0])
         raise InputFormatError(
             f"lat: {int(bad.sum())} value(s) not finite or outside [-90, 90] "
-            f"(first at row {row}: {lat[row]!r}); expected degrees north. "
+            f"(first at row {row}: {float(lat[row])!r}); expected degrees north. "
             "Drop or fix those rows before splitting."
         )
     bad = ~np.isfinite(lon)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise InputFormatError(
-            f"lon: {int(bad.sum())} value(s) not finite (first at row {row}: {lon[row]!r}); "
+            f"lon: {int(bad.sum())} value(s) not finite (first at row {row}: {float(lon[row])!r}); "
             "expected degrees east. Drop or fix those rows before splitting."
         )
     return lat, _wrap_lon(lon)
@@ -219,12 +219,12 @@ def _row_scores(y: Any, n: int) -> np.ndarray | None:
             f"y: cannot balance folds on a non-numeric target ({err}); pass y=None to "
             "deal blocks without balancing."
         ) from err
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[0] != n:
+    if arr.ndim not in (1, 2) or arr.shape[0] != n:
         raise InputFormatError(
             f"y has shape {arr.shape}; expected ({n},) or ({n}, k), one row per coordinate."
         )
+    if arr.ndim == 1:
+        arr = arr[:, None]
     if arr.shape[1] == 1:
         return arr[:, 0]
     with np.errstate(invalid="ignore", divide="ignore"):
