@@ -526,10 +526,17 @@ def predict(booster: xgboost.Booster, X: pd.DataFrame) -> np.ndarray:
                 "build X with the same matchup predictors."
             )
         X = X[list(names)]
+    if len(X) == 0:
+        return np.empty((0, _n_targets(booster)))
     best = booster.attr("best_iteration")
     end = int(best) + 1 if best is not None else booster.num_boosted_rounds()
     out = booster.inplace_predict(X, iteration_range=(0, end))
     return np.asarray(out, dtype="float64").reshape(len(X), -1)
+
+
+def _n_targets(booster: xgboost.Booster) -> int:
+    learner = json.loads(booster.save_config())["learner"]
+    return max(1, int(learner["learner_model_param"].get("num_target", "1")))
 
 
 # --------------------------------------------------------------------------- baselines
