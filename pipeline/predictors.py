@@ -74,6 +74,7 @@ logger = logging.getLogger(__name__)
 #: Earth radius (km) used for vorticity and great-circle distances.
 EARTH_RADIUS_KM = 6371.0
 
+_RADIUS_M = EARTH_RADIUS_KM * 1e3
 _DERIVED = ("doy", "speed", "vorticity")
 _NOT_FEATURES = ("mask", "deptho")
 _ENV_DIMS = ("time", "depth", "lat", "lon")
@@ -266,7 +267,7 @@ def layer_features(
         attrs={"features": list(data), "source": env.attrs.get("source")},
     )
     logger.info(
-        "features: %d (%s) on %d layer(s), chunks %s",
+        "features: %d (%s) on %d layer(s), chunks per dim %s",
         len(data),
         ", ".join(data),
         len(layers),
@@ -482,8 +483,7 @@ def _vorticity(u: da.Array, v: da.Array, lat: np.ndarray, lon: np.ndarray) -> da
     """Relative vorticity (s-1) of (time, layer, lat, lon) currents, chunk-wise."""
     lat = np.asarray(lat, dtype="float64")
     lon = np.asarray(lon, dtype="float64")
-    step = float(np.median(np.diff(lon))) if lon.size > 1 else 360.0
-    is_global = lon.size > 1 and abs(lon.size * step - 360.0) < 1e-6 * 360.0
+    is_global = _is_global(lon)
     lat4 = da.from_array(np.deg2rad(lat), chunks=(u.chunks[2],))[None, None, :, None]
     lon4 = da.from_array(np.deg2rad(lon), chunks=(u.chunks[3],))[None, None, None, :]
     lat4 = da.broadcast_to(lat4, u.shape, chunks=u.chunks)
@@ -498,17 +498,36 @@ def _vorticity(u: da.Array, v: da.Array, lat: np.ndarray, lon: np.ndarray) -> da
         depth={0: 0, 1: 0, 2: 1, 3: 1},
         boundary=boundary,
         dtype="float32",
+        is_global=is_global,
     )
 
 
-def _vorticity_block(u: np.ndarray, v: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Vorticity of one block with ghost cells (NaN ghosts where there is no neighbour)."""
+def _vorticity_block(
+    u: np.ndarray, v: np.ndarray, lat: np.ndarray, lon: np.ndarray, *, is_global: bool = False
+) -> np.ndarray:
+    """Vorticity of one block with ghost cells (NaN ghosts where there is no neighbour).
+
+    On a pole row (cos(lat) = 0) of a global grid, the vorticity is the circulation of
+    ``u`` around the adjacent latitude circle over the area of the polar cap it bounds
+    (Stokes); without a global ring it is NaN.
+    """
+    u = np.asarray(u, "float64")
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.cos(lat)
         dv = _derivative(np.asarray(v, "float64"), lon, axis=3, wrap=True)
-        dw = _derivative(np.asarray(u, "float64") * cos, lat, axis=2, wrap=False)
-        zeta = (dv - dw) / (EARTH_RADIUS_KM * 1e3 * cos)
-        zeta[~(np.abs(cos) > 1e-9)] = np.nan
+        dw = _derivative(u * cos, lat, axis=2, wrap=False)
+        zeta = (dv - dw) / (_RADIUS_M * cos)
+        zeta[~(np.isfinite(u) & np.isfinite(v))] = np.nan  # land: NaN, not its neighbours'
+        phi = lat[0, 0, :, lat.shape[3] // 2] if lat.size else np.zeros(0)  # not a lon ghost
+        for j in np.flatnonzero(~(np.abs(np.cos(phi)) > 1e-9)):
+            zeta[:, :, j, :] = np.nan
+            ring = [k for k in (j - 1, j + 1) if 0 <= k < phi.size and abs(phi[k]) < abs(phi[j])]
+            if not (is_global and ring and u.shape[3] > 2):
+                continue
+            c1, s1 = np.cos(phi[ring[0]]), abs(np.sin(phi[ring[0]]))
+            mean_u = u[:, :, ring[0], 1:-1].mean(axis=-1)  # interior columns: no ghosts
+            pole = np.sign(phi[j]) * mean_u * c1 / (_RADIUS_M * (1.0 - s1))
+            zeta[:, :, j, :] = np.where(np.isfinite(u[:, :, j, :]), pole[..., None], np.nan)
     return zeta.astype("float32")
 
 
@@ -915,11 +934,8 @@ def _assemble(
         env_times = env_times.tz_localize("UTC")
     matched = targets.iloc[np.flatnonzero(ok)].copy()
     t = plan.t[ok]
-    matched["env_time"] = pd.DatetimeIndex(
-        np.where(t >= 0, env_times.asi8[np.maximum(t, 0)], pd.NaT.value).astype("int64"),
-        tz="UTC",
-    ).as_unit("ns")
-    matched["env_time"] = matched["env_time"].where(t >= 0, pd.NaT)
+    env_time = pd.Series(env_times[np.maximum(t, 0)], index=matched.index)
+    matched["env_time"] = env_time.where(t >= 0).astype("datetime64[ns, UTC]")
     matched["env_source"] = np.where(t >= 0, "year", "climatology")
     matched["cell_lat"] = glat[plan.y[ok]]
     matched["cell_lon"] = glon[plan.x[ok]]
