@@ -321,7 +321,7 @@ def _to_dask(
         return dd.from_pandas(frame, npartitions=n_parts, sort=False)
     bounds = np.linspace(0, len(frame), n_parts + 1).round().astype(int)
     futures = [
-        client.scatter(frame.iloc[a:b], workers=[w], hash=True)
+        client.scatter(frame.iloc[a:b], workers=[w], hash=False)
         for a, b, w in zip(bounds[:-1], bounds[1:], workers, strict=False)
     ]
     return dd.from_delayed(futures, meta=frame.iloc[:0], verify_meta=False)

@@ -239,11 +239,11 @@ def test_deterministic_fits_give_bit_identical_predictions(client, data):
     assert not np.array_equal(predict(a, X), predict(c, X))  # the seed matters
 
 
-def test_fit_model_takes_masks_and_weights(client, data):
+def test_fit_model_takes_masks_weights_and_dask_placed_partitions(client, data):
     X, Y, _ = data
     mask = np.zeros(len(X), dtype=bool)
     mask[:500] = True
-    config = TrainConfig(n_estimators=10, multi_strategy="one_output_per_tree")
+    config = TrainConfig(n_estimators=10, multi_strategy="one_output_per_tree", deterministic=False)
     booster = fit_model(client, X, Y, train=mask, weight=np.linspace(1, 2, len(X)), config=config)
     assert booster.attr("n_train_rows") == "500"
     assert booster.num_boosted_rounds() == 10
