@@ -502,7 +502,7 @@ def predict_fields(
     )
     out["n_features_outside"] = (
         DIMS,
-        pred[..., channels - 1].astype(np.int8),
+        pred[..., channels - 1].astype(np.int8 if len(names) <= 127 else np.int16),
         {
             "long_name": "number of features outside the training envelope",
             "units": "1",
@@ -582,6 +582,17 @@ def _prepare(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def _plain(value: Any) -> Any:
+    """Attribute value as JSON would store it (tuples and arrays as lists)."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
 def _differences(
     url: str, existing: xr.Dataset, ds: xr.Dataset, attrs: Mapping[str, Any]
 ) -> list[str]:
@@ -617,10 +628,10 @@ def _differences(
                 f"variable {name!s}: store {existing[name].dtype}, fields {ds[name].dtype}"
             )
     for key, value in attrs.items():
-        if key == "history":
+        if key in ("history", "Conventions"):
             continue
         stored = existing.attrs.get(key)
-        if stored != value and not (isinstance(value, tuple) and stored == list(value)):
+        if _plain(stored) != _plain(value):
             diffs.append(f"attribute {key!r}: store {stored!r}, now {value!r}")
     return diffs
 
@@ -699,7 +710,7 @@ def write_fields(
                 f"{url}: exists but cannot be opened as a zarr store ({err}). "
                 "Write to a new --out, or delete it to start over."
             ) from err
-        diffs = _differences(url, existing, ds, attrs)
+        diffs = _differences(url, existing, ds, {**ds.attrs, **attrs})
         if diffs and template_done:
             raise StoreMismatchError(
                 f"{url}: the existing store differs from the fields to write: "
@@ -723,9 +734,14 @@ def write_fields(
             **ds.attrs,
             **attrs,
             "Conventions": "CF-1.10",
-            "history": (
-                f"{_dt.datetime.now(_dt.UTC):%Y-%m-%dT%H:%M:%SZ} "
-                "oceanfields write_fields: predicted fields"
+            "history": "\n".join(
+                h
+                for h in (
+                    str(attrs.get("history", ds.attrs.get("history", ""))),
+                    f"{_dt.datetime.now(_dt.UTC):%Y-%m-%dT%H:%M:%SZ} "
+                    "oceanfields write_fields: predicted fields",
+                )
+                if h
             ),
         }
         template.to_zarr(url, mode="w", compute=False, zarr_format=3, **kw)

@@ -482,8 +482,12 @@ def test_region_written_but_not_marked_is_rewritten_alone(written, fields_lazy, 
             r"dimension 'lon': store 36, fields 30",
         ),
         (lambda ds: (ds, {**PROVENANCE, "model_id": "m-2"}), r"attribute 'model_id': store 'm-1'"),
+        (
+            lambda ds: (ds.assign_attrs(model_sha256="0" * 64), PROVENANCE),
+            r"attribute 'model_sha256': store '[0-9a-f]{64}', now '0{64}'",
+        ),
     ],
-    ids=["variables", "lat-values", "lon-size", "other-model"],
+    ids=["variables", "lat-values", "lon-size", "other-model-id", "other-booster"],
 )
 def test_existing_store_that_differs_is_refused_naming_the_difference_and_the_fix(
     written, fields_lazy, change, match
@@ -516,3 +520,11 @@ def test_write_fields_to_s3_reads_back_equal_to_the_local_store(s3, written, fie
     assert {k: back.attrs[k] for k in PROVENANCE} == PROVENANCE
     again = write_fields(fields_lazy, url, storage_options=s3.storage_options, attrs=PROVENANCE)
     assert (again.regions_written, again.regions_skipped) == (0, 3)
+
+
+def test_given_history_is_kept_and_the_write_appended(fields_lazy, tmp_path):
+    url = str(tmp_path / "fields.zarr")
+    write_fields(fields_lazy, url, attrs={**PROVENANCE, "history": "2026-01-02 trained m-1"})
+    lines = xr.open_zarr(url, consolidated=False).attrs["history"].splitlines()
+    assert lines[0] == "2026-01-02 trained m-1"
+    assert lines[1].endswith("oceanfields write_fields: predicted fields")
