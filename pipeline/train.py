@@ -747,7 +747,8 @@ class CVResult:
     baselines : dict of str to callable
         The final baselines, trained on every non-test row.
     folds : list of dict
-        Per fold: ``fold``, ``n_train``, ``n_valid``, ``n_excluded`` rows.
+        Per CV fold, then the final model as fold ``-1`` (its ``n_valid`` is the test
+        rows it predicts): ``fold``, ``n_train``, ``n_valid``, ``n_excluded`` rows.
     test_index : pandas.Index
         Index labels of the test rows.
     targets : list of str
@@ -766,6 +767,11 @@ class CVResult:
     test_index: pd.Index = field(default_factory=lambda: pd.Index([]))
     targets: list[str] = field(default_factory=list)
     n_rounds: int = 0
+
+    def oof_arrays(self) -> dict[str, np.ndarray]:
+        """Out-of-fold predictions per name as ``(n_non_test, k)`` arrays, in row order."""
+        names = list(dict.fromkeys(self.oof.columns.get_level_values(0)))
+        return {name: self.oof[name][self.targets].to_numpy(dtype="float64") for name in names}
 
 
 def _mean_rounds(best_iterations: Sequence[int]) -> int:
@@ -805,7 +811,8 @@ def cross_validate(
     layer : array of str, optional
         Layer name per row (climatology baseline).
     exclude : mapping of int to array of bool, optional
-        Per fold, training rows to leave out (e.g. the buffer around fold ``k``).
+        Per fold ``k``, training rows to leave out (e.g. the buffer around fold ``k``);
+        key ``-1`` applies to the final model (the buffer around the test set).
     with_baselines : bool
         Fit and score ``config.baselines`` too.
 
@@ -893,16 +900,30 @@ def cross_validate(
         raise RuntimeError("out-of-fold predictions do not cover each CV row exactly once")
 
     n_rounds = _mean_rounds(best_iterations)
-    logger.info(
-        "final model: %d round(s) (mean of folds' best + 1) on %d row(s)", n_rounds, cv_rows.size
+    final_rows = cv_rows
+    if -1 in exclude:
+        final_rows = np.flatnonzero((fold_of >= 0) & ~np.asarray(exclude[-1]))
+    fold_info.append(
+        {
+            "fold": -1,
+            "n_train": int(final_rows.size),
+            "n_valid": int(test_rows.size),
+            "n_excluded": int(cv_rows.size - final_rows.size),
+        }
     )
-    booster = _train_device(client, X, Y, w, cv_rows, None, config, device, rounds=n_rounds)
+    logger.info(
+        "final model: %d round(s) (mean of folds' best + 1) on %d row(s), %d excluded",
+        n_rounds,
+        final_rows.size,
+        cv_rows.size - final_rows.size,
+    )
+    booster = _train_device(client, X, Y, w, final_rows, None, config, device, rounds=n_rounds)
     pt_rounds = (
         [_mean_rounds(col) for col in zip(*per_target_best, strict=True)]
         if per_target_best
         else None
     )
-    final = _fit_baselines(client, X, Y, w, lay, cv_rows, None, base_config, device, pt_rounds)
+    final = _fit_baselines(client, X, Y, w, lay, final_rows, None, base_config, device, pt_rounds)
     Xt = X.iloc[test_rows]
     test = {MODEL_NAME: predict(booster, Xt)}
     for name in names[1:]:

@@ -155,10 +155,19 @@ def test_cv_predicts_every_non_test_row_out_of_fold_exactly_once(cv, data):
     assert list(result.test_index) == list(X.index[folds == -1])
     assert all(p.shape == ((folds == -1).sum(), 3) for p in result.test.values())
     n_cv = int((folds >= 0).sum())
-    for info in result.folds:
+    assert result.folds[-1] == {
+        "fold": -1,
+        "n_train": n_cv,
+        "n_valid": int((folds == -1).sum()),
+        "n_excluded": 0,
+    }
+    for info in result.folds[:-1]:
         assert info["n_valid"] == (folds == info["fold"]).sum()
         assert info["n_train"] + info["n_valid"] == n_cv
     assert len(result.best_iterations) == 3
+    arrays = result.oof_arrays()
+    assert list(arrays) == ["model", *BASELINES]
+    assert arrays["model"].shape == (n_cv, 3)
     assert result.n_rounds == round(np.mean(np.array(result.best_iterations) + 1))
     assert result.booster.num_boosted_rounds() == result.n_rounds
     assert [f["fold"] for f in result.scores["model"]["cv"]["folds"]] == [0, 1, 2]
@@ -189,9 +198,17 @@ def test_cv_exclude_leaves_buffer_rows_out_of_training(client):
     buffer = np.zeros(300, dtype=bool)
     buffer[150:190] = True  # 40 rows of fold 1 next to fold 0
     config = TrainConfig(n_estimators=20, early_stopping_rounds=5, baselines=())
-    result = cross_validate(client, X, Y, folds, exclude={0: buffer}, config=config)
-    assert result.folds[0] == {"fold": 0, "n_train": 110, "n_valid": 150, "n_excluded": 40}
-    assert result.folds[1] == {"fold": 1, "n_train": 150, "n_valid": 150, "n_excluded": 0}
+    folds[:20] = -1  # test rows; the 10 rows after them are their buffer
+    near_test = np.zeros(300, dtype=bool)
+    near_test[20:30] = True
+    exclude = {0: buffer, -1: near_test}
+    result = cross_validate(client, X, Y, folds, exclude=exclude, config=config)
+    assert result.folds == [
+        {"fold": 0, "n_train": 110, "n_valid": 130, "n_excluded": 40},
+        {"fold": 1, "n_train": 130, "n_valid": 150, "n_excluded": 0},
+        {"fold": -1, "n_train": 270, "n_valid": 20, "n_excluded": 10},
+    ]
+    assert result.booster.attr("n_train_rows") == "270"
 
 
 def test_cv_needs_two_folds(client, data):
