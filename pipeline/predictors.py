@@ -447,13 +447,15 @@ def _layer_weights(depth: np.ndarray, layers: Sequence[Layer]) -> np.ndarray:
 
 def _layer_mean_block(block: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(time, depth, lat, lon) block -> (time, layer, lat, lon) thickness-weighted means."""
-    x = np.asarray(block, dtype="float64")
+    x = np.array(block, dtype="float64")  # a copy: zeroed in place below
     finite = np.isfinite(x)
-    num = np.tensordot(weights, np.where(finite, x, 0.0), axes=([1], [1]))
-    den = np.tensordot(weights, finite.astype("float64"), axes=([1], [1]))
+    x[~finite] = 0.0
+    nt, nz = x.shape[:2]
+    num = np.matmul(weights, x.reshape(nt, nz, -1))  # BLAS, no transposed copy
+    den = np.matmul(weights, finite.reshape(nt, nz, -1).astype("float64"))
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(den > 0, num / den, np.nan)
-    return np.moveaxis(out, 0, 1).astype("float32")
+    return out.reshape(nt, weights.shape[0], *x.shape[2:]).astype("float32")
 
 
 def _to_layers(

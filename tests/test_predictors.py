@@ -521,3 +521,32 @@ def test_the_graph_grows_with_chunks_touched_not_with_points(env, features, vali
     touched = spread["time"].dt.strftime("%Y-%m").nunique()
     assert counter.sizes[-1] > sizes[3][-1]
     assert counter.sizes[-1] <= touched * sizes[3][-1]
+
+
+def test_matchup_reads_features_from_s3_on_a_distributed_cluster(world, env, persisted, valid, s3):
+    import fsspec
+    from distributed import Client, LocalCluster
+
+    url = s3.url("env/environment.zarr")
+    fs = fsspec.filesystem("s3", **s3.storage_options)
+    fs.put(world.paths["environment"], url.removeprefix("s3://"), recursive=True)
+    remote = layer_features(
+        open_environment(url, storage_options=s3.storage_options), DEFAULT_LAYERS
+    )
+    lat, lon = env["lat"].values, env["lon"].values
+    ys, xs = np.nonzero(valid[1])
+    k = np.arange(50) * 7 % ys.size
+    targets = rows(lat[ys[k]], lon[xs[k]], ["2020-02-03", "2021-09-09"] * 25, "100-500m")
+    targets.loc[0, "time"] = pd.Timestamp("2017-06-01", tz="UTC")  # climatology
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster),
+    ):
+        result = match_predictors(targets, remote)
+    local = match_predictors(targets, persisted)
+    assert remote.attrs["source"] == url
+    assert len(result.matchup) == 50
+    assert result.matchup["env_source"].iloc[0] == "climatology"
+    pd.testing.assert_frame_equal(result.matchup, local.matchup)
