@@ -762,7 +762,8 @@ def write_fields(
         region = ds[region_vars].isel(time=slice(i, i + 1))
         region = region.drop_vars([n for n in region.coords if "time" not in region[n].dims])
         region.to_zarr(url, region={"time": slice(i, i + 1)}, mode="r+", **kw)
-        stamp = str(np.datetime_as_string(np.asarray(ds["time"].values[i]), unit="s"))
+        value = np.asarray(ds["time"].values[i])
+        stamp = str(np.datetime_as_string(value, unit="s") if value.dtype.kind == "M" else value)
         _put_group(fs, _marker(root, i), {"time": stamp})
         count += 1
         logger.info(
