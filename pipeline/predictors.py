@@ -18,8 +18,10 @@
   R = 6371 km), i.e. ``(dv/dlon - d(u cos(lat))/dlat) / (R cos(lat))``, which is
   ``2 U sin(lat) / R`` for a solid-body rotation ``u = U cos(lat)``. Differences are
   centred, periodic in longitude on a global grid, one-sided at the latitude edges and
-  beside NaN (land) neighbours, NaN where a direction has no finite neighbour and at the
-  poles (cos(lat) = 0);
+  beside NaN (land) neighbours, a zero difference where a water cell has no water
+  neighbour along a direction (one-cell channels), NaN on land;
+- ``depth`` gives ``layer_mid_m``, the layer's mid-depth (m): the depth the concentrations
+  of a layer refer to, the same for every cell of the layer;
 - ``doy`` gives ``doy_sin`` and ``doy_cos`` = sin/cos(2π (month - 0.5) / 12) of each time
   step's month: month-centred, so a target sampled any day of a month gets the value of
   the grid cells of that month.
@@ -75,13 +77,14 @@ logger = logging.getLogger(__name__)
 EARTH_RADIUS_KM = 6371.0
 
 _RADIUS_M = EARTH_RADIUS_KM * 1e3
-_DERIVED = ("doy", "speed", "vorticity")
+_DERIVED = ("depth", "doy", "speed", "vorticity")
 _NOT_FEATURES = ("mask", "deptho")
 _ENV_DIMS = ("time", "depth", "lat", "lon")
 _MISSING_COLUMNS = ["id", "layer", "lat", "lon", "time", "reason"]
 _DERIVED_ATTRS = {
     "speed": {"long_name": "Current speed (layer mean)", "units": "m s-1"},
     "vorticity": {"long_name": "Relative vorticity (layer mean current)", "units": "s-1"},
+    "layer_mid_m": {"long_name": "Mid-depth of the layer", "units": "m", "positive": "down"},
     "doy_sin": {"long_name": "sin(2 pi (month - 0.5) / 12)", "units": "1"},
     "doy_cos": {"long_name": "cos(2 pi (month - 0.5) / 12)", "units": "1"},
 }
@@ -98,8 +101,8 @@ class PredictorConfig:
         ``lat`` and ``lon`` dims except ``mask`` and ``deptho``, sorted by name.
     derived : tuple of str
         Derived features, from ``"speed"``, ``"vorticity"`` (both need ``uo`` and ``vo``
-        in the store, used or not as features) and ``"doy"`` (gives ``doy_sin`` and
-        ``doy_cos``).
+        in the store, used or not as features), ``"depth"`` (gives ``layer_mid_m``) and
+        ``"doy"`` (gives ``doy_sin`` and ``doy_cos``).
     bathymetry : bool
         Add ``deptho`` (sea-floor depth, m) as a feature when the store has it.
     max_distance_km : float
@@ -108,7 +111,7 @@ class PredictorConfig:
     """
 
     variables: tuple[str, ...] | None = None
-    derived: tuple[str, ...] = ("speed", "vorticity", "doy")
+    derived: tuple[str, ...] = ("depth", "speed", "vorticity", "doy")
     bathymetry: bool = True
     max_distance_km: float = 150.0
 
@@ -240,6 +243,13 @@ def layer_features(
     if "vorticity" in config.derived:
         zeta = _vorticity(means["uo"], means["vo"], env["lat"].values, env["lon"].values)
         data["vorticity"] = (zeta, _DERIVED_ATTRS["vorticity"])
+    if "depth" in config.derived:
+        mid = np.array([(layer.top_m + layer.bottom_m) / 2.0 for layer in layers], "float32")
+        column = da.from_array(mid, chunks=len(layers))[None, :, None, None]
+        data["layer_mid_m"] = (
+            da.broadcast_to(column, (nt, len(layers), ny, nx), chunks=chunks),
+            _DERIVED_ATTRS["layer_mid_m"],
+        )
     if "doy" in config.derived:
         month = pd.DatetimeIndex(env["time"].values).month.to_numpy()
         angle = 2.0 * np.pi * (month - 0.5) / 12.0
@@ -534,7 +544,11 @@ def _vorticity_block(
 
 
 def _derivative(f: np.ndarray, x: np.ndarray, *, axis: int, wrap: bool) -> np.ndarray:
-    """df/dx: centred, one-sided where a neighbour is NaN, NaN without neighbours."""
+    """df/dx: centred, one-sided where a neighbour is NaN, 0 without neighbours.
+
+    A water cell with no water neighbour along the axis (a one-cell channel or bay)
+    has no resolved gradient there: 0, so that every water cell keeps a value.
+    """
 
     def shifted(a: np.ndarray, by: int) -> np.ndarray:
         out = np.full_like(a, np.nan)
@@ -553,7 +567,11 @@ def _derivative(f: np.ndarray, x: np.ndarray, *, axis: int, wrap: bool) -> np.nd
     return np.where(
         has_m & has_p,
         (fp - fm) / (hp + hm),
-        np.where(has_p, (fp - f) / hp, (f - fm) / hm),
+        np.where(
+            has_p,
+            (fp - f) / hp,
+            np.where(has_m, (f - fm) / hm, np.where(np.isfinite(f), 0.0, np.nan)),
+        ),
     )
 
 

@@ -202,7 +202,9 @@ def test_features_follow_the_contract_dims_dtype_coords_chunks_and_attrs():
     env = tiny_env(lat=tuple(float(v) for v in range(6)), depth=(5.0, 150.0, 600.0, 900.0))
     env = env.chunk({"lat": 2, "lon": 2})
     f = layer_features(env, DEFAULT_LAYERS, config=PredictorConfig(variables=("thetao",)))
-    assert f.attrs["features"] == ["thetao", "deptho", "speed", "vorticity", "doy_sin", "doy_cos"]
+    assert f.attrs["features"] == [
+        "thetao", "deptho", "speed", "vorticity", "layer_mid_m", "doy_sin", "doy_cos"
+    ]
     assert f.attrs["source"] == "memory://tiny"
     for name in f.attrs["features"]:
         var = f[name]
@@ -280,11 +282,32 @@ def test_vorticity_beside_land_falls_back_to_one_sided_differences():
     np.testing.assert_allclose(zeta, expected, rtol=1e-5)
 
 
+def test_vorticity_in_a_one_cell_channel_has_no_gradient_across_it_but_a_value():
+    lat = np.arange(0.0, 5.0, 1.0)
+    lon = np.arange(0.0, 5.0, 1.0)
+    lam = np.ones(lat.size)[:, None] * np.deg2rad(lon)
+    v = 2.0 * lam
+    v[:, [1, 3]] = np.nan  # land both sides of the column lon = 2: a north-south channel
+    u = np.where(np.isnan(v), np.nan, 0.0)
+    zeta = vorticity_of(current_env(lat, lon, u, v))
+    assert np.isfinite(zeta[:, 2]).all()
+    np.testing.assert_allclose(zeta[:, 2], 0.0, atol=1e-20)  # dv/dx unresolved, du/dy = 0
+    assert np.isnan(zeta[:, [1, 3]]).all()
+
+
+def test_depth_feature_is_the_mid_depth_of_each_layer():
+    f = layer_features(tiny_env(), [Layer(0, 20), Layer(20, 60)],
+                       config=PredictorConfig(derived=("depth",)))  # fmt: skip
+    assert f["layer_mid_m"].dims == ("time", "layer", "lat", "lon")
+    assert np.all(f["layer_mid_m"].values[:, 0] == 10.0)
+    assert np.all(f["layer_mid_m"].values[:, 1] == 40.0)
+
+
 def test_demo_features_are_lazy_and_valid_where_the_ocean_is(env, features, valid):
     assert all(features[n].chunks is not None for n in feature_names(features))
     surface_ocean = np.isfinite(env["thetao"].isel(time=0, depth=0).values)
     assert not (valid[0] & ~surface_ocean).any()
-    assert valid[0].sum() > 0.9 * surface_ocean.sum()
+    assert valid[0].sum() == surface_ocean.sum()  # every water cell, one-cell channels too
     assert valid[0].sum() >= valid[1].sum() >= valid[2].sum() > 0
 
 
@@ -294,7 +317,10 @@ def test_demo_features_are_lazy_and_valid_where_the_ocean_is(env, features, vali
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"derived": ("sped",)}, r"predictors\.derived: unknown 'sped'; valid: doy, speed, vort"),
+        (
+            {"derived": ("sped",)},
+            r"predictors\.derived: unknown 'sped'; valid: depth, doy, speed, vort",
+        ),
         ({"max_distance_km": -1.0}, r"predictors\.max_distance_km: -1\.0; expected .* >= 0"),
         ({"max_distance_km": math.nan}, r"predictors\.max_distance_km: nan"),
         ({"variables": "thetao"}, r"predictors\.variables: 'thetao'; .*variables=\('thetao',\)"),
