@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import pickle
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.demo import generate_demo_world
 from pipeline.errors import ConfigError
 from pipeline.sources import ecotaxa
 from pipeline.sources.ecotaxa import DEFAULT_FEATURES, objects_meta, parse_degrees, read_ecotaxa
@@ -212,6 +214,23 @@ def test_uvp6_zip_of_zips_reads_15_objects_with_degree_minute_positions(uvp6):
     )
 
 
+def test_real_uvp6_and_export_files_have_no_subsample_so_fraction_is_one(uvp6, hierarchy):
+    # real EcoTaxa files carry no acq_subsample_fraction: every object counted was imaged
+    for objects, _, _ in (uvp6, hierarchy):
+        assert len(objects) > 0
+        assert (objects["subsample_fraction"] == 1.0).all()
+
+
+def test_demo_exports_carry_the_worlds_subsample_fraction(tmp_path):
+    world = generate_demo_world(str(tmp_path), resolution=30.0, n_profiles=4, n_images=40)
+    expected = json.loads(Path(world.paths["world_json"]).read_text())["ecotaxa"]
+    objects, quarantine, _ = _read(str(Path(world.paths["ecotaxa"]) / "ecotaxa_export_*.tsv"))
+    assert len(quarantine) == 0
+    assert len(objects) == 40
+    assert 0 < expected["subsample_fraction"] < 1
+    assert (objects["subsample_fraction"] == expected["subsample_fraction"]).all()
+
+
 def test_uvp6_images_resolve_inside_the_inner_zip_and_open_with_fsspec(uvp6, uvp6_zip_url):
     objects, _, _ = uvp6
     image = objects.loc["20200205-112059_1", "image"]
@@ -305,9 +324,10 @@ def test_default_features_are_normalised_zooprocess_names():
     assert {"area", "perim", "circ", "pct_area", "esd", "skeleton_area"} <= set(DEFAULT_FEATURES)
     assert not any("." in f or "%" in f or f.startswith("object_") for f in DEFAULT_FEATURES)
     meta = objects_meta()
-    assert list(meta.columns[:13]) == [
+    assert list(meta.columns[:14]) == [
         "object_id", "sample_id", "acq_id", "lat", "lon", "time", "depth_min_m",
         "depth_max_m", "category", "hierarchy", "status", "volume_l", "pixel_size_um",
+        "subsample_fraction",
     ]  # fmt: skip
     assert meta.columns[-1] == "image"
     assert str(meta["time"].dtype) == "datetime64[ns, UTC]"
@@ -315,7 +335,7 @@ def test_default_features_are_normalised_zooprocess_names():
 
 def test_features_option_accepts_tsv_names_and_keeps_the_order(uvp6_zip_url):
     objects, _, _ = _read(uvp6_zip_url, features=["object_perim.", "%area", "area", "nosuch"])
-    assert list(objects.columns[13:]) == ["perim", "pct_area", "area", "nosuch", "image"]
+    assert list(objects.columns[14:]) == ["perim", "pct_area", "area", "nosuch", "image"]
     assert objects["nosuch"].isna().all()
 
 

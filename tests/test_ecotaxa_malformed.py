@@ -372,6 +372,36 @@ def test_negative_pixel_size_is_quarantined(tmp_path):
     assert quarantine["reason"].tolist() == ["pixel size -10.6 µm must be positive"]
 
 
+def test_subsample_fraction_is_read_and_one_when_absent_empty_or_a_missing_code(tmp_path):
+    header = (*HEADER, "acq_subsample_fraction")
+    cells = ["0.25", "1", "", "999999", "1,0"]
+    rows = [_row(object_id=f"o{i}", acq_subsample_fraction=c) for i, c in enumerate(cells)]
+    accepted, quarantine, _ = _read(_write(tmp_path / "ecotaxa_x.tsv", rows, header=header))
+    assert len(quarantine) == 0
+    assert accepted["subsample_fraction"].tolist() == [0.25, 1.0, 1.0, 1.0, 1.0]
+    absent, _, _ = _read(_write(tmp_path / "ecotaxa_y.tsv", [_row()]))
+    assert absent["subsample_fraction"].tolist() == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("cell", "reason"),
+    [
+        ("0", "acq_subsample_fraction 0 is outside (0, 1]"),
+        ("-0.5", "acq_subsample_fraction -0.5 is outside (0, 1]"),
+        ("1.5", "acq_subsample_fraction 1.5 is outside (0, 1]"),
+        ("half", "acq_subsample_fraction 'half' is not a fraction in (0, 1]"),
+    ],
+    ids=["zero", "negative", "above-one", "text"],
+)
+def test_subsample_fraction_outside_0_1_is_quarantined_naming_it(tmp_path, cell, reason):
+    header = (*HEADER, "acq_subsample_fraction")
+    rows = [_row(acq_subsample_fraction="0.5"), _row(object_id="o2", acq_subsample_fraction=cell)]
+    accepted, quarantine, _ = _read(_write(tmp_path / "ecotaxa_x.tsv", rows, header=header))
+    assert accepted["subsample_fraction"].tolist() == [0.5]
+    assert quarantine[["line", "column"]].values.tolist() == [[3, "acq_subsample_fraction"]]
+    assert quarantine["reason"].iloc[0].startswith(reason), quarantine["reason"].iloc[0]
+
+
 # --- property: counts reconcile and good rows survive any corruption -------------------------
 
 CORRUPTIONS = {

@@ -4,10 +4,10 @@
 export files (every field quoted, possibly with decimal commas) from any fsspec URL,
 lazily, one dask task per file, into one row per object: ``object_id, sample_id, acq_id,
 lat, lon, time, depth_min_m, depth_max_m, category, hierarchy, status, volume_l,
-pixel_size_um``, the morphological features (:data:`DEFAULT_FEATURES` or the caller's
-list) and ``image`` (URL of the object's first image). Rows that fail a check go to the
-quarantine with the file, line, column and reason; per file, ``rows_read ==
-rows_accepted + rows_quarantined``.
+pixel_size_um, subsample_fraction``, the morphological features (:data:`DEFAULT_FEATURES`
+or the caller's list) and ``image`` (URL of the object's first image). Rows that fail a
+check go to the quarantine with the file, line, column and reason; per file, ``rows_read
+== rows_accepted + rows_quarantined``.
 
 Developer note
 --------------
@@ -53,6 +53,13 @@ Developer note
   instruments, so ``acq_pixel < 1`` is read as mm and converted; when
   ``acq_instrument`` names a UVP5 or UVP6 that disagrees with the magnitude, the
   magnitude wins and a warning is logged.
+- **Subsample fraction** (``subsample_fraction``): the fraction of the objects counted in
+  the (sub)sample that are in the file, by which a count is divided on top of the volume:
+  ``acq_subsample_fraction`` (the demo world's exports, a uniform random subsample of every
+  object >= 1.02 mm of its UVP casts). Real EcoTaxa UVP exports have no such column (every
+  object counted was imaged): 1.0 when the column is absent, empty or a missing code
+  (999999). A value outside (0, 1] or text is refused. Net samples' splitting
+  (``acq_sub_part``) is already in ``volume_l`` and is not repeated here.
 - **Features**: every ``object_*`` column, named without the prefix, lower case, ``.``
   dropped and ``%`` -> ``pct_`` (``object_perim.`` -> ``perim``, ``object_%area`` ->
   ``pct_area``). Absent features are NaN (LOKI, VPR and IFCB have other feature sets:
@@ -106,6 +113,7 @@ from pipeline.sources.ecotaxa_columns import (
     _reasons,
     _Rows,
     _status,
+    _subsample_fraction,
     _times,
     _volume,
     parse_degrees,
@@ -149,6 +157,7 @@ _LEADING = {
     "status": str,
     "volume_l": "float64",
     "pixel_size_um": "float64",
+    "subsample_fraction": "float64",
 }
 _LAT_COLUMNS = ("object_lat", "sample_lat")
 _LON_COLUMNS = ("object_lon", "sample_long", "sample_lon")
@@ -176,12 +185,13 @@ def objects_meta(features: Sequence[str] | None = None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        No rows; ``object_id … pixel_size_um``, the features (float64), ``image``.
+        No rows; ``object_id … pixel_size_um, subsample_fraction``, the features
+        (float64), ``image``.
 
     Examples
     --------
-    >>> list(objects_meta(["area", "perim."]).columns)[-4:]
-    ['pixel_size_um', 'area', 'perim', 'image']
+    >>> list(objects_meta(["area", "perim."]).columns)[-5:]
+    ['pixel_size_um', 'subsample_fraction', 'area', 'perim', 'image']
     """
     names = _check_features(features)
     columns = {name: pd.Series([], dtype=dtype) for name, dtype in _LEADING.items()}
@@ -346,6 +356,7 @@ def _parse_file(
     status = _status(reader, check)
     volume = _volume(reader, check)
     pixel = _pixel_size(reader, check)
+    fraction = _subsample_fraction(reader, check)
     feats = _features(reader, check, features)
     image = _images(reader, check, check_images=check_images, storage_options=storage_options)
 
@@ -364,6 +375,7 @@ def _parse_file(
             "status": status,
             "volume_l": volume,
             "pixel_size_um": pixel,
+            "subsample_fraction": fraction,
             **feats,
             "image": image,
         }

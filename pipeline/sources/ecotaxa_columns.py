@@ -2,16 +2,17 @@
 
 The column-conversion sub-step of :func:`pipeline.sources.ecotaxa.read_ecotaxa`: each
 converter reads the text cells of one file (through :class:`_Rows`), returns one canonical
-column (``time``, ``lat``/``lon``, ``status``, ``volume_l``, ``pixel_size_um``, the
-features) and quarantines, through the file's :class:`~pipeline.sources._table.RowChecker`,
-the rows whose cells it cannot convert. :func:`parse_degrees` is public and re-exported by
-:mod:`pipeline.sources.ecotaxa`.
+column (``time``, ``lat``/``lon``, ``status``, ``volume_l``, ``pixel_size_um``,
+``subsample_fraction``, the features) and quarantines, through the file's
+:class:`~pipeline.sources._table.RowChecker`, the rows whose cells it cannot convert.
+:func:`parse_degrees` is public and re-exported by :mod:`pipeline.sources.ecotaxa`.
 
 Developer note
 --------------
 The ``_``-prefixed converters are internal to the EcoTaxa reader: only
 ``pipeline.sources.ecotaxa`` calls them, from its per-file parser. The conventions they
-implement (coordinates, time, status, volume, pixel size, features) are documented, with
+implement (coordinates, time, status, volume, pixel size, subsample fraction,
+features) are documented, with
 their sources, in the developer note of :mod:`pipeline.sources.ecotaxa`. They log to that
 module's logger, so log filtering by name is the same as before the split.
 """
@@ -319,6 +320,27 @@ def _volume(reader: _Rows, check: RowChecker) -> np.ndarray:
         )
     denominator = np.where(np.isnan(sub_part), 1.0, np.where(bad_part, np.nan, sub_part))
     return volume_m3 * 1000.0 / denominator
+
+
+def _subsample_fraction(reader: _Rows, check: RowChecker) -> np.ndarray:
+    """``acq_subsample_fraction`` in (0, 1]; 1.0 where absent, empty or a missing code."""
+    name = "acq_subsample_fraction"
+    fraction = reader.number(check, name, "a fraction in (0, 1]")
+    outside = (fraction <= 0) | (fraction > 1)
+    check.flag(
+        outside,
+        reader.columns.get(name, name),
+        _reasons(outside, f"{name} {{:g}} is outside (0, 1]: it is the fraction of the "
+                 "objects counted that were imaged", fraction),
+    )  # fmt: skip
+    if reader.has(name) and (fraction < 1).any():
+        logger.info(
+            "%s: subsample_fraction from %s (e.g. %g): concentrations divide by it",
+            reader.raw.url,
+            name,
+            fraction[fraction < 1][0],
+        )
+    return np.where(np.isnan(fraction), 1.0, fraction)
 
 
 def _pixel_size(reader: _Rows, check: RowChecker) -> np.ndarray:
