@@ -54,7 +54,6 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import dask
 import dask.dataframe as dd
@@ -175,11 +174,11 @@ class ObjectTargetsResult:
         ``id, layer, reason`` of the rows of ``sampled`` left out.
     """
 
-    targets: Any
-    counts: Any
+    targets: pd.DataFrame | dd.DataFrame
+    counts: pd.DataFrame | dd.DataFrame
     targets_columns: list[str] = field(default_factory=list)
     categories: tuple[str, ...] = ()
-    skipped: Any = None
+    skipped: pd.DataFrame | dd.DataFrame | None = None
 
 
 def category_column(category: str) -> str:
@@ -350,7 +349,9 @@ def _combine(
     return out.reset_index(drop=True).astype(_combined_meta(names).dtypes)
 
 
-def _check_inputs(objects: Any, sampled: Any) -> None:
+def _check_inputs(
+    objects: pd.DataFrame | dd.DataFrame, sampled: pd.DataFrame | dd.DataFrame
+) -> None:
     missing = [c for c in _REQUIRED if c not in objects.columns]
     if missing:
         raise ConfigError(
