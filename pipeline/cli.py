@@ -148,6 +148,126 @@ def _echo_world(world: Any) -> None:
         click.echo(f"  {name:<18} {path}")
 
 
+# --------------------------------------------------------------------------- run
+
+
+def _run(config: Any, out: str | None, cluster_file: str | None,
+         steps: Sequence[str] | None) -> Any:
+    """Run steps of a run config on a cluster, printing progress and the dashboard link."""
+    from pipeline.clusters import cluster_client
+
+    with cluster_client(cluster_file) as client:
+        click.echo(f"Dask dashboard: {client.dashboard_link}")
+        return _run_with(client, config, out, steps)
+
+
+def _run_with(client: Any, config: Any, out: str | None, steps: Sequence[str] | None) -> Any:
+    from pipeline.run import run_steps
+
+    bar = _RegionBar()
+    try:
+        return run_steps(config, out=out, steps=steps, client=client, echo=click.echo,
+                         progress=bar)  # fmt: skip
+    finally:
+        bar.close()
+
+
+class _RegionBar:
+    """A tqdm bar over the regions of the fields write (only on a terminal)."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="fields regions", unit="region")
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _echo_skill(metrics: dict[str, Any]) -> None:
+    """Print the test / block-CV / random-CV skill of the model and the baselines."""
+    if not metrics:
+        return
+    click.echo("\nSkill (transformed space; test = held-out spatial blocks):")
+    click.echo(f"  {'':<16}{'test mv_mse':>12}{'test R2':>9}{'block-CV mv_mse':>17}"
+               f"{'random-CV mv_mse':>18}")  # fmt: skip
+
+    def row(name: str, entry: dict[str, Any]) -> None:
+        test = entry.get("test", {})
+        cv = entry.get("cv", {}).get("mean", {})
+        rcv = entry.get("random_cv", {}).get("mean", {})
+        click.echo(
+            f"  {name:<16}{_num(test.get('mv_mse')):>12}{_num(test.get('r2_mean')):>9}"
+            f"{_num(cv.get('mv_mse')):>17}{_num(rcv.get('mv_mse')):>18}"
+        )
+
+    row("model", metrics.get("model", {}))
+    for name, entry in metrics.get("baselines", {}).items():
+        row(name, entry)
+    if "noise_ceiling" in metrics:
+        row("noise ceiling", metrics["noise_ceiling"])
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.3f}"
+
+
+@main.command("run")
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", default=None, help="Output folder or URL (default: 'out:' of the file).")
+@click.option("--cluster", "cluster_file", default=None, help=_CLUSTER_HELP)
+@click.option(
+    "--step",
+    "steps",
+    multiple=True,
+    type=click.Choice(["targets", "matchup", "train", "fields", "report"]),
+    help="Run only this step (repeatable); default all, skipping those already done.",
+)
+def run_command(
+    config_file: str, out: str | None, cluster_file: str | None, steps: tuple[str, ...]
+) -> None:
+    """Run CONFIG_FILE: targets, matchup, block-CV training, fields, report.
+
+    Writes under the output URL: targets.parquet, matchup.parquet, model/,
+    metrics.json, fields.zarr and report/. Steps already finished with the same inputs
+    are skipped; an interrupted fields write resumes where it stopped.
+    """
+    from pipeline.runconfig import load_run_config
+
+    config = load_run_config(config_file)
+    summary = _run(config, out, cluster_file, steps or None)
+    _echo_skill(summary.metrics)
+    click.echo(f"\nEverything is under {summary.out}/ (report: {summary.out}/report/index.html)")
+
+
+def _step_command(step: str) -> click.Command:
+    @click.command(step, help=f"Run only the '{step}' step of CONFIG_FILE (see 'run').")
+    @click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
+    @click.option("--out", default=None, help="Output folder or URL.")
+    @click.option("--cluster", "cluster_file", default=None, help=_CLUSTER_HELP)
+    def command(config_file: str, out: str | None, cluster_file: str | None) -> None:
+        from pipeline.runconfig import load_run_config
+
+        summary = _run(load_run_config(config_file), out, cluster_file, [step])
+        if step == "train":
+            _echo_skill(summary.metrics)
+
+    return command
+
+
+for _name in ("targets", "matchup", "train", "fields", "report"):
+    main.add_command(_step_command(_name))
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -173,11 +293,14 @@ def demo(
     """Run oceanfields end to end on the demo world (LocalCluster, local files).
 
     Generates the world in OUT/world (reused when already there with the same
-    parameters), reads every entry of the demo catalog through the readers, and writes
-    the canonical tables with their quarantine under OUT/tables.
+    parameters), reads every entry of the demo catalog through the readers and writes
+    the canonical tables with their quarantine under OUT/tables, then runs the year-1
+    chain (OUT/run.yaml: targets, matchup, block-CV training, fields, report) into
+    OUT/run and prints the skill table. A finished chain is not redone.
     """
     from pipeline.catalog import list_entries, open_catalog, read_entry
     from pipeline.clusters import cluster_client
+    from pipeline.runconfig import load_run_config
     from pipeline.sources._table import ReadResult
     from pipeline.sources.copernicus import describe_environment
 
@@ -212,7 +335,37 @@ def demo(
                 _echo_environment(describe_environment(result))
             else:
                 click.echo(f"  {type(result).__name__}: {_short(result)}")
-    click.echo(f"\nEverything is under {out}/ (world/: the demo world, tables/: what was read).")
+        config_file = _write_demo_run_config(out, root)
+        click.echo(f"\nThe year-1 chain on the demo world ({config_file}):")
+        summary = _run_with(client, load_run_config(config_file), None, None)
+    _echo_skill(summary.metrics)
+    click.echo(
+        f"\nEverything is under {out}/: world/ (the demo world), tables/ (what was read), "
+        f"run/ (targets, matchup, model, metrics.json, fields.zarr, report/index.html).\n"
+        f"Re-run the chain alone with: oceanfields run {config_file}"
+    )
+
+
+def _write_demo_run_config(out: str, root: str) -> str:
+    """Write OUT/run.yaml: the demo's run file, every default spelled out."""
+    import yaml
+
+    from pipeline.runconfig import RunConfig, run_config_to_dict
+
+    doc = run_config_to_dict(RunConfig())
+    doc["inputs"].update(
+        catalog="demo",
+        params={"root": str(Path(root).resolve())},
+        particles="ecopart_detailed",
+        environment="environment",
+        truth="truth_profiles",
+    )
+    doc["out"] = str((Path(out) / "run").resolve())
+    path = Path(out) / "run.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# The demo's run file (oceanfields demo); run it with: oceanfields run THIS_FILE\n"
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return str(path)
 
 
 def _same_world(root: str, params: dict[str, Any]) -> bool:

@@ -1,0 +1,378 @@
+"""A run: targets -> matchup -> spatial-block CV and training -> fields -> report.
+
+:func:`run_steps` runs the steps of a :class:`~pipeline.runconfig.RunConfig` under one
+output URL (a local folder or ``s3://bucket/run``; storage options come from the
+environment only) and writes::
+
+    OUT/targets.parquet      one row per (profile, layer) + skipped.parquet (with reasons)
+    OUT/matchup.parquet      targets + predictors + missing.parquet (with reasons)
+    OUT/model/               model.ubj (xgboost) + card.json
+    OUT/predictions.parquet  out-of-fold and test predictions of the model and baselines
+    OUT/metrics.json         test, block-CV and random-CV skill, baselines, noise ceiling
+    OUT/fields.zarr          monthly global fields (zarr v3), interval, extrapolation mask
+    OUT/report/              maps, predicted-vs-observed, skill table, index.html
+    OUT/_state/<step>.json   what each finished step was computed from
+
+A step whose ``_state`` file records the same inputs (config sections and the upstream
+step's key) is skipped, so re-running a finished run does no work; the fields write is
+resumable region by region (:func:`pipeline.fields.write_fields`).
+
+Developer note: steps exchange small pandas tables (thousands of target rows) through
+parquet; the heavy parts (reading files, the environment, xgboost, fields) run on the
+Dask cluster of the active ``Client``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+
+from pipeline import __version__
+from pipeline.errors import ConfigError
+from pipeline.runconfig import RunConfig, config_hash, run_config_to_dict
+
+__all__ = ["STEPS", "RunSummary", "run_steps"]
+
+logger = logging.getLogger(__name__)
+
+#: The steps, in order.
+STEPS: tuple[str, ...] = ("targets", "matchup", "train", "fields", "report")
+
+
+@dataclass
+class RunSummary:
+    """What :func:`run_steps` did.
+
+    Attributes
+    ----------
+    out : str
+        Output URL.
+    done : list of str
+        Steps computed in this call.
+    skipped : list of str
+        Steps already finished with the same inputs (not redone).
+    counts : dict
+        Rows of targets, skipped layers, matchup, missing; regions written.
+    metrics : dict
+        Contents of ``metrics.json`` (when the train step ran or was found).
+    """
+
+    out: str
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class _Out:
+    """Reads and writes under the output URL through fsspec."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+
+    def path(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def exists(self, name: str) -> bool:
+        return bool(self.fs.exists(f"{self.root}/{name}"))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        # write beside, then move: a reader never sees a partial object as complete
+        self.fs.makedirs(f"{self.root}/{name}".rsplit("/", 1)[0], exist_ok=True)
+        self.fs.pipe_file(f"{self.root}/{name}", data)
+
+    def read_bytes(self, name: str) -> bytes:
+        return bytes(self.fs.cat_file(f"{self.root}/{name}"))
+
+    def write_json(self, name: str, obj: Any) -> None:
+        self.write_bytes(name, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+    def read_json(self, name: str) -> Any:
+        return json.loads(self.read_bytes(name))
+
+    def write_parquet(self, name: str, frame: pd.DataFrame) -> None:
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        self.write_bytes(name, buf.getvalue())
+
+    def read_parquet(self, name: str) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(self.read_bytes(name)))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def run_steps(
+    config: RunConfig,
+    *,
+    out: str | None = None,
+    steps: Sequence[str] | None = None,
+    client: Any = None,
+    echo: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """Run (or resume) the steps of a run under its output URL.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The validated run (see :func:`pipeline.runconfig.load_run_config`).
+    out : str, optional
+        Output URL; default ``config.out``.
+    steps : sequence of str, optional
+        Steps to run (default all, in order). A step needs its upstream outputs.
+    client : dask.distributed.Client, optional
+        The cluster's client (training runs on its workers); default the current one.
+    echo : callable, optional
+        Receives one line per event (the CLI prints them); default the logger.
+    progress : callable, optional
+        ``progress(done, total)`` while the fields are written.
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    ConfigError
+        No output URL, an unknown step, a step whose upstream output is missing, no
+        target row matching the environment, or the steps' own configuration errors.
+    """
+    url = out or config.out
+    if not url:
+        raise ConfigError("no output: give --out URL or 'out:' in the run file.")
+    wanted = list(steps or STEPS)
+    unknown = [s for s in wanted if s not in STEPS]
+    if unknown:
+        raise ConfigError(f"unknown step(s) {unknown}; valid: {', '.join(STEPS)}")
+    say = echo or logger.info
+    store = _Out(url)
+    summary = RunSummary(out=store.url)
+    if client is None:
+        from distributed import get_client
+
+        client = get_client()
+    keys = _step_keys(config)
+    store.write_json("run.json", {"config": run_config_to_dict(config), "keys": keys,
+                                  "software": {"oceanfields": __version__}})  # fmt: skip
+    for step in STEPS:
+        if step not in wanted:
+            continue
+        state = f"_state/{step}.json"
+        if store.exists(state) and store.read_json(state).get("key") == keys[step]:
+            summary.skipped.append(step)
+            say(f"[{step}] already done with these inputs; skipped.")
+            info = store.read_json(state)
+        else:
+            say(f"[{step}] running")
+            info = _RUNNERS[step](config, store, client, say, progress)
+            store.write_json(state, {"key": keys[step], **info})
+            summary.done.append(step)
+        summary.counts.update(info.get("counts", {}))
+    if store.exists("metrics.json"):
+        summary.metrics = store.read_json("metrics.json")
+    return summary
+
+
+def _step_keys(config: RunConfig) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    keys["targets"] = config_hash(config.inputs, config.targets)
+    keys["matchup"] = config_hash(keys["targets"], config.predictors)
+    keys["train"] = config_hash(keys["matchup"], config.split, config.train)
+    keys["fields"] = config_hash(keys["train"], config.fields)
+    keys["report"] = config_hash(keys["fields"], config.report)
+    return keys
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _catalog(config: RunConfig) -> Any:
+    from pipeline.catalog import open_catalog
+
+    return open_catalog(config.inputs.catalog, **dict(config.inputs.params))
+
+
+def _environment(config: RunConfig) -> Any:
+    from pipeline.catalog import read_entry
+
+    options: dict[str, Any] = {}
+    if config.inputs.environment_time is not None:
+        options["time"] = tuple(config.inputs.environment_time)
+    return read_entry(_catalog(config), config.inputs.environment, **options)
+
+
+def _features(config: RunConfig) -> Any:
+    from pipeline.predictors import layer_features
+
+    return layer_features(
+        _environment(config), config.targets.layers, config=config.predictors
+    )
+
+
+def _need(store: _Out, name: str, step: str) -> None:
+    if not store.exists(name):
+        raise ConfigError(
+            f"{store.path(name)} is missing: run the '{step}' step first "
+            f"(oceanfields run CONFIG --step {step})."
+        )
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
+    import dask
+
+    from pipeline.catalog import read_entry
+    from pipeline.sources._table import ReadResult
+    from pipeline.targets import build_targets
+
+    result = read_entry(_catalog(config), config.inputs.particles)
+    if not isinstance(result, ReadResult):
+        raise ConfigError(
+            f"inputs.particles: entry {config.inputs.particles!r} is not read by a particles "
+            "reader (ecopart_par / ecopart_raw); pick an EcoPart entry."
+        )
+    res = build_targets(result.accepted, config=config.targets)
+    targets, skipped, stats = dask.compute(res.targets, res.skipped, result.stats)
+    targets = targets.reset_index(drop=True)
+    skipped = skipped.reset_index(drop=True)
+    if targets.empty:
+        raise ConfigError(
+            f"no target row: every (profile, layer) of {config.inputs.particles!r} was "
+            f"skipped ({skipped['reason'].value_counts().to_dict()}); lower "
+            "targets.min_volume_l / targets.min_coverage or check the layers."
+        )
+    store.write_parquet("targets.parquet", targets)
+    store.write_parquet("skipped.parquet", skipped)
+    counts = {
+        "files": len(stats),
+        "rows_read": int(stats["rows_read"].sum()),
+        "rows_quarantined": int(stats["rows_quarantined"].sum()),
+        "target_rows": len(targets),
+        "skipped_layers": len(skipped),
+    }
+    by_layer = targets["layer"].value_counts().to_dict()
+    say(f"  {len(targets)} target rows ({by_layer}); {len(skipped)} layer(s) skipped"
+        + (f" ({skipped['reason'].value_counts().to_dict()})" if len(skipped) else ""))  # fmt: skip
+    return {"counts": counts, "targets": list(res.targets_columns), "transform": res.transform}
+
+
+def _run_matchup(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
+    from pipeline.predictors import feature_names, match_predictors
+
+    _need(store, "targets.parquet", "targets")
+    targets = store.read_parquet("targets.parquet")
+    features = _features(config)
+    result = match_predictors(targets, features, config=config.predictors)
+    matchup, missing = result.matchup.reset_index(drop=True), result.missing
+    if matchup.empty:
+        times = pd.to_datetime(targets["time"])
+        env_t = features["time"].values
+        raise ConfigError(
+            f"no target row matched the environment: targets span {times.min():%Y-%m-%d} .. "
+            f"{times.max():%Y-%m-%d}, the environment {pd.Timestamp(env_t.min()):%Y-%m-%d} .. "
+            f"{pd.Timestamp(env_t.max()):%Y-%m-%d} "
+            f"(reasons: {missing['reason'].value_counts().to_dict()}). Use an environment "
+            "covering the targets' months, or check inputs.environment_time."
+        )
+    store.write_parquet("matchup.parquet", matchup)
+    store.write_parquet("missing.parquet", missing.reset_index(drop=True))
+    names = feature_names(features)
+    n_clim = int((matchup["env_source"] == "climatology").sum())
+    say(f"  {len(matchup)} rows matched ({n_clim} by climatology), {len(missing)} missing"
+        + (f" ({missing['reason'].value_counts().to_dict()})" if len(missing) else "")
+        + f"; {len(names)} predictors")  # fmt: skip
+    counts = {"matchup_rows": len(matchup), "missing_rows": len(missing),
+              "climatology_rows": n_clim}  # fmt: skip
+    return {"counts": counts, "features": names}
+
+
+def _run_train(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
+    from pipeline.run_train import train_and_evaluate
+
+    _need(store, "matchup.parquet", "matchup")
+    return train_and_evaluate(config, store, client, say)
+
+
+def _run_fields(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
+    from pipeline.fields import predict_fields, write_fields
+    from pipeline.train import load_model
+
+    _need(store, "model/card.json", "train")
+    booster, card = load_model(store.path("model"))
+    extra = card.get("extra", {})
+    features = _features(config)
+    fields = predict_fields(
+        features,
+        booster,
+        targets=card["targets"],
+        transform=card["transform"],
+        residual_quantiles={k: tuple(v) for k, v in extra["residual_quantiles"].items()},
+        envelope={k: tuple(v) for k, v in extra["envelope"].items()},
+        config=config.fields,
+    )
+    attrs = {
+        "title": "oceanfields: particle concentrations and flux per depth layer",
+        "source_catalog": f"{config.inputs.catalog}:{config.inputs.environment}",
+        "environment": str(features.attrs.get("source")),
+        "model_id": card.get("model_id", ""),
+        "config_hash": card.get("config_hash", ""),
+        "software_version": f"oceanfields {__version__}",
+    }
+    report = write_fields(fields, store.path("fields.zarr"), attrs=attrs, progress=progress)
+    say(f"  fields: {report.regions_written} region(s) written, "
+        f"{report.regions_skipped} already there, of {report.regions_total}")  # fmt: skip
+    return {"counts": {"regions_written": report.regions_written,
+                       "regions_total": report.regions_total}}  # fmt: skip
+
+
+def _run_report(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
+    import xarray as xr
+
+    from pipeline.report import write_report
+
+    _need(store, "metrics.json", "train")
+    card = store.read_json("model/card.json")
+    fields = None
+    if store.exists("fields.zarr"):
+        fields = xr.open_zarr(store.path("fields.zarr"), consolidated=False)
+    counts: dict[str, Any] = {}
+    for step in ("targets", "matchup", "fields"):
+        if store.exists(f"_state/{step}.json"):
+            counts.update(store.read_json(f"_state/{step}.json").get("counts", {}))
+    files = write_report(
+        store.path("report"),
+        metrics=store.read_json("metrics.json"),
+        predictions=store.read_parquet("predictions.parquet"),
+        fields=fields,
+        targets=card["targets"],
+        month=config.report.month,
+        counts=counts,
+    )
+    say(f"  report: {store.path('report')}/index.html ({len(files)} files)")
+    return {"files": files}
+
+
+_RUNNERS: dict[str, Callable[..., dict]] = {
+    "targets": _run_targets,
+    "matchup": _run_matchup,
+    "train": _run_train,
+    "fields": _run_fields,
+    "report": _run_report,
+}

@@ -1,0 +1,263 @@
+"""The run configuration: which inputs, and one section per step of the flow.
+
+A run file is YAML (``oceanfields run RUN.yaml``)::
+
+    inputs:
+      catalog: demo                 # shipped catalog name or path to a catalog YAML
+      params: {root: demo-out/world}
+      particles: ecopart_detailed   # catalog entry of the particles table
+      environment: environment      # catalog entry of the environment store
+      truth: truth_profiles         # optional: noise-free truth (demo) for the noise ceiling
+    targets:    {...}               # pipeline.targets.TargetConfig
+    predictors: {...}               # pipeline.predictors.PredictorConfig
+    split:      {...}               # pipeline.split.SplitConfig
+    train:      {...}               # pipeline.train.TrainConfig
+    fields:     {...}               # pipeline.fields.FieldsConfig
+    report:     {month: 1}
+    out: demo-out/run               # output URL (``--out`` wins)
+
+Every section is optional (defaults live in the step's dataclass only); unknown keys are
+errors listing the valid ones. Layers are given as ``[[0, 100], [100, 500]]`` or
+``["0-100m", "100-500m"]``; ``inf`` may close the size edges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.config import build_config, read_yaml
+from pipeline.errors import ConfigError
+from pipeline.fields import FieldsConfig
+from pipeline.predictors import PredictorConfig
+from pipeline.split import SplitConfig
+from pipeline.targets import Layer, TargetConfig
+from pipeline.train import TrainConfig
+
+__all__ = [
+    "InputsConfig",
+    "ReportConfig",
+    "RunConfig",
+    "config_hash",
+    "load_run_config",
+    "run_config_to_dict",
+]
+
+_SECTIONS = ("inputs", "targets", "predictors", "split", "train", "fields", "report", "out")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputsConfig:
+    """Where the run reads.
+
+    Attributes
+    ----------
+    catalog : str
+        Shipped catalog name (``demo``, ``ecopart``, ...) or path/URL of a catalog YAML.
+    params : dict
+        Catalog parameters (e.g. ``{"root": "demo-out/world"}``).
+    particles : str
+        Entry of the particles table (an EcoPart reader).
+    environment : str
+        Entry of the environment store (the copernicus reader).
+    environment_time : (str, str), optional
+        Inclusive time range of the environment used (default: all of it).
+    truth : str, optional
+        Entry of the noise-free truth per profile and layer (demo world only): the
+        noise ceiling in ``metrics.json``.
+    """
+
+    catalog: str = "demo"
+    params: dict[str, Any] = field(default_factory=dict)
+    particles: str = "ecopart_detailed"
+    environment: str = "environment"
+    environment_time: tuple[str, str] | None = None
+    truth: str | None = None
+
+    def __post_init__(self) -> None:
+        """Check the time range."""
+        if self.environment_time is not None and len(self.environment_time) != 2:
+            raise ConfigError(
+                f"inputs.environment_time: {self.environment_time!r}; expected "
+                "[start, end], e.g. ['2020-01-01', '2020-12-31']."
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportConfig:
+    """Options of the report.
+
+    Attributes
+    ----------
+    month : int or str, optional
+        Month shown on the maps (month number or ISO date; default the first).
+    """
+
+    month: int | str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """A whole run: inputs, one config per step and the output URL."""
+
+    inputs: InputsConfig = field(default_factory=InputsConfig)
+    targets: TargetConfig = field(default_factory=TargetConfig)
+    predictors: PredictorConfig = field(default_factory=PredictorConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    fields: FieldsConfig = field(default_factory=FieldsConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    out: str | None = None
+
+
+_LAYER_NAME = re.compile(r"^\s*([0-9.]+)\s*-\s*([0-9.]+)\s*m?\s*$")
+
+
+def _layers(value: Any) -> tuple[Layer, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise ConfigError(
+            f"{value!r}: expected a non-empty list of layers, e.g. [[0, 100], [100, 500]] "
+            "or ['0-100m', '100-500m']."
+        )
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            match = _LAYER_NAME.match(item)
+            if not match:
+                raise ConfigError(f"layer {item!r}: expected 'TOP-BOTTOMm', e.g. '0-100m'.")
+            top, bottom = float(match.group(1)), float(match.group(2))
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            top, bottom = float(item[0]), float(item[1])
+        else:
+            raise ConfigError(f"layer {item!r}: expected [top_m, bottom_m] or 'TOP-BOTTOMm'.")
+        if not bottom > top >= 0:
+            raise ConfigError(
+                f"layer {item!r} is empty or inverted: need 0 <= top < bottom (metres, "
+                "positive down)."
+            )
+        out.append(Layer(top, bottom))
+    names = [layer.name for layer in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"layers {names}: a layer is given twice.")
+    return tuple(out)
+
+
+def _edges(value: Any) -> tuple[float, ...]:
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{value!r}: expected a list of ESD edges in µm, e.g. [102, 512, inf].")
+    return tuple(math.inf if str(v).strip().lower() in ("inf", ".inf") else float(v) for v in value)
+
+
+def _flux_range(value: Any) -> tuple[float, float]:
+    edges = _edges(value)
+    if len(edges) != 2:
+        raise ConfigError(f"{value!r}: expected [lo_um, hi_um].")
+    return (edges[0], edges[1])
+
+
+_CONVERTERS = {
+    "targets": {"layers": _layers, "size_edges_um": _edges, "flux_range_um": _flux_range},
+}
+
+
+def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunConfig:
+    """Read and validate a run file (or mapping).
+
+    Parameters
+    ----------
+    source : path or mapping
+        The run YAML (see the module docstring) or the same as a mapping.
+
+    Returns
+    -------
+    RunConfig
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and the dotted key: unknown section or key (lists the valid
+        ones), wrong type, an empty or inverted layer, and each step's own checks.
+
+    Examples
+    --------
+    >>> cfg = load_run_config({"targets": {"layers": ["0-200m"]}, "split": {"n_folds": 3}})
+    >>> [layer.name for layer in cfg.targets.layers], cfg.split.n_folds
+    (['0-200m'], 3)
+    >>> load_run_config({"targets": {"layers": [[100, 100]]}})
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.ConfigError: <mapping>: targets.layers: layer [100, 100] is empty or ...
+    """
+    doc, where = read_yaml(source)
+    for key in doc:
+        if key not in _SECTIONS:
+            raise ConfigError(f"{where}: {key}: unknown section; valid: {', '.join(_SECTIONS)}")
+    out = doc.get("out")
+    if out is not None and not isinstance(out, str):
+        raise ConfigError(f"{where}: out: {out!r}; expected a folder or URL string.")
+    classes = {
+        "inputs": InputsConfig,
+        "targets": TargetConfig,
+        "predictors": PredictorConfig,
+        "split": SplitConfig,
+        "train": TrainConfig,
+        "fields": FieldsConfig,
+        "report": ReportConfig,
+    }
+    built = {
+        name: build_config(
+            cls, doc.get(name), where=where, section=name, converters=_CONVERTERS.get(name)
+        )
+        for name, cls in classes.items()
+    }
+    return RunConfig(**built, out=out)
+
+
+def run_config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """Plain-YAML view of a run config (layers as names, inf as the string ``inf``).
+
+    Examples
+    --------
+    >>> d = run_config_to_dict(RunConfig())
+    >>> d["targets"]["layers"], d["targets"]["size_edges_um"][-1]
+    (['0-100m', '100-500m', '500-1000m'], 'inf')
+    """
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Layer):
+            return value.name
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, float) and math.isinf(value):
+            return "inf"
+        return value
+
+    return plain(config)
+
+
+def config_hash(*parts: Any) -> str:
+    """Stable short hash of config sections and other plain values.
+
+    Examples
+    --------
+    >>> config_hash(RunConfig().split) == config_hash(RunConfig().split)
+    True
+    """
+    text = json.dumps([run_config_to_dict(p) if _is_config(p) else p for p in parts],
+                      sort_keys=True, default=str)  # fmt: skip
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _is_config(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)

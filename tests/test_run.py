@@ -1,0 +1,281 @@
+"""The year-1 chain end to end on demo worlds: skill, fields vs truth, resume, S3, bad configs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from distributed import Client, LocalCluster
+
+from pipeline.demo import generate_demo_world
+from pipeline.errors import ConfigError
+from pipeline.run import run_steps
+from pipeline.runconfig import load_run_config
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                     dashboard_address=":0") as cluster,
+        Client(cluster) as c,
+    ):  # fmt: skip
+        yield c
+
+
+def _config(root, **sections):
+    doc = {
+        "inputs": {
+            "catalog": "demo",
+            "params": {"root": str(root)},
+            "particles": "ecopart_detailed",
+            "environment": "environment",
+            "truth": "truth_profiles",
+        },
+        "split": {"block_deg": 15.0, "n_folds": 4, "seed": 0},
+        "train": {"rf_n_estimators": 150},
+    }
+    for key, value in sections.items():
+        doc[key] = {**doc.get(key, {}), **value}
+    return load_run_config(doc)
+
+
+# --------------------------------------------------------------------------- skill
+
+
+@pytest.fixture(scope="module", params=[(2.0, 0), (3.0, 7)], ids=["2deg-seed0", "3deg-seed7"])
+def skill_run(request, tmp_path_factory, client):
+    resolution, seed = request.param
+    base = tmp_path_factory.mktemp(f"skill{seed}")
+    world = generate_demo_world(
+        str(base / "world"), resolution=resolution, n_profiles=500, n_images=0, seed=seed
+    )
+    config = _config(world.root, split={"seed": seed})
+    summary = run_steps(config, out=str(base / "run"), client=client)
+    return world, base / "run", summary
+
+
+def test_run_writes_every_output_and_reports_block_and_random_cv(skill_run):
+    _, out, summary = skill_run
+    assert summary.done == ["targets", "matchup", "train", "fields", "report"]
+    for name in ("targets.parquet", "matchup.parquet", "model/model.ubj", "model/card.json",
+                 "metrics.json", "predictions.parquet", "report/index.html"):  # fmt: skip
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    model = metrics["model"]
+    for key in ("test", "cv", "random_cv"):
+        assert np.isfinite(model[key]["mv_mse"] if key == "test" else model[key]["mean"]["mv_mse"])
+    assert set(metrics["baselines"]) == {"climatology", "per_target", "random_forest"}
+    html = (out / "report" / "index.html").read_text()
+    assert "random" in html.lower()
+    assert "block" in html.lower()
+
+
+def test_model_beats_climatology_and_random_forest_on_the_test_blocks(skill_run):
+    _, out, _ = skill_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    model = metrics["model"]["test"]["mv_mse"]
+    base = metrics["baselines"]
+    ceiling = metrics["noise_ceiling"]["test"]["mv_mse"]
+    # the model's excess error over the noise ceiling is a fraction of the climatology's
+    assert model - ceiling < 0.3 * (base["climatology"]["test"]["mv_mse"] - ceiling)
+    assert model < base["random_forest"]["test"]["mv_mse"]
+
+
+def test_joint_model_is_as_good_as_independent_models_within_the_fold_spread(skill_run):
+    _, out, _ = skill_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    joint = metrics["model"]["test"]["mv_mse"]
+    independent = metrics["baselines"]["per_target"]["test"]["mv_mse"]
+    spread = metrics["model"]["cv"]["std"]["mv_mse"]
+    assert joint <= independent + spread
+
+
+def test_model_r2_is_close_to_the_noise_ceiling(skill_run):
+    _, out, _ = skill_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    ceiling = metrics["noise_ceiling"]["test"]
+    model = metrics["model"]["test"]
+    assert ceiling["r2_mean"] > 0.5  # the demo's signal dominates its counting noise
+    assert model["r2_mean"] > ceiling["r2_mean"] - 0.1
+    for target in ("conc_102_203um_per_l", "conc_203_512um_per_l", "flux_mgc_m2_d"):
+        assert model["r2"][target] > ceiling["r2"][target] - 0.1, target
+
+
+def test_intervals_cover_the_test_observations_near_their_nominal_rate(skill_run):
+    _, out, _ = skill_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    coverage = metrics["model"]["test"]["interval_coverage"]
+    for target, rate in coverage.items():
+        assert 0.78 <= rate <= 0.99, (target, rate)
+
+
+def test_fields_cover_every_ocean_cell_and_agree_with_the_truth(skill_run):
+    world, out, _ = skill_run
+    fields = xr.open_zarr(out / "fields.zarr", consolidated=False)
+    truth = xr.open_zarr(world.paths["truth_fields"], consolidated=False)
+    env = xr.open_zarr(world.paths["environment"], consolidated=False)
+    assert fields.sizes["time"] == 12
+    assert list(fields["layer"].values) == ["0-100m", "100-500m", "500-1000m"]
+    land = (env["mask"].isel(depth=0) == 0).values
+    for name in ("conc_102_203um_per_l", "conc_203_512um_per_l", "flux_mgc_m2_d"):
+        values = fields[name].values
+        assert np.isnan(values[:, :, land]).all(), name
+        surface = values[:, 0]
+        assert np.isfinite(surface[:, ~land]).all(), name  # every ocean cell, every month
+    for name in ("conc_102_203um_per_l", "conc_203_512um_per_l"):
+        pred = np.log10(fields[name].values + 1e-3)
+        true = np.log10(truth[name].values + 1e-3)
+        both = np.isfinite(pred) & np.isfinite(true)
+        assert both.mean() > 0.5
+        err = np.abs(pred[both] - true[both])
+        assert np.median(err) < 0.12, (name, np.median(err))
+        assert np.corrcoef(pred[both], true[both])[0, 1] > 0.9, name
+
+
+def test_rerunning_a_finished_run_does_no_work(skill_run, client):
+    world, out, _ = skill_run
+    before = (out / "metrics.json").read_bytes()
+    config = _config(world.root, split={"seed": world.seed})
+    again = run_steps(config, out=str(out), client=client)
+    assert again.done == []
+    assert again.skipped == ["targets", "matchup", "train", "fields", "report"]
+    assert (out / "metrics.json").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- small runs
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    return generate_demo_world(
+        str(tmp_path_factory.mktemp("small") / "world"),
+        resolution=5.0, n_profiles=80, n_images=0, seed=11,
+    )  # fmt: skip
+
+
+def _small_config(world, **sections):
+    fast = {"n_estimators": 60, "baselines": [], "early_stopping_rounds": 10}
+    return _config(world.root, train={**fast, **sections.pop("train", {})},
+                   split={"n_folds": 3, **sections.pop("split", {})}, **sections)  # fmt: skip
+
+
+def test_an_interrupted_fields_write_completes_only_the_missing_regions(
+    small_world, tmp_path, client
+):
+    config = _small_config(small_world)
+    out = tmp_path / "run"
+    calls = []
+
+    def interrupt(done, total):
+        calls.append(done)
+        if done == 5:
+            raise KeyboardInterrupt("simulated interruption after 5 regions")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_steps(config, out=str(out), client=client, progress=interrupt)
+    resumed = run_steps(config, out=str(out), client=client)
+    assert resumed.skipped == ["targets", "matchup", "train"]
+    assert resumed.counts["regions_written"] == 12 - 5
+    clean = tmp_path / "clean"
+    run_steps(config, out=str(clean), client=client, steps=["targets", "matchup", "train",
+                                                               "fields"])  # fmt: skip
+    a = xr.open_zarr(out / "fields.zarr", consolidated=False).load()
+    b = xr.open_zarr(clean / "fields.zarr", consolidated=False).load()
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+
+
+def _set_worker_env(values):
+    import os
+
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def test_a_run_on_s3_writes_the_same_fields_as_a_local_run(
+    small_world, tmp_path, client, s3, monkeypatch
+):
+    endpoint_url, storage_options = s3
+    config = _small_config(small_world)
+    steps = ["targets", "matchup", "train", "fields"]
+    run_steps(config, out=str(tmp_path / "local"), client=client, steps=steps)
+    # Only the environment says where S3 is, here and on the workers (as on a cluster).
+    # The workers started before the endpoint: give them the same (dummy) environment.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint_url)
+    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    client.run(_set_worker_env, aws)
+    try:
+        run_steps(config, out=s3.url("run"), client=client, steps=steps)
+        remote = xr.open_zarr(s3.url("run/fields.zarr"), storage_options=storage_options,
+                              consolidated=False).load()  # fmt: skip
+    finally:
+        client.run(_set_worker_env, dict.fromkeys(aws))
+    local = xr.open_zarr(tmp_path / "local" / "fields.zarr", consolidated=False).load()
+    xr.testing.assert_identical(remote.drop_attrs(), local.drop_attrs())
+
+
+# --------------------------------------------------------------------------- bad configs
+
+
+@pytest.mark.parametrize(
+    ("doc", "match"),
+    [
+        ({"split": {"blok_deg": 5}}, r"split\.blok_deg: unknown key; valid: .*block_deg"),
+        ({"targets": {"layers": [[100, 100]]}}, r"targets\.layers: layer \[100, 100\] is empty"),
+        ({"targets": {"layers": ["0-100m", "0-100m"]}}, r"given twice"),
+        ({"fieldz": {}}, r"fieldz: unknown section; valid: inputs, targets"),
+        ({"train": {"n_estimators": "many"}}, r"train\.n_estimators: 'many' is not int"),
+    ],
+    ids=["unknown-key", "empty-layer", "duplicate-layer", "unknown-section", "wrong-type"],
+)
+def test_bad_run_files_give_one_clear_error(doc, match):
+    with pytest.raises(ConfigError, match=match):
+        load_run_config(doc)
+
+
+def test_a_bad_run_file_names_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("split:\n  blok_deg: 5\n")
+    with pytest.raises(ConfigError, match=rf"{path}: split\.blok_deg"):
+        load_run_config(path)
+
+
+def test_unknown_catalog_entry_is_one_clear_error(small_world, tmp_path, client):
+    config = _small_config(small_world, inputs={"particles": "ecopart_detialed"})
+    with pytest.raises(ConfigError, match=r"no entry 'ecopart_detialed'; entries: .*ecopart_raw"):
+        run_steps(config, out=str(tmp_path), client=client, steps=["targets"])
+
+
+def test_unknown_environment_variable_is_one_clear_error(small_world, tmp_path, client):
+    config = _small_config(small_world, predictors={"variables": ["thetao", "salinity"]})
+    run_steps(config, out=str(tmp_path), client=client, steps=["targets"])
+    with pytest.raises(ConfigError, match=r"salinity"):
+        run_steps(config, out=str(tmp_path), client=client, steps=["matchup"])
+
+
+def test_targets_outside_the_environment_months_are_one_clear_error(
+    small_world, tmp_path, client
+):
+    config = _small_config(
+        small_world, inputs={"environment_time": ["2020-01-01", "2020-01-31"]}
+    )
+    run_steps(config, out=str(tmp_path), client=client, steps=["targets"])
+    targets = pd.read_parquet(tmp_path / "targets.parquet")
+    targets["time"] = pd.Timestamp("2020-07-15", tz="UTC")
+    targets.to_parquet(tmp_path / "targets.parquet", index=False)
+    with pytest.raises(ConfigError, match=r"no target row matched the environment: targets span "
+                                          r"2020-07-15 .. 2020-07-15, the environment 2020-01-01"):
+        run_steps(config, out=str(tmp_path), client=client, steps=["matchup"])
+
+
+def test_a_step_without_its_upstream_output_says_which_step_to_run(small_world, tmp_path, client):
+    config = _small_config(small_world)
+    with pytest.raises(ConfigError, match=r"matchup.parquet is missing: run the 'matchup' step"):
+        run_steps(config, out=str(tmp_path), client=client, steps=["train"])
