@@ -350,6 +350,7 @@ def _write_demo_run_config(out: str, root: str) -> str:
     """Write OUT/run.yaml: the demo's run file, every default spelled out."""
     import yaml
 
+    from pipeline.demo.truth import TYPES
     from pipeline.runconfig import RunConfig, run_config_to_dict
 
     doc = run_config_to_dict(RunConfig())
@@ -358,8 +359,11 @@ def _write_demo_run_config(out: str, root: str) -> str:
         params={"root": str(Path(root).resolve())},
         particles="ecopart_detailed",
         environment="environment",
+        objects="ecotaxa",
         truth="truth_profiles",
     )
+    doc["object_targets"]["categories"] = list(TYPES)
+    doc["object_targets"].pop("layers", None)  # the object targets use targets.layers
     doc["out"] = str((Path(out) / "run").resolve())
     path = Path(out) / "run.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

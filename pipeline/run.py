@@ -190,7 +190,7 @@ def run_steps(
 
 def _step_keys(config: RunConfig) -> dict[str, str]:
     keys: dict[str, str] = {}
-    keys["targets"] = config_hash(config.inputs, config.targets)
+    keys["targets"] = config_hash(config.inputs, config.targets, config.object_targets)
     keys["matchup"] = config_hash(keys["targets"], config.predictors)
     keys["train"] = config_hash(keys["matchup"], config.split, config.train)
     keys["fields"] = config_hash(keys["train"], config.fields)
@@ -249,7 +249,22 @@ def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress
             "reader (ecopart_par / ecopart_raw); pick an EcoPart entry."
         )
     res = build_targets(result.accepted, config=config.targets)
-    targets, skipped, stats = dask.compute(res.targets, res.skipped, result.stats)
+    names = list(res.targets_columns)
+    if config.inputs.objects:
+        from pipeline.targets_objects import build_object_targets
+
+        objects = read_entry(_catalog(config), config.inputs.objects)
+        ores = build_object_targets(objects.accepted, res.targets, config=config.object_targets)
+        targets, skipped, stats, by_object, object_skipped = dask.compute(
+            res.targets, res.skipped, result.stats, ores.targets, ores.skipped
+        )
+        targets = targets.merge(by_object, on=["id", "layer"], how="left")
+        store.write_parquet("skipped_objects.parquet", object_skipped.reset_index(drop=True))
+        names += list(ores.targets_columns)
+        say(f"  object targets: {', '.join(ores.targets_columns)}; "
+            f"{len(object_skipped)} (profile, layer) without objects")  # fmt: skip
+    else:
+        targets, skipped, stats = dask.compute(res.targets, res.skipped, result.stats)
     targets = targets.reset_index(drop=True)
     skipped = skipped.reset_index(drop=True)
     if targets.empty:
@@ -270,7 +285,7 @@ def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress
     by_layer = targets["layer"].value_counts().to_dict()
     say(f"  {len(targets)} target rows ({by_layer}); {len(skipped)} layer(s) skipped"
         + (f" ({skipped['reason'].value_counts().to_dict()})" if len(skipped) else ""))  # fmt: skip
-    return {"counts": counts, "targets": list(res.targets_columns), "transform": res.transform}
+    return {"counts": counts, "targets": names, "transform": res.transform}
 
 
 def _run_matchup(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:

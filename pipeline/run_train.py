@@ -119,6 +119,9 @@ def _noise_ceiling(
     )
     truth = truth.compute() if hasattr(truth, "compute") else truth
     expected = truth_targets(truth, config.targets)
+    for name in targets:  # per-category targets are truth columns of the same name
+        if name not in expected.columns and name in truth.columns:
+            expected[name] = truth[name].to_numpy(dtype=float)
     keyed = matchup[["id", "layer"]].astype(str).merge(expected, on=["id", "layer"], how="left")
     found = keyed[targets].notna().all(axis=1).to_numpy()
     if not found.any():
@@ -184,6 +187,11 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
     features = list(store.read_json("_state/matchup.json")["features"])
     targets = list(tstate["targets"])
     tr = dict(tstate["transform"])
+    complete = matchup[targets].notna().all(axis=1)
+    n_incomplete = int((~complete).sum())
+    if n_incomplete:  # e.g. casts without EcoTaxa objects: no per-category observation
+        say(f"  {n_incomplete} row(s) lack some target (no objects for the cast); left out")
+        matchup = matchup[complete].reset_index(drop=True)
     x = matchup[features].astype("float64")
     y = _transformed(matchup, targets, tr)
     lat, lon = matchup["lat"].to_numpy(), matchup["lon"].to_numpy()
@@ -254,6 +262,10 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
         f"block-CV mv_mse {model['cv']['mean']['mv_mse']:.3f}, "
         f"random-CV mv_mse {model['random_cv']['mean']['mv_mse']:.3f}")  # fmt: skip
     return {
-        "counts": {"train_rows": int(train_rows.sum()), "test_rows": n_test},
+        "counts": {
+            "train_rows": int(train_rows.sum()),
+            "test_rows": n_test,
+            "rows_without_every_target": n_incomplete,
+        },
         "model_id": card["model_id"],
     }

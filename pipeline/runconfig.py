@@ -8,7 +8,9 @@ A run file is YAML (``oceanfields run RUN.yaml``)::
       particles: ecopart_detailed   # catalog entry of the particles table
       environment: environment      # catalog entry of the environment store
       truth: truth_profiles         # optional: noise-free truth (demo) for the noise ceiling
+      objects: ecotaxa              # optional: EcoTaxa objects -> concentration per category
     targets:    {...}               # pipeline.targets.TargetConfig
+    object_targets: {categories: [fiber, fecal_pellet]}  # pipeline.targets_objects
     predictors: {...}               # pipeline.predictors.PredictorConfig
     split:      {...}               # pipeline.split.SplitConfig
     train:      {...}               # pipeline.train.TrainConfig
@@ -39,6 +41,7 @@ from pipeline.fields import FieldsConfig
 from pipeline.predictors import PredictorConfig
 from pipeline.split import SplitConfig
 from pipeline.targets import Layer, TargetConfig
+from pipeline.targets_objects import ObjectTargetConfig
 from pipeline.train import TrainConfig
 
 __all__ = [
@@ -50,7 +53,10 @@ __all__ = [
     "run_config_to_dict",
 ]
 
-_SECTIONS = ("inputs", "targets", "predictors", "split", "train", "fields", "report", "out")
+_SECTIONS = (
+    "inputs", "targets", "object_targets", "predictors", "split", "train", "fields", "report",
+    "out",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +75,9 @@ class InputsConfig:
         Entry of the environment store (the copernicus reader).
     environment_time : (str, str), optional
         Inclusive time range of the environment used (default: all of it).
+    objects : str, optional
+        Entry of an EcoTaxa objects table: adds one target per category
+        (``object_targets``), concentration in the volume the casts imaged.
     truth : str, optional
         Entry of the noise-free truth per profile and layer (demo world only): the
         noise ceiling in ``metrics.json``.
@@ -79,6 +88,7 @@ class InputsConfig:
     particles: str = "ecopart_detailed"
     environment: str = "environment"
     environment_time: tuple[str, str] | None = None
+    objects: str | None = None
     truth: str | None = None
 
     def __post_init__(self) -> None:
@@ -109,6 +119,7 @@ class RunConfig:
 
     inputs: InputsConfig = field(default_factory=InputsConfig)
     targets: TargetConfig = field(default_factory=TargetConfig)
+    object_targets: ObjectTargetConfig = field(default_factory=ObjectTargetConfig)
     predictors: PredictorConfig = field(default_factory=PredictorConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -205,18 +216,27 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     classes = {
         "inputs": InputsConfig,
         "targets": TargetConfig,
+        "object_targets": ObjectTargetConfig,
         "predictors": PredictorConfig,
         "split": SplitConfig,
         "train": TrainConfig,
         "fields": FieldsConfig,
         "report": ReportConfig,
     }
+    if isinstance(doc.get("object_targets"), Mapping) and "layers" in doc["object_targets"]:
+        raise ConfigError(
+            f"{where}: object_targets.layers: the object targets use targets.layers; "
+            "set the layers there."
+        )
     built = {
         name: build_config(
             cls, doc.get(name), where=where, section=name, converters=_CONVERTERS.get(name)
         )
         for name, cls in classes.items()
     }
+    built["object_targets"] = dataclasses.replace(
+        built["object_targets"], layers=built["targets"].layers
+    )
     return RunConfig(**built, out=out)
 
 

@@ -62,3 +62,16 @@ def test_demo_reuses_an_existing_world_with_the_same_parameters(demo_run):
     res = CliRunner().invoke(main, ["demo", "--out", str(out), *ARGS])
     assert res.exit_code == 0, res.output
     assert "reusing it" in res.output
+
+
+def test_demo_runs_the_year1_chain_and_prints_the_skill_table(demo_run):
+    out, output = demo_run
+    run = out / "run"
+    for name in ("targets.parquet", "matchup.parquet", "model/model.ubj", "metrics.json",
+                 "fields.zarr", "report/index.html"):  # fmt: skip
+        assert (run / name).exists(), name
+    assert "Skill (transformed space; test = held-out spatial blocks):" in output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert f"{metrics['model']['test']['mv_mse']:.3f}" in output
+    assert "conc_fiber_per_l" in metrics["targets"]  # per-type targets from the EcoTaxa objects
+    assert f"oceanfields run {out / 'run.yaml'}" in output

@@ -221,6 +221,49 @@ def test_a_run_on_s3_writes_the_same_fields_as_a_local_run(
     xr.testing.assert_identical(remote.drop_attrs(), local.drop_attrs())
 
 
+@pytest.fixture(scope="module")
+def objects_world(tmp_path_factory):
+    return generate_demo_world(
+        str(tmp_path_factory.mktemp("objects") / "world"),
+        resolution=5.0, n_profiles=120, n_images=3000, seed=4,
+    )  # fmt: skip
+
+
+def test_object_categories_become_targets_fields_and_a_noise_ceiling(
+    objects_world, tmp_path, client
+):
+    from pipeline.demo.truth import TYPES
+
+    config = _small_config(
+        objects_world,
+        inputs={"objects": "ecotaxa"},
+        object_targets={"categories": list(TYPES)},
+    )
+    summary = run_steps(config, out=str(tmp_path), client=client,
+                        steps=["targets", "matchup", "train", "fields"])  # fmt: skip
+    names = [f"conc_{t}_per_l" for t in TYPES]
+    targets = pd.read_parquet(tmp_path / "targets.parquet")
+    assert set(names) <= set(targets.columns)
+    assert (targets[names].fillna(0) >= 0).all().all()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["targets"][-len(names):] == names
+    ceiling = metrics["noise_ceiling"]["all"]["r2"]
+    assert all(name in ceiling for name in names)
+    assert metrics["model"]["test"]["r2"]["conc_dark_aggregate_per_l"] > 0.0
+    fields = xr.open_zarr(tmp_path / "fields.zarr", consolidated=False)
+    surface = fields["conc_fiber_per_l"].isel(layer=0).values
+    assert np.nanmin(surface) >= 0
+    assert np.isfinite(surface).mean() > 0.4
+    assert summary.counts["rows_without_every_target"] >= 0
+
+
+def test_object_targets_take_their_layers_from_the_targets_section():
+    config = load_run_config({"targets": {"layers": ["0-200m"]}})
+    assert [layer.name for layer in config.object_targets.layers] == ["0-200m"]
+    with pytest.raises(ConfigError, match=r"object_targets\.layers: the object targets use "):
+        load_run_config({"object_targets": {"layers": ["0-200m"]}})
+
+
 # --------------------------------------------------------------------------- bad configs
 
 
