@@ -1,4 +1,4 @@
-"""Feature fields per layer and the predictor matchup (pipeline.predictors)."""
+"""Feature fields per layer (pipeline.features) and the predictor matchup (pipeline.predictors)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from dask.callbacks import Callback
 from hypothesis import given
 from hypothesis import strategies as st
 
+import pipeline.features
+import pipeline.predictors
 from pipeline.demo import generate_demo_world
 from pipeline.errors import ConfigError
 from pipeline.predictors import (
@@ -362,6 +364,12 @@ def test_match_predictors_rejects_a_layer_not_in_the_features():
     f = layer_features(tiny_env(), [Layer(0, 20)], config=NO_DERIVED)
     with pytest.raises(ConfigError, match=r"layer\(s\) '0-100m' not in the features.*0-20m"):
         match_predictors(rows(1.0, 11.0, "2020-01-10", "0-100m"), f)
+
+
+def test_feature_names_stay_importable_from_pipeline_predictors():
+    for name in pipeline.features.__all__:
+        assert getattr(pipeline.predictors, name) is getattr(pipeline.features, name)
+        assert name in pipeline.predictors.__all__
 
 
 # ================================================================== matchup
