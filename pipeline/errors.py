@@ -7,7 +7,7 @@ the same fields (see :mod:`pipeline.sources._table`).
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputFormatError", "OceanfieldsError"]
+__all__ = ["ConfigError", "InputFormatError", "OceanfieldsError", "StoreMismatchError"]
 
 
 class OceanfieldsError(Exception):
@@ -20,3 +20,7 @@ class ConfigError(OceanfieldsError, ValueError):
 
 class InputFormatError(OceanfieldsError, ValueError):
     """An input file cannot be read as the format it claims to be (names file and line)."""
+
+
+class StoreMismatchError(OceanfieldsError, ValueError):
+    """An existing fields store differs from the fields to write (names what differs)."""

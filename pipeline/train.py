@@ -1,18 +1,23 @@
-"""Training: one multi-output xgboost.dask model of all targets, baselines, spatial CV.
+"""Training: one multi-output xgboost.dask model of all targets, and spatial CV.
 
 :func:`fit_model` trains one gradient-boosted model of every target jointly
 (``multi_strategy="multi_output_tree"``: one tree, one vector leaf per target; or
 ``"one_output_per_tree"``) with ``xgboost.dask`` on the client's workers, in the
-transformed target space (:func:`pipeline.targets.transform`). :func:`fit_baselines`
-fits the references it must beat: the per-layer climatology, one independent xgboost
-model per target, and a multi-output random forest (the Clements et al. 2022
-approach). :func:`cross_validate` runs both over the spatial folds of
-:mod:`pipeline.split` and scores them with :mod:`pipeline.evaluate`;
-:func:`save_model`/:func:`load_model` write xgboost's own format beside a JSON card.
+transformed target space (:func:`pipeline.targets.transform`). :func:`cross_validate`
+runs it and the baselines it must beat (:mod:`pipeline.baselines`) over the spatial
+folds of :mod:`pipeline.split` and scores them with :mod:`pipeline.evaluate`. The model
+card and the model files are :mod:`pipeline.model_card`.
 
 Options are one frozen :class:`TrainConfig` (defaults live there only). Rows are chosen
 by boolean masks or integer positions over the rows of ``X``/``Y`` (positions, never
 index labels).
+
+The baselines (:class:`~pipeline.baselines.Climatology`,
+:class:`~pipeline.baselines.PerTargetModel`, :class:`~pipeline.baselines.RandomForestModel`,
+:func:`~pipeline.baselines.fit_baselines`) and the model card and I/O
+(:func:`~pipeline.model_card.model_card`, :func:`~pipeline.model_card.save_model`,
+:func:`~pipeline.model_card.load_model`, :func:`~pipeline.model_card.hash_frame`,
+:func:`~pipeline.model_card.hash_config`) are importable from here too.
 
 Developer note
 --------------
@@ -30,39 +35,44 @@ CUDA) and logs the choice. Vector-leaf (multi-output) trees on CUDA are recent u
 (dmlc/xgboost#9043); when xgboost refuses them on the chosen GPU under ``"auto"`` the fit
 is redone on CPU with a warning, and ``"one_output_per_tree"`` remains the GPU path.
 
-*Random forest.* It is fitted in the client's process with ``n_jobs=-1`` (scikit-learn
-and joblib's threads), not on the dask workers: the training table is small (one row
-per profile and layer) and a forest needs all rows in one place.
+*Imports.* :mod:`pipeline.baselines` and :mod:`pipeline.model_card` build on this
+module, so it never imports them at import time: :func:`cross_validate` imports the
+baselines when called, and their public names are re-exported by the module
+``__getattr__`` at the bottom (``from pipeline.train import save_model`` works).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import importlib
 import json
 import logging
-import math
 import os
-import platform
 import shutil
 import subprocess
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import xgboost
 import xgboost.dask as dxgb
-from fsspec.core import url_to_fs
-from sklearn.ensemble import RandomForestRegressor
 
-from pipeline import __version__
-from pipeline.errors import ConfigError, InputFormatError
+from pipeline.errors import ConfigError
 from pipeline.evaluate import score, score_folds
-from pipeline.io import read_bytes
+
+if TYPE_CHECKING:  # re-exported at run time by __getattr__ (they import this module)
+    from pipeline.baselines import (
+        Climatology,
+        PerTargetModel,
+        Predictor,
+        RandomForestModel,
+        fit_baselines,
+    )
+    from pipeline.model_card import hash_config, hash_frame, load_model, model_card, save_model
 
 __all__ = [
     "BASELINES",
@@ -84,12 +94,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The baselines :func:`fit_baselines` knows, in the order they are fitted.
+#: The baselines :func:`pipeline.baselines.fit_baselines` knows, in the order they are fitted.
 BASELINES: tuple[str, ...] = ("climatology", "per_target", "random_forest")
 _STRATEGIES = ("multi_output_tree", "one_output_per_tree")
 _DEVICES = ("auto", "cpu", "cuda")
-_MODEL_FILE = "model.ubj"
-_CARD_FILE = "card.json"
 #: Name of the trained model in :class:`CVResult` (beside the baselines' names).
 MODEL_NAME = "model"
 
@@ -541,190 +549,6 @@ def _n_targets(booster: xgboost.Booster) -> int:
     return max(1, int(learner["learner_model_param"].get("num_target", "1")))
 
 
-# --------------------------------------------------------------------------- baselines
-
-
-@dataclass(frozen=True)
-class Climatology:
-    """Per-layer mean of the training targets (transformed space); overall mean elsewhere.
-
-    Attributes
-    ----------
-    means : dict of str to array (k,)
-        Mean target vector per layer name.
-    overall : array (k,)
-        Mean target vector of all training rows (rows with no or an unseen layer).
-
-    Examples
-    --------
-    >>> c = Climatology(means={"0-100m": np.array([1.0])}, overall=np.array([0.5]))
-    >>> c(pd.DataFrame(index=range(2)), np.array(["0-100m", "100-500m"])).ravel().tolist()
-    [1.0, 0.5]
-    """
-
-    means: dict[str, np.ndarray]
-    overall: np.ndarray
-
-    def __call__(self, X: pd.DataFrame, layer: np.ndarray | None = None) -> np.ndarray:
-        """Predict the climatology of each row's layer, shape (n, k)."""
-        out = np.tile(self.overall, (len(X), 1))
-        if layer is not None:
-            layer = np.asarray(layer).reshape(-1)
-            for name, mean in self.means.items():
-                out[layer == name] = mean
-        return out
-
-
-@dataclass(frozen=True)
-class PerTargetModel:
-    """One independent single-output booster per target, stacked column-wise."""
-
-    boosters: tuple[xgboost.Booster, ...]
-
-    def __call__(self, X: pd.DataFrame, layer: np.ndarray | None = None) -> np.ndarray:
-        """Predict each target with its own booster, shape (n, k)."""
-        return np.column_stack([predict(b, X)[:, 0] for b in self.boosters])
-
-    @property
-    def best_iterations(self) -> list[int]:
-        """Best iteration of each target's booster."""
-        return [int(b.attr("best_iteration")) for b in self.boosters]
-
-
-@dataclass(frozen=True)
-class RandomForestModel:
-    """A fitted multi-output scikit-learn random forest over named features."""
-
-    model: RandomForestRegressor
-    features: tuple[str, ...]
-
-    def __call__(self, X: pd.DataFrame, layer: np.ndarray | None = None) -> np.ndarray:
-        """Predict every target, shape (n, k)."""
-        out = self.model.predict(X[list(self.features)].to_numpy(dtype="float64"))
-        return np.asarray(out, dtype="float64").reshape(len(X), -1)
-
-
-Predictor = Callable[[pd.DataFrame, "np.ndarray | None"], np.ndarray]
-
-
-def _fit_climatology(
-    Y: pd.DataFrame, w: np.ndarray | None, layer: np.ndarray | None, rows: np.ndarray
-) -> Climatology:
-    values = Y.to_numpy(dtype="float64")[rows]
-    weights = np.ones(rows.size) if w is None else w[rows]
-    if weights.sum() <= 0:
-        weights = np.ones(rows.size)
-    overall = np.average(values, axis=0, weights=weights)
-    means: dict[str, np.ndarray] = {}
-    if layer is not None:
-        lay = layer[rows]
-        for name in pd.unique(lay):
-            inside = lay == name
-            if weights[inside].sum() > 0:
-                means[str(name)] = np.average(values[inside], axis=0, weights=weights[inside])
-    return Climatology(means=means, overall=overall)
-
-
-def _fit_forest(
-    X: pd.DataFrame, Y: pd.DataFrame, w: np.ndarray | None, rows: np.ndarray, config: TrainConfig
-) -> RandomForestModel:
-    forest = RandomForestRegressor(
-        n_estimators=config.rf_n_estimators,
-        min_samples_leaf=config.rf_min_samples_leaf,
-        n_jobs=-1,
-        random_state=config.seed,
-    )
-    label = Y.to_numpy(dtype="float64")[rows]
-    forest.fit(
-        X.iloc[rows].to_numpy(dtype="float64"),
-        label[:, 0] if label.shape[1] == 1 else label,
-        sample_weight=None if w is None else w[rows],
-    )
-    return RandomForestModel(model=forest, features=tuple(str(c) for c in X.columns))
-
-
-def _fit_baselines(
-    client: Any,
-    X: pd.DataFrame,
-    Y: pd.DataFrame,
-    w: np.ndarray | None,
-    layer: np.ndarray | None,
-    train: np.ndarray,
-    valid: np.ndarray | None,
-    config: TrainConfig,
-    device: str,
-    rounds: Sequence[int] | None = None,
-) -> dict[str, Predictor]:
-    out: dict[str, Predictor] = {}
-    for name in config.baselines:
-        if name == "climatology":
-            out[name] = _fit_climatology(Y, w, layer, train)
-        elif name == "per_target":
-            boosters = tuple(
-                _train(
-                    client,
-                    X,
-                    Y.iloc[:, [j]],
-                    w,
-                    train,
-                    valid,
-                    config,
-                    device,
-                    None if rounds is None else rounds[j],
-                )
-                for j in range(Y.shape[1])
-            )
-            out[name] = PerTargetModel(boosters=boosters)
-        elif name == "random_forest":
-            out[name] = _fit_forest(X, Y, w, train, config)
-    return out
-
-
-def fit_baselines(
-    client: Any,
-    X: pd.DataFrame,
-    Y: pd.DataFrame,
-    *,
-    train: np.ndarray,
-    valid: np.ndarray | None = None,
-    layer: np.ndarray | None = None,
-    weight: np.ndarray | None = None,
-    config: TrainConfig | None = None,
-) -> dict[str, Predictor]:
-    """Fit the baselines of ``config.baselines`` on the same rows as the model.
-
-    Parameters
-    ----------
-    client : distributed.Client
-        Client of the cluster (the per-target boosters train there).
-    X, Y, train, valid, weight, config
-        As in :func:`fit_model`.
-    layer : array of str, optional
-        Layer name of each row (for the climatology; overall mean without it).
-
-    Returns
-    -------
-    dict of str to callable
-        ``predictor(X, layer=None) -> array (n, k)`` per baseline name:
-        ``"climatology"`` (:class:`Climatology`, weighted per-layer mean of the training
-        rows), ``"per_target"`` (:class:`PerTargetModel`, one xgboost.dask model per
-        target with the same hyperparameters, each early-stopped on ``valid``) and
-        ``"random_forest"`` (:class:`RandomForestModel`, scikit-learn
-        ``RandomForestRegressor``, multi-output, fitted in this process with
-        ``n_jobs=-1``).
-
-    See Also
-    --------
-    fit_model : the model these are compared with.
-    """
-    config = _config(config)
-    w, lay = _check_fit_input(X, Y, weight=weight, layer=layer)
-    rows = _positions(train, len(X), "train")
-    valid_rows = None if valid is None else _positions(valid, len(X), "valid")
-    device = "cpu" if "per_target" not in config.baselines else _resolve_device(client, config)
-    return _fit_baselines(client, X, Y, w, lay, rows, valid_rows, config, device)
-
-
 # --------------------------------------------------------------------------- cross-validation
 
 
@@ -834,6 +658,8 @@ def cross_validate(
     --------
     pipeline.evaluate.score_folds : the CV scores.
     """
+    from pipeline.baselines import _fit_baselines  # imports this module: call time only
+
     config = _config(config)
     w, lay = _check_fit_input(X, Y, weight=weight, layer=layer)
     fold_of = np.asarray(folds).reshape(-1)
@@ -983,204 +809,23 @@ def cross_validate(
     )
 
 
-# --------------------------------------------------------------------------- model I/O
+# --------------------------------------------------------------------------- re-exports
+
+#: Names that moved to the modules built on this one, re-exported from here.
+_MOVED = {
+    **dict.fromkeys(
+        ("Climatology", "PerTargetModel", "Predictor", "RandomForestModel", "fit_baselines"),
+        "pipeline.baselines",
+    ),
+    **dict.fromkeys(
+        ("hash_config", "hash_frame", "load_model", "model_card", "save_model"),
+        "pipeline.model_card",
+    ),
+}
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON values: numpy scalars/arrays to Python, NaN/inf to None, tuples to lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    return str(value)
-
-
-def hash_frame(df: pd.DataFrame) -> str:
-    """Stable content hash of a table (values, index, column names and dtypes).
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        The table (e.g. the matchup the model was trained on).
-
-    Returns
-    -------
-    str
-        ``sha256:`` and 64 hex digits; equal for equal tables across processes.
-
-    Examples
-    --------
-    >>> a = pd.DataFrame({"x": [1.0, 2.0]})
-    >>> hash_frame(a) == hash_frame(a.copy()), hash_frame(a) == hash_frame(a * 2)
-    (True, False)
-    """
-    digest = hashlib.sha256()
-    digest.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
-    digest.update(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes())
-    return "sha256:" + digest.hexdigest()
-
-
-def hash_config(config: Any) -> str:
-    """Stable hash of a config dataclass (its fields as sorted JSON).
-
-    Examples
-    --------
-    >>> hash_config(TrainConfig()) == hash_config(TrainConfig(seed=0))
-    True
-    """
-    payload = json.dumps(_jsonable(dataclasses.asdict(config)), sort_keys=True)
-    return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
-
-
-def model_card(
-    *,
-    booster: xgboost.Booster,
-    features: Sequence[str],
-    targets: Sequence[str],
-    transform: Mapping[str, Any],
-    config: TrainConfig,
-    scores: Mapping[str, Any],
-    data_hash: str,
-    config_hash: str,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Describe a trained model: inputs, outputs, transform, parameters, skill, provenance.
-
-    Parameters
-    ----------
-    booster : xgboost.Booster
-        The final model.
-    features, targets : sequence of str
-        Predictor and target names, in the model's column order.
-    transform : mapping
-        The targets' training transform (``TargetsResult.transform``).
-    config : TrainConfig
-        The training options.
-    scores : mapping
-        ``CVResult.scores``.
-    data_hash, config_hash : str
-        :func:`hash_frame` of the training table, hash of the run's config.
-    extra : mapping, optional
-        Anything else to record (e.g. the catalog URL, the split).
-
-    Returns
-    -------
-    dict
-        JSON-serialisable card (NaN written as null).
-
-    Raises
-    ------
-    ValueError
-        When ``features`` differ from the booster's feature names.
-    """
-    if booster.feature_names is not None and list(booster.feature_names) != list(features):
-        raise ValueError(
-            f"features {list(features)!r} differ from the booster's "
-            f"{list(booster.feature_names)!r}; pass X.columns of the training table."
-        )
-    device = booster.attr("device") or "cpu"
-    card = {
-        "format": "oceanfields-model-card/1",
-        "model_file": _MODEL_FILE,
-        "features": list(features),
-        "targets": list(targets),
-        "transform": dict(transform),
-        "config": dataclasses.asdict(config),
-        "params": _params(config, device=device, n_targets=len(targets)),
-        "best_iteration": int(booster.attr("best_iteration") or booster.num_boosted_rounds() - 1),
-        "num_boosted_rounds": booster.num_boosted_rounds(),
-        "scores": dict(scores),
-        "data_hash": data_hash,
-        "config_hash": config_hash,
-        "software": {
-            "oceanfields": __version__,
-            "xgboost": xgboost.__version__,
-            "python": platform.python_version(),
-        },
-        "extra": dict(extra or {}),
-    }
-    return _jsonable(card)
-
-
-def _join(url: str, name: str) -> str:
-    return url.rstrip("/") + "/" + name
-
-
-def save_model(
-    booster: xgboost.Booster,
-    card: Mapping[str, Any],
-    url: str,
-    *,
-    storage_options: Mapping[str, Any] | None = None,
-) -> None:
-    """Write ``url/model.ubj`` (xgboost's UBJSON format) and ``url/card.json``.
-
-    The card is written last, so a folder with a card holds a complete model.
-
-    Parameters
-    ----------
-    booster : xgboost.Booster
-        The model.
-    card : mapping
-        Its :func:`model_card`.
-    url : str
-        Folder (local path or fsspec URL such as ``s3://bucket/run/model``).
-    storage_options : mapping, optional
-        Passed to fsspec.
-
-    See Also
-    --------
-    load_model : the reverse.
-    """
-    fs, path = url_to_fs(url, **dict(storage_options or {}))
-    fs.makedirs(path, exist_ok=True)
-    with fs.open(_join(path, _MODEL_FILE), "wb") as f:
-        f.write(bytes(booster.save_raw("ubj")))
-    text = json.dumps(_jsonable(card), indent=2, sort_keys=True)
-    with fs.open(_join(path, _CARD_FILE), "wb") as f:
-        f.write(text.encode("utf-8"))
-    logger.info("model: wrote %s (%s and %s)", url, _MODEL_FILE, _CARD_FILE)
-
-
-def load_model(
-    url: str, *, storage_options: Mapping[str, Any] | None = None
-) -> tuple[xgboost.Booster, dict[str, Any]]:
-    """Read a model written by :func:`save_model`.
-
-    Parameters
-    ----------
-    url : str
-        The folder given to :func:`save_model`.
-    storage_options : mapping, optional
-        Passed to fsspec.
-
-    Returns
-    -------
-    (xgboost.Booster, dict)
-        The booster (best iteration and features kept) and its card.
-
-    Raises
-    ------
-    InputFormatError
-        When a file is missing or unreadable, or the card does not match the model.
-    """
-    raw = read_bytes(_join(url, _MODEL_FILE), storage_options=storage_options)
-    card_bytes = read_bytes(_join(url, _CARD_FILE), storage_options=storage_options)
-    booster = xgboost.Booster()
-    try:
-        booster.load_model(bytearray(raw))
-        card = json.loads(card_bytes.decode("utf-8"))
-    except (xgboost.core.XGBoostError, ValueError) as err:
-        raise InputFormatError(f"{url}: not a model written by save_model ({err}).") from err
-    if booster.feature_names is not None and card.get("features") != booster.feature_names:
-        raise InputFormatError(
-            f"{_join(url, _CARD_FILE)}: features {card.get('features')!r} differ from the "
-            f"model's {booster.feature_names!r}; rewrite both with save_model."
-        )
-    return booster, card
+def __getattr__(name: str) -> Any:
+    """Resolve the names re-exported from the baselines and model-card modules."""
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
