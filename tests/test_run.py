@@ -101,9 +101,10 @@ def test_model_r2_is_close_to_the_noise_ceiling(skill_run):
     ceiling = metrics["noise_ceiling"]["test"]
     model = metrics["model"]["test"]
     assert ceiling["r2_mean"] > 0.5  # the demo's signal dominates its counting noise
-    assert model["r2_mean"] > ceiling["r2_mean"] - 0.1
-    for target in ("conc_102_203um_per_l", "conc_203_512um_per_l", "flux_mgc_m2_d"):
-        assert model["r2"][target] > ceiling["r2"][target] - 0.1, target
+    assert model["r2_mean"] > ceiling["r2_mean"] - 0.02
+    for target, r2 in model["r2"].items():
+        assert r2 > ceiling["r2"][target] - 0.03, target
+    assert model["mv_mse"] < 1.25 * ceiling["mv_mse"]
 
 
 def test_intervals_cover_the_test_observations_near_their_nominal_rate(skill_run):
@@ -111,7 +112,7 @@ def test_intervals_cover_the_test_observations_near_their_nominal_rate(skill_run
     metrics = json.loads((out / "metrics.json").read_text())
     coverage = metrics["model"]["test"]["interval_coverage"]
     for target, rate in coverage.items():
-        assert 0.78 <= rate <= 0.99, (target, rate)
+        assert 0.8 <= rate <= 0.98, (target, rate)  # nominal 0.9, ~290 test rows
 
 
 def test_fields_cover_every_ocean_cell_and_agree_with_the_truth(skill_run):

@@ -79,6 +79,7 @@ __all__ = [
     "PLANKTON_SIZES",
     "TYPES",
     "aggregated_concentrations",
+    "annotated_concentrations",
     "conc_column",
     "environment_at",
     "expected_concentrations",
@@ -552,3 +553,70 @@ def write_truth_fields(path: str, *, resolution: float, years: Sequence[int]) ->
         )
     logger.info("truth/fields.zarr: %d months x %d layers x %d x %d", nt, nl, ny, nx)
     return {"variables": names, "shape": {"time": nt, "layer": nl, "lat": ny, "lon": nx}}
+
+
+#: EcoTaxa status codes of the demo's annotation statuses.
+STATUS_CODES: dict[str, str] = {"validated": "V", "predicted": "P", "dubious": "D"}
+
+
+def annotated_concentrations(
+    truth: Any,
+    *,
+    statuses: Sequence[str],
+    status_probabilities: Mapping[str, float],
+    misclassified_probability: float,
+) -> Any:
+    """Compute the expected concentration per category as annotated in the EcoTaxa exports.
+
+    The demo gives each object a status (``status_probabilities``, keyed validated /
+    predicted / dubious) and relabels a share ``misclassified_probability`` of the
+    predicted ones as another kind, uniformly (see :mod:`pipeline.demo.world`). Counting
+    only the ``statuses`` kept (EcoTaxa codes V, P, D), the expected concentration seen
+    in category ``c`` is therefore::
+
+        sum_s w_s T_c  (s validated or dubious)
+        + w_P [(1 - m) T_c + m / (K - 1) sum_{k != c} T_k]
+
+    with ``w_s`` the probability of a kept status, ``T`` the true concentrations of the
+    ``K`` kinds (:data:`TYPES` and :data:`GROUPS`) and ``m`` the misclassified share.
+    This is the noise-free counterpart of per-category targets, the reference of their
+    noise ceiling.
+
+    Parameters
+    ----------
+    truth : pandas.DataFrame
+        ``conc_<kind>_per_l`` for every kind (e.g. ``truth/profiles.parquet``).
+    statuses : sequence of str
+        Status codes counted (``"V"``, ``"P"``, ``"D"``).
+    status_probabilities : mapping
+        ``{"validated": pV, "predicted": pP, "dubious": pD}`` (``world.json``).
+    misclassified_probability : float
+        Share of predicted objects given another kind.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same index, one ``conc_<kind>_per_l`` column per kind.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({f"conc_{k}_per_l": [1.0 if k == "fiber" else 0.0]
+    ...                   for k in TYPES + GROUPS})
+    >>> out = annotated_concentrations(t, statuses=("V", "P"), misclassified_probability=0.1,
+    ...     status_probabilities={"validated": 0.8, "predicted": 0.15, "dubious": 0.05})
+    >>> round(float(out["conc_fiber_per_l"].iloc[0]), 4), round(float(out.sum(axis=1).iloc[0]), 4)
+    (0.935, 0.95)
+    """
+    import pandas as pd
+
+    kinds = list(TYPES) + list(GROUPS)
+    cols = [f"conc_{k}_per_l" for k in kinds]
+    values = truth[cols].to_numpy(dtype="float64")
+    weight = {STATUS_CODES[name]: float(p) for name, p in status_probabilities.items()}
+    kept = {code: weight.get(code, 0.0) if code in statuses else 0.0 for code in ("V", "P", "D")}
+    m = float(misclassified_probability)
+    k = len(kinds)
+    mix = (1.0 - m) * np.eye(k) + m / (k - 1) * (1.0 - np.eye(k))
+    out = (kept["V"] + kept["D"]) * values + kept["P"] * values @ mix
+    return pd.DataFrame(out, columns=cols, index=truth.index)
