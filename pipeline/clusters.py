@@ -24,13 +24,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import yaml
 from dask.distributed import Client, LocalCluster
 
+from pipeline.config import build_config, read_yaml
 from pipeline.errors import ConfigError
 
 __all__ = ["LocalConfig", "SchedulerConfig", "cluster_client", "load_cluster_config"]
@@ -117,18 +116,8 @@ def load_cluster_config(
     """
     if source is None:
         return LocalConfig()
-    where = "<mapping>"
-    if isinstance(source, Mapping):
-        doc: Any = source
-    else:
-        where = str(source)
-        try:
-            doc = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
-        except FileNotFoundError as err:
-            raise ConfigError(f"{where}: cluster file not found.") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{where}: not valid YAML ({err}).") from err
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("cluster"), Mapping):
+    doc, where = read_yaml(source)
+    if not isinstance(doc.get("cluster"), Mapping):
         raise ConfigError(
             f"{where}: expected a top-level 'cluster' mapping, e.g. "
             "'cluster: {type: local, n_workers: 2}'."
@@ -139,12 +128,7 @@ def load_cluster_config(
         raise ConfigError(
             f"{where}: cluster.type: unknown type {kind!r}; valid: {', '.join(sorted(_CONFIGS))}"
         )
-    cls = _CONFIGS[kind]
-    valid = sorted(f.name for f in fields(cls))
-    for key in spec:
-        if key not in valid:
-            raise ConfigError(f"{where}: cluster.{key}: unknown key; valid: {', '.join(valid)}")
-    config = cls(**spec)
+    config = build_config(_CONFIGS[kind], spec, where=where, section="cluster")
     if isinstance(config, SchedulerConfig) and not (config.address or config.scheduler_file):
         raise ConfigError(f"{where}: cluster: give 'address' or 'scheduler_file'.")
     return config
