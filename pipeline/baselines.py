@@ -5,10 +5,8 @@
 one independent xgboost.dask model per target (:class:`PerTargetModel`) and a
 multi-output random forest (:class:`RandomForestModel`, the Clements et al. 2022
 approach). Each is a predictor ``predictor(X, layer=None) -> array (n, k)`` in the
-transformed target space; :func:`pipeline.train.cross_validate` fits and scores them in
-every fold beside the model.
-
-These names are also importable from :mod:`pipeline.train`, where they lived first.
+transformed target space; :func:`pipeline.crossval.cross_validate` fits and scores them
+in every fold beside the model.
 
 Developer note
 --------------
@@ -17,10 +15,7 @@ and joblib's threads), not on the dask workers: the training table is small (one
 per profile and layer) and a forest needs all rows in one place.
 
 *Imports.* This module builds on :mod:`pipeline.train` (its config, input checks,
-device choice and xgboost.dask training); :mod:`pipeline.train` reaches back only at
-call time (:func:`~pipeline.train.cross_validate`) and re-exports these names lazily
-(``pipeline.train.__getattr__``). Keep it so: an import of this module from
-:mod:`pipeline.train`'s top would be circular.
+device choice and xgboost.dask training) and :mod:`pipeline.crossval` builds on both.
 """
 
 from __future__ import annotations
@@ -201,7 +196,7 @@ def fit_baselines(
     client : distributed.Client
         Client of the cluster (the per-target boosters train there).
     X, Y, train, valid, weight, config
-        As in :func:`fit_model`.
+        As in :func:`pipeline.train.fit_model`.
     layer : array of str, optional
         Layer name of each row (for the climatology; overall mean without it).
 
@@ -218,7 +213,7 @@ def fit_baselines(
 
     See Also
     --------
-    fit_model : the model these are compared with.
+    pipeline.train.fit_model : the model these are compared with.
     """
     config = _config(config)
     w, lay = _check_fit_input(X, Y, weight=weight, layer=layer)

@@ -8,15 +8,11 @@ xgboost's own UBJSON format (``model.ubj``) beside the card (``card.json``) unde
 folder, local or fsspec URL; :func:`load_model` reads both back and checks that they
 match.
 
-These names are also importable from :mod:`pipeline.train`, where they lived first.
-
 Developer note
 --------------
 This module builds on :mod:`pipeline.train` (:class:`~pipeline.train.TrainConfig` and
-the xgboost parameters it gives) and :mod:`pipeline.train` does not import it at import
-time: it re-exports these names lazily (``pipeline.train.__getattr__``). Keep it so: an
-import of this module from :mod:`pipeline.train`'s top would be circular. Records keep
-the ``pipeline.train`` logger of the training step.
+the xgboost parameters it gives). Records keep the ``pipeline.train`` logger of the
+training step.
 """
 
 from __future__ import annotations
@@ -125,7 +121,7 @@ def model_card(
     config : TrainConfig
         The training options.
     scores : mapping
-        ``CVResult.scores``.
+        ``CVResult.scores`` (:class:`pipeline.crossval.CVResult`).
     data_hash, config_hash : str
         :func:`hash_frame` of the training table, hash of the run's config.
     extra : mapping, optional

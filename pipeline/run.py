@@ -327,7 +327,7 @@ def _run_train(config: RunConfig, store: _Out, client: Any, say: Any, progress: 
 
 def _run_fields(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
     from pipeline.fields import predict_fields, write_fields
-    from pipeline.train import load_model
+    from pipeline.model_card import load_model
 
     _need(store, "model/card.json", "train")
     booster, card = load_model(store.path("model"))

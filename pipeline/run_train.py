@@ -8,7 +8,7 @@ From ``matchup.parquet`` (targets + predictors), :func:`train_and_evaluate`:
    (:func:`pipeline.split.random_folds`); an optional buffer drops training rows near
    held-out ones (spatial CV only: the random split is the optimistic reference);
 3. cross-validates the multi-output xgboost model and the baselines on the spatial
-   folds, and the model alone on the random folds (:func:`pipeline.train.cross_validate`);
+   folds, and the model alone on the random folds (:func:`pipeline.crossval.cross_validate`);
 4. scores everything on the test blocks and per fold (:mod:`pipeline.evaluate`), adds
    the noise ceiling when the inputs name a truth entry (demo world), the split-conformal
    interval from the out-of-fold residuals and its coverage on the test blocks;
@@ -283,9 +283,10 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
     dict
         The step's state: counts, targets, features, model id.
     """
+    from pipeline.crossval import cross_validate
     from pipeline.fields import envelope_of
+    from pipeline.model_card import hash_frame, model_card, save_model
     from pipeline.split import assign_folds, buffer_mask, random_folds
-    from pipeline.train import cross_validate, hash_frame, model_card, save_model
 
     matchup = store.read_parquet("matchup.parquet")
     tstate = store.read_json("_state/targets.json")

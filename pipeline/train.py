@@ -1,23 +1,16 @@
-"""Training: one multi-output xgboost.dask model of all targets, and spatial CV.
+"""Training: one multi-output xgboost.dask model of all targets.
 
 :func:`fit_model` trains one gradient-boosted model of every target jointly
 (``multi_strategy="multi_output_tree"``: one tree, one vector leaf per target; or
 ``"one_output_per_tree"``) with ``xgboost.dask`` on the client's workers, in the
-transformed target space (:func:`pipeline.targets.transform`). :func:`cross_validate`
-runs it and the baselines it must beat (:mod:`pipeline.baselines`) over the spatial
-folds of :mod:`pipeline.split` and scores them with :mod:`pipeline.evaluate`. The model
-card and the model files are :mod:`pipeline.model_card`.
+transformed target space (:func:`pipeline.targets.transform`); :func:`predict` applies
+it. The baselines it must beat are :mod:`pipeline.baselines`, the spatial
+cross-validation of both and the final fit :mod:`pipeline.crossval`, and the model card
+and the model files :mod:`pipeline.model_card`; each builds on this module.
 
 Options are one frozen :class:`TrainConfig` (defaults live there only). Rows are chosen
 by boolean masks or integer positions over the rows of ``X``/``Y`` (positions, never
 index labels).
-
-The baselines (:class:`~pipeline.baselines.Climatology`,
-:class:`~pipeline.baselines.PerTargetModel`, :class:`~pipeline.baselines.RandomForestModel`,
-:func:`~pipeline.baselines.fit_baselines`) and the model card and I/O
-(:func:`~pipeline.model_card.model_card`, :func:`~pipeline.model_card.save_model`,
-:func:`~pipeline.model_card.load_model`, :func:`~pipeline.model_card.hash_frame`,
-:func:`~pipeline.model_card.hash_config`) are importable from here too.
 
 Developer note
 --------------
@@ -34,26 +27,18 @@ the partitions.
 CUDA) and logs the choice. Vector-leaf (multi-output) trees on CUDA are recent upstream
 (dmlc/xgboost#9043); when xgboost refuses them on the chosen GPU under ``"auto"`` the fit
 is redone on CPU with a warning, and ``"one_output_per_tree"`` remains the GPU path.
-
-*Imports.* :mod:`pipeline.baselines` and :mod:`pipeline.model_card` build on this
-module, so it never imports them at import time: :func:`cross_validate` imports the
-baselines when called, and their public names are re-exported by the module
-``__getattr__`` at the bottom (``from pipeline.train import save_model`` works).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import json
 import logging
 import os
 import shutil
 import subprocess
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import dask.dataframe as dd
 import numpy as np
@@ -62,35 +47,8 @@ import xgboost
 import xgboost.dask as dxgb
 
 from pipeline.errors import ConfigError
-from pipeline.evaluate import score, score_folds
 
-if TYPE_CHECKING:  # re-exported at run time by __getattr__ (they import this module)
-    from pipeline.baselines import (
-        Climatology,
-        PerTargetModel,
-        Predictor,
-        RandomForestModel,
-        fit_baselines,
-    )
-    from pipeline.model_card import hash_config, hash_frame, load_model, model_card, save_model
-
-__all__ = [
-    "BASELINES",
-    "CVResult",
-    "Climatology",
-    "PerTargetModel",
-    "RandomForestModel",
-    "TrainConfig",
-    "cross_validate",
-    "fit_baselines",
-    "fit_model",
-    "hash_config",
-    "hash_frame",
-    "load_model",
-    "model_card",
-    "predict",
-    "save_model",
-]
+__all__ = ["BASELINES", "TrainConfig", "fit_model", "predict"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +56,6 @@ logger = logging.getLogger(__name__)
 BASELINES: tuple[str, ...] = ("climatology", "per_target", "random_forest")
 _STRATEGIES = ("multi_output_tree", "one_output_per_tree")
 _DEVICES = ("auto", "cpu", "cuda")
-#: Name of the trained model in :class:`CVResult` (beside the baselines' names).
-MODEL_NAME = "model"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -490,7 +446,8 @@ def fit_model(
     See Also
     --------
     predict : predictions of the returned booster.
-    fit_baselines : the references the model is compared with.
+    pipeline.baselines.fit_baselines : the references the model is compared with.
+    pipeline.crossval.cross_validate : the model and the baselines over spatial folds.
     """
     config = _config(config)
     w, _ = _check_fit_input(X, Y, weight=weight)
@@ -506,7 +463,7 @@ def predict(booster: xgboost.Booster, X: pd.DataFrame) -> np.ndarray:
     Parameters
     ----------
     booster : xgboost.Booster
-        A booster from :func:`fit_model` (or :func:`load_model`).
+        A booster from :func:`fit_model` (or :func:`pipeline.model_card.load_model`).
     X : pandas.DataFrame
         Predictors; the booster's features are taken by name (other columns are ignored).
 
@@ -547,285 +504,3 @@ def predict(booster: xgboost.Booster, X: pd.DataFrame) -> np.ndarray:
 def _n_targets(booster: xgboost.Booster) -> int:
     learner = json.loads(booster.save_config())["learner"]
     return max(1, int(learner["learner_model_param"].get("num_target", "1")))
-
-
-# --------------------------------------------------------------------------- cross-validation
-
-
-@dataclass
-class CVResult:
-    """Out-of-fold and test predictions, the final model and the scores.
-
-    Attributes
-    ----------
-    oof : pandas.DataFrame
-        Out-of-fold predictions, one row per non-test row (index of ``X``), columns
-        ``(name, target)`` for ``"model"`` and each baseline.
-    test : dict of str to array (n_test, k)
-        Test-set predictions per name, rows in ``test_index`` order.
-    booster : xgboost.Booster
-        The final model, trained on every non-test row.
-    best_iterations : list of int
-        Best iteration of the model in each fold.
-    scores : dict
-        ``{"model": {"test": score, "cv": score_folds}, "baselines": {name: {...}}}``
-        (:mod:`pipeline.evaluate`; ``test`` is None without test rows).
-    baselines : dict of str to callable
-        The final baselines, trained on every non-test row.
-    folds : list of dict
-        Per CV fold, then the final model as fold ``-1`` (its ``n_valid`` is the test
-        rows it predicts): ``fold``, ``n_train``, ``n_valid``, ``n_excluded`` rows.
-    test_index : pandas.Index
-        Index labels of the test rows.
-    targets : list of str
-        Target names (columns of ``Y``).
-    n_rounds : int
-        Boosting rounds of the final model (mean fold best iteration + 1).
-    """
-
-    oof: pd.DataFrame
-    test: dict[str, np.ndarray]
-    booster: xgboost.Booster
-    best_iterations: list[int]
-    scores: dict[str, Any]
-    baselines: dict[str, Predictor] = field(default_factory=dict)
-    folds: list[dict[str, int]] = field(default_factory=list)
-    test_index: pd.Index = field(default_factory=lambda: pd.Index([]))
-    targets: list[str] = field(default_factory=list)
-    n_rounds: int = 0
-
-    def oof_arrays(self) -> dict[str, np.ndarray]:
-        """Out-of-fold predictions per name as ``(n_non_test, k)`` arrays, in row order."""
-        names = list(dict.fromkeys(self.oof.columns.get_level_values(0)))
-        return {name: self.oof[name][self.targets].to_numpy(dtype="float64") for name in names}
-
-
-def _mean_rounds(best_iterations: Sequence[int]) -> int:
-    return max(1, round(float(np.mean(np.asarray(best_iterations) + 1))))
-
-
-def cross_validate(
-    client: Any,
-    X: pd.DataFrame,
-    Y: pd.DataFrame,
-    folds: np.ndarray,
-    *,
-    layer: np.ndarray | None = None,
-    weight: np.ndarray | None = None,
-    exclude: Mapping[int, np.ndarray] | None = None,
-    config: TrainConfig | None = None,
-    with_baselines: bool = True,
-) -> CVResult:
-    """Cross-validate the model and the baselines over spatial folds; fit the final model.
-
-    For each CV fold ``k``: train on the rows whose fold is neither ``-1`` nor ``k`` (and
-    not in ``exclude[k]``), early-stop on fold ``k``, predict fold ``k`` (out of fold).
-    Then the final model trains on every non-test row for the mean best number of rounds
-    of the folds, with no eval set (no rows are left to stop on without leaking the test
-    set), and predicts the test rows (fold ``-1``). Each per-target baseline model uses
-    its own target's mean rounds; the climatology and random forest are refitted on the
-    same rows.
-
-    Parameters
-    ----------
-    client : distributed.Client
-        Client of the cluster.
-    X, Y, weight, config
-        As in :func:`fit_model`.
-    folds : array of int, shape (n,)
-        ``-1`` for test rows, ``0..K-1`` for the CV folds (:mod:`pipeline.split`).
-    layer : array of str, optional
-        Layer name per row (climatology baseline).
-    exclude : mapping of int to array of bool, optional
-        Per fold ``k``, training rows to leave out (e.g. the buffer around fold ``k``);
-        key ``-1`` applies to the final model (the buffer around the test set).
-    with_baselines : bool
-        Fit and score ``config.baselines`` too.
-
-    Returns
-    -------
-    CVResult
-        Out-of-fold and test predictions, the final model and baselines, the scores
-        (weighted by ``weight`` when given; ``mv_mse`` on the covariance of the non-test
-        targets, one scale for every fold and the test set).
-
-    Raises
-    ------
-    ValueError
-        Fewer than 2 CV folds, or inputs of the wrong length.
-
-    See Also
-    --------
-    pipeline.evaluate.score_folds : the CV scores.
-    """
-    from pipeline.baselines import _fit_baselines  # imports this module: call time only
-
-    config = _config(config)
-    w, lay = _check_fit_input(X, Y, weight=weight, layer=layer)
-    fold_of = np.asarray(folds).reshape(-1)
-    if fold_of.shape != (len(X),) or not np.issubdtype(fold_of.dtype, np.integer):
-        raise ValueError(
-            f"folds: expected one integer per row ({len(X)}), got {fold_of.dtype} "
-            f"shape {fold_of.shape}; use pipeline.split.assign_folds."
-        )
-    cv_folds = [int(k) for k in np.unique(fold_of[fold_of >= 0])]
-    if len(cv_folds) < 2:
-        raise ValueError(
-            f"folds: {len(cv_folds)} CV fold(s) {cv_folds!r}; cross-validation needs >= 2 "
-            "(fold -1 is the test set)."
-        )
-    exclude = dict(exclude or {})
-    for k, mask in exclude.items():
-        if np.asarray(mask).shape != (len(X),) or np.asarray(mask).dtype != bool:
-            raise ValueError(f"exclude[{k}]: expected a boolean mask of {len(X)} row(s).")
-    targets = [str(c) for c in Y.columns]
-    names = [MODEL_NAME, *(config.baselines if with_baselines else ())]
-    cv_rows = np.flatnonzero(fold_of >= 0)
-    test_rows = np.flatnonzero(fold_of < 0)
-    device = _resolve_device(client, config)
-    base_config = config if with_baselines else dataclasses.replace(config, baselines=())
-
-    oof = np.full((len(X), len(names), len(targets)), np.nan)
-    filled = np.zeros(len(X), dtype=int)
-    best_iterations: list[int] = []
-    per_target_best: list[list[int]] = []
-    fold_info: list[dict[str, int]] = []
-    for k in cv_folds:
-        valid = np.flatnonzero(fold_of == k)
-        keep = (fold_of >= 0) & (fold_of != k)
-        dropped = np.zeros(len(X), dtype=bool)
-        if k in exclude:
-            dropped = keep & np.asarray(exclude[k])
-            keep &= ~dropped
-        train = np.flatnonzero(keep)
-        fold_info.append(
-            {
-                "fold": k,
-                "n_train": int(train.size),
-                "n_valid": int(valid.size),
-                "n_excluded": int(dropped.sum()),
-            }
-        )
-        booster = _train_device(client, X, Y, w, train, valid, config, device)
-        best_iterations.append(int(booster.attr("best_iteration")))
-        Xv = X.iloc[valid]
-        oof[valid, 0] = predict(booster, Xv)
-        baselines = _fit_baselines(client, X, Y, w, lay, train, valid, base_config, device)
-        for i, name in enumerate(names[1:], start=1):
-            oof[valid, i] = baselines[name](Xv, None if lay is None else lay[valid])
-        if "per_target" in baselines:
-            per_target_best.append(baselines["per_target"].best_iterations)  # type: ignore[attr-defined]
-        filled[valid] += 1
-        logger.info(
-            "cv fold %d: %d train, %d valid, %d excluded; best iteration %d",
-            k,
-            train.size,
-            valid.size,
-            int(dropped.sum()),
-            best_iterations[-1],
-        )
-    if not (filled[cv_rows] == 1).all():  # pragma: no cover - guards the loop above
-        raise RuntimeError("out-of-fold predictions do not cover each CV row exactly once")
-
-    n_rounds = _mean_rounds(best_iterations)
-    final_rows = cv_rows
-    if -1 in exclude:
-        final_rows = np.flatnonzero((fold_of >= 0) & ~np.asarray(exclude[-1]))
-    fold_info.append(
-        {
-            "fold": -1,
-            "n_train": int(final_rows.size),
-            "n_valid": int(test_rows.size),
-            "n_excluded": int(cv_rows.size - final_rows.size),
-        }
-    )
-    logger.info(
-        "final model: %d round(s) (mean of folds' best + 1) on %d row(s), %d excluded",
-        n_rounds,
-        final_rows.size,
-        cv_rows.size - final_rows.size,
-    )
-    booster = _train_device(client, X, Y, w, final_rows, None, config, device, rounds=n_rounds)
-    pt_rounds = (
-        [_mean_rounds(col) for col in zip(*per_target_best, strict=True)]
-        if per_target_best
-        else None
-    )
-    final = _fit_baselines(client, X, Y, w, lay, final_rows, None, base_config, device, pt_rounds)
-    Xt = X.iloc[test_rows]
-    test = {MODEL_NAME: predict(booster, Xt)}
-    for name in names[1:]:
-        test[name] = final[name](Xt, None if lay is None else lay[test_rows])
-
-    y = Y.to_numpy(dtype="float64")
-    cov = np.atleast_2d(np.cov(y[cv_rows].T, aweights=None if w is None else w[cv_rows], bias=True))
-    scores: dict[str, Any] = {"model": {}, "baselines": {}}
-    for i, name in enumerate(names):
-        entry = {
-            "test": score(
-                y[test_rows],
-                test[name],
-                targets=targets,
-                weight=None if w is None else w[test_rows],
-                cov=cov,
-            )
-            if test_rows.size
-            else None,
-            "cv": score_folds(
-                y[cv_rows],
-                oof[cv_rows, i],
-                fold_of[cv_rows],
-                targets=targets,
-                weight=None if w is None else w[cv_rows],
-                cov=cov,
-            ),
-        }
-        if name == MODEL_NAME:
-            scores["model"] = entry
-        else:
-            scores["baselines"][name] = entry
-        logger.info(
-            "scores %s: cv mse %.4g, test mse %s",
-            name,
-            entry["cv"]["mean"]["mse"],
-            "n/a" if entry["test"] is None else f"{entry['test']['mse']:.4g}",
-        )
-
-    columns = pd.MultiIndex.from_product([names, targets], names=["model", "target"])
-    oof_frame = pd.DataFrame(
-        oof[cv_rows].reshape(cv_rows.size, -1), index=X.index[cv_rows], columns=columns
-    )
-    return CVResult(
-        oof=oof_frame,
-        test=test,
-        booster=booster,
-        best_iterations=best_iterations,
-        scores=scores,
-        baselines=final,
-        folds=fold_info,
-        test_index=X.index[test_rows],
-        targets=targets,
-        n_rounds=n_rounds,
-    )
-
-
-# --------------------------------------------------------------------------- re-exports
-
-#: Names that moved to the modules built on this one, re-exported from here.
-_MOVED = {
-    **dict.fromkeys(
-        ("Climatology", "PerTargetModel", "Predictor", "RandomForestModel", "fit_baselines"),
-        "pipeline.baselines",
-    ),
-    **dict.fromkeys(
-        ("hash_config", "hash_frame", "load_model", "model_card", "save_model"),
-        "pipeline.model_card",
-    ),
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Resolve the names re-exported from the baselines and model-card modules."""
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,25 +16,20 @@ import pytest
 import xgboost
 from distributed import Client, LocalCluster
 
+from pipeline.baselines import Climatology, fit_baselines
 from pipeline.config import build_config
+from pipeline.crossval import cross_validate
 from pipeline.errors import ConfigError
 from pipeline.evaluate import score
+from pipeline.model_card import hash_config, hash_frame, load_model, model_card, save_model
 from pipeline.train import (
     BASELINES,
-    Climatology,
     TrainConfig,
     _check_fit_input,
     _resolve_device,
     _worker_has_gpu,
-    cross_validate,
-    fit_baselines,
     fit_model,
-    hash_config,
-    hash_frame,
-    load_model,
-    model_card,
     predict,
-    save_model,
 )
 
 SIGMA = 0.25
