@@ -307,7 +307,7 @@ def _layers_of(values: pd.Series, known: Sequence[str]) -> list[str]:
 def _png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)  # explicit Agg canvas: no pyplot, no global backend
     buf = BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, facecolor="white")
+    fig.savefig(buf, format="png", dpi=_DPI, facecolor="white", bbox_inches="tight")
     return buf.getvalue()
 
 
