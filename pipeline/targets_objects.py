@@ -453,8 +453,9 @@ def build_object_targets(
     if lazy:
         objs = objects if isinstance(objects, dd.DataFrame) else dd.from_pandas(objects, 1)
         counts = objs.map_partitions(_count_part, *args, meta=_count_meta(names))
-        counts = counts.groupby(["id", "layer"]).sum().reset_index()
-        present = objs["sample_id"].drop_duplicates()
+        # tree reductions into one partition (small results): no shuffle
+        counts = counts.groupby(["id", "layer"]).sum(split_out=1).reset_index()
+        present = objs["sample_id"].drop_duplicates(split_out=1)
         sampled_frame = sampled if isinstance(sampled, dd.DataFrame) else dd.from_pandas(sampled, 1)
         combined = dd.from_delayed(
             [
