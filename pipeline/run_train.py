@@ -313,7 +313,8 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
         exclude[-1] = buffer_mask(lat, lon, folds == -1, buffer_km=config.split.buffer_km)
     n_test = int((folds == -1).sum())
     say(f"  {len(matchup)} rows x {len(features)} predictors -> {len(targets)} targets; "
-        f"{n_test} test rows, {config.split.n_folds} {config.split.method} folds")  # fmt: skip
+        f"{n_test} test rows, {config.split.n_folds} CV folds of whole "
+        f"{'basins' if config.split.method == 'basins' else 'lat/lon blocks'}")  # fmt: skip
     cv = cross_validate(client, x, y, folds, layer=layer, config=config.train, exclude=exclude)
     rcv = cross_validate(client, x, y, rfolds, layer=layer, config=config.train,
                          with_baselines=False)  # fmt: skip
