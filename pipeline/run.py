@@ -86,7 +86,8 @@ class _Out:
         return bool(self.fs.exists(f"{self.root}/{name}"))
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        # write beside, then move: a reader never sees a partial object as complete
+        # one whole object per call; a step's outputs count as done only once its
+        # _state file is written after them, so a partial output is simply redone
         self.fs.makedirs(f"{self.root}/{name}".rsplit("/", 1)[0], exist_ok=True)
         self.fs.pipe_file(f"{self.root}/{name}", data)
 
