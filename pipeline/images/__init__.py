@@ -1,0 +1,1 @@
+"""Images: classifier, morphological types, labels into targets."""
