@@ -189,9 +189,19 @@ def run_steps(
     return summary
 
 
+def _uses_labels(config: RunConfig) -> bool:
+    return bool(config.inputs.objects) and config.object_targets.labels != "annotated"
+
+
 def _step_keys(config: RunConfig) -> dict[str, str]:
     keys: dict[str, str] = {}
-    keys["targets"] = config_hash(config.inputs, config.targets, config.object_targets)
+    parts: list[Any] = [config.inputs, config.targets, config.object_targets]
+    if _uses_labels(config) and config.inputs.labels:
+        from pipeline.images.labels import labels_fingerprint
+
+        # one listing of the labels table: a rewritten or added part file redoes targets
+        parts.append({"labels_fingerprint": labels_fingerprint(config.inputs.labels)})
+    keys["targets"] = config_hash(*parts)
     keys["matchup"] = config_hash(keys["targets"], config.predictors)
     keys["train"] = config_hash(keys["matchup"], config.split, config.train)
     keys["fields"] = config_hash(keys["train"], config.fields)
@@ -251,19 +261,35 @@ def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress
         )
     res = build_targets(result.accepted, config=config.targets)
     names = list(res.targets_columns)
+    label_counts: dict[str, int] = {}
     if config.inputs.objects:
         from pipeline.targets_objects import build_object_targets
 
-        objects = read_entry(_catalog(config), config.inputs.objects)
-        ores = build_object_targets(objects.accepted, res.targets, config=config.object_targets)
-        targets, skipped, stats, by_object, object_skipped = dask.compute(
-            res.targets, res.skipped, result.stats, ores.targets, ores.skipped
+        objects = read_entry(_catalog(config), config.inputs.objects).accepted
+        sources = None
+        if _uses_labels(config):
+            from pipeline.images.labels import apply_labels
+
+            ocfg = config.object_targets
+            use = "human_first" if ocfg.labels == "human_first" else "machine"
+            objects = apply_labels(
+                objects, str(config.inputs.labels), use=use, min_prob=ocfg.min_prob
+            )
+            sources = objects["label_source"].value_counts(split_out=1)
+        ores = build_object_targets(objects, res.targets, config=config.object_targets)
+        targets, skipped, stats, by_object, object_skipped, sources = dask.compute(
+            res.targets, res.skipped, result.stats, ores.targets, ores.skipped, sources
         )
         targets = targets.merge(by_object, on=["id", "layer"], how="left")
         store.write_parquet("skipped_objects.parquet", object_skipped.reset_index(drop=True))
         names += list(ores.targets_columns)
         say(f"  object targets: {', '.join(ores.targets_columns)}; "
             f"{len(object_skipped)} (profile, layer) without objects")  # fmt: skip
+        if sources is not None:
+            label_counts = _label_counts(sources)
+            say(f"  labels ({config.object_targets.labels}, {config.inputs.labels}): "
+                + ", ".join(f"{k.removeprefix('objects_')} {v}"
+                            for k, v in label_counts.items()))  # fmt: skip
     else:
         targets, skipped, stats = dask.compute(res.targets, res.skipped, result.stats)
     targets = targets.reset_index(drop=True)
@@ -282,11 +308,23 @@ def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress
         "rows_quarantined": int(stats["rows_quarantined"].sum()),
         "target_rows": len(targets),
         "skipped_layers": len(skipped),
+        **label_counts,
     }
     by_layer = targets["layer"].value_counts().to_dict()
     say(f"  {len(targets)} target rows ({by_layer}); {len(skipped)} layer(s) skipped"
         + (f" ({skipped['reason'].value_counts().to_dict()})" if len(skipped) else ""))  # fmt: skip
     return {"counts": counts, "targets": names, "transform": res.transform}
+
+
+def _label_counts(sources: pd.Series) -> dict[str, int]:
+    """Objects per label source (:data:`pipeline.images.labels.LABEL_SOURCES`)."""
+    names = {
+        "human": "objects_kept_human",
+        "machine": "objects_relabelled",
+        "unlabelled": "objects_unlabelled",
+        "below_min_prob": "objects_below_min_prob",
+    }
+    return {name: int(sources.get(src, 0)) for src, name in names.items()}
 
 
 def _run_matchup(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:

@@ -9,8 +9,9 @@ A run file is YAML (``oceanfields run RUN.yaml``)::
       environment: environment      # catalog entry of the environment store
       truth: truth_profiles         # optional: noise-free truth (demo) for the noise ceiling
       objects: ecotaxa              # optional: EcoTaxa objects -> concentration per category
+      labels: out/labels            # optional: machine labels of the objects (parquet)
     targets:    {...}               # pipeline.targets.TargetConfig
-    object_targets: {categories: [fiber, fecal_pellet]}  # pipeline.targets_objects
+    object_targets: {categories: [fiber, fecal_pellet], labels: machine}  # targets_objects
     predictors: {...}               # pipeline.predictors.PredictorConfig
     split:      {...}               # pipeline.split.SplitConfig
     train:      {...}               # pipeline.train.TrainConfig
@@ -21,6 +22,9 @@ A run file is YAML (``oceanfields run RUN.yaml``)::
 Every section is optional (defaults live in the step's dataclass only); unknown keys are
 errors listing the valid ones. Layers are given as ``[[0, 100], [100, 500]]`` or
 ``["0-100m", "100-500m"]``; ``inf`` may close the size edges.
+
+Paths in ``inputs`` (``params.root``, ``labels``) are used as written: a relative path is
+taken from the working directory the run starts in, not from the run file's folder.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +86,13 @@ class InputsConfig:
     truth : str, optional
         Entry of the noise-free truth per profile and layer (demo world only): the
         noise ceiling in ``metrics.json``.
+    labels : str, optional
+        URL or path of a labels table (:mod:`pipeline.images.labels`: parquet, columns
+        ``object_id, label[, prob]``) from ``oceanfields images classify`` or the
+        morphological types; used when ``object_targets.labels`` is ``machine`` or
+        ``human_first``. A relative path is taken from the working directory (as
+        ``params.root``). Its file names, sizes and stamps are part of the targets
+        step's key, so a changed table redoes the targets.
     """
 
     catalog: str = "demo"
@@ -90,6 +102,7 @@ class InputsConfig:
     environment_time: tuple[str, str] | None = None
     objects: str | None = None
     truth: str | None = None
+    labels: str | None = None
 
     def __post_init__(self) -> None:
         """Check the time range."""
@@ -126,6 +139,28 @@ class RunConfig:
     fields: FieldsConfig = field(default_factory=FieldsConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     out: str | None = None
+
+    def __post_init__(self) -> None:
+        """Check what spans sections: machine labels need a labels table and objects."""
+        use = self.object_targets.labels
+        if use != "annotated" and not self.inputs.labels:
+            raise ConfigError(
+                f"object_targets.labels: {use!r} needs inputs.labels (the labels table, "
+                "e.g. the output folder of 'oceanfields images classify'); set inputs.labels "
+                "or object_targets.labels: annotated."
+            )
+        if use != "annotated" and not self.inputs.objects:
+            raise ConfigError(
+                f"object_targets.labels: {use!r} labels the objects of inputs.objects, "
+                "which is not set; set inputs.objects (e.g. ecotaxa)."
+            )
+        if self.inputs.labels and use == "annotated":
+            warnings.warn(
+                f"inputs.labels ({self.inputs.labels!r}) is not used while "
+                "object_targets.labels is 'annotated'; set it to 'machine' or 'human_first' "
+                "to count the labels.",
+                stacklevel=2,
+            )
 
 
 _LAYER_NAME = re.compile(r"^\s*([0-9.]+)\s*-\s*([0-9.]+)\s*m?\s*$")
@@ -237,7 +272,10 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     built["object_targets"] = dataclasses.replace(
         built["object_targets"], layers=built["targets"].layers
     )
-    return RunConfig(**built, out=out)
+    try:
+        return RunConfig(**built, out=out)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from err
 
 
 def run_config_to_dict(config: RunConfig) -> dict[str, Any]:

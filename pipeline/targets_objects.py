@@ -54,6 +54,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import dask
 import dask.dataframe as dd
@@ -73,6 +74,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _STATUSES = ("V", "P", "D", "")
+_LABEL_USES = ("annotated", "machine", "human_first")
 _REQUIRED = ("sample_id", "category", "status", "depth_min_m")
 _SAMPLED = ("id", "layer", "volume_l")
 _NO_OBJECTS = "profile has no object in the objects table (not classified in EcoTaxa?)"
@@ -97,12 +99,26 @@ class ObjectTargetConfig:
         Minimum number of counted objects (all selected categories together) in a
         (profile, layer) for a row; fewer are skipped with a reason. Default 0 keeps
         zero-count rows: a zero is an observation.
+    labels : {"annotated", "machine", "human_first"}
+        Which category each object counts under, read by the run's targets step:
+        ``"annotated"`` (default) the EcoTaxa category; ``"machine"`` the label of the
+        run's labels table (``inputs.labels``) for every object; ``"human_first"`` the
+        validated category where there is one, else the label. The labels are applied
+        by :func:`pipeline.images.labels.apply_labels` before
+        :func:`build_object_targets`, which itself counts the ``category`` column as
+        given. They live here, not in a section of their own, because they only decide
+        which objects these targets count.
+    min_prob : float
+        With machine labels, labels whose top-1 probability is below this are not used
+        (the object is left out). 0 to 1; default 0 uses every label.
     """
 
     categories: tuple[str, ...] | None = None
     statuses: tuple[str, ...] = ("V", "P")
     layers: tuple[Layer, ...] = DEFAULT_LAYERS
     min_objects: int = 0
+    labels: Literal["annotated", "machine", "human_first"] = "annotated"
+    min_prob: float = 0.0
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key."""
@@ -148,6 +164,15 @@ class ObjectTargetConfig:
         if int(self.min_objects) != self.min_objects or self.min_objects < 0:
             raise ConfigError(
                 f"object_targets.min_objects: {self.min_objects!r} must be an integer >= 0."
+            )
+        if self.labels not in _LABEL_USES:
+            raise ConfigError(
+                f"object_targets.labels: {self.labels!r}; valid: "
+                f"{', '.join(map(repr, _LABEL_USES))}."
+            )
+        if not 0.0 <= self.min_prob <= 1.0:
+            raise ConfigError(
+                f"object_targets.min_prob: {self.min_prob!r} must be between 0 and 1."
             )
 
 
