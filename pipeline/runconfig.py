@@ -146,7 +146,7 @@ class RunConfig:
         if use != "annotated" and not self.inputs.labels:
             raise ConfigError(
                 f"object_targets.labels: {use!r} needs inputs.labels (the labels table, "
-                "e.g. the output folder of 'oceanfields images classify'); set inputs.labels "
+                "e.g. OUT/labels of 'oceanfields images classify --out OUT'); set inputs.labels "
                 "or object_targets.labels: annotated."
             )
         if use != "annotated" and not self.inputs.objects:

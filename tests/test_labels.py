@@ -19,15 +19,8 @@ from pipeline.catalog import open_catalog, read_entry
 from pipeline.demo import generate_demo_world
 from pipeline.demo.truth import GROUPS, TYPES
 from pipeline.errors import ConfigError, InputFormatError
-from pipeline.images.labels import (
-    _part_examples,
-    _relabel_part,
-    apply_labels,
-    consistency,
-    labels_fingerprint,
-    read_labels,
-    write_consistency_report,
-)
+from pipeline.images.consistency import _part_examples, consistency, write_consistency_report
+from pipeline.images.labels import _relabel_part, apply_labels, labels_fingerprint, read_labels
 from pipeline.run import run_steps
 from pipeline.runconfig import load_run_config
 from pipeline.targets import build_targets
