@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-#: Fixtures ``s3`` and ``s3_server``: a real S3 endpoint (moto server on 127.0.0.1).
-pytest_plugins = ("tests.s3server",)
+#: Fixtures ``s3`` and ``s3_server``: a real S3 endpoint (moto server on 127.0.0.1);
+#: ``scheduler_file``: a scheduler and 2 worker processes on 127.0.0.1.
+pytest_plugins = ("tests.s3server", "tests.dask_processes")
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Real sample files (../shared/data relative to the project's root; see its README).

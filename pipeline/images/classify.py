@@ -1,0 +1,432 @@
+"""Classify millions of images on Dask workers: batched, resumable, GPU where present.
+
+:func:`classify_images` cuts the image table into partitions (``partition_size`` rows;
+a dask table keeps its own partitions) and sends one task per partition to the cluster.
+On a worker, a task:
+
+- loads the model directory **once per worker process** (a process-wide cache keyed by
+  the model's URL and id; later tasks reuse it) onto the worker's device: CUDA when the
+  process sees a GPU (``device="auto"``), else the CPU with torch threads set to the
+  worker's share of the cores (cores / worker threads);
+- reads and decodes the images of the next batch in a **thread pool** while the device
+  runs the current one (one batch of prefetch: the device never waits on storage when
+  decoding keeps up);
+- runs batched inference (on CUDA: pinned memory, non-blocking copies, bf16 autocast,
+  channels-last; :func:`pipeline.images.model.predict_proba`);
+- writes ``labels/part-NNNNN.parquet`` (``object_id, label, prob, label_2, prob_2, ...,
+  model_id``; read them with :func:`pipeline.images.labels.read_labels` on ``OUT/labels``)
+  and ``quarantine/part-NNNNN.parquet`` (``object_id, image, reason``).
+
+With ``gpu=True`` (or ``"auto"`` on a cluster whose workers declare the Dask resource
+``GPU``), tasks ask for ``resources={"GPU": 1}``, so they run on the GPU workers only.
+
+**Resumable**: a partition is done when its labels part exists (written last, whole:
+into a temporary name and then renamed; on S3 a PUT is atomic). A re-run skips the
+done partitions. ``OUT/manifest.json`` records the model id, the partition size and a
+fingerprint of the table's object ids: a re-run with another model or table into the
+same ``OUT`` is refused (naming what differs) instead of mixing labels.
+
+Developer note: tasks receive the table partition by reference (dask ``to_delayed``
+parts, or scattered pandas slices), never the model: the model directory's URL travels
+and each worker process reads it once. The graph has one task per partition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import dask
+import dask.dataframe as dd
+import fsspec
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ConfigError, StoreMismatchError
+
+__all__ = ["ClassifyConfig", "ClassifyResult", "classify_images"]
+
+logger = logging.getLogger(__name__)
+
+_MODELS: dict[tuple[str, str], Any] = {}
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifyConfig:
+    """Options of :func:`classify_images` (defaults live here only).
+
+    Attributes
+    ----------
+    partition_size : int
+        Images per task (a pandas table is cut into partitions of this size).
+    batch_size : int
+        Images per forward pass.
+    top_k : int
+        Labels and probabilities kept per image.
+    threads : int
+        Image-reading threads per worker process.
+    device : str
+        ``"auto"`` (CUDA when the worker sees one), ``"cpu"``, ``"cuda"``.
+    gpu : bool or "auto"
+        Ask for the Dask worker resource ``GPU`` (``"auto"``: when workers declare it).
+    """
+
+    partition_size: int = 4096
+    batch_size: int = 256
+    top_k: int = 3
+    threads: int = 4
+    device: str = "auto"
+    gpu: bool | Literal["auto"] = "auto"
+
+    def __post_init__(self) -> None:
+        """Check the options; raise ConfigError naming the key."""
+        for key in ("partition_size", "batch_size", "top_k", "threads"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"images.classify.{key}: {getattr(self, key)!r}; expected >= 1.")
+
+
+@dataclass
+class ClassifyResult:
+    """What :func:`classify_images` did.
+
+    Attributes
+    ----------
+    out : str
+        Output URL (``labels/`` and ``quarantine/`` under it).
+    model_id : str
+    partitions : int
+        Partitions of the table.
+    skipped : int
+        Partitions already done before this call.
+    written : int
+        Partitions classified by this call.
+    images : int
+        Images classified by this call.
+    quarantined : int
+        Images of this call that could not be read.
+    seconds : float
+    """
+
+    out: str
+    model_id: str
+    partitions: int
+    skipped: int
+    written: int
+    images: int
+    quarantined: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        """End-to-end throughput of this call."""
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _model(url: str, storage_options: Mapping[str, Any] | None, device: str) -> Any:
+    """Return the worker process's copy of the model (loaded on first use)."""
+    from pipeline.images.model import load_model_dir, resolve_device
+
+    with _LOCK:
+        key = (url, device)
+        if key not in _MODELS:
+            dev = resolve_device(device)
+            _MODELS[key] = load_model_dir(url, storage_options=storage_options, device=dev)
+            logger.info(
+                "loaded image model %s on %s in process %d", _MODELS[key].model_id, dev, os.getpid()
+            )
+        return _MODELS[key]
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    with _LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="oceanfields-img")
+        return _POOLS[threads]
+
+
+def _torch_threads() -> None:
+    """Torch CPU threads = this worker's share of the cores."""
+    import torch
+
+    try:
+        from distributed import get_worker
+
+        nthreads = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        nthreads = 1
+    share = max(1, (os.cpu_count() or 1) // max(1, nthreads))
+    if torch.get_num_threads() != share:
+        torch.set_num_threads(share)
+
+
+def _classify_part(
+    part: pd.DataFrame,
+    index: int,
+    *,
+    model_url: str,
+    out: str,
+    config: ClassifyConfig,
+    storage_options: Mapping[str, Any] | None,
+) -> dict[str, int]:
+    from pipeline.images.dataset import prepare_images
+    from pipeline.images.model import predict_proba
+
+    model = _model(model_url, storage_options, config.device)
+    device = next(model.network.parameters()).device
+    if device.type == "cpu":
+        _torch_threads()
+    pool = _pool(config.threads)
+    pre = model.preprocess
+    urls = part["image"].astype(str).tolist()
+    sizes = (
+        part["pixel_size_um"].astype("float64").tolist()
+        if "pixel_size_um" in part
+        else [math.nan] * len(part)
+    )
+    starts = list(range(0, len(urls), config.batch_size))
+
+    def read(start: int) -> Any:
+        stop = start + config.batch_size
+        return prepare_images(
+            urls[start:stop],
+            pre,
+            pixel_size_um=sizes[start:stop],
+            storage_options=storage_options,
+            pool=pool,
+        )
+
+    ok_all, reasons, probs = [], [], []
+    with ThreadPoolExecutor(1) as prefetch:
+        pending = prefetch.submit(read, starts[0]) if starts else None
+        for k in range(len(starts)):
+            batch = pending.result()
+            pending = prefetch.submit(read, starts[k + 1]) if k + 1 < len(starts) else None
+            probs.append(
+                predict_proba(
+                    model, batch.pixels, batch.extras, batch_size=config.batch_size, device=device
+                )
+            )
+            ok_all.append(batch.ok)
+            reasons += batch.reasons
+    ok = np.concatenate(ok_all) if ok_all else np.zeros(0, bool)
+    labels = _labels_frame(part["object_id"].astype(str).to_numpy()[ok], probs, model, config.top_k)
+    bad = part.loc[~ok, ["object_id", "image"]].astype(str).reset_index(drop=True)
+    bad["reason"] = [r for r in reasons if r]
+    _write_part(out, "quarantine", index, bad, storage_options)
+    _write_part(out, "labels", index, labels, storage_options)  # last: marks the part done
+    return {"images": int(ok.sum()), "quarantined": int((~ok).sum())}
+
+
+def _labels_frame(object_ids: np.ndarray, probs: list[Any], model: Any, top_k: int) -> pd.DataFrame:
+    import torch
+
+    p = torch.cat(probs) if probs else torch.zeros((0, len(model.classes)))
+    k = min(top_k, len(model.classes))
+    values, idx = torch.topk(p, k, dim=1)
+    classes = np.asarray(model.classes, dtype=object)
+    frame = pd.DataFrame({"object_id": pd.Series(object_ids, dtype=str)})
+    for j in range(k):
+        suffix = "" if j == 0 else f"_{j + 1}"
+        frame[f"label{suffix}"] = pd.Series(classes[idx[:, j].numpy()], dtype=str)
+        frame[f"prob{suffix}"] = values[:, j].numpy().astype("float32")
+    frame["model_id"] = model.model_id
+    return frame
+
+
+def _part_name(kind: str, index: int) -> str:
+    return f"{kind}/part-{index:05d}.parquet"
+
+
+def _write_part(
+    out: str, kind: str, index: int, frame: pd.DataFrame, storage_options: Mapping[str, Any] | None
+) -> None:
+    fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
+    final = f"{root}/{_part_name(kind, index)}"
+    fs.makedirs(f"{root}/{kind}", exist_ok=True)
+    if fs.protocol in ("file", "local") or "file" in fs.protocol:
+        tmp = f"{root}/{kind}/.tmp-{uuid.uuid4().hex}"
+        with fs.open(tmp, "wb") as f:
+            frame.to_parquet(f, index=False)
+        os.replace(tmp, final)
+    else:  # object stores: one PUT, visible whole or not at all
+        with fs.open(final, "wb") as f:
+            frame.to_parquet(f, index=False)
+
+
+def _as_dask(table: pd.DataFrame | dd.DataFrame, partition_size: int) -> dd.DataFrame:
+    columns = [c for c in ("object_id", "image", "pixel_size_um") if c in table.columns]
+    missing = {"object_id", "image"} - set(columns)
+    if missing:
+        raise ConfigError(
+            f"image table has no column(s) {sorted(missing)}; found {list(table.columns)[:20]}."
+        )
+    if isinstance(table, dd.DataFrame):
+        return table[columns]
+    n_parts = max(1, math.ceil(len(table) / partition_size))
+    frame = table[columns].reset_index(drop=True)
+    return dd.from_pandas(frame, npartitions=n_parts, sort=False)
+
+
+def _fingerprint(ddf: dd.DataFrame) -> str:
+    """Hash of the object ids per partition (one small task per partition)."""
+    per_part = ddf["object_id"].map_partitions(
+        lambda s: pd.Series([hashlib.sha256("\n".join(s.astype(str)).encode()).hexdigest()]),
+        meta=("object_id", str),
+    )
+    digest = hashlib.sha256("|".join(per_part.compute().tolist()).encode()).hexdigest()
+    return digest[:16]
+
+
+def _manifest(out: str, doc: dict[str, Any], storage_options: Mapping[str, Any] | None) -> None:
+    fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
+    path = f"{root}/manifest.json"
+    if fs.exists(path):
+        with fs.open(path, "r") as f:
+            old = json.load(f)
+        differ = [k for k in ("model_id", "table", "partitions") if old.get(k) != doc[k]]
+        if differ:
+            what = ", ".join(f"{k} {old.get(k)!r} != {doc[k]!r}" for k in differ)
+            raise StoreMismatchError(
+                f"{out}: holds labels of another run ({what}); classify into a new --out, "
+                "or delete it."
+            )
+        return
+    fs.makedirs(root, exist_ok=True)
+    with fs.open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+
+
+def classify_images(
+    table: pd.DataFrame | dd.DataFrame,
+    model_url: str,
+    out: str,
+    *,
+    config: ClassifyConfig | None = None,
+    client: Any = None,
+    storage_options: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ClassifyResult:
+    """Classify the images of a table on a Dask cluster; write labels parts (module docstring).
+
+    Parameters
+    ----------
+    table : pandas or dask DataFrame
+        ``object_id``, ``image`` (URL) and optionally ``pixel_size_um``
+        (:func:`pipeline.images.dataset.image_table`, or the objects table itself).
+    model_url : str
+        Model directory (:func:`pipeline.images.model.save_model_dir`), readable from
+        the workers.
+    out : str
+        Output folder (local or fsspec URL) readable and writable from the workers.
+    config : ClassifyConfig, optional
+    client : distributed.Client, optional
+        Where the tasks run (default: dask's current scheduler).
+    storage_options : mapping, optional
+        fsspec options of the images, the model and ``out``.
+    progress : callable, optional
+        Called ``progress(done, total)`` as partitions finish.
+
+    Returns
+    -------
+    ClassifyResult
+
+    Raises
+    ------
+    StoreMismatchError
+        ``out`` holds labels of another model or table.
+    """
+    from pipeline.images.model import load_model_dir
+
+    config = config or ClassifyConfig()
+    t0 = time.perf_counter()
+    model_id = load_model_dir(model_url, storage_options=storage_options).model_id
+    ddf = _as_dask(table, config.partition_size)
+    n_parts = ddf.npartitions
+    _manifest(
+        out,
+        {
+            "model_id": model_id,
+            "model": model_url,
+            "table": _fingerprint(ddf),
+            "partitions": n_parts,
+            "config": asdict(config),
+        },
+        storage_options,
+    )
+    fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
+    done = {p.rsplit("/", 1)[-1] for p in fs.glob(f"{root}/labels/part-*.parquet")}
+    todo = [i for i in range(n_parts) if _part_name("labels", i).split("/")[-1] not in done]
+    logger.info(
+        "classify: %d partitions, %d already done, %d to do",
+        n_parts,
+        n_parts - len(todo),
+        len(todo),
+    )
+    parts = ddf.to_delayed()
+    task = dask.delayed(_classify_part, pure=False)
+    resources = _resources(config, client)
+    with dask.annotate(resources=resources) if resources else contextlib.nullcontext():
+        tasks = [
+            task(
+                parts[i],
+                i,
+                model_url=model_url,
+                out=out,
+                config=config,
+                storage_options=storage_options,
+            )
+            for i in todo
+        ]
+    counts = _compute(tasks, client, progress)
+    return ClassifyResult(
+        out=out,
+        model_id=model_id,
+        partitions=n_parts,
+        skipped=n_parts - len(todo),
+        written=len(todo),
+        images=sum(c["images"] for c in counts),
+        quarantined=sum(c["quarantined"] for c in counts),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _resources(config: ClassifyConfig, client: Any) -> dict[str, float] | None:
+    if config.gpu is True:
+        return {"GPU": 1}
+    if config.gpu == "auto" and client is not None:
+        workers = client.scheduler_info().get("workers", {}).values()
+        if any(w.get("resources", {}).get("GPU") for w in workers):
+            logger.info("classify: workers declare the GPU resource; tasks ask for GPU=1")
+            return {"GPU": 1}
+    return None
+
+
+def _compute(
+    tasks: list[Any], client: Any, progress: Callable[[int, int], None] | None
+) -> list[dict[str, int]]:
+    if not tasks:
+        return []
+    if client is None:
+        return list(dask.compute(*tasks))
+    from distributed import as_completed
+
+    futures = client.compute(tasks, optimize_graph=False)
+    results = []
+    for i, fut in enumerate(as_completed(futures), start=1):
+        results.append(fut.result())
+        if progress is not None:
+            progress(i, len(futures))
+    return results

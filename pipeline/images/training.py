@@ -1,0 +1,547 @@
+"""Train (or fine-tune) an image classifier on labelled images; write a model directory.
+
+:func:`train_classifier` takes an image table (:func:`pipeline.images.dataset.image_table`:
+validated EcoTaxa objects or a class-folder tree) and:
+
+1. keeps the classes with at least ``min_per_class`` images (the others are logged and
+   left out: a class seen 3 times cannot be learnt or evaluated);
+2. reads and prepares every image once (thread pool; quarantined images are counted and
+   written to ``quarantine.parquet``) and keeps them as ``uint8`` in memory
+   (``size``\\ :sup:`2` bytes each: 4 KB at 64 px, 4 GB for a million images);
+3. splits a stratified validation set (``val_fraction``), or uses the caller's;
+4. trains with AdamW and a one-cycle learning rate, **class-balanced sampling**
+   (``balance="sampler"``, each class drawn equally often) or class-weighted loss
+   (``"weights"``), **augmentation** (flips, 90° rotations, shifts of a few pixels,
+   brightness gain: the images' orientation carries no information), mixed precision
+   (bf16 autocast) and channels-last on CUDA;
+5. stops early when the validation balanced accuracy has not improved for ``patience``
+   epochs, keeps the best epoch's weights, and checkpoints them (``checkpoint.pt``);
+6. writes the model directory (:func:`pipeline.images.model.save_model_dir`) with
+   ``metrics.json`` (accuracy, balanced accuracy, per-class precision/recall/F1, confusion
+   matrix, on the validation set and on the caller's test set if given), ``history.json``
+   (per-epoch loss and validation skill) and ``confusion.png``.
+
+**Fine-tuning** (``init``: a loaded model): the new network starts from its weights;
+when the classes differ, the last layer is re-initialised for the new classes and the
+preprocessing of the parent is kept (it is part of what the weights learnt).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from pipeline.errors import ConfigError
+from pipeline.images.dataset import Preprocess, prepare_images
+from pipeline.images.model import (
+    ImageModel,
+    build_network,
+    class_index,
+    predict_proba,
+    resolve_device,
+    save_model_dir,
+    to_batch,
+)
+
+__all__ = ["ImageTrainConfig", "TrainedClassifier", "plot_confusion", "train_classifier"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageTrainConfig:
+    """Options of :func:`train_classifier` (defaults live here only).
+
+    Attributes
+    ----------
+    arch : str
+        ``"compact"`` or a backbone (``"timm:<name>"``, ``"torchvision:<name>"``).
+    width : int
+        Channels of the compact CNN's first stage.
+    size, canvas_px, invert
+        Preprocessing (:class:`pipeline.images.dataset.Preprocess`); ignored when
+        fine-tuning (the parent's preprocessing is kept).
+    epochs : int
+        Most epochs.
+    batch_size : int
+    lr : float
+        Peak learning rate of the one-cycle schedule.
+    weight_decay : float
+    val_fraction : float
+        Stratified share of the images kept for validation (early stopping, metrics).
+    patience : int
+        Epochs without a better validation balanced accuracy before stopping.
+    balance : {"sampler", "weights", "none"}
+        Class balance: equal draws per class, inverse-frequency loss weights, or none.
+    augment : bool
+        Flips, 90° rotations, small shifts and brightness gain.
+    min_per_class : int
+        Classes with fewer images are left out.
+    seed : int
+    device : str
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    threads : int, optional
+        Torch CPU threads and image-reading threads (default: torch's).
+    weights_file : str, optional
+        Local pretrained weights of a backbone.
+    max_epoch_images : int, optional
+        Images drawn per epoch (default: the training set's size).
+    """
+
+    arch: str = "compact"
+    width: int = 16
+    size: int = 64
+    canvas_px: int = 128
+    invert: bool = False
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.15
+    patience: int = 8
+    balance: Literal["sampler", "weights", "none"] = "sampler"
+    augment: bool = True
+    min_per_class: int = 5
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    weights_file: str | None = None
+    max_epoch_images: int | None = None
+
+    def __post_init__(self) -> None:
+        """Check the options; raise ConfigError naming the key."""
+        if self.balance not in ("sampler", "weights", "none"):
+            raise ConfigError(
+                f"images.train.balance: {self.balance!r}; expected 'sampler', 'weights' or 'none'."
+            )
+        if not 0.0 < self.val_fraction < 0.9:
+            raise ConfigError(
+                f"images.train.val_fraction: {self.val_fraction!r}; expected a share in (0, 0.9)."
+            )
+        for key in ("epochs", "batch_size", "patience", "min_per_class", "width"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"images.train.{key}: {getattr(self, key)!r}; expected >= 1.")
+
+
+@dataclass
+class TrainedClassifier:
+    """What :func:`train_classifier` returns.
+
+    Attributes
+    ----------
+    model : ImageModel
+        The best epoch's model (eval mode, on the CPU).
+    metrics : dict
+        ``{"validation": ..., "test": ...}`` from
+        :func:`pipeline.images.handcrafted.classification_metrics`, plus counts.
+    history : list of dict
+        One entry per epoch: ``epoch, loss, val_accuracy, val_balanced_accuracy, seconds``.
+    quarantine : pandas.DataFrame
+        ``object_id, image, reason`` of the images that could not be read.
+    dropped_classes : dict
+        Class → image count of the classes left out (``min_per_class``).
+    """
+
+    model: ImageModel
+    metrics: dict[str, Any]
+    history: list[dict[str, float]]
+    quarantine: pd.DataFrame
+    dropped_classes: dict[str, int] = field(default_factory=dict)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random flips, 90° rotations, shifts (±size/16 px) and brightness gain, per batch half."""
+    n = x.shape[0]
+    if n == 0:
+        return x
+    flip = torch.rand(n, generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None].to(x.device), x.flip(-1), x)
+    k = int(torch.randint(0, 4, (1,), generator=gen))
+    x = torch.rot90(x, k, dims=(2, 3))
+    shift = max(1, x.shape[-1] // 16)
+    dy, dx = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=gen))
+    x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    gain = (0.8 + 0.4 * torch.rand(n, 1, 1, 1, generator=gen)).to(x.device)
+    return (x * gain).clamp_(0.0, 1.0)
+
+
+def _split(codes: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(codes.size)
+    train, val = train_test_split(idx, test_size=fraction, stratify=codes, random_state=seed)
+    return np.sort(train), np.sort(val)
+
+
+def _network(
+    config: ImageTrainConfig, classes: list[str], init: ImageModel | None
+) -> tuple[nn.Module, dict[str, Any], str]:
+    if init is None:
+        params = {"width": config.width} if config.arch == "compact" else {}
+        net = build_network(
+            config.arch, len(classes), params=params, weights_file=config.weights_file
+        )
+        return net, params, config.arch
+    net = build_network(init.arch, len(classes), params=init.params)
+    own = net.state_dict()
+    parent = init.network.state_dict()
+    same = list(init.classes) == list(classes)
+    last = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
+    fitting = {
+        k: v
+        for k, v in parent.items()
+        if k in own and own[k].shape == v.shape and (same or not k.startswith(f"{last}."))
+    }
+    net.load_state_dict(fitting, strict=False)
+    logger.info(
+        "fine-tuning from %s: %d of %d tensors loaded%s",
+        init.model_id,
+        len(fitting),
+        len(own),
+        "" if same else " (classes differ: new last layer)",
+    )
+    return net, dict(init.params), init.arch
+
+
+def train_classifier(
+    table: pd.DataFrame,
+    *,
+    config: ImageTrainConfig | None = None,
+    out: str | None = None,
+    init: ImageModel | None = None,
+    validation: pd.DataFrame | None = None,
+    test: pd.DataFrame | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    progress: Callable[[dict[str, float]], None] | None = None,
+) -> TrainedClassifier:
+    """Train a classifier on labelled images; write a model directory (module docstring).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Labelled images (``image``, ``category``; :func:`~pipeline.images.dataset.image_table`).
+    config : ImageTrainConfig, optional
+    out : str, optional
+        Model directory to write (local or fsspec URL); nothing written when None.
+    init : ImageModel, optional
+        Model to fine-tune.
+    validation : pandas.DataFrame, optional
+        Validation images (default: a stratified ``val_fraction`` of ``table``).
+    test : pandas.DataFrame, optional
+        Held-out images scored once with the final model (never used to train or stop).
+    storage_options : mapping, optional
+        fsspec options of the images and of ``out``.
+    progress : callable, optional
+        Called with each epoch's history entry (the CLI's progress bar).
+
+    Returns
+    -------
+    TrainedClassifier
+
+    Raises
+    ------
+    ConfigError
+        Fewer than two classes with ``min_per_class`` readable images.
+    """
+    from pipeline.images.handcrafted import classification_metrics
+
+    config = config or ImageTrainConfig()
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    pre = (
+        init.preprocess
+        if init is not None
+        else Preprocess(size=config.size, canvas_px=config.canvas_px, invert=config.invert)
+    )
+
+    def load(frame: pd.DataFrame) -> tuple[pd.DataFrame, Any, pd.DataFrame]:
+        res = prepare_images(
+            list(frame["image"]),
+            pre,
+            pixel_size_um=list(
+                frame["pixel_size_um"] if "pixel_size_um" in frame else [np.nan] * len(frame)
+            ),
+            storage_options=storage_options,
+            threads=config.threads,
+        )
+        bad = frame.loc[~res.ok, [c for c in ("object_id", "image") if c in frame]].copy()
+        bad["reason"] = [r for r in res.reasons if r]
+        return frame.loc[res.ok].reset_index(drop=True), res, bad
+
+    counts = table["category"].value_counts()
+    dropped = {str(k): int(v) for k, v in counts[counts < config.min_per_class].items()}
+    if dropped:
+        logger.info("classes with < %d images left out: %s", config.min_per_class, dropped)
+    table = table[table["category"].isin(counts[counts >= config.min_per_class].index)]
+    t0 = time.perf_counter()
+    table, data, quarantine = load(table.reset_index(drop=True))
+    classes = sorted(table["category"].unique())
+    if len(classes) < 2:
+        raise ConfigError(
+            f"training needs >= 2 classes with >= {config.min_per_class} readable images; "
+            f"found {dict(table['category'].value_counts())}."
+        )
+    codes = class_index(classes, table["category"]).numpy()
+    if validation is None:
+        train_idx, val_idx = _split(codes, config.val_fraction, config.seed)
+        val_pixels, val_extras, val_codes = (
+            data.pixels[val_idx],
+            data.extras[val_idx],
+            codes[val_idx],
+        )
+    else:
+        vtable, vdata, vbad = load(validation[validation["category"].isin(classes)])
+        quarantine = pd.concat([quarantine, vbad], ignore_index=True)
+        train_idx = np.arange(codes.size)
+        val_pixels, val_extras = vdata.pixels, vdata.extras
+        val_codes = class_index(classes, vtable["category"]).numpy()
+    logger.info(
+        "images read and prepared in %.1f s: %d train, %d validation, %d quarantined",
+        time.perf_counter() - t0,
+        train_idx.size,
+        val_codes.size,
+        len(quarantine),
+    )
+
+    net, params, arch = _network(config, classes, init)
+    net.to(device)
+    if device.type == "cuda":
+        net.to(memory_format=torch.channels_last)
+    model = ImageModel(network=net, classes=classes, preprocess=pre, arch=arch, params=params)
+    history, best_state = _fit(
+        model,
+        data.pixels[train_idx],
+        data.extras[train_idx],
+        codes[train_idx],
+        val_pixels,
+        val_extras,
+        val_codes,
+        config=config,
+        device=device,
+        progress=progress,
+    )
+    net.load_state_dict(best_state)
+    net.to("cpu").eval()
+    net.to(memory_format=torch.contiguous_format)
+
+    def score(pixels: Any, extras: Any, truth: np.ndarray) -> dict[str, Any]:
+        probs = predict_proba(model, pixels, extras, device="cpu")
+        pred = [classes[i] for i in probs.argmax(dim=1).tolist()]
+        return classification_metrics([classes[i] for i in truth], pred, classes)
+
+    metrics: dict[str, Any] = {
+        "classes": classes,
+        "counts": {
+            "train": int(train_idx.size),
+            "validation": int(val_codes.size),
+            "quarantined": len(quarantine),
+        },
+        "validation": score(val_pixels, val_extras, val_codes),
+    }
+    if test is not None:
+        ttable, tdata, tbad = load(test[test["category"].isin(classes)])
+        metrics["test"] = score(
+            tdata.pixels, tdata.extras, class_index(classes, ttable["category"]).numpy()
+        )
+        metrics["counts"]["test"] = len(ttable)
+        metrics["counts"]["test_quarantined"] = len(tbad)
+    model.meta = {
+        "trained": {
+            "config": asdict(config),
+            "device": str(device),
+            "epochs": len(history),
+            "best_epoch": _best_epoch(history),
+            "classes_left_out": dropped,
+            "parent_model": init.model_id if init is not None else None,
+        },
+        "metrics": {k: metrics[k] for k in ("validation", "test") if k in metrics},
+    }
+    if out is not None:
+        _write(out, model, metrics, history, quarantine, storage_options)
+    return TrainedClassifier(model, metrics, history, quarantine, dropped)
+
+
+def _best_epoch(history: list[dict[str, float]]) -> int:
+    if not history:
+        return 0
+    return int(max(history, key=lambda h: h["val_balanced_accuracy"])["epoch"])
+
+
+def _fit(
+    model: ImageModel,
+    pixels: np.ndarray,
+    extras: np.ndarray,
+    codes: np.ndarray,
+    val_pixels: np.ndarray,
+    val_extras: np.ndarray,
+    val_codes: np.ndarray,
+    *,
+    config: ImageTrainConfig,
+    device: torch.device,
+    progress: Callable[[dict[str, float]], None] | None,
+) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
+    from sklearn.metrics import balanced_accuracy_score
+
+    net = model.network
+    n_classes = len(model.classes)
+    gen = torch.Generator().manual_seed(config.seed)
+    per_class = np.bincount(codes, minlength=n_classes).astype("float64")
+    n_draw = config.max_epoch_images or codes.size
+    steps = max(1, math.ceil(n_draw / config.batch_size))
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=config.lr, total_steps=steps * config.epochs
+    )
+    weight = None
+    if config.balance == "weights":
+        weight = torch.tensor(
+            per_class.sum() / (n_classes * np.maximum(per_class, 1)),
+            dtype=torch.float32,
+            device=device,
+        )
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=0.05)
+    draw_p = torch.tensor(
+        (1.0 / per_class[codes]) if config.balance == "sampler" else np.ones(codes.size)
+    )
+    cuda = device.type == "cuda"
+    pixels_t, extras_t, codes_t = (
+        torch.from_numpy(pixels),
+        torch.from_numpy(extras),
+        torch.from_numpy(codes),
+    )
+    history: list[dict[str, float]] = []
+    best, best_state, stale = -1.0, _state(net), 0
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        order = torch.multinomial(
+            draw_p, steps * config.batch_size, replacement=True, generator=gen
+        )
+        total = 0.0
+        for step in range(steps):
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x, e = to_batch(pixels_t[idx], extras_t[idx], device=device, channels_last=cuda)
+            if config.augment:
+                x = _augment(x, gen)
+            y = codes_t[idx].to(device, non_blocking=True)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = loss_fn(net(x, e).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        probs = predict_proba(model, val_pixels, val_extras, device=device)
+        pred = probs.argmax(dim=1).numpy()
+        bacc = float(balanced_accuracy_score(val_codes, pred))
+        entry = {
+            "epoch": epoch,
+            "loss": total / steps,
+            "val_accuracy": float((pred == val_codes).mean()),
+            "val_balanced_accuracy": bacc,
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(entry)
+        logger.debug("epoch %s", entry)
+        if progress is not None:
+            progress(entry)
+        if bacc > best:
+            best, best_state, stale = bacc, _state(net), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                logger.info(
+                    "early stop at epoch %d (best %d, balanced accuracy %.3f)",
+                    epoch,
+                    _best_epoch(history),
+                    best,
+                )
+                break
+    return history, best_state
+
+
+def _state(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+
+
+def _write(
+    out: str,
+    model: ImageModel,
+    metrics: dict[str, Any],
+    history: list[dict[str, float]],
+    quarantine: pd.DataFrame,
+    storage_options: Mapping[str, Any] | None,
+) -> None:
+    import fsspec
+
+    save_model_dir(model, out, storage_options=storage_options)
+    fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
+    with fs.open(f"{root}/metrics.json", "w") as f:
+        json.dump({"model_id": model.model_id, **metrics}, f, indent=2)
+    with fs.open(f"{root}/history.json", "w") as f:
+        json.dump(history, f, indent=2)
+    with fs.open(f"{root}/quarantine.parquet", "wb") as f:
+        quarantine.astype(str).to_parquet(f, index=False)
+    which = "test" if "test" in metrics else "validation"
+    with fs.open(f"{root}/confusion.png", "wb") as f:
+        plot_confusion(
+            metrics[which]["confusion_matrix"],
+            metrics["classes"],
+            f,
+            title=f"{model.model_id}: {which} set",
+        )
+
+
+def plot_confusion(matrix: Any, classes: list[str], target: Any, *, title: str = "") -> None:
+    """Save a row-normalised confusion matrix (true rows, predicted columns) as PNG.
+
+    Parameters
+    ----------
+    matrix : array-like
+        Counts (n_classes, n_classes), rows true, columns predicted.
+    classes : list of str
+    target : path or binary file object
+    title : str
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(matrix, dtype="float64")
+    norm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * n, 1.0 + 0.5 * n))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            if counts[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    f"{int(counts[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
+    ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion (row-normalised; counts shown)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(target, format="png", dpi=110)
+    plt.close(fig)
