@@ -7,6 +7,7 @@ import json
 import math
 import pickle
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -182,6 +183,23 @@ def test_unreadable_and_missing_files_give_a_nan_row_with_a_reason(tmp_path):
     assert "missing.png: file not found" in table.loc[2, "reason"]
     assert "truncated.png" in table.loc[3, "reason"]
     assert table.loc[1:, list(FEATURE_NAMES)].isna().all().all()
+
+
+def test_folder_tree_on_s3_is_listed_and_read_through_fsspec(s3):
+    _, storage_options = s3
+    fs = fsspec.filesystem("s3", **storage_options)
+    for key, (a, b) in {"b__2/x.png": (12, 4), "a__1/y.png": (5, 5), "a__1/z.txt": (1, 1)}.items():
+        buf = io.BytesIO()
+        Image.fromarray(_ellipse(a, b, side=31)).save(buf, format="PNG")
+        fs.pipe(f"{s3.bucket}/set/{key}", buf.getvalue())
+    table = folder_images(s3.url("set/"), storage_options=storage_options)
+    assert table["image"].tolist() == [s3.url("set/a__1/y.png"), s3.url("set/b__2/x.png")]
+    assert table["category"].tolist() == ["a__1", "b__2"]
+    features = features_from_urls(table["image"], storage_options=storage_options)
+    assert features["reason"].tolist() == ["", ""]
+    assert features["elongation"].tolist() == pytest.approx([1.0, 3.0], rel=0.1)
+    with pytest.raises(InputFormatError, match=r"set/b__2: no image in a class sub-folder"):
+        folder_images(s3.url("set/b__2"), storage_options=storage_options)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -98,7 +98,7 @@ _GREY = (
     *_HIST_NAMES, *_RINGS,
 )  # fmt: skip
 _IMAGE = ("image_h_px", "image_w_px", "n_objects", "object_share", "fg_fraction", "bg_mean")
-#: Columns of :func:`handcrafted_features` (in this order), ending with the ``empty`` flag.
+#: Columns of :func:`handcrafted_features` (in this order), ending with the ``is_empty`` flag.
 FEATURE_NAMES: tuple[str, ...] = (*_SHAPE, *_GREY, *_IMAGE, "threshold", "is_empty")
 
 
@@ -159,14 +159,16 @@ def _log_hu(mu: dict[str, float], m00: float) -> list[float]:
 
 
 def _moments(ys: np.ndarray, xs: np.ndarray, w: np.ndarray) -> tuple[float, float, dict]:
+    """Centroid and central moments of order 2 and 3, weighted by ``w``."""
     m00 = float(w.sum())
-    yc, xc = float((w * ys).sum() / m00), float((w * xs).sum() / m00)
+    yc, xc = float(w @ ys / m00), float(w @ xs / m00)
     dy, dx = ys - yc, xs - xc
-    mu = {f"{p}{q}": float((w * dx**p * dy**q).sum()) for p, q in _ORDERS}
-    return yc, xc, mu
+    dx2, dxy, dy2 = dx * dx, dx * dy, dy * dy
+    terms = np.stack([dx2, dxy, dy2, dx2 * dx, dx2 * dy, dxy * dy, dy2 * dy])
+    return yc, xc, dict(zip(_ORDERS, (terms @ w).tolist(), strict=True))
 
 
-_ORDERS = ((2, 0), (1, 1), (0, 2), (3, 0), (2, 1), (1, 2), (0, 3))
+_ORDERS = ("20", "11", "02", "30", "21", "12", "03")
 
 
 def _axes(mu: dict[str, float], m00: float) -> tuple[float, float]:
@@ -184,7 +186,7 @@ def _hull(mask: np.ndarray) -> tuple[float, float, float]:
     last = mask.shape[1] - 1 - sub[:, ::-1].argmax(axis=1)
     ys = np.concatenate([rows, rows, rows + 1, rows + 1] * 2)
     xs = np.concatenate([first, first + 1, first, first + 1, last, last + 1, last, last + 1])
-    points = np.unique(np.column_stack([xs, ys]), axis=0).astype(np.float64)
+    points = np.column_stack([xs, ys]).astype(np.float64)
     hull = ConvexHull(points)
     return float(hull.volume), float(hull.area), float(pdist(points[hull.vertices]).max())
 
@@ -283,7 +285,7 @@ def handcrafted_features(
         One value per name of :data:`FEATURE_NAMES` (lengths in pixels, grey levels
         0-255; see the module's developer note). An image with no pixel above the
         threshold gives NaN except the image size, ``n_objects`` = 0, ``fg_fraction``,
-        ``bg_mean``, ``threshold`` and ``empty`` = 1 (else 0).
+        ``bg_mean``, ``threshold`` and ``is_empty`` = 1 (else 0).
 
     Raises
     ------
@@ -634,22 +636,21 @@ def _design(X: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
     return frame.to_numpy(dtype=np.float32)
 
 
+_XGB_KEYS = ("learning_rate", "max_depth", "min_child_weight", "subsample", "colsample_bytree")
+
+
 def _xgb(cfg: GBTConfig, n_classes: int, n_rounds: int, *, stop: bool) -> xgboost.XGBClassifier:
     return xgboost.XGBClassifier(
         n_estimators=n_rounds,
-        learning_rate=cfg.learning_rate,
-        max_depth=cfg.max_depth,
-        min_child_weight=cfg.min_child_weight,
-        subsample=cfg.subsample,
-        colsample_bytree=cfg.colsample_bytree,
-        reg_lambda=cfg.reg_lambda,
         tree_method="hist",
         objective="multi:softprob",
         num_class=n_classes,
         eval_metric="mlogloss",
         early_stopping_rounds=cfg.early_stopping_rounds if stop else None,
+        reg_lambda=cfg.reg_lambda,
         n_jobs=cfg.n_jobs,
         random_state=cfg.seed,
+        **{key: getattr(cfg, key) for key in _XGB_KEYS},
     )
 
 
@@ -717,13 +718,9 @@ def fit_gbt(X: pd.DataFrame, y: Sequence[str], *, config: GBTConfig | None = Non
     n_rounds = int(model.best_iteration) + 1
     pred = classes[model.predict_proba(data[val_idx], iteration_range=(0, n_rounds)).argmax(1)]
     validation = classification_metrics(labels[val_idx], pred, classes)
-    if cfg.refit:
+    if cfg.refit:  # else the early-stopped model predicts with its best rounds
         model = _xgb(cfg, len(classes), n_rounds, stop=False)
         model.fit(data, codes, sample_weight=weights, verbose=False)
-    else:
-        model = _xgb(cfg, len(classes), n_rounds, stop=False).fit(
-            data[fit_idx], codes[fit_idx], sample_weight=weights[fit_idx], verbose=False
-        )
     logger.info(
         "fit_gbt: %d rows, %d features, %d classes; early stopping chose %d rounds "
         "(validation balanced accuracy %.3f); %s in %.1f s", len(labels), len(names),
