@@ -111,6 +111,15 @@ def test_dask_input_in_several_partitions_gives_the_same_labels(objects, labels)
     assert (got["label"] == labels["label"]).mean() > 0.995
 
 
+def test_scalable_kmeans_init_types_every_particle(objects, labels, kind):
+    other = fit_types(objects, config=MorphologyConfig(init="k-means||", n_init=1))
+    out = assign_types(objects, other)
+    assert out["label"].notna().all()
+    assert sorted(out["label"].unique()) == list(other.labels)
+    # k-means|| (unweighted candidates) can stop in a worse partition than the default
+    assert _ari(out, kind) > 0.5
+
+
 def test_model_json_and_pickle_round_trips_give_identical_labels(model, objects, labels, tmp_path):
     url = str(tmp_path / "morphology.json")
     save_model(model, url)
@@ -191,8 +200,18 @@ def test_plate_shows_a_row_per_type_and_skips_images_that_fail(objects, labels, 
         ({"explained_variance": 1.5}, "morphology.explained_variance"),
         ({"features": "area"}, "morphology.features"),
         ({"statuses": ("V", "V")}, "morphology.statuses"),
+        ({"init": "random"}, "morphology.init: 'random'; valid: 'sample', 'k-means||'"),
+        ({"n_init": 0}, "morphology.n_init: 0 must be an integer >= 1"),
     ],
-    ids=["one-type", "no-component", "variance-above-one", "features-string", "repeated-status"],
+    ids=[
+        "one-type",
+        "no-component",
+        "variance-above-one",
+        "features-string",
+        "repeated-status",
+        "unknown-init",
+        "no-init",
+    ],
 )
 def test_bad_config_raises_naming_the_key(kwargs, match):
     with pytest.raises(ConfigError, match=match):

@@ -143,23 +143,18 @@ class MorphologyConfig:
             if not value or len(set(value)) != len(value):
                 raise ConfigError(f"morphology.{key}: {list(value)!r} must be distinct, >= 1.")
             object.__setattr__(self, key, tuple(value))
-        if int(self.n_types) != self.n_types or self.n_types < 2:
-            raise ConfigError(f"morphology.n_types: {self.n_types!r} must be an integer >= 2.")
-        if self.n_components is not None and (
-            int(self.n_components) != self.n_components or self.n_components < 1
-        ):
-            raise ConfigError(
-                f"morphology.n_components: {self.n_components!r} must be an integer >= 1, "
-                "or None to choose it from explained_variance."
-            )
+        for key, low in (("n_types", 2), ("n_components", 1), ("n_init", 1)):
+            value = getattr(self, key)
+            if key == "n_components" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"morphology.{key}: {value!r} must be an integer >= {low}.")
         if not 0.0 < self.explained_variance <= 1.0:
             raise ConfigError(
                 f"morphology.explained_variance: {self.explained_variance!r} must be in (0, 1]."
             )
         if self.init not in ("sample", "k-means||"):
             raise ConfigError(f"morphology.init: {self.init!r}; valid: 'sample', 'k-means||'.")
-        if int(self.n_init) != self.n_init or self.n_init < 1:
-            raise ConfigError(f"morphology.n_init: {self.n_init!r} must be an integer >= 1.")
         if not self.label_prefix:
             raise ConfigError("morphology.label_prefix: must be a non-empty string.")
 
