@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
 import pickle
+from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -127,6 +129,23 @@ def test_empty_image_gives_nans_and_the_flag_not_an_error():
     table = features_table([np.zeros((3, 3), np.uint8), _ellipse(5, 5)])
     assert table.shape == (2, len(FEATURE_NAMES))
     assert table["is_empty"].tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("shape", "box", "area"),
+    [((5, 9), (2, slice(1, 8)), 7), ((9, 5), (slice(1, 8), 2), 7), ((1, 1), (0, 0), 1)],
+    ids=["row", "column", "single-pixel-image"],
+)
+def test_one_pixel_thin_objects_give_finite_features(shape, box, area):
+    img = np.zeros(shape, np.uint8)
+    img[box] = 50
+    f = handcrafted_features(img)
+    assert f["area_px"] == area
+    assert f["is_empty"] == 0
+    assert all(math.isfinite(v) for v in f.values())
+    if area > 1:
+        assert f["gradient_mean"] > 0  # the dark neighbours outside the crop count
+        assert f["feret_px"] == pytest.approx(math.hypot(7, 1))
 
 
 def test_otsu_threshold_separates_a_bimodal_image():
@@ -288,6 +307,17 @@ def test_folder_images_lists_the_uvpec_classes_with_their_counts(uvpec):
     assert features["is_empty"].sum() == 0
 
 
+def test_uvpec_darksphere_vignettes_are_copies_of_copepoda_ones(uvpec):
+    # The sample ships its 100 darksphere files also under Copepoda (same names, same bytes):
+    # no classifier can tell those apart, which caps both classes' scores.
+    table, _ = uvpec
+    digest = table["image"].map(lambda p: hashlib.md5(Path(p).read_bytes()).hexdigest())
+    classes = table.groupby(digest)["category"].agg(frozenset)
+    twins = classes[classes.map(len) > 1]
+    assert len(twins) == 100
+    assert set(twins) == {frozenset({"Copepoda__6666", "darksphere__7777"})}
+
+
 def test_gbt_baseline_on_uvpec_vignettes_is_far_above_the_majority_class(baseline):
     clf, y_test, labels, proba, _ = baseline
     m = classification_metrics(y_test, labels, clf.classes)
@@ -295,7 +325,7 @@ def test_gbt_baseline_on_uvpec_vignettes_is_far_above_the_majority_class(baselin
     assert [m["per_class"][c]["support"] for c in clf.classes] == [
         n // 5 for n in UVPEC_COUNTS.values()
     ]
-    # measured 0.744 / 0.765 (seed 0); the majority class is 250/1250 = 0.2
+    # measured 0.748 / 0.770 (seed 0); the majority class is 250/1250 = 0.2
     assert m["accuracy"] > 0.70
     assert m["balanced_accuracy"] > 0.72
     f1 = {c: v["f1"] for c, v in m["per_class"].items()}
