@@ -151,8 +151,9 @@ def _echo_world(world: Any) -> None:
 # --------------------------------------------------------------------------- run
 
 
-def _run(config: Any, out: str | None, cluster_file: str | None,
-         steps: Sequence[str] | None) -> Any:
+def _run(
+    config: Any, out: str | None, cluster_file: str | None, steps: Sequence[str] | None
+) -> Any:
     """Run steps of a run config on a cluster, printing progress and the dashboard link."""
     from pipeline.clusters import cluster_client
 
@@ -280,6 +281,8 @@ for _name in ("targets", "matchup", "train", "fields", "report"):
 @click.option("--profiles", default=300, show_default=True, help="Number of UVP profiles.")
 @click.option("--images", default=3000, show_default=True, help="About this many images.")
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--image-epochs", default=12, show_default=True,
+              help="Most epochs of the demo's image classifier.")  # fmt: skip
 @click.option("--cluster", "cluster_file", default=None, help=_CLUSTER_HELP)
 def demo(
     out: str,
@@ -288,17 +291,23 @@ def demo(
     profiles: int,
     images: int,
     seed: int,
+    image_epochs: int,
     cluster_file: str | None,
 ) -> None:
     """Run oceanfields end to end on the demo world (LocalCluster, local files).
 
     Generates the world in OUT/world (reused when already there with the same
     parameters), reads every entry of the demo catalog through the readers and writes
-    the canonical tables with their quarantine under OUT/tables, then runs the year-1
-    chain (OUT/run.yaml: targets, matchup, block-CV training, fields, report) into
-    OUT/run and prints the skill table. A finished chain is not redone.
+    the canonical tables with their quarantine under OUT/tables, then the image path
+    (OUT/images: morphological particle types, a CNN trained on the validated images,
+    every image classified on the cluster, the consistency report), then the year-1
+    chain (OUT/run.yaml: targets incl. the particle types, matchup, block-CV training,
+    fields, report) into OUT/run and the year-2 chain (OUT/run-year2.yaml: plankton groups
+    in 0-200 m from the classifier's labels) into OUT/run-year2, printing the skill
+    tables. A finished chain is not redone.
     """
     from pipeline.catalog import list_entries, open_catalog, read_entry
+    from pipeline.cli_images import demo_images
     from pipeline.clusters import cluster_client
     from pipeline.runconfig import load_run_config
     from pipeline.sources._table import ReadResult
@@ -335,22 +344,50 @@ def demo(
                 _echo_environment(describe_environment(result))
             else:
                 click.echo(f"  {type(result).__name__}: {_short(result)}")
-        config_file = _write_demo_run_config(out, root)
-        click.echo(f"\nThe year-1 chain on the demo world ({config_file}):")
+        made = demo_images(out, read_entry(catalog, "ecotaxa").accepted, client,
+                           epochs=image_epochs)  # fmt: skip
+        config_file = _write_demo_run_config(out, root, types=made["types"])
+        click.echo(f"\nThe year-1 chain on the demo world ({config_file}): particle size "
+                   "classes, flux and the morphological particle types, per layer")  # fmt: skip
         summary = _run_with(client, load_run_config(config_file), None, None)
-    _echo_skill(summary.metrics)
+        _echo_skill(summary.metrics)
+        year2_file = _write_demo_year2_config(out, root, labels=made["labels"])
+        click.echo(f"\nThe year-2 chain ({year2_file}): plankton groups in 0-200 m from the "
+                   "classifier's labels")  # fmt: skip
+        summary2 = _run_with(client, load_run_config(year2_file), None, None)
+    _echo_skill(summary2.metrics)
     click.echo(
         f"\nEverything is under {out}/: world/ (the demo world), tables/ (what was read), "
-        f"run/ (targets, matchup, model, metrics.json, fields.zarr, report/index.html).\n"
-        f"Re-run the chain alone with: oceanfields run {config_file}"
+        f"images/ (types, classifier, labels, consistency report), run/ and run-year2/ "
+        f"(targets, matchup, model, metrics.json, fields.zarr, report/index.html).\n"
+        f"Re-run a chain alone with: oceanfields run {config_file}"
     )
 
 
-def _write_demo_run_config(out: str, root: str) -> str:
-    """Write OUT/run.yaml: the demo's run file, every default spelled out."""
-    import yaml
+def _write_demo_run_config(out: str, root: str, *, types: str) -> str:
+    """Write OUT/run.yaml: the demo's year-1 run file, every default spelled out.
 
-    from pipeline.demo.truth import TYPES
+    Its per-type targets are the morphological particle types (``types``: their labels
+    folder) of the image path.
+    """
+    doc = _demo_run_doc(root, labels=types)
+    doc["out"] = str((Path(out) / "run").resolve())
+    return _write_yaml(Path(out) / "run.yaml", doc, "year-1")
+
+
+def _write_demo_year2_config(out: str, root: str, *, labels: str) -> str:
+    """Write OUT/run-year2.yaml: plankton groups in 0-200 m from the classifier's labels."""
+    from pipeline.demo.truth import GROUPS
+
+    doc = _demo_run_doc(root, labels=labels)
+    doc["inputs"]["truth"] = None  # the truth is per year-1 layer only
+    doc["targets"]["layers"] = [[0, 200]]
+    doc["object_targets"]["categories"] = list(GROUPS)
+    doc["out"] = str((Path(out) / "run-year2").resolve())
+    return _write_yaml(Path(out) / "run-year2.yaml", doc, "year-2")
+
+
+def _demo_run_doc(root: str, *, labels: str) -> dict[str, Any]:
     from pipeline.runconfig import RunConfig, run_config_to_dict
 
     doc = run_config_to_dict(RunConfig())
@@ -361,13 +398,19 @@ def _write_demo_run_config(out: str, root: str) -> str:
         environment="environment",
         objects="ecotaxa",
         truth="truth_profiles",
+        labels=str(Path(labels).resolve()),
     )
-    doc["object_targets"]["categories"] = list(TYPES)
+    doc["object_targets"]["labels"] = "machine"
     doc["object_targets"].pop("layers", None)  # the object targets use targets.layers
-    doc["out"] = str((Path(out) / "run").resolve())
-    path = Path(out) / "run.yaml"
+    return doc
+
+
+def _write_yaml(path: Path, doc: dict[str, Any], what: str) -> str:
+    import yaml
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = "# The demo's run file (oceanfields demo); run it with: oceanfields run THIS_FILE\n"
+    header = (f"# The demo's {what} run file (oceanfields demo); run it with: "
+              "oceanfields run THIS_FILE\n")  # fmt: skip
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return str(path)
 
@@ -494,3 +537,10 @@ def ingest(
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# --------------------------------------------------------------------------- images
+
+from pipeline.cli_images import images as _images  # noqa: E402  (a group of its own module)
+
+main.add_command(_images)

@@ -298,6 +298,10 @@ def _coord_attrs(out: xr.Dataset) -> None:
             )
 
 
+def _nan_if_none(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def predict_fields(
     features: xr.Dataset,
     booster: xgb.Booster,
@@ -388,9 +392,10 @@ def predict_fields(
         missing = [t for t in targets if t not in residual_quantiles]
         if missing:
             raise ValueError(f"residual_quantiles: no (q_lo, q_hi) for targets {missing!r}.")
-        q_lo = tuple(float(residual_quantiles[t][0]) for t in targets)
-        q_hi = tuple(float(residual_quantiles[t][1]) for t in targets)
-        bad = [t for t, lo, hi in zip(targets, q_lo, q_hi, strict=True) if not lo <= hi]
+        # None (NaN in JSON): too few out-of-fold residuals for the quantile; NaN bounds
+        q_lo = tuple(_nan_if_none(residual_quantiles[t][0]) for t in targets)
+        q_hi = tuple(_nan_if_none(residual_quantiles[t][1]) for t in targets)
+        bad = [t for t, lo, hi in zip(targets, q_lo, q_hi, strict=True) if lo > hi]
         if bad:
             raise ValueError(f"residual_quantiles: q_lo > q_hi for {bad!r}; expected q_lo <= q_hi.")
     env_lo = env_hi = None

@@ -130,12 +130,19 @@ def _noise_ceiling(
     truth = truth.compute() if hasattr(truth, "compute") else truth
     expected = truth_targets(truth, config.targets)
     info = _world_info(config)
-    categories = _annotated(truth, config, info)
+    # machine labels (classifier, morphological types) are not the demo's annotation
+    categories = (_annotated(truth, config, info) if config.object_targets.labels == "annotated"
+                  else truth)  # fmt: skip
     fraction = {}
     for name in targets:  # per-category targets are truth columns of the same name
         if name not in expected.columns and name in categories.columns:
             expected[name] = categories[name].to_numpy(dtype=float)
             fraction[name] = float((info or {}).get("subsample_fraction", 1.0))
+    unknown = [name for name in targets if name not in expected.columns]
+    if unknown:
+        logger.info("noise ceiling not computed: the truth has no %s (e.g. morphological "
+                    "types have no true counterpart)", unknown)  # fmt: skip
+        return None
     keyed = matchup[["id", "layer"]].astype(str).merge(expected, on=["id", "layer"], how="left")
     found = keyed[targets].notna().all(axis=1).to_numpy()
     if not found.any():

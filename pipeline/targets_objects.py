@@ -457,9 +457,10 @@ def build_object_targets(
     categories = config.categories
     if categories is None:
         counted = objects["category"][objects["status"].isin(config.statuses)]
-        seen = counted.drop_duplicates()
-        if isinstance(seen, dd.Series):
-            seen = seen.compute()
+        if isinstance(counted, dd.Series):  # a tree reduction into one partition: no shuffle
+            seen = counted.drop_duplicates(split_out=1).compute()
+        else:
+            seen = counted.drop_duplicates()
         categories = tuple(sorted(c for c in seen.astype(str) if c))
         logger.info(
             "object targets: categories from the data (statuses %s): %d, %s",

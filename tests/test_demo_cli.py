@@ -10,7 +10,18 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 
-ARGS = ["--resolution", "10", "--profiles", "12", "--images", "60", "--seed", "3"]
+ARGS = [
+    "--resolution",
+    "10",
+    "--profiles",
+    "12",
+    "--images",
+    "400",
+    "--seed",
+    "3",
+    "--image-epochs",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -73,5 +84,35 @@ def test_demo_runs_the_year1_chain_and_prints_the_skill_table(demo_run):
     assert "Skill (transformed space; test = held-out spatial blocks):" in output
     metrics = json.loads((run / "metrics.json").read_text())
     assert f"{metrics['model']['test']['mv_mse']:.3f}" in output
-    assert "conc_fiber_per_l" in metrics["targets"]  # per-type targets from the EcoTaxa objects
+    assert "conc_type_1_per_l" in metrics["targets"]  # per-type targets from the EcoTaxa images
     assert f"oceanfields run {out / 'run.yaml'}" in output
+
+
+def test_demo_runs_the_image_path_and_the_year2_chain(demo_run):
+    out, output = demo_run
+    images = out / "images"
+    made = json.loads((images / "summary.json").read_text())
+    assert f"adjusted Rand index against the world's true particle types: {made['ari']:.3f}" in (
+        output
+    )
+    assert made["ari"] > 0.8  # the morphological types recover the world's particle types
+    names = (
+        "types/labels/part-0.parquet",
+        "types/plate.png",
+        "model/model.json",
+        "model/metrics.json",
+        "classified/manifest.json",
+        "consistency/index.html",
+    )
+    for name in names:
+        assert (images / name).exists(), name
+    labels = pd.read_parquet(images / "classified" / "labels")
+    objects = pd.read_parquet(out / "tables" / "ecotaxa" / "objects.parquet")
+    assert sorted(labels["object_id"]) == sorted(objects["object_id"])
+    year1 = json.loads((out / "run" / "metrics.json").read_text())
+    assert {"conc_type_1_per_l", "conc_type_4_per_l"} <= set(year1["targets"])
+    year2 = json.loads((out / "run-year2" / "metrics.json").read_text())
+    groups = {f"conc_{g}_per_l" for g in ("Copepoda", "Rhizaria", "Chaetognatha")}
+    assert groups <= set(year2["targets"])
+    targets2 = pd.read_parquet(out / "run-year2" / "targets.parquet")
+    assert set(targets2["layer"]) == {"0-200m"}

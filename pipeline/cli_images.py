@@ -1,0 +1,395 @@
+"""``oceanfields images ...``: train, classify, morphological types, consistency report.
+
+Registered on the main command group by :mod:`pipeline.cli`. Only the CLI prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["demo_images", "images"]
+
+_CLUSTER_HELP = "Cluster file (clusters/*.yaml); default: a LocalCluster on this machine."
+
+
+@click.group()
+def images() -> None:
+    """Image classifier, morphological particle types and label checks."""
+
+
+def _objects(source: str) -> Any:
+    """Objects table of SOURCE, lazy where it can be (TSVs, parquet)."""
+    import os
+
+    from pipeline.images.dataset import image_table
+
+    stripped = source.rstrip("/")
+    if any(stripped.endswith(s) for s in (".tsv", ".tsv.gz", ".txt", ".zip")) or "*" in source:
+        from pipeline.sources.ecotaxa import read_ecotaxa
+
+        return read_ecotaxa(source).accepted
+    if stripped.endswith(".parquet") or (
+        os.path.isdir(stripped) and any(n.endswith(".parquet") for n in os.listdir(stripped))
+    ):
+        import dask.dataframe as dd
+
+        return dd.read_parquet(stripped)
+    return image_table(source)
+
+
+class _EpochBar:
+    """Epoch lines (and a tqdm bar on a terminal) while a classifier trains."""
+
+    def __init__(self, epochs: int) -> None:
+        self.bar: Any = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=epochs, desc="epochs", unit="epoch")
+
+    def __call__(self, entry: dict[str, float]) -> None:
+        line = (
+            f"  epoch {entry['epoch']:>3}: loss {entry['loss']:.3f}, validation accuracy "
+            f"{entry['val_accuracy']:.3f}, balanced {entry['val_balanced_accuracy']:.3f} "
+            f"({entry['seconds']:.1f} s)"
+        )
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(bacc=f"{entry['val_balanced_accuracy']:.3f}")
+        else:
+            click.echo(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _echo_scores(name: str, m: dict[str, Any], majority: float | None = None) -> None:
+    extra = f"; majority class {majority:.3f}" if majority is not None else ""
+    click.echo(
+        f"  {name}: accuracy {m['accuracy']:.3f}, balanced accuracy "
+        f"{m['balanced_accuracy']:.3f}, macro F1 {m['macro_f1']:.3f} (n={m['n']}){extra}"
+    )
+
+
+@images.command("train")
+@click.argument("source")
+@click.option("--out", required=True, help="Model directory to write (local path or URL).")
+@click.option("--from", "parent", default=None, help="Model directory to fine-tune.")
+@click.option(
+    "--statuses",
+    default="V",
+    show_default=True,
+    help="Annotation statuses trained on (comma-separated).",
+)
+@click.option(
+    "--holdout",
+    default=0.2,
+    show_default=True,
+    help="Stratified share held out and scored once at the end (0: none).",
+)
+@click.option("--epochs", default=None, type=int, help="Most epochs.")
+@click.option("--size", default=None, type=int, help="Model input side (px).")
+@click.option(
+    "--canvas",
+    "canvas_px",
+    default=None,
+    type=int,
+    help="Constant-scale canvas side (px of the images).",
+)
+@click.option("--width", default=None, type=int, help="Channels of the first CNN stage.")
+@click.option("--arch", default=None, help="compact, timm:<name> or torchvision:<name>.")
+@click.option(
+    "--weights",
+    "weights_file",
+    default=None,
+    help="Local pretrained backbone weights (nothing downloads).",
+)
+@click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda.")
+@click.option("--seed", default=None, type=int, help="Random seed.")
+def train_command(
+    source: str, out: str, parent: str | None, statuses: str, holdout: float, **options: Any
+) -> None:
+    """Train (or fine-tune with --from) an image classifier on labelled images.
+
+    SOURCE: EcoTaxa export TSV(s), an objects .parquet, or a folder with one sub-folder of
+    images per class. Writes OUT/model.json, weights.pt, metrics.json (accuracy, balanced
+    accuracy, per-class precision/recall/F1, confusion matrix), history.json and
+    confusion.png.
+    """
+    from pipeline.images.dataset import image_table
+    from pipeline.images.model import load_model_dir
+    from pipeline.images.training import ImageTrainConfig
+
+    table = image_table(_objects(source), statuses=[s for s in statuses.split(",") if s])
+    config = ImageTrainConfig(**{k: v for k, v in options.items() if v is not None})
+    init = load_model_dir(parent) if parent else None
+    click.echo(
+        f"{len(table)} labelled images in {table['category'].nunique()} classes from "
+        f"{source}" + (f"; fine-tuning {init.model_id}" if init else "")
+    )
+    res = train_and_report(table, config=config, out=out, init=init, holdout=holdout)
+    click.echo(f"Model {res.model.model_id} written to {out} (metrics.json, confusion.png).")
+
+
+def train_and_report(
+    table: Any, *, config: Any, out: str, init: Any = None, holdout: float = 0.2
+) -> Any:
+    """Train with a stratified holdout and print the held-out scores (shared with the demo)."""
+    from pipeline.images.handcrafted import stratified_holdout
+    from pipeline.images.training import train_classifier
+
+    counts = table["category"].value_counts()
+    table = table[table["category"].isin(counts[counts >= config.min_per_class].index)]
+    test = None
+    if holdout > 0:
+        train_idx, test_idx = stratified_holdout(
+            table["category"].tolist(), test_fraction=holdout, seed=config.seed
+        )
+        table, test = table.iloc[train_idx], table.iloc[test_idx]
+    bar = _EpochBar(config.epochs)
+    try:
+        res = train_classifier(table, config=config, out=out, init=init, test=test, progress=bar)
+    finally:
+        bar.close()
+    if res.dropped_classes:
+        click.echo(f"  classes left out (< {config.min_per_class} images): {res.dropped_classes}")
+    _echo_scores("validation", res.metrics["validation"])
+    if "test" in res.metrics:
+        majority = float(test["category"].value_counts(normalize=True).max())
+        _echo_scores("held-out test", res.metrics["test"], majority)
+    if len(res.quarantine):
+        click.echo(f"  {len(res.quarantine)} image(s) quarantined (quarantine.parquet)")
+    return res
+
+
+@images.command("classify")
+@click.argument("source")
+@click.argument("model_dir")
+@click.option("--out", required=True, help="Output folder (local path or URL).")
+@click.option("--cluster", "cluster_file", default=None, help=_CLUSTER_HELP)
+@click.option("--partition-size", default=None, type=int, help="Images per task.")
+@click.option("--batch-size", default=None, type=int, help="Images per forward pass.")
+@click.option("--top-k", default=None, type=int, help="Labels kept per image.")
+@click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda.")
+def classify_command(
+    source: str, model_dir: str, out: str, cluster_file: str | None, **options: Any
+) -> None:
+    """Classify every image of SOURCE with MODEL_DIR on a Dask cluster (resumable).
+
+    Writes OUT/labels/part-*.parquet (object_id, top-k labels and probabilities,
+    model_id) and OUT/quarantine/part-*.parquet; finished partitions are skipped on a
+    re-run.
+    """
+    from pipeline.clusters import cluster_client
+    from pipeline.images.classify import ClassifyConfig
+
+    config = ClassifyConfig(**{k: v for k, v in options.items() if v is not None})
+    with cluster_client(cluster_file) as client:
+        click.echo(f"Dask dashboard: {client.dashboard_link}")
+        classify_and_report(_objects(source), model_dir, out, config=config, client=client)
+
+
+def classify_and_report(table: Any, model_dir: str, out: str, *, config: Any, client: Any) -> Any:
+    """Classify with a progress bar and print what was done (shared with the demo)."""
+    from pipeline.images.classify import classify_images
+
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if not sys.stderr.isatty():
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="partitions", unit="part")
+        bar.n = done
+        bar.refresh()
+
+    try:
+        res = classify_images(
+            table, model_dir, out, config=config, client=client, progress=progress
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(
+        f"  {res.model_id}: {res.partitions} partition(s), {res.skipped} already done, "
+        f"{res.written} classified: {res.images} images in {res.seconds:.1f} s "
+        f"({res.images_per_second:.0f} images/s), {res.quarantined} quarantined"
+    )
+    click.echo(f"  labels: {out.rstrip('/')}/labels/, quarantine: {out.rstrip('/')}/quarantine/")
+    return res
+
+
+@images.command("types")
+@click.argument("source")
+@click.option("--out", required=True, help="Output folder (local path or URL).")
+@click.option("--n-types", default=None, type=int, help="Number of types (k-means k).")
+@click.option(
+    "--hierarchy-prefix",
+    default=None,
+    help="Objects whose lineage starts with this are particles (default not-living).",
+)
+@click.option("--cluster", "cluster_file", default=None, help=_CLUSTER_HELP)
+def types_command(
+    source: str,
+    out: str,
+    n_types: int | None,
+    hierarchy_prefix: str | None,
+    cluster_file: str | None,
+) -> None:
+    """Fit morphological particle types (PCA + k-means) on SOURCE's objects and type them.
+
+    Writes OUT/model.json, OUT/labels/part-0.parquet (object_id, label, distance),
+    OUT/types.csv (count, share, feature means per type) and OUT/plate.png.
+    """
+    from pipeline.clusters import cluster_client
+    from pipeline.images.morphology import MorphologyConfig
+
+    options = {"n_types": n_types, "hierarchy_prefix": hierarchy_prefix}
+    config = MorphologyConfig(**{k: v for k, v in options.items() if v is not None})
+    with cluster_client(cluster_file) as client:
+        click.echo(f"Dask dashboard: {client.dashboard_link}")
+        types_and_report(_objects(source), out, config=config)
+
+
+def types_and_report(objects: Any, out: str, *, config: Any) -> tuple[Any, Any]:
+    """Fit, assign, describe and plot the types; print the table (shared with the demo)."""
+    import fsspec
+
+    from pipeline.images.morphology import (
+        assign_types,
+        describe_types,
+        fit_types,
+        plot_type_plate,
+        save_model,
+    )
+
+    model = fit_types(objects, config=config)
+    labels = assign_types(objects, model)
+    labels = labels.compute() if hasattr(labels, "compute") else labels
+    root = out.rstrip("/")
+    fs, path = fsspec.core.url_to_fs(root)
+    fs.makedirs(f"{path}/labels", exist_ok=True)
+    with fs.open(f"{path}/labels/part-0.parquet", "wb") as f:
+        labels.to_parquet(f, index=False)
+    save_model(model, f"{root}/model.json")
+    table = describe_types(objects, labels, model)
+    with fs.open(f"{path}/types.csv", "w") as f:
+        table.to_csv(f, index=False)
+    plot_type_plate(objects, labels, f"{root}/plate.png")
+    shown = [
+        c
+        for c in ("label", "count", "share", "esd", "area", "mean", "elongation", "circ")
+        if c in table.columns
+    ]
+    click.echo(
+        f"  {len(labels)} particles in {len(table)} types "
+        f"({len(model.components)} principal components):"
+    )
+    click.echo("    " + table[shown].round(3).to_string(index=False).replace("\n", "\n    "))
+    click.echo(f"  written: {root}/labels/, model.json, types.csv, plate.png")
+    return model, labels
+
+
+@images.command("consistency")
+@click.argument("source")
+@click.argument("labels")
+@click.option("--out", required=True, help="Report folder (local path or URL).")
+def consistency_command(source: str, labels: str, out: str) -> None:
+    """Compare machine LABELS (a labels folder) with SOURCE's validated human labels.
+
+    Writes OUT/index.html, consistency.json, confusion.png and worst_examples.png.
+    """
+    consistency_and_report(_objects(source), labels, out)
+
+
+def consistency_and_report(objects: Any, labels: str, out: str) -> Any:
+    """Compute, write and summarise the consistency report (shared with the demo)."""
+    from pipeline.images.consistency import consistency, write_consistency_report
+
+    result = consistency(objects, labels)
+    write_consistency_report(result, out)
+    worst = result.per_category.sort_values("disagreement", ascending=False).head(3)
+    worst = worst.set_index("category")
+    click.echo(
+        f"  machine vs validated human labels: agreement {result.overall_agreement:.3f}; "
+        f"most disagreement: " + ", ".join(f"{i} {r.disagreement:.2f}" for i, r in worst.iterrows())
+    )
+    click.echo(f"  report: {out.rstrip('/')}/index.html")
+    return result
+
+
+def demo_images(out: str, objects: Any, client: Any, *, epochs: int = 12) -> dict[str, Any]:
+    """Run the image path of the demo under OUT/images; return what the chains need.
+
+    Morphological types of the particles (against the world's true types: adjusted Rand
+    index), a classifier trained on the validated images (held-out accuracy), every image
+    classified on the cluster, and the consistency report.
+    """
+    import pandas as pd
+    from sklearn.metrics import adjusted_rand_score
+
+    from pipeline.images.classify import ClassifyConfig
+    from pipeline.images.dataset import image_table
+    from pipeline.images.morphology import MorphologyConfig
+    from pipeline.images.training import ImageTrainConfig
+
+    base = Path(out) / "images"
+    world = Path(out) / "world"
+    done = base / "summary.json"
+    if done.is_file():
+        made = json.loads(done.read_text())
+        click.echo(
+            f"\nImages: already done in {base} (types ARI {made['ari']:.3f}, classifier "
+            f"held-out accuracy {made['classifier']['accuracy']:.3f}); reusing them."
+        )
+        return made
+    click.echo(f"\nImages: morphological particle types ({base / 'types'}):")
+    _, types = types_and_report(objects, str(base / "types"), config=MorphologyConfig())
+    truth = pd.read_parquet(world / "truth" / "objects.parquet", columns=["object_id", "kind"])
+    joined = types.merge(truth, on="object_id")
+    ari = float(adjusted_rand_score(joined["kind"], joined["label"]))
+    click.echo(f"  adjusted Rand index against the world's true particle types: {ari:.3f}")
+
+    click.echo(f"\nImages: classifier on the validated images ({base / 'model'}):")
+    table = image_table(objects, statuses=("V",))
+    config = ImageTrainConfig(size=48, canvas_px=96, width=12, epochs=epochs, patience=epochs)
+    trained = train_and_report(table, config=config, out=str(base / "model"))
+    click.echo("\nImages: every image classified on the cluster:")
+    _forget_other_model(base / "classified", trained.model.model_id)
+    classify_and_report(
+        objects,
+        str(base / "model"),
+        str(base / "classified"),
+        config=ClassifyConfig(partition_size=1000),
+        client=client,
+    )
+    labels = str(base / "classified" / "labels")
+    consistency_and_report(objects, labels, str(base / "consistency"))
+    made = {
+        "types": str(base / "types" / "labels"),
+        "labels": labels,
+        "ari": ari,
+        "classifier": trained.metrics.get("test"),
+        "model_id": trained.model.model_id,
+    }
+    done.write_text(json.dumps(made, indent=2, default=str))  # last: the image path is done
+    return made
+
+
+def _forget_other_model(folder: Path, model_id: str) -> None:
+    """Remove the demo's labels of an earlier model (a retrained demo model differs)."""
+    import shutil
+
+    manifest = folder / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("model_id") != model_id:
+        click.echo(f"  labels in {folder} are of another model; classifying again")
+        shutil.rmtree(folder)
