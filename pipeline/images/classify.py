@@ -216,7 +216,12 @@ def _classify_part(
             pending = prefetch.submit(read, starts[k + 1]) if k + 1 < len(starts) else None
             probs.append(
                 predict_proba(
-                    model, batch.pixels, batch.extras, batch_size=config.batch_size, device=device
+                    model,
+                    batch.pixels,
+                    batch.extras,
+                    batch_size=config.batch_size,
+                    device=device,
+                    tta=bool(model.meta.get("tta", False)),
                 )
             )
             ok_all.append(batch.ok)

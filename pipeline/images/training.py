@@ -96,6 +96,9 @@ class ImageTrainConfig:
         Local pretrained weights of a backbone.
     max_epoch_images : int, optional
         Images drawn per epoch (default: the training set's size).
+    tta : bool
+        Score the final model with test-time augmentation (8 flips/rotations); saved
+        with the model so classification does the same.
     """
 
     arch: str = "compact"
@@ -117,6 +120,7 @@ class ImageTrainConfig:
     threads: int | None = None
     weights_file: str | None = None
     max_epoch_images: int | None = None
+    tta: bool = False
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key."""
@@ -337,7 +341,7 @@ def train_classifier(
     net.to(memory_format=torch.contiguous_format)
 
     def score(pixels: Any, extras: Any, truth: np.ndarray) -> dict[str, Any]:
-        probs = predict_proba(model, pixels, extras, device="cpu")
+        probs = predict_proba(model, pixels, extras, device="cpu", tta=config.tta)
         pred = [classes[i] for i in probs.argmax(dim=1).tolist()]
         return classification_metrics([classes[i] for i in truth], pred, classes)
 
@@ -367,6 +371,7 @@ def train_classifier(
             "parent_model": init.model_id if init is not None else None,
         },
         "metrics": {k: metrics[k] for k in ("validation", "test") if k in metrics},
+        "tta": config.tta,
     }
     if out is not None:
         _write(out, model, metrics, history, quarantine, storage_options)
