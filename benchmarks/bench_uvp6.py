@@ -1,11 +1,11 @@
 """Benchmark: the CNN against the handcrafted-features GBT on the real labelled UVP6 vignettes.
 
 ``../shared/data/uvpec_uvp6_labelled_images`` (1 250 vignettes, 10 classes): one stratified
-80/20 split (:func:`pipeline.images.handcrafted.stratified_holdout`, seed 0) shared by both
+80/20 split (:func:`pipeline.images.evaluation.stratified_holdout`, seed 0) shared by both
 models; the test 20 % is scored once at the end and never used to stop or tune.
 
 - ``gbt``: xgboost on the handcrafted shape/grey-level features (the approach of the UVP6
-  embedded classifier), :func:`pipeline.images.handcrafted.fit_gbt`;
+  embedded classifier), :func:`pipeline.images.gbt.fit_gbt`;
 - ``cnn``: :func:`pipeline.images.training.train_classifier` (compact CNN; its own
   validation split is taken from the training 80 %).
 
@@ -28,13 +28,9 @@ import numpy as np
 import torch
 
 from pipeline.images.dataset import image_table
-from pipeline.images.handcrafted import (
-    GBTConfig,
-    classification_metrics,
-    features_from_urls,
-    fit_gbt,
-    stratified_holdout,
-)
+from pipeline.images.evaluation import classification_metrics, stratified_holdout
+from pipeline.images.gbt import GBTConfig, fit_gbt
+from pipeline.images.handcrafted import features_from_urls
 from pipeline.images.training import ImageTrainConfig, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -141,7 +141,7 @@ def train_and_report(
     table: Any, *, config: Any, out: str, init: Any = None, holdout: float = 0.2
 ) -> Any:
     """Train with a stratified holdout and print the held-out scores (shared with the demo)."""
-    from pipeline.images.handcrafted import stratified_holdout
+    from pipeline.images.evaluation import stratified_holdout
     from pipeline.images.training import train_classifier
 
     counts = table["category"].value_counts()
@@ -264,13 +264,8 @@ def types_and_report(objects: Any, out: str, *, config: Any) -> tuple[Any, Any]:
     """Fit, assign, describe and plot the types; print the table (shared with the demo)."""
     import fsspec
 
-    from pipeline.images.morphology import (
-        assign_types,
-        describe_types,
-        fit_types,
-        plot_type_plate,
-        save_model,
-    )
+    from pipeline.images.morphology import assign_types, fit_types, save_model
+    from pipeline.images.morphology_describe import describe_types, plot_type_plate
 
     model = fit_types(objects, config=config)
     labels = assign_types(objects, model)

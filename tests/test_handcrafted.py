@@ -1,4 +1,7 @@
-"""Handcrafted features and the gradient-boosted-trees baseline (pipeline.images.handcrafted)."""
+"""Handcrafted features, the gradient-boosted-trees baseline, the shared split and metrics.
+
+Modules pipeline.images.handcrafted, .gbt, .evaluation and dataset.folder_images.
+"""
 
 from __future__ import annotations
 
@@ -16,17 +19,15 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import ConfigError, InputFormatError
+from pipeline.images.dataset import folder_images
+from pipeline.images.evaluation import classification_metrics, stratified_holdout
+from pipeline.images.gbt import GBTConfig, fit_gbt
 from pipeline.images.handcrafted import (
     FEATURE_NAMES,
     FeatureConfig,
-    GBTConfig,
-    classification_metrics,
     features_from_urls,
     features_table,
-    fit_gbt,
-    folder_images,
     handcrafted_features,
-    stratified_holdout,
 )
 
 UVPEC_COUNTS = {

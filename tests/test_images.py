@@ -21,7 +21,7 @@ from pipeline.demo import generate_demo_world
 from pipeline.errors import InputFormatError, StoreMismatchError
 from pipeline.images.classify import ClassifyConfig, classify_images
 from pipeline.images.dataset import Preprocess, decode_image, image_table, prepare_images
-from pipeline.images.handcrafted import stratified_holdout
+from pipeline.images.evaluation import stratified_holdout
 from pipeline.images.labels import read_labels
 from pipeline.images.model import ImageModel, build_network, load_model_dir, save_model_dir
 from pipeline.images.training import ImageTrainConfig, train_classifier

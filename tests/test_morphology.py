@@ -18,12 +18,11 @@ from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.morphology import (
     MorphologyConfig,
     assign_types,
-    describe_types,
     fit_types,
     load_model,
-    plot_type_plate,
     save_model,
 )
+from pipeline.images.morphology_describe import describe_types, plot_type_plate
 from pipeline.sources.ecotaxa import read_ecotaxa
 
 

@@ -22,8 +22,8 @@ same ``reason`` strings in training and classification), never fatal.
 
 The tables the images come from (:func:`image_table`): an objects table (a pandas or
 dask DataFrame, a parquet file or folder, EcoTaxa export TSVs), or a folder tree with one
-sub-folder per class, as labelled sets are often shared. Their contract is the columns
-``object_id, image, category, status, pixel_size_um``.
+sub-folder per class (:func:`folder_images`), as labelled sets are often shared. Their
+contract is the columns ``object_id, image, category, status, pixel_size_um``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.errors import ConfigError, InputFormatError
-from pipeline.io import read_bytes
+from pipeline.io import expand_urls, read_bytes
 
 __all__ = [
     "IMAGE_COLUMNS",
@@ -49,12 +49,15 @@ __all__ = [
     "PreparedImages",
     "Preprocess",
     "decode_image",
+    "folder_images",
     "image_table",
     "prepare_array",
     "prepare_images",
 ]
 
 logger = logging.getLogger(__name__)
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 
 #: Columns of an image table.
 IMAGE_COLUMNS: tuple[str, ...] = ("object_id", "image", "category", "status", "pixel_size_um")
@@ -380,8 +383,6 @@ def _source_frame(source: Any, storage_options: Mapping[str, Any] | None) -> pd.
         result = read_ecotaxa(url, storage_options=storage_options)
         return result.accepted.compute()
     if os.path.isdir(stripped):
-        from pipeline.images.handcrafted import folder_images
-
         table = folder_images(stripped)
         table = table.assign(
             object_id=[os.path.relpath(p, stripped) for p in table["image"]], status="V"
@@ -397,3 +398,58 @@ def _is_parquet_dir(url: str, storage_options: Mapping[str, Any] | None) -> bool
     if not os.path.isdir(url):
         return False
     return any(name.endswith(".parquet") for name in os.listdir(url))
+
+
+def folder_images(root: str, *, storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """List a labelled folder tree ``root/<class>/<image>`` as a table.
+
+    Parameters
+    ----------
+    root : str
+        Folder path or fsspec URL holding one sub-folder per class.
+    storage_options : mapping, optional
+        fsspec options.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``image`` (path or URL) and ``category`` (the sub-folder's full name: the
+        uvpec sets name them ``<taxon>__<ecotaxa id>``, kept whole so the class stays
+        unique; ``category.str.split("__").str[0]`` gives the taxon), sorted by category
+        then image. Files with other suffixes than PNG/JPEG/TIFF/BMP/GIF are ignored.
+
+    Raises
+    ------
+    InputFormatError
+        When ``root`` holds no image in a sub-folder.
+
+    See Also
+    --------
+    image_table : the same tree as an image table (object ids, status ``V``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> for name in ("b__2/x.png", "a__1/y.png", "a__1/notes.txt"):
+    ...     os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+    ...     _ = open(os.path.join(root, name), "wb").write(b"")
+    >>> folder_images(root)["category"].tolist()
+    ['a__1', 'b__2']
+    """
+    pattern = root.rstrip("/") + "/*/*"
+    try:
+        urls = expand_urls(pattern, storage_options=storage_options)
+    except InputFormatError:
+        urls = []
+    urls = [u for u in urls if u.lower().endswith(_IMAGE_SUFFIXES)]
+    if not urls:
+        raise InputFormatError(
+            f"{root}: no image in a class sub-folder (expected {root}/<class>/<image>.png). "
+            "Point at the folder that holds one sub-folder per class."
+        )
+    table = pd.DataFrame({"image": urls, "category": [u.rsplit("/", 2)[-2] for u in urls]})
+    table = table.sort_values(["category", "image"], kind="stable", ignore_index=True)
+    logger.info("folder_images: %d images in %d classes under %s", len(table),
+                table["category"].nunique(), root)  # fmt: skip
+    return table

@@ -1,18 +1,18 @@
-"""Handcrafted shape and grey-level features and a gradient-boosted-trees classifier.
+"""Handcrafted shape and grey-level features of a vignette (the GBT baseline's inputs).
 
-The baseline the CNN (:mod:`pipeline.images.model`) must beat, built the way the UVP6
-embedded classifier (ecotaxa/uvpec) works: threshold the vignette, keep the object (the
-largest 8-connected component of the pixels above the threshold), describe it with shape
-and grey-level features, and classify those with gradient-boosted trees (xgboost).
+Built the way the UVP6 embedded classifier (ecotaxa/uvpec) works: threshold the vignette,
+keep the object (the largest 8-connected component of the pixels above the threshold) and
+describe it with shape and grey-level features.
 
 - :func:`handcrafted_features` / :func:`features_table` / :func:`features_from_urls`:
   one row of :data:`FEATURE_NAMES` per image (an empty or unreadable image gives NaNs and
-  a flag or a reason, never an exception).
-- :func:`fit_gbt` -> :class:`GBTClassifier` (``predict`` gives labels and probabilities),
-  options in :class:`GBTConfig`.
-- Shared with the CNN so that both are judged alike: :func:`folder_images` (a class-folder
-  tree as a table), :func:`stratified_holdout` (the same 80/20 split) and
-  :func:`classification_metrics` (the same JSON metrics).
+  a flag or a reason, never an exception); options in :class:`FeatureConfig`.
+
+See Also
+--------
+pipeline.images.gbt : the gradient-boosted-trees classifier fitted on these features.
+pipeline.images.evaluation : the split and metrics shared by that baseline and the CNN.
+pipeline.images.dataset : image decoding and ``folder_images`` (a class-folder tree).
 
 Developer note
 --------------
@@ -31,17 +31,10 @@ centroid over the equivalent radius (share of pixels, mean grey / mean). Image: 
 width, objects above the threshold, the object's share of their pixels, foreground
 fraction, background mean. About 1 ms per UVP6 vignette.
 
-*Choices*, by 3 x 5-fold stratified CV on the training 80 % of the uvpec UVP6 vignettes
-only (accuracy / balanced accuracy): threshold 4 (0.726 / 0.745) = 6 (0.724 / 0.746) >
-10 (0.705 / 0.732); 16, 22 and Otsu worse still (Otsu cuts faint objects in two). The
-xgboost parameters tried (depth 3/4/6, learning rate 0.05/0.1, column share 0.3/0.5/0.8,
-``min_child_weight`` 1/3, no refit, subsample 1) all scored within 0.01 of the defaults;
-unbalanced weights lost 0.013 of balanced accuracy. Caveat: that sample ships its 100
-darksphere vignettes also under Copepoda (same files), so no model separates those two
-classes there (F1 about 0.25 and 0.45); the 8 other classes score 0.86 accuracy.
-
-*Threads.* xgboost spins its OpenMP threads: on a machine shared with other jobs,
-``GBTConfig(n_jobs=1)`` was 10-20x faster than all cores.
+*Choices*, by 3 x 5-fold stratified CV of the GBT (:mod:`pipeline.images.gbt`) on the
+training 80 % of the uvpec UVP6 vignettes only (accuracy / balanced accuracy): threshold
+4 (0.726 / 0.745) = 6 (0.724 / 0.746) > 10 (0.705 / 0.732); 16, 22 and Otsu worse still
+(Otsu cuts faint objects in two).
 """
 
 from __future__ import annotations
@@ -50,38 +43,29 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import xgboost
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
-from sklearn.model_selection import train_test_split
-from sklearn.utils.class_weight import compute_sample_weight
 
 from pipeline.errors import ConfigError, InputFormatError
-from pipeline.io import expand_urls, read_bytes
+from pipeline.images.dataset import decode_image
+from pipeline.io import read_bytes
 
 __all__ = [
     "FEATURE_NAMES",
     "FeatureConfig",
-    "GBTClassifier",
-    "GBTConfig",
-    "classification_metrics",
     "features_from_urls",
     "features_table",
-    "fit_gbt",
-    "folder_images",
     "handcrafted_features",
-    "stratified_holdout",
 ]
 
 logger = logging.getLogger(__name__)
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 _HIST_EDGES = (0, 16, 32, 48, 64, 96, 128, 192, 256)
 _HU = tuple(f"hu{i}" for i in range(1, 8))
 _HIST_NAMES = tuple(f"hist_{a}_{b}" for a, b in itertools.pairwise(_HIST_EDGES))
@@ -112,7 +96,7 @@ class FeatureConfig:
     ----------
     threshold : int or "otsu"
         Object pixels are those strictly above this grey level (uvpec's rule), or above
-        Otsu's threshold of each image (the default: module note, *Choices*).
+        Otsu's threshold of each image (default 4: module note, *Choices*).
     largest_component : bool
         Keep only the largest 8-connected component (else every pixel above the threshold).
     """
@@ -400,8 +384,6 @@ def features_from_urls(
     >>> table.loc[0, "reason"][:28], bool(table.loc[0, list(FEATURE_NAMES)].isna().all())
     ('/no/such.png: file not found', True)
     """
-    from pipeline.images.dataset import decode_image
-
     rows: list[dict[str, float]] = []
     reasons: list[str] = []
     nan_row = dict.fromkeys(FEATURE_NAMES, np.nan)
@@ -422,396 +404,3 @@ def features_from_urls(
     logger.info("features of %d images in %.1f s (%d unreadable)", len(table),
                 time.perf_counter() - start, bad)  # fmt: skip
     return table
-
-
-def folder_images(root: str, *, storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """List a labelled folder tree ``root/<class>/<image>`` as a table.
-
-    Parameters
-    ----------
-    root : str
-        Folder path or fsspec URL holding one sub-folder per class.
-    storage_options : mapping, optional
-        fsspec options.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``image`` (path or URL) and ``category`` (the sub-folder's full name: the
-        uvpec sets name them ``<taxon>__<ecotaxa id>``, kept whole so the class stays
-        unique; ``category.str.split("__").str[0]`` gives the taxon), sorted by category
-        then image. Files with other suffixes than PNG/JPEG/TIFF/BMP/GIF are ignored.
-
-    Raises
-    ------
-    InputFormatError
-        When ``root`` holds no image in a sub-folder.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> root = tempfile.mkdtemp()
-    >>> for name in ("b__2/x.png", "a__1/y.png", "a__1/notes.txt"):
-    ...     os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
-    ...     _ = open(os.path.join(root, name), "wb").write(b"")
-    >>> folder_images(root)["category"].tolist()
-    ['a__1', 'b__2']
-    """
-    pattern = root.rstrip("/") + "/*/*"
-    try:
-        urls = expand_urls(pattern, storage_options=storage_options)
-    except InputFormatError:
-        urls = []
-    urls = [u for u in urls if u.lower().endswith(_IMAGE_SUFFIXES)]
-    if not urls:
-        raise InputFormatError(
-            f"{root}: no image in a class sub-folder (expected {root}/<class>/<image>.png). "
-            "Point at the folder that holds one sub-folder per class."
-        )
-    table = pd.DataFrame({"image": urls, "category": [u.rsplit("/", 2)[-2] for u in urls]})
-    table = table.sort_values(["category", "image"], kind="stable", ignore_index=True)
-    logger.info("folder_images: %d images in %d classes under %s", len(table),
-                table["category"].nunique(), root)  # fmt: skip
-    return table
-
-
-def stratified_holdout(
-    categories: Sequence[str], *, test_fraction: float = 0.2, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split rows into stratified train and test parts (shared by the GBT and the CNN).
-
-    Parameters
-    ----------
-    categories : sequence of str
-        The class of each row.
-    test_fraction : float
-        Share of each class held out for testing, in (0, 1).
-    seed : int
-        ``random_state`` of :func:`sklearn.model_selection.train_test_split`.
-
-    Returns
-    -------
-    (numpy.ndarray, numpy.ndarray)
-        Sorted row positions of the training and the test part.
-
-    Raises
-    ------
-    ConfigError
-        When ``test_fraction`` is not in (0, 1) or a class has fewer than 2 rows.
-
-    Examples
-    --------
-    >>> train, test = stratified_holdout(["a"] * 5 + ["b"] * 5, test_fraction=0.4)
-    >>> len(train), len(test), test.tolist()
-    (6, 4, [3, 4, 8, 9])
-    """
-    labels = np.asarray(categories)
-    if not 0.0 < test_fraction < 1.0:
-        raise ConfigError(f"test_fraction: {test_fraction!r}; expected a fraction in (0, 1).")
-    names, counts = np.unique(labels, return_counts=True)
-    if (counts < 2).any():
-        raise ConfigError(
-            f"stratified_holdout: classes {names[counts < 2].tolist()} have a single row; "
-            "a stratified split needs at least 2 per class. Drop or merge them."
-        )
-    train, test = train_test_split(
-        np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed
-    )
-    return np.sort(train), np.sort(test)
-
-
-@dataclass(frozen=True, kw_only=True)
-class GBTConfig:
-    """Options of the gradient-boosted-trees classifier (defaults live here only).
-
-    Attributes
-    ----------
-    n_estimators : int
-        Most boosting rounds (early stopping ends sooner).
-    learning_rate, max_depth, min_child_weight, subsample, colsample_bytree, reg_lambda
-        xgboost's parameters of the same names (``tree_method="hist"``,
-        ``objective="multi:softprob"``); module note, *Choices*.
-    early_stopping_rounds : int
-        Rounds without a better weighted ``mlogloss`` on the validation rows before stopping.
-    validation_fraction : float
-        Share of the training rows (stratified) held out for early stopping.
-    refit : bool
-        Refit on all the training rows for the number of rounds early stopping chose.
-    balanced : bool
-        Weight rows by ``n / (n_classes * class count)`` (every class weighs the same).
-    n_jobs : int or None
-        xgboost threads (None: all cores; module note, *Threads*).
-    seed : int
-        Seed of the validation split and of xgboost's subsampling.
-    """
-
-    n_estimators: int = 2000
-    learning_rate: float = 0.05
-    max_depth: int = 4
-    min_child_weight: float = 1.0
-    subsample: float = 0.8
-    colsample_bytree: float = 0.5
-    reg_lambda: float = 1.0
-    early_stopping_rounds: int = 50
-    validation_fraction: float = 0.2
-    refit: bool = True
-    balanced: bool = True
-    n_jobs: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        """Check every option; raise ConfigError naming the key and the value."""
-        for key in ("n_estimators", "max_depth", "early_stopping_rounds"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"gbt.{key}: {value!r}; expected an integer >= 1")
-        for key in ("learning_rate", "subsample", "colsample_bytree"):
-            if not 0.0 < getattr(self, key) <= 1.0:
-                raise ConfigError(f"gbt.{key}: {getattr(self, key)!r}; expected in (0, 1]")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigError(
-                f"gbt.validation_fraction: {self.validation_fraction!r}; expected in (0, 1)"
-            )
-        for key in ("min_child_weight", "reg_lambda"):
-            if not getattr(self, key) >= 0.0:
-                raise ConfigError(f"gbt.{key}: {getattr(self, key)!r}; expected >= 0")
-
-
-@dataclass(frozen=True)
-class GBTClassifier:
-    """A fitted gradient-boosted-trees classifier (the result of :func:`fit_gbt`).
-
-    Attributes
-    ----------
-    model : xgboost.XGBClassifier
-    classes : tuple of str
-        Class names, in the order of the probability columns (sorted).
-    feature_names : tuple of str
-        The columns of ``X`` it was fitted on (``predict`` selects them by name).
-    n_rounds : int
-        Boosting rounds kept (chosen by early stopping).
-    validation : dict
-        :func:`classification_metrics` on the internal validation rows.
-    config : GBTConfig
-    """
-
-    model: xgboost.XGBClassifier
-    classes: tuple[str, ...]
-    feature_names: tuple[str, ...]
-    n_rounds: int
-    validation: dict[str, Any] = field(repr=False)
-    config: GBTConfig = field(repr=False)
-
-    def predict(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Labels and class probabilities of the rows of ``X``.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            Holding at least :attr:`feature_names` (NaN allowed: xgboost's missing value).
-
-        Returns
-        -------
-        labels : numpy.ndarray
-            (n,) ``object`` array of class names (the most probable).
-        proba : numpy.ndarray
-            (n, len(classes)) probabilities, columns in :attr:`classes` order.
-        """
-        proba = self.model.predict_proba(_design(X, self.feature_names))
-        return np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)], proba
-
-
-def _design(X: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
-    missing = [c for c in names if c not in X.columns]
-    if missing:
-        raise InputFormatError(
-            f"X lacks feature column(s) {missing[:10]} ({len(missing)} in all); pass the "
-            "columns of features_table/features_from_urls (FEATURE_NAMES)."
-        )
-    frame = X[list(names)]
-    bad = [c for c in names if not pd.api.types.is_numeric_dtype(frame[c])]
-    if bad:
-        raise InputFormatError(
-            f"X columns {bad[:10]} are not numeric; select the feature columns, e.g. "
-            "X[list(FEATURE_NAMES)]."
-        )
-    return frame.to_numpy(dtype=np.float32)
-
-
-_XGB_KEYS = ("learning_rate", "max_depth", "min_child_weight", "subsample", "colsample_bytree")
-
-
-def _xgb(cfg: GBTConfig, n_classes: int, n_rounds: int, *, stop: bool) -> xgboost.XGBClassifier:
-    return xgboost.XGBClassifier(
-        n_estimators=n_rounds,
-        tree_method="hist",
-        objective="multi:softprob",
-        num_class=n_classes,
-        eval_metric="mlogloss",
-        early_stopping_rounds=cfg.early_stopping_rounds if stop else None,
-        reg_lambda=cfg.reg_lambda,
-        n_jobs=cfg.n_jobs,
-        random_state=cfg.seed,
-        **{key: getattr(cfg, key) for key in _XGB_KEYS},
-    )
-
-
-def fit_gbt(X: pd.DataFrame, y: Sequence[str], *, config: GBTConfig | None = None) -> GBTClassifier:
-    """Fit the gradient-boosted-trees classifier on handcrafted features.
-
-    A stratified ``validation_fraction`` of the given (training) rows stops the boosting
-    early; with ``refit`` the model is then refitted on all given rows for that many
-    rounds. Rows are weighted so that every class weighs the same (``balanced``). Give it
-    the training part only: the test part must stay unseen.
-
-    Parameters
-    ----------
-    X : pandas.DataFrame
-        Numeric features, one row per image (:func:`features_table`); every column is used.
-    y : sequence of str
-        Class of each row (at least 2 classes, each with at least 2 rows).
-    config : GBTConfig, optional
-
-    Returns
-    -------
-    GBTClassifier
-
-    Raises
-    ------
-    InputFormatError
-        When ``X`` and ``y`` differ in length or ``X`` has non-numeric columns.
-    ConfigError
-        When there are fewer than 2 classes or a class has a single row.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> X = pd.DataFrame({"area_px": np.r_[rng.normal(10, 1, 30), rng.normal(20, 1, 30)]})
-    >>> y = ["small"] * 30 + ["large"] * 30
-    >>> clf = fit_gbt(X, y, config=GBTConfig(n_estimators=50, n_jobs=1))
-    >>> clf.predict(pd.DataFrame({"area_px": [9.0, 21.0]}))[0].tolist()
-    ['small', 'large']
-    """
-    cfg = config or GBTConfig()
-    labels = np.asarray(y).astype(str)
-    if len(labels) != len(X):
-        raise InputFormatError(
-            f"fit_gbt: X has {len(X)} rows but y has {len(labels)}; give one class per row."
-        )
-    names = tuple(str(c) for c in X.columns)
-    data = _design(X, names)
-    classes, codes = np.unique(labels, return_inverse=True)
-    if len(classes) < 2:
-        raise ConfigError(f"fit_gbt: y holds {len(classes)} class(es); need at least 2.")
-    fit_idx, val_idx = stratified_holdout(
-        labels, test_fraction=cfg.validation_fraction, seed=cfg.seed
-    )
-    weights = compute_sample_weight("balanced", codes) if cfg.balanced else np.ones(len(codes))
-    start = time.perf_counter()
-    model = _xgb(cfg, len(classes), cfg.n_estimators, stop=True)
-    model.fit(
-        data[fit_idx],
-        codes[fit_idx],
-        sample_weight=weights[fit_idx],
-        eval_set=[(data[val_idx], codes[val_idx])],
-        sample_weight_eval_set=[weights[val_idx]],
-        verbose=False,
-    )
-    n_rounds = int(model.best_iteration) + 1
-    pred = classes[model.predict_proba(data[val_idx], iteration_range=(0, n_rounds)).argmax(1)]
-    validation = classification_metrics(labels[val_idx], pred, classes)
-    if cfg.refit:  # else the early-stopped model predicts with its best rounds
-        model = _xgb(cfg, len(classes), n_rounds, stop=False)
-        model.fit(data, codes, sample_weight=weights, verbose=False)
-    logger.info(
-        "fit_gbt: %d rows, %d features, %d classes; early stopping chose %d rounds "
-        "(validation balanced accuracy %.3f); %s in %.1f s", len(labels), len(names),
-        len(classes), n_rounds, validation["balanced_accuracy"],
-        "refitted on all rows" if cfg.refit else "fitted on the non-validation rows",
-        time.perf_counter() - start,
-    )  # fmt: skip
-    return GBTClassifier(model, tuple(classes.tolist()), names, n_rounds, validation, cfg)
-
-
-def classification_metrics(
-    y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]
-) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, per-class precision/recall/F1 and the confusion matrix.
-
-    Shared by the GBT baseline and the CNN (its metrics JSON), so both are scored alike.
-
-    Parameters
-    ----------
-    y_true, y_pred : sequence of str
-        True and predicted class of each row.
-    classes : sequence of str
-        Every class, in the order of the confusion matrix and of ``per_class``.
-
-    Returns
-    -------
-    dict
-        JSON-serialisable (plain ints, floats, strings and lists):
-
-        - ``n``: rows; ``accuracy``: share of rows predicted right;
-        - ``balanced_accuracy``: mean recall over the classes present in ``y_true``;
-        - ``macro_f1``: mean F1 over the same classes;
-        - ``classes``: the class list;
-        - ``per_class``: ``{class: {"precision", "recall", "f1", "support"}}``, 0.0
-          where undefined (no prediction of the class, or no row of it);
-        - ``confusion_matrix``: rows = true class, columns = predicted, in ``classes``
-          order.
-
-    Raises
-    ------
-    ConfigError
-        When the lengths differ or a label is not in ``classes``.
-
-    Examples
-    --------
-    >>> m = classification_metrics(["a", "a", "b", "c"], ["a", "b", "b", "b"], ["a", "b", "c"])
-    >>> m["accuracy"], m["balanced_accuracy"], m["confusion_matrix"]
-    (0.5, 0.5, [[1, 1, 0], [0, 1, 0], [0, 1, 0]])
-    >>> m["per_class"]["b"]
-    {'precision': 0.3333333333333333, 'recall': 1.0, 'f1': 0.5, 'support': 1}
-    """
-    names = [str(c) for c in classes]
-    true, pred = np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)
-    if len(true) != len(pred):
-        raise ConfigError(
-            f"classification_metrics: {len(true)} true labels but {len(pred)} predictions."
-        )
-    unknown = sorted((set(true.tolist()) | set(pred.tolist())) - set(names))
-    if unknown:
-        raise ConfigError(
-            f"classification_metrics: labels {unknown[:10]} are not in classes {names[:10]}; "
-            "pass every class that can occur."
-        )
-    order = {c: i for i, c in enumerate(names)}
-    k = len(names)
-    codes = np.array([order[t] for t in true], dtype=np.int64) * k + np.array(
-        [order[p] for p in pred], dtype=np.int64
-    )
-    cm = np.bincount(codes, minlength=k * k).reshape(k, k)
-    tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    present = support > 0
-    return {
-        "n": len(true),
-        "accuracy": float(tp.sum() / len(true)) if len(true) else float("nan"),
-        "balanced_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
-        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
-        "classes": names,
-        "per_class": {
-            c: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, c in enumerate(names)
-        },
-        "confusion_matrix": cm.tolist(),
-    }

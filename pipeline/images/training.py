@@ -147,7 +147,7 @@ class TrainedClassifier:
         The best epoch's model (eval mode, on the CPU).
     metrics : dict
         ``{"validation": ..., "test": ...}`` from
-        :func:`pipeline.images.handcrafted.classification_metrics`, plus counts.
+        :func:`pipeline.images.evaluation.classification_metrics`, plus counts.
     history : list of dict
         One entry per epoch: ``epoch, loss, val_accuracy, val_balanced_accuracy, seconds``.
     quarantine : pandas.DataFrame
@@ -257,7 +257,7 @@ def train_classifier(
     ConfigError
         Fewer than two classes with ``min_per_class`` readable images.
     """
-    from pipeline.images.handcrafted import classification_metrics
+    from pipeline.images.evaluation import classification_metrics
 
     config = config or ImageTrainConfig()
     torch.manual_seed(config.seed)

@@ -1,0 +1,152 @@
+"""The split and the scores shared by the image classifiers, so both are judged alike.
+
+:func:`stratified_holdout` (the same stratified 80/20 split) and
+:func:`classification_metrics` (the same JSON metrics), used by the gradient-boosted-trees
+baseline and by the CNN's training and benchmark.
+
+See Also
+--------
+pipeline.images.gbt : the gradient-boosted-trees baseline on handcrafted features.
+pipeline.images.training : the CNN's training loop (its metrics JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from pipeline.errors import ConfigError
+
+__all__ = ["classification_metrics", "stratified_holdout"]
+
+
+def stratified_holdout(
+    categories: Sequence[str], *, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split rows into stratified train and test parts (shared by the GBT and the CNN).
+
+    Parameters
+    ----------
+    categories : sequence of str
+        The class of each row.
+    test_fraction : float
+        Share of each class held out for testing, in (0, 1).
+    seed : int
+        ``random_state`` of :func:`sklearn.model_selection.train_test_split`.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Sorted row positions of the training and the test part.
+
+    Raises
+    ------
+    ConfigError
+        When ``test_fraction`` is not in (0, 1) or a class has fewer than 2 rows.
+
+    Examples
+    --------
+    >>> train, test = stratified_holdout(["a"] * 5 + ["b"] * 5, test_fraction=0.4)
+    >>> len(train), len(test), test.tolist()
+    (6, 4, [3, 4, 8, 9])
+    """
+    labels = np.asarray(categories)
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test_fraction: {test_fraction!r}; expected a fraction in (0, 1).")
+    names, counts = np.unique(labels, return_counts=True)
+    if (counts < 2).any():
+        raise ConfigError(
+            f"stratified_holdout: classes {names[counts < 2].tolist()} have a single row; "
+            "a stratified split needs at least 2 per class. Drop or merge them."
+        )
+    train, test = train_test_split(
+        np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed
+    )
+    return np.sort(train), np.sort(test)
+
+
+def classification_metrics(
+    y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, per-class precision/recall/F1 and the confusion matrix.
+
+    Shared by the GBT baseline and the CNN (its metrics JSON), so both are scored alike.
+
+    Parameters
+    ----------
+    y_true, y_pred : sequence of str
+        True and predicted class of each row.
+    classes : sequence of str
+        Every class, in the order of the confusion matrix and of ``per_class``.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable (plain ints, floats, strings and lists):
+
+        - ``n``: rows; ``accuracy``: share of rows predicted right;
+        - ``balanced_accuracy``: mean recall over the classes present in ``y_true``;
+        - ``macro_f1``: mean F1 over the same classes;
+        - ``classes``: the class list;
+        - ``per_class``: ``{class: {"precision", "recall", "f1", "support"}}``, 0.0
+          where undefined (no prediction of the class, or no row of it);
+        - ``confusion_matrix``: rows = true class, columns = predicted, in ``classes``
+          order.
+
+    Raises
+    ------
+    ConfigError
+        When the lengths differ or a label is not in ``classes``.
+
+    Examples
+    --------
+    >>> m = classification_metrics(["a", "a", "b", "c"], ["a", "b", "b", "b"], ["a", "b", "c"])
+    >>> m["accuracy"], m["balanced_accuracy"], m["confusion_matrix"]
+    (0.5, 0.5, [[1, 1, 0], [0, 1, 0], [0, 1, 0]])
+    >>> m["per_class"]["b"]
+    {'precision': 0.3333333333333333, 'recall': 1.0, 'f1': 0.5, 'support': 1}
+    """
+    names = [str(c) for c in classes]
+    true, pred = np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)
+    if len(true) != len(pred):
+        raise ConfigError(
+            f"classification_metrics: {len(true)} true labels but {len(pred)} predictions."
+        )
+    unknown = sorted((set(true.tolist()) | set(pred.tolist())) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"classification_metrics: labels {unknown[:10]} are not in classes {names[:10]}; "
+            "pass every class that can occur."
+        )
+    order = {c: i for i, c in enumerate(names)}
+    k = len(names)
+    codes = np.array([order[t] for t in true], dtype=np.int64) * k + np.array(
+        [order[p] for p in pred], dtype=np.int64
+    )
+    cm = np.bincount(codes, minlength=k * k).reshape(k, k)
+    tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    present = support > 0
+    return {
+        "n": len(true),
+        "accuracy": float(tp.sum() / len(true)) if len(true) else float("nan"),
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "classes": names,
+        "per_class": {
+            c: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, c in enumerate(names)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
