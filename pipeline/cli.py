@@ -353,7 +353,7 @@ def demo(
         _echo_skill(summary.metrics)
         year2_file = _write_demo_year2_config(out, root, labels=made["labels"])
         click.echo(f"\nThe year-2 chain ({year2_file}): plankton groups in 0-200 m from the "
-                   "classifier's labels")  # fmt: skip
+                   + ("classifier's labels" if made["labels"] else "human labels"))  # fmt: skip
         summary2 = _run_with(client, load_run_config(year2_file), None, None)
     _echo_skill(summary2.metrics)
     click.echo(
@@ -375,8 +375,12 @@ def _write_demo_run_config(out: str, root: str, *, types: str) -> str:
     return _write_yaml(Path(out) / "run.yaml", doc, "year-1")
 
 
-def _write_demo_year2_config(out: str, root: str, *, labels: str) -> str:
-    """Write OUT/run-year2.yaml: plankton groups in 0-200 m from the classifier's labels."""
+def _write_demo_year2_config(out: str, root: str, *, labels: str | None) -> str:
+    """Write OUT/run-year2.yaml: plankton groups in 0-200 m from the classifier's labels.
+
+    Without labels (no classifier: the images extra is not installed) the validated and
+    predicted human categories of EcoTaxa are counted instead.
+    """
     from pipeline.demo.truth import GROUPS
 
     doc = _demo_run_doc(root, labels=labels)
@@ -387,7 +391,7 @@ def _write_demo_year2_config(out: str, root: str, *, labels: str) -> str:
     return _write_yaml(Path(out) / "run-year2.yaml", doc, "year-2")
 
 
-def _demo_run_doc(root: str, *, labels: str) -> dict[str, Any]:
+def _demo_run_doc(root: str, *, labels: str | None) -> dict[str, Any]:
     from pipeline.runconfig import RunConfig, run_config_to_dict
 
     doc = run_config_to_dict(RunConfig())
@@ -398,9 +402,9 @@ def _demo_run_doc(root: str, *, labels: str) -> dict[str, Any]:
         environment="environment",
         objects="ecotaxa",
         truth="truth_profiles",
-        labels=str(Path(labels).resolve()),
+        labels=str(Path(labels).resolve()) if labels else None,
     )
-    doc["object_targets"]["labels"] = "machine"
+    doc["object_targets"]["labels"] = "machine" if labels else "annotated"
     doc["object_targets"].pop("layers", None)  # the object targets use targets.layers
     return doc
 

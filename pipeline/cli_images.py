@@ -354,6 +354,20 @@ def demo_images(out: str, objects: Any, client: Any, *, epochs: int = 12) -> dic
     ari = float(adjusted_rand_score(joined["kind"], joined["label"]))
     click.echo(f"  adjusted Rand index against the world's true particle types: {ari:.3f}")
 
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        click.echo(
+            "\nImages: the CNN classifier needs the images extra (pip install "
+            "'oceanfields[images]'); skipped: the year-2 chain uses the human labels."
+        )
+        return {
+            "types": str(base / "types" / "labels"),
+            "labels": None,
+            "ari": ari,
+            "classifier": None,
+        }  # not saved: a classifier may come later
+
     click.echo(f"\nImages: classifier on the validated images ({base / 'model'}):")
     table = image_table(objects, statuses=("V",))
     config = ImageTrainConfig(size=48, canvas_px=96, width=12, epochs=epochs, patience=epochs)

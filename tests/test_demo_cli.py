@@ -78,8 +78,14 @@ def test_demo_reuses_an_existing_world_with_the_same_parameters(demo_run):
 def test_demo_runs_the_year1_chain_and_prints_the_skill_table(demo_run):
     out, output = demo_run
     run = out / "run"
-    for name in ("targets.parquet", "matchup.parquet", "model/model.ubj", "metrics.json",
-                 "fields.zarr", "report/index.html"):  # fmt: skip
+    for name in (
+        "targets.parquet",
+        "matchup.parquet",
+        "model/model.ubj",
+        "metrics.json",
+        "fields.zarr",
+        "report/index.html",
+    ):
         assert (run / name).exists(), name
     assert "Skill (transformed space; test = held-out spatial blocks):" in output
     metrics = json.loads((run / "metrics.json").read_text())
@@ -116,3 +122,31 @@ def test_demo_runs_the_image_path_and_the_year2_chain(demo_run):
     assert groups <= set(year2["targets"])
     targets2 = pd.read_parquet(out / "run-year2" / "targets.parquet")
     assert set(targets2["layer"]) == {"0-200m"}
+
+
+def test_without_torch_the_demo_keeps_the_types_and_year2_counts_the_human_labels(
+    demo_run, tmp_path, monkeypatch, capsys
+):
+    import sys
+
+    from pipeline.catalog import open_catalog, read_entry
+    from pipeline.cli import _write_demo_year2_config
+    from pipeline.cli_images import demo_images
+    from pipeline.runconfig import load_run_config
+
+    out, _ = demo_run
+    (tmp_path / "world").symlink_to(out / "world")
+    objects = read_entry(open_catalog("demo", root=str(out / "world")), "ecotaxa").accepted
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    made = demo_images(str(tmp_path), objects, None)
+    assert made["labels"] is None
+    assert made["ari"] > 0.8
+    assert (tmp_path / "images" / "types" / "labels" / "part-0.parquet").exists()
+    assert not (tmp_path / "images" / "model").exists()
+    assert "needs the images extra" in capsys.readouterr().out
+    config = load_run_config(
+        _write_demo_year2_config(str(tmp_path), str(out / "world"), labels=None)
+    )
+    assert config.inputs.labels is None
+    assert config.object_targets.labels == "annotated"
+    assert [layer.name for layer in config.targets.layers] == ["0-200m"]

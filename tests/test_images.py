@@ -33,8 +33,11 @@ TRAIN = ImageTrainConfig(size=32, canvas_px=96, width=8, epochs=8, patience=8, t
 def world(tmp_path_factory):
     return generate_demo_world(
         str(tmp_path_factory.mktemp("imgworld") / "world"),
-        resolution=10.0, n_profiles=40, n_images=1500, seed=5,
-    )  # fmt: skip
+        resolution=10.0,
+        n_profiles=40,
+        n_images=1500,
+        seed=5,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +52,9 @@ def trained(objects, tmp_path_factory):
     table = image_table(objects, statuses=("V",))
     train_idx, test_idx = stratified_holdout(table["category"].tolist(), test_fraction=0.2)
     out = tmp_path_factory.mktemp("model") / "model"
-    res = train_classifier(table.iloc[train_idx], config=TRAIN, out=str(out),
-                           test=table.iloc[test_idx])  # fmt: skip
+    res = train_classifier(
+        table.iloc[train_idx], config=TRAIN, out=str(out), test=table.iloc[test_idx]
+    )
     return res, out, table.iloc[test_idx]
 
 
@@ -75,8 +79,10 @@ def test_padding_keeps_the_physical_scale_of_objects_smaller_than_the_canvas():
 def prepare_images_of(arrays, pre, sizes=None):
     from pipeline.images.dataset import prepare_array
 
-    out = [prepare_array(a, pre, pixel_size_um=s) for a, s in
-           zip(arrays, sizes or [None] * len(arrays), strict=True)]  # fmt: skip
+    out = [
+        prepare_array(a, pre, pixel_size_um=s)
+        for a, s in zip(arrays, sizes or [None] * len(arrays), strict=True)
+    ]
     return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
 
 
@@ -108,8 +114,14 @@ def test_corrupt_empty_truncated_and_missing_images_are_quarantined_not_fatal(tm
     (tmp_path / "garbage.png").write_bytes(b"not an image at all")
     noise = np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)
     (tmp_path / "cut.png").write_bytes(_png(noise)[:200])
-    urls = [str(good), str(tmp_path / "empty.png"), str(tmp_path / "garbage.png"),
-            str(tmp_path / "cut.png"), str(tmp_path / "missing.png"), ""]  # fmt: skip
+    urls = [
+        str(good),
+        str(tmp_path / "empty.png"),
+        str(tmp_path / "garbage.png"),
+        str(tmp_path / "cut.png"),
+        str(tmp_path / "missing.png"),
+        "",
+    ]
     res = prepare_images(urls, Preprocess(size=16))
     assert res.ok.tolist() == [True, False, False, False, False, False]
     assert res.pixels.shape == (1, 16, 16)
@@ -146,8 +158,9 @@ def test_a_class_folder_tree_is_an_image_table(shared_data):
 def test_a_model_directory_round_trips_with_identical_outputs(tmp_path):
     torch.manual_seed(0)
     net = build_network("compact", 3, params={"width": 4}).eval()
-    model = ImageModel(network=net, classes=["a", "b", "c"], preprocess=Preprocess(size=16),
-                       params={"width": 4})  # fmt: skip
+    model = ImageModel(
+        network=net, classes=["a", "b", "c"], preprocess=Preprocess(size=16), params={"width": 4}
+    )
     model_id = save_model_dir(model, str(tmp_path / "m"))
     again = load_model_dir(str(tmp_path / "m"))
     assert again.model_id == model_id
@@ -205,8 +218,13 @@ def test_fine_tuning_starts_from_the_parent_and_records_it(trained, objects, tmp
 
 
 def _classify(objects, model_dir, out, client, **cfg):
-    return classify_images(objects, str(model_dir), str(out), client=client,
-                           config=ClassifyConfig(batch_size=64, threads=2, **cfg))  # fmt: skip
+    return classify_images(
+        objects,
+        str(model_dir),
+        str(out),
+        client=client,
+        config=ClassifyConfig(batch_size=64, threads=2, **cfg),
+    )
 
 
 def test_classification_on_two_worker_processes_equals_a_single_process_run(
@@ -276,3 +294,33 @@ def test_unreadable_images_are_quarantined_and_counted_and_the_run_completes(
     assert "broken.png" in q["reason"].iloc[0]
     assert "gone.png" in q["reason"].iloc[1]
     assert len(read_labels(str(tmp_path / "out" / "labels")).compute()) == 48
+
+
+def test_an_interrupted_training_resumes_after_its_last_epoch_and_equals_a_clean_one(
+    objects, tmp_path
+):
+    table = image_table(objects, statuses=("V",))
+    table = table[table["category"].isin(["Copepoda", "Rhizaria", "fiber"])].head(150)
+    cfg = ImageTrainConfig(
+        size=16, canvas_px=96, width=4, epochs=3, patience=3, threads=2, val_fraction=0.2
+    )
+    clean = train_classifier(table, config=cfg, out=str(tmp_path / "clean"))
+
+    def stop_after_two(entry):
+        if entry["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(table, config=cfg, out=str(tmp_path / "cut"), progress=stop_after_two)
+    seen = []
+    resumed = train_classifier(
+        table, config=cfg, out=str(tmp_path / "cut"), progress=lambda e: seen.append(e["epoch"])
+    )
+    assert seen == [3]  # only the missing epoch ran
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in clean.history]
+    assert resumed.model.model_id == clean.model.model_id  # identical weights
+    again = train_classifier(
+        table, config=cfg, out=str(tmp_path / "cut"), progress=lambda e: seen.append(e["epoch"])
+    )
+    assert seen == [3]  # a finished training is not redone
+    assert again.model.model_id == clean.model.model_id

@@ -1,8 +1,9 @@
 """The split and the scores shared by the image classifiers, so both are judged alike.
 
-:func:`stratified_holdout` (the same stratified 80/20 split) and
-:func:`classification_metrics` (the same JSON metrics), used by the gradient-boosted-trees
-baseline and by the CNN's training and benchmark.
+:func:`stratified_holdout` (the same stratified 80/20 split),
+:func:`classification_metrics` (the same JSON metrics) and :func:`plot_confusion` (the
+same figure), used by the gradient-boosted-trees baseline, the CNN's training and
+benchmark, and the consistency report.
 
 See Also
 --------
@@ -20,7 +21,7 @@ from sklearn.model_selection import train_test_split
 
 from pipeline.errors import ConfigError
 
-__all__ = ["classification_metrics", "stratified_holdout"]
+__all__ = ["classification_metrics", "plot_confusion", "stratified_holdout"]
 
 
 def stratified_holdout(
@@ -150,3 +151,46 @@ def classification_metrics(
         },
         "confusion_matrix": cm.tolist(),
     }
+
+
+def plot_confusion(matrix: Any, classes: list[str], target: Any, *, title: str = "") -> None:
+    """Save a row-normalised confusion matrix (true rows, predicted columns) as PNG.
+
+    Parameters
+    ----------
+    matrix : array-like
+        Counts (n_classes, n_classes), rows true, columns predicted.
+    classes : list of str
+    target : path or binary file object
+    title : str
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(matrix, dtype="float64")
+    norm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * n, 1.0 + 0.5 * n))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            if counts[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    f"{int(counts[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
+    ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion (row-normalised; counts shown)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(target, format="png", dpi=110)
+    plt.close(fig)

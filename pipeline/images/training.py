@@ -15,7 +15,10 @@ validated EcoTaxa objects or a class-folder tree) and:
    brightness gain: the images' orientation carries no information), mixed precision
    (bf16 autocast) and channels-last on CUDA;
 5. stops early when the validation balanced accuracy has not improved for ``patience``
-   epochs, keeps the best epoch's weights, and checkpoints them (``checkpoint.pt``);
+   epochs and keeps the best epoch's weights; after every epoch the whole state
+   (weights, optimiser, schedule, random generator, history) goes to
+   ``OUT/checkpoint.pt``, so the same command run again after an interruption resumes
+   after the last finished epoch (and a finished training is not redone);
 6. writes the model directory (:func:`pipeline.images.model.save_model_dir`) with
    ``metrics.json`` (accuracy, balanced accuracy, per-class precision/recall/F1, confusion
    matrix, on the validation set and on the caller's test set if given), ``history.json``
@@ -28,6 +31,8 @@ preprocessing of the parent is kept (it is part of what the weights learnt).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import math
@@ -43,6 +48,7 @@ from torch import nn
 
 from pipeline.errors import ConfigError
 from pipeline.images.dataset import Preprocess, prepare_images
+from pipeline.images.evaluation import plot_confusion
 from pipeline.images.model import (
     ImageModel,
     build_network,
@@ -53,7 +59,7 @@ from pipeline.images.model import (
     to_batch,
 )
 
-__all__ = ["ImageTrainConfig", "TrainedClassifier", "plot_confusion", "train_classifier"]
+__all__ = ["ImageTrainConfig", "TrainedClassifier", "train_classifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -335,6 +341,9 @@ def train_classifier(
         config=config,
         device=device,
         progress=progress,
+        checkpoint=_Checkpoint(out, _run_key(config, classes, table, init), storage_options)
+        if out is not None
+        else None,
     )
     net.load_state_dict(best_state)
     net.to("cpu").eval()
@@ -396,6 +405,7 @@ def _fit(
     config: ImageTrainConfig,
     device: torch.device,
     progress: Callable[[dict[str, float]], None] | None,
+    checkpoint: _Checkpoint | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
     from sklearn.metrics import balanced_accuracy_score
 
@@ -427,8 +437,28 @@ def _fit(
         torch.from_numpy(codes),
     )
     history: list[dict[str, float]] = []
-    best, best_state, stale = -1.0, _state(net), 0
-    for epoch in range(1, config.epochs + 1):
+    best, best_state, stale, first, finished = -1.0, _state(net), 0, 1, False
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        net.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])  # dropout draws from the global generator
+        history, best, best_state, stale = (
+            saved["history"],
+            saved["best"],
+            saved["best_state"],
+            saved["stale"],
+        )
+        first, finished = saved["epoch"] + 1, saved["finished"]
+        logger.info(
+            "resuming training from %s after epoch %d%s",
+            checkpoint.url,
+            saved["epoch"],
+            " (finished)" if finished else "",
+        )
+    for epoch in range(first, 0 if finished else config.epochs + 1):
         t0 = time.perf_counter()
         net.train()
         order = torch.multinomial(
@@ -460,21 +490,82 @@ def _fit(
         }
         history.append(entry)
         logger.debug("epoch %s", entry)
-        if progress is not None:
-            progress(entry)
         if bacc > best:
             best, best_state, stale = bacc, _state(net), 0
         else:
             stale += 1
-            if stale >= config.patience:
-                logger.info(
-                    "early stop at epoch %d (best %d, balanced accuracy %.3f)",
-                    epoch,
-                    _best_epoch(history),
-                    best,
-                )
-                break
+        finished = stale >= config.patience or epoch == config.epochs
+        if checkpoint is not None:
+            checkpoint.save(
+                {
+                    "epoch": epoch,
+                    "finished": finished,
+                    "model": _state(net),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                    "best": best,
+                    "best_state": best_state,
+                    "stale": stale,
+                }
+            )
+        if progress is not None:  # after the checkpoint: the epoch shown is saved
+            progress(entry)
+        if stale >= config.patience:
+            logger.info(
+                "early stop at epoch %d (best %d, balanced accuracy %.3f)",
+                epoch,
+                _best_epoch(history),
+                best,
+            )
+            break
     return history, best_state
+
+
+def _run_key(
+    config: ImageTrainConfig, classes: list[str], table: pd.DataFrame, init: ImageModel | None
+) -> str:
+    """Identity of a training run: a checkpoint of another run is not resumed."""
+    doc = [
+        asdict(config),
+        classes,
+        table["image"].astype(str).tolist(),
+        init.model_id if init is not None else None,
+    ]
+    return hashlib.sha256(json.dumps(doc, default=str).encode()).hexdigest()[:16]
+
+
+class _Checkpoint:
+    """``OUT/checkpoint.pt``: the state after the last epoch, written whole each epoch."""
+
+    def __init__(self, out: str, key: str, storage_options: Mapping[str, Any] | None) -> None:
+        import fsspec
+
+        self.fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
+        self.fs.makedirs(root, exist_ok=True)
+        self.path, self.key, self.url = f"{root}/checkpoint.pt", key, f"{out}/checkpoint.pt"
+
+    def load(self) -> dict[str, Any] | None:
+        """Return the saved state of this run, or None (absent, or another run's)."""
+        if not self.fs.exists(self.path):
+            return None
+        with self.fs.open(self.path, "rb") as f:
+            saved = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
+        if saved.get("key") != self.key:
+            logger.info("checkpoint %s is of another training run; starting afresh", self.url)
+            return None
+        return saved
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Write the state (to a temporary name, then moved over the last one)."""
+        buf = io.BytesIO()
+        torch.save({**state, "key": self.key}, buf)
+        tmp = f"{self.path}.tmp"
+        with self.fs.open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+        self.fs.mv(tmp, self.path)
 
 
 def _state(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -507,46 +598,3 @@ def _write(
             f,
             title=f"{model.model_id}: {which} set",
         )
-
-
-def plot_confusion(matrix: Any, classes: list[str], target: Any, *, title: str = "") -> None:
-    """Save a row-normalised confusion matrix (true rows, predicted columns) as PNG.
-
-    Parameters
-    ----------
-    matrix : array-like
-        Counts (n_classes, n_classes), rows true, columns predicted.
-    classes : list of str
-    target : path or binary file object
-    title : str
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts = np.asarray(matrix, dtype="float64")
-    norm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * n, 1.0 + 0.5 * n))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(n):
-        for j in range(n):
-            if counts[i, j]:
-                ax.text(
-                    j,
-                    i,
-                    f"{int(counts[i, j])}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black",
-                )
-    ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), classes, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or "confusion (row-normalised; counts shown)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(target, format="png", dpi=110)
-    plt.close(fig)
