@@ -548,3 +548,7 @@ if __name__ == "__main__":  # pragma: no cover
 from pipeline.cli_images import images as _images  # noqa: E402  (a group of its own module)
 
 main.add_command(_images)
+
+from pipeline.cli_cluster import cluster as _cluster  # noqa: E402  (a group of its own module)
+
+main.add_command(_cluster)

@@ -1,40 +1,95 @@
 """Turn a cluster file (``clusters/*.yaml``) into a ``dask.distributed.Client``.
 
 A cluster file is YAML with one top-level ``cluster`` mapping whose ``type`` picks the
-deployment; the other keys are that deployment's options::
+deployment, the other keys being that deployment's options::
 
     cluster:
-      type: local            # LocalCluster on this machine (the default)
+      type: local     # or scheduler, kubernetes, slurm, gateway
       n_workers: 2
-      threads_per_worker: 1
-      memory_limit: 4GiB
-      processes: true
 
-    cluster:
-      type: scheduler        # connect to a running scheduler
-      address: tcp://127.0.0.1:8786
-
-Defaults live only in the config dataclasses below; unknown keys are errors that list
-the valid ones. No credential is ever read from or written to these files.
+``local`` (LocalCluster, the default), ``scheduler`` (a running scheduler, by address or
+scheduler file), ``kubernetes`` (dask-kubernetes operator, extra ``oceanfields[kubernetes]``),
+``slurm`` (dask-jobqueue, extra ``oceanfields[hpc]``), ``gateway`` (dask-gateway, extra
+``oceanfields[gateway]``).
+The shipped files in ``clusters/`` document every option. Defaults live only in the
+config dataclasses below; unknown keys are errors that list the valid ones, and every
+error names the file and the dotted key. No credential is ever read from or written to
+these files: authentication is named (``auth: jupyterhub``) and its secrets come from the
+environment. What a file would submit (manifests, job script) is built by
+:mod:`pipeline.clusters_deploy`, which also starts the remote deployments.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
+import re
+import types
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from dask.distributed import Client, LocalCluster
+from dask.utils import parse_bytes
 
+from pipeline import clusters_deploy
+from pipeline.clusters_deploy import PodResources
 from pipeline.config import build_config, read_yaml
 from pipeline.errors import ConfigError
 
-__all__ = ["LocalConfig", "SchedulerConfig", "cluster_client", "load_cluster_config"]
+__all__ = [
+    "AdaptiveConfig",
+    "ClusterConfig",
+    "GatewayConfig",
+    "KubernetesConfig",
+    "KubernetesGpuConfig",
+    "LocalConfig",
+    "SchedulerConfig",
+    "SlurmConfig",
+    "SlurmGpuConfig",
+    "cluster_client",
+    "load_cluster_config",
+]
 
 logger = logging.getLogger(__name__)
+
+# A DaskCluster name: lowercase RFC 1123 label short enough for "<name>-scheduler".
+_K8S_NAME = re.compile(r"^(?=.{1,53}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# SLURM --time: minutes, [days-]hours:minutes[:seconds], days-hours.
+_WALLTIME = re.compile(r"^[0-9]+(-[0-9]+)?(:[0-9]{2}){0,2}$")
+# Names that hold secrets: such values never go in a cluster file.
+_SECRET = re.compile(r"pass(word)?|secret|token|credential|api_?key|private_?key", re.I)
+_GATEWAY_AUTH = ("basic", "jupyterhub", "kerberos")
+
+
+def _check_count(name: str, value: int, minimum: int = 0) -> None:
+    """Raise ValueError naming the field when a count is below ``minimum``."""
+    if value < minimum:
+        raise ValueError(f"{name}: {value!r} is below {minimum}; give {minimum} or more.")
+
+
+def _check_strings(name: str, value: Any) -> None:
+    """Raise ValueError naming the field unless ``value`` is a tuple of strings."""
+    if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name}: {value!r} is not a list of strings.")
+
+
+def _pairs(value: Any) -> tuple[tuple[str, Any], ...]:
+    """Turn a YAML mapping of names to scalars into sorted, hashable pairs."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"expected a mapping of names to values, got {value!r}.")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str | int | float | bool):
+            raise ConfigError(f"{key!r}: {item!r} is not a plain value (text, number, boolean).")
+        if _SECRET.search(key):
+            raise ConfigError(
+                f"{key!r} looks like a credential; credentials never go in cluster files: set "
+                "it in the environment (or a Kubernetes Secret) where the cluster runs."
+            )
+    return tuple(sorted(value.items()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,12 +136,342 @@ class SchedulerConfig:
     scheduler_file: str | None = None
 
 
-_CONFIGS: dict[str, type] = {"local": LocalConfig, "scheduler": SchedulerConfig}
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveConfig:
+    """Adaptive scaling bounds (workers; SLURM: jobs).
+
+    Attributes
+    ----------
+    minimum : int
+        Fewest workers (jobs) kept while idle.
+    maximum : int
+        Most workers (jobs) under load.
+    """
+
+    minimum: int = 0
+    maximum: int = 10
+
+    def __post_init__(self) -> None:
+        """Check the values; a ValueError names the field."""
+        _check_count("minimum", self.minimum)
+        _check_count("maximum", self.maximum, 1)
+        if self.maximum < self.minimum:
+            raise ValueError(f"maximum: {self.maximum} is below minimum {self.minimum}.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubernetesGpuConfig:
+    """A second worker group on GPU nodes, advertising the Dask worker resource ``GPU``.
+
+    Attributes
+    ----------
+    name : str
+        Group name (the DaskWorkerGroup is ``<cluster name>-<name>``).
+    n_workers : int
+        GPU workers.
+    gpus_per_worker : int
+        ``nvidia.com/gpu`` limit per pod, also the worker's ``--resources GPU=N``.
+    threads_per_worker : int
+        Threads per GPU worker.
+    image : str or None
+        Image of the GPU workers (a CUDA build); None: the cluster's image.
+    resources : PodResources or None
+        CPU and memory of a GPU worker; None: the cluster's worker resources.
+    """
+
+    name: str = "gpu"
+    n_workers: int = 1
+    gpus_per_worker: int = 1
+    threads_per_worker: int = 1
+    image: str | None = None
+    resources: PodResources | None = None
+
+    def __post_init__(self) -> None:
+        """Check the values; a ValueError names the field."""
+        _check_count("n_workers", self.n_workers)
+        _check_count("gpus_per_worker", self.gpus_per_worker, 1)
+        _check_count("threads_per_worker", self.threads_per_worker, 1)
+        if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", self.name):
+            raise ValueError(f"name: {self.name!r} is not a lowercase name (a-z, 0-9, '-').")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubernetesConfig:
+    """A Dask cluster on Kubernetes through the dask-kubernetes operator.
+
+    Attributes
+    ----------
+    image : str
+        Image of the scheduler and workers (built from ``clusters/Dockerfile``); required.
+    name : str
+        DaskCluster name (lowercase RFC 1123 label, at most 53 characters).
+    namespace : str or None
+        Namespace; None: the current context's.
+    n_workers : int
+        Workers of the default group at start.
+    threads_per_worker : int
+        Threads per worker (``dask worker --nthreads``).
+    resources : PodResources or None
+        Requests and limits of each worker (and of the scheduler unless
+        ``scheduler_resources`` is given).
+    scheduler_resources : PodResources or None
+        Requests and limits of the scheduler pod.
+    env : tuple of (str, str)
+        Environment of the scheduler and workers (a mapping in YAML; no secrets).
+    adaptive : AdaptiveConfig or None
+        Adaptive bounds of the default group (a DaskAutoscaler); None: fixed size.
+    gpu_workers : KubernetesGpuConfig or None
+        An extra worker group on GPU nodes.
+    idle_timeout_s : int
+        Delete the cluster after this many idle seconds (0: never).
+    resource_timeout_s : int
+        Seconds to wait for the scheduler pod (image pulls included).
+    scheduler_service_type : {"ClusterIP", "NodePort", "LoadBalancer"}
+        How the scheduler's service is exposed.
+    """
+
+    type: Literal["kubernetes"] = "kubernetes"
+    image: str
+    name: str = "oceanfields"
+    namespace: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    resources: PodResources | None = None
+    scheduler_resources: PodResources | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    adaptive: AdaptiveConfig | None = None
+    gpu_workers: KubernetesGpuConfig | None = None
+    idle_timeout_s: int = 0
+    resource_timeout_s: int = 300
+    scheduler_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+
+    def __post_init__(self) -> None:
+        """Check the values; a ValueError names the field."""
+        _check_count("n_workers", self.n_workers)
+        _check_count("threads_per_worker", self.threads_per_worker, 1)
+        _check_count("idle_timeout_s", self.idle_timeout_s)
+        _check_count("resource_timeout_s", self.resource_timeout_s, 1)
+        if not self.image.strip():
+            raise ValueError(
+                "image: empty; give the worker image, e.g. ghcr.io/you/oceanfields:0.1.0."
+            )
+        if not _K8S_NAME.match(self.name):
+            raise ValueError(
+                f"name: {self.name!r} is not a DaskCluster name (lowercase a-z, 0-9 and '-', "
+                "at most 53 characters)."
+            )
+        if self.scheduler_service_type not in ("ClusterIP", "NodePort", "LoadBalancer"):
+            raise ValueError(
+                f"scheduler_service_type: {self.scheduler_service_type!r}; "
+                "valid: ClusterIP, NodePort, LoadBalancer."
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlurmGpuConfig:
+    """Run the jobs on a GPU partition, each worker advertising the resource ``GPU``.
+
+    Attributes
+    ----------
+    partition : str
+        GPU partition (replaces ``queue``).
+    gpus_per_job : int
+        GPUs per job (``#SBATCH --gres=gpu:N``), shared evenly by the job's workers.
+    gres_type : str or None
+        GPU type in the gres (``--gres=gpu:a100:N``); None: any.
+    """
+
+    partition: str = "gpu"
+    gpus_per_job: int = 1
+    gres_type: str | None = None
+
+    def __post_init__(self) -> None:
+        """Check the values; a ValueError names the field."""
+        _check_count("gpus_per_job", self.gpus_per_job, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlurmConfig:
+    """Dask workers as SLURM batch jobs (dask-jobqueue ``SLURMCluster``).
+
+    Options left out fall back to dask-jobqueue's own configuration (``jobqueue.slurm``).
+
+    Attributes
+    ----------
+    queue : str or None
+        Partition (``#SBATCH -p``).
+    account : str or None
+        Account charged (``#SBATCH -A``).
+    cores : int
+        Cores per job (``--cpus-per-task``), shared by its worker processes.
+    processes : int
+        Worker processes per job.
+    memory : str
+        Memory per job (dask size string, ``16GiB``; ``#SBATCH --mem``).
+    walltime : str
+        Job time limit (``#SBATCH -t``, ``HH:MM:SS`` or ``D-HH:MM:SS``).
+    job_extra_directives : tuple of str
+        More ``#SBATCH`` options, without the ``#SBATCH`` (``--exclusive``).
+    worker_extra_args : tuple of str
+        More ``dask worker`` arguments.
+    job_script_prologue : tuple of str
+        Shell lines run before the worker (``module load``, ``source venv/bin/activate``).
+    local_directory : str or None
+        Worker scratch space on the node (spilled data).
+    log_directory : str or None
+        Where the jobs' stdout/stderr go.
+    interface : str or None
+        Network interface of the scheduler and workers (``ib0``).
+    python : str or None
+        Python on the compute nodes; None: this one.
+    jobs : int
+        Jobs submitted at start (each runs ``processes`` workers).
+    adaptive : AdaptiveConfig or None
+        Adaptive bounds, in jobs; None: fixed ``jobs``.
+    gpu : SlurmGpuConfig or None
+        Run on a GPU partition with GPUs per job.
+    """
+
+    type: Literal["slurm"] = "slurm"
+    queue: str | None = None
+    account: str | None = None
+    cores: int = 4
+    processes: int = 1
+    memory: str = "16GiB"
+    walltime: str = "01:00:00"
+    job_extra_directives: tuple[str, ...] = ()
+    worker_extra_args: tuple[str, ...] = ()
+    job_script_prologue: tuple[str, ...] = ()
+    local_directory: str | None = None
+    log_directory: str | None = None
+    interface: str | None = None
+    python: str | None = None
+    jobs: int = 1
+    adaptive: AdaptiveConfig | None = None
+    gpu: SlurmGpuConfig | None = None
+
+    def __post_init__(self) -> None:
+        """Check the values; a ValueError names the field."""
+        _check_count("cores", self.cores, 1)
+        _check_count("processes", self.processes, 1)
+        _check_count("jobs", self.jobs)
+        if self.cores % self.processes:
+            raise ValueError(
+                f"cores: {self.cores} cannot be split over {self.processes} processes."
+            )
+        try:
+            parse_bytes(self.memory)
+        except ValueError as err:
+            raise ValueError(f"memory: {self.memory!r} is not a size such as 16GiB.") from err
+        if not _WALLTIME.match(self.walltime):
+            raise ValueError(f"walltime: {self.walltime!r} is not a SLURM time such as 02:00:00.")
+        for name in ("job_extra_directives", "worker_extra_args", "job_script_prologue"):
+            _check_strings(name, getattr(self, name))
+        for line in self.job_extra_directives:
+            if not line.startswith("-"):
+                raise ValueError(
+                    f"job_extra_directives: {line!r}; write the option only, e.g. '--exclusive' "
+                    "(no '#SBATCH')."
+                )
+        if self.gpu and self.gpu.gpus_per_job % self.processes:
+            raise ValueError(
+                f"gpu.gpus_per_job: {self.gpu.gpus_per_job} GPU(s) cannot be shared evenly by "
+                f"{self.processes} worker processes; set processes to 1 or a divisor."
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayConfig:
+    """A cluster from a dask-gateway server.
+
+    Attributes
+    ----------
+    address : str
+        Gateway URL; required.
+    proxy_address, public_address : str or None
+        Scheduler proxy and public URL when they differ from ``address``.
+    auth : {"basic", "jupyterhub", "kerberos"} or None
+        Authentication by name only; its secrets come from the environment
+        (``JUPYTERHUB_API_TOKEN``, ``DASK_GATEWAY__AUTH__KWARGS``). None: dask config
+        ``gateway.auth.type``.
+    options : tuple of (str, value)
+        Cluster options the server offers (a mapping in YAML, e.g. ``worker_cores``,
+        ``worker_memory``, ``image``).
+    n_workers : int
+        Workers at start.
+    adaptive : AdaptiveConfig or None
+        Adaptive bounds; None: fixed ``n_workers``.
+    """
+
+    type: Literal["gateway"] = "gateway"
+    address: str
+    proxy_address: str | None = None
+    public_address: str | None = None
+    auth: Literal["basic", "jupyterhub", "kerberos"] | None = None
+    options: tuple[tuple[str, str | int | float | bool], ...] = ()
+    n_workers: int = 2
+    adaptive: AdaptiveConfig | None = None
+
+    def __post_init__(self) -> None:
+        """Check the values; a ValueError names the field."""
+        _check_count("n_workers", self.n_workers)
+        if self.auth is not None and self.auth not in _GATEWAY_AUTH:
+            raise ValueError(f"auth: {self.auth!r}; valid: {', '.join(_GATEWAY_AUTH)}.")
+        if not self.address.startswith(("http://", "https://")):
+            raise ValueError(f"address: {self.address!r} is not an http(s):// URL.")
+
+
+ClusterConfig = LocalConfig | SchedulerConfig | KubernetesConfig | SlurmConfig | GatewayConfig
+_CONFIGS: dict[str, type] = {
+    "gateway": GatewayConfig,
+    "kubernetes": KubernetesConfig,
+    "local": LocalConfig,
+    "scheduler": SchedulerConfig,
+    "slurm": SlurmConfig,
+}
+_CONVERTERS = {"env": _pairs, "options": _pairs}
+
+
+def _nested_class(hint: Any) -> type | None:
+    """Return the config dataclass inside a ``X | None`` hint, if any."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    found = [o for o in options if dataclasses.is_dataclass(o)]
+    return found[0] if found else None
+
+
+def _build_section(cls: type, values: Any, *, where: str, section: str) -> Any:
+    """``build_config`` that also builds nested option mappings and names missing keys."""
+    if isinstance(values, Mapping):
+        hints = typing.get_type_hints(cls)
+        values = dict(values)
+        for f in dataclasses.fields(cls):
+            nested = _nested_class(hints[f.name])
+            if nested is not None and values.get(f.name) is not None:
+                values[f.name] = _build_section(
+                    nested, values[f.name], where=where, section=f"{section}.{f.name}"
+                )
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required and f.name not in values:
+                raise ConfigError(
+                    f"{where}: {section}.{f.name}: required key missing "
+                    f"(see clusters/{values.get('type', 'local')}.yaml)."
+                )
+    names = {f.name for f in dataclasses.fields(cls)}
+    converters = {k: c for k, c in _CONVERTERS.items() if k in names}
+    try:
+        return build_config(cls, values, where=where, section=section, converters=converters)
+    except ConfigError as err:
+        # "file: cluster: n_workers: -1 ..." from __post_init__ -> "file: cluster.n_workers: ..."
+        head, _, rest = str(err).partition(f"{where}: {section}: ")
+        field = re.match(r"^([a-z_]+(\.[a-z_]+)?): ", rest)
+        if head or not field or field.group(1).split(".")[0] not in names:
+            raise
+        raise ConfigError(f"{where}: {section}.{rest}") from err
 
 
 def load_cluster_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-) -> LocalConfig | SchedulerConfig:
+) -> ClusterConfig:
     """Read and validate a cluster file (or mapping); None gives the local default.
 
     Parameters
@@ -96,14 +481,18 @@ def load_cluster_config(
 
     Returns
     -------
-    LocalConfig or SchedulerConfig
+    LocalConfig, SchedulerConfig, KubernetesConfig, SlurmConfig or GatewayConfig
         The validated, frozen configuration.
 
     Raises
     ------
     ConfigError
-        Naming the file and the key when the file is malformed, the type unknown or a
-        key invalid.
+        Naming the file and the dotted key when the file is malformed, the type unknown,
+        a key unknown or missing, or a value wrong.
+
+    See Also
+    --------
+    pipeline.clusters_deploy.describe_submission : what the file would submit.
 
     Examples
     --------
@@ -113,6 +502,10 @@ def load_cluster_config(
     Traceback (most recent call last):
     ...
     pipeline.errors.ConfigError: <mapping>: cluster.workers: unknown key; valid: ...
+    >>> load_cluster_config({"cluster": {"type": "kubernetes", "n_workers": 2}})
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.ConfigError: <mapping>: cluster.image: required key missing ...
     """
     if source is None:
         return LocalConfig()
@@ -128,7 +521,7 @@ def load_cluster_config(
         raise ConfigError(
             f"{where}: cluster.type: unknown type {kind!r}; valid: {', '.join(sorted(_CONFIGS))}"
         )
-    config = build_config(_CONFIGS[kind], spec, where=where, section="cluster")
+    config = _build_section(_CONFIGS[kind], spec, where=where, section="cluster")
     if isinstance(config, SchedulerConfig) and not (config.address or config.scheduler_file):
         raise ConfigError(f"{where}: cluster: give 'address' or 'scheduler_file'.")
     return config
@@ -140,8 +533,10 @@ def cluster_client(
 ) -> Iterator[Client]:
     """Start (or connect to) the cluster a file describes and yield a ``Client``.
 
-    Everything started is closed on exit. Scripts that use a local cluster with
-    processes need the ``if __name__ == "__main__":`` guard.
+    Everything started is closed on exit: the LocalCluster, the DaskCluster resource
+    (with its worker groups and autoscaler), the SLURM jobs, the gateway cluster.
+    Scripts that use a local cluster with processes need the
+    ``if __name__ == "__main__":`` guard.
 
     Parameters
     ----------
@@ -152,8 +547,18 @@ def cluster_client(
     ------
     dask.distributed.Client
         Connected client; ``client.dashboard_link`` is the dashboard.
+
+    Raises
+    ------
+    ConfigError
+        For an invalid file, or when the deployment's extra is not installed (names
+        the ``pip install 'oceanfields[...]'`` to run).
     """
     config = load_cluster_config(source)
+    if isinstance(config, KubernetesConfig | SlurmConfig | GatewayConfig):
+        with clusters_deploy.start_cluster(config) as cluster, Client(cluster) as client:
+            yield client
+        return
     if isinstance(config, SchedulerConfig):
         target = config.scheduler_file or config.address
         logger.info("connecting to scheduler %s", target)

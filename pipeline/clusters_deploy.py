@@ -1,0 +1,540 @@
+"""What a cluster file submits, and starting it: Kubernetes, SLURM, dask-gateway.
+
+The validated configs of :mod:`pipeline.clusters` (with the Kubernetes container
+resources defined here, :class:`ResourceQuantities` and :class:`PodResources`) become,
+without any live cluster,
+
+- Kubernetes: the ``DaskCluster`` manifest (``dask_kubernetes.operator.make_cluster_spec``),
+  a ``DaskWorkerGroup`` for the GPU workers and a ``DaskAutoscaler`` for the adaptive
+  bounds, each checked against the CRD schema shipped inside the installed dask-kubernetes;
+- SLURM: the batch script dask-jobqueue submits for each job;
+- dask-gateway: the cluster options sent to the server.
+
+:func:`start_cluster` starts the same thing for real and closes it on exit. The optional
+packages are imported only when needed; a missing one is a ``ConfigError`` naming the
+extra to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.metadata
+import importlib.resources
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.clusters import (
+        ClusterConfig,
+        GatewayConfig,
+        KubernetesConfig,
+        SlurmConfig,
+    )
+
+__all__ = [
+    "PodResources",
+    "ResourceQuantities",
+    "describe_submission",
+    "gateway_request",
+    "kubernetes_manifests",
+    "slurm_job_kwargs",
+    "slurm_job_script",
+    "start_cluster",
+    "validate_dask_resource",
+]
+
+logger = logging.getLogger(__name__)
+
+_CRD_DIR = "operator/deployment/helm/dask-kubernetes-operator/crds"
+#: The scheduler's address is only known once it runs; the check shows this instead.
+SCHEDULER_PLACEHOLDER = "tcp://<scheduler-address>:8786"
+# A Kubernetes quantity (2, 500m, 0.5, 8Gi, 8G): not a dask size string such as "8GiB".
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourceQuantities:
+    """CPU and memory of a container, as Kubernetes quantities.
+
+    Attributes
+    ----------
+    cpu : str, int, float or None
+        Cores (``2``, ``0.5``, ``500m``).
+    memory : str or None
+        Bytes as a Kubernetes quantity (``8Gi``, ``8G``; not the dask spelling ``8GiB``).
+    """
+
+    cpu: str | int | float | None = None
+    memory: str | None = None
+
+    def __post_init__(self) -> None:
+        """Check the values; a ValueError names the field."""
+        for name in ("cpu", "memory"):
+            value = getattr(self, name)
+            if value is not None and not _QUANTITY.match(str(value)):
+                raise ValueError(
+                    f"{name}: {value!r} is not a Kubernetes quantity; write e.g. 2, 500m, 8Gi "
+                    "(Ki/Mi/Gi, not KiB/MiB/GiB)."
+                )
+
+    def as_dict(self) -> dict[str, str]:
+        """Return the given quantities as the strings Kubernetes expects."""
+        return {k: str(v) for k, v in (("cpu", self.cpu), ("memory", self.memory)) if v is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodResources:
+    """Requests (what the scheduler reserves) and limits (the cap) of a container.
+
+    Attributes
+    ----------
+    requests, limits : ResourceQuantities or None
+        ``{cpu: ..., memory: ...}``; dask workers size themselves from the limits.
+    """
+
+    requests: ResourceQuantities | None = None
+    limits: ResourceQuantities | None = None
+
+    def as_dict(self, *, gpus: int = 0) -> dict[str, dict[str, str]]:
+        """Return the Kubernetes ``resources`` block; ``gpus`` adds ``nvidia.com/gpu`` limits."""
+        out = {k: v.as_dict() for k, v in (("requests", self.requests), ("limits", self.limits))}
+        out = {k: v for k, v in out.items() if v}
+        if gpus:
+            out.setdefault("limits", {})["nvidia.com/gpu"] = str(gpus)
+        return out
+
+
+def _require(module: str, extra: str) -> Any:
+    """Import an optional module, or raise a ConfigError naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError(
+            f"this cluster file needs {module.split('.')[0]} ({err}); install it with "
+            f"pip install 'oceanfields[{extra}]'."
+        ) from err
+
+
+def _drop_nulls(value: Any) -> Any:
+    """Drop null fields (the API server drops them the same way)."""
+    if isinstance(value, Mapping):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _worker_command(threads: int, gpus: int = 0) -> list[str]:
+    # distributed no longer installs the dask-worker/dask-scheduler scripts the operator's
+    # templates name: the `dask` command runs both.
+    command = ["dask", "worker", "--nthreads", str(threads)]
+    return [*command, "--resources", f"GPU={gpus}"] if gpus else command
+
+
+def kubernetes_manifests(config: KubernetesConfig) -> list[dict[str, Any]]:
+    """Build the manifests of the resources a Kubernetes cluster file creates.
+
+    Parameters
+    ----------
+    config : KubernetesConfig
+        Validated configuration.
+
+    Returns
+    -------
+    list of dict
+        The ``DaskCluster``, then a ``DaskWorkerGroup`` for the GPU workers and a
+        ``DaskAutoscaler`` for the adaptive bounds when configured.
+
+    Raises
+    ------
+    ConfigError
+        When dask-kubernetes is not installed.
+    """
+    operator = _require("dask_kubernetes.operator", "kubernetes")
+    meta: dict[str, Any] = {"namespace": config.namespace}
+    resources = config.resources.as_dict() if config.resources else None
+    env = dict(config.env) or None
+    cluster = operator.make_cluster_spec(
+        name=config.name,
+        image=config.image,
+        n_workers=config.n_workers,
+        resources=resources,
+        env=env,
+        worker_command=_worker_command(config.threads_per_worker),
+        scheduler_service_type=config.scheduler_service_type,
+        idle_timeout=config.idle_timeout_s,
+    )
+    cluster["metadata"].update(meta)
+    scheduler = cluster["spec"]["scheduler"]["spec"]["containers"][0]
+    if scheduler["args"][:1] == ["dask-scheduler"]:
+        scheduler["args"] = ["dask", "scheduler", *scheduler["args"][1:]]
+    if config.scheduler_resources is not None:
+        scheduler["resources"] = config.scheduler_resources.as_dict()
+    manifests = [cluster]
+    gpu = config.gpu_workers
+    if gpu is not None:
+        group_resources = gpu.resources or config.resources
+        worker = operator.make_worker_spec(
+            image=gpu.image or config.image,
+            n_workers=gpu.n_workers,
+            resources=(
+                group_resources.as_dict(gpus=gpu.gpus_per_worker)
+                if group_resources
+                else {"limits": {"nvidia.com/gpu": str(gpu.gpus_per_worker)}}
+            ),
+            env=env,
+            worker_command=_worker_command(gpu.threads_per_worker, gpu.gpus_per_worker),
+        )
+        manifests.append(
+            {
+                "apiVersion": "kubernetes.dask.org/v1",
+                "kind": "DaskWorkerGroup",
+                "metadata": {"name": f"{config.name}-{gpu.name}", **meta},
+                "spec": {"cluster": config.name, "worker": worker},
+            }
+        )
+    if config.adaptive is not None:
+        manifests.append(
+            {
+                "apiVersion": "kubernetes.dask.org/v1",
+                "kind": "DaskAutoscaler",
+                "metadata": {
+                    "name": config.name,
+                    **meta,
+                    "labels": {
+                        "dask.org/cluster-name": config.name,
+                        "dask.org/component": "autoscaler",
+                    },
+                },
+                "spec": {
+                    "cluster": config.name,
+                    "minimum": config.adaptive.minimum,
+                    "maximum": config.adaptive.maximum,
+                },
+            }
+        )
+    return [_drop_nulls(m) for m in manifests]
+
+
+def _strict(schema: Any) -> Any:
+    """Make a CRD schema reject unknown fields, as ``kubectl apply --validate=strict`` does."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items()}
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _crd(kind: str) -> tuple[str, dict[str, Any]]:
+    """``(apiVersion, strict openAPIV3Schema)`` of a Dask resource from the installed CRDs."""
+    _require("dask_kubernetes", "kubernetes")
+    path = importlib.resources.files("dask_kubernetes").joinpath(f"{_CRD_DIR}/{kind.lower()}.yaml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ConfigError(
+            f"no CRD for {kind!r} in dask-kubernetes {_version('dask-kubernetes')} "
+            f"({_CRD_DIR}); valid kinds: DaskCluster, DaskWorkerGroup, DaskAutoscaler."
+        ) from err
+    crd = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
+    api = f"{crd['spec']['group']}/{version['name']}"
+    return api, _strict(version["schema"]["openAPIV3Schema"])
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def validate_dask_resource(manifest: Mapping[str, Any]) -> None:
+    """Check a Dask resource manifest against the CRD of the installed dask-kubernetes.
+
+    The schema is the ``openAPIV3Schema`` dask-kubernetes ships with its Helm chart;
+    unknown fields are errors (as ``kubectl apply --validate=strict``).
+
+    Parameters
+    ----------
+    manifest : mapping
+        A ``DaskCluster``, ``DaskWorkerGroup`` or ``DaskAutoscaler`` manifest.
+
+    Raises
+    ------
+    ConfigError
+        Naming the resource, the dotted path of the first invalid field and what the
+        schema expects.
+    """
+    jsonschema = _require("jsonschema", "kubernetes")
+    kind = str(manifest.get("kind"))
+    api, schema = _crd(kind)
+    label = f"{kind} {manifest.get('metadata', {}).get('name')!r}"
+    if manifest.get("apiVersion") != api:
+        raise ConfigError(f"{label}: apiVersion: {manifest.get('apiVersion')!r}; expected {api}.")
+    body = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind", "metadata")}
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.path)))
+    if errors:
+        first = errors[0]
+        path = ".".join(str(p) for p in first.absolute_path) or "(top)"
+        raise ConfigError(
+            f"{label}: {path}: {first.message} (CRD of dask-kubernetes "
+            f"{_version('dask-kubernetes')}; {len(errors)} error(s))."
+        )
+
+
+def slurm_job_kwargs(config: SlurmConfig) -> dict[str, Any]:
+    """Keyword arguments of ``dask_jobqueue.SLURMCluster`` (and its job class).
+
+    Parameters
+    ----------
+    config : SlurmConfig
+        Validated configuration.
+
+    Returns
+    -------
+    dict
+        Only the options the file sets; the rest come from dask-jobqueue's config.
+
+    Examples
+    --------
+    >>> from pipeline.clusters import SlurmConfig, SlurmGpuConfig
+    >>> kw = slurm_job_kwargs(SlurmConfig(gpu=SlurmGpuConfig(gpus_per_job=2)))
+    >>> kw["queue"], kw["job_extra_directives"], kw["worker_extra_args"]
+    ('gpu', ['--gres=gpu:2'], ['--resources', 'GPU=2'])
+    """
+    directives = list(config.job_extra_directives)
+    worker_args = list(config.worker_extra_args)
+    queue = config.queue
+    if config.gpu is not None:
+        queue = config.gpu.partition
+        gres = ":".join(["gpu", *([config.gpu.gres_type] if config.gpu.gres_type else [])])
+        directives.append(f"--gres={gres}:{config.gpu.gpus_per_job}")
+        worker_args += ["--resources", f"GPU={config.gpu.gpus_per_job // config.processes}"]
+    kwargs: dict[str, Any] = {
+        "queue": queue,
+        "account": config.account,
+        "cores": config.cores,
+        "processes": config.processes,
+        "memory": config.memory,
+        "walltime": config.walltime,
+        "job_extra_directives": directives,
+        "worker_extra_args": worker_args,
+        "job_script_prologue": list(config.job_script_prologue),
+        "local_directory": config.local_directory,
+        "log_directory": config.log_directory,
+        "interface": config.interface,
+        "python": config.python,
+    }
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def slurm_job_script(config: SlurmConfig) -> str:
+    """Build the batch script of each SLURM job with dask-jobqueue, no batch system needed.
+
+    It is ``SLURMCluster(...).job_script()`` with the scheduler's address (known only
+    once it runs) shown as ``tcp://<scheduler-address>:8786``; building it starts no
+    scheduler, so an ``interface`` absent from this machine is fine.
+
+    Parameters
+    ----------
+    config : SlurmConfig
+        Validated configuration.
+
+    Returns
+    -------
+    str
+        The ``#!/usr/bin/env bash`` script with its ``#SBATCH`` directives.
+
+    Raises
+    ------
+    ConfigError
+        When dask-jobqueue is not installed or rejects an option.
+    """
+    jobqueue = _require("dask_jobqueue", "hpc")
+    job_cls = jobqueue.SLURMCluster.job_cls
+    try:
+        job = job_cls(SCHEDULER_PLACEHOLDER, name="dummy-name", **slurm_job_kwargs(config))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"dask-jobqueue rejects the SLURM options: {err}") from err
+    return str(job.job_script())
+
+
+def gateway_request(config: GatewayConfig) -> dict[str, Any]:
+    """Build the gateway request: where, how to authenticate, cluster options, size.
+
+    Parameters
+    ----------
+    config : GatewayConfig
+        Validated configuration.
+
+    Returns
+    -------
+    dict
+        ``address``, ``auth`` (a name), ``cluster_options`` and ``scale`` or ``adapt``.
+
+    Examples
+    --------
+    >>> from pipeline.clusters import GatewayConfig
+    >>> gateway_request(GatewayConfig(address="https://g.org", options=(("image", "x"),)))
+    {'address': 'https://g.org', 'auth': None, 'cluster_options': {'image': 'x'}, 'scale': 2}
+    """
+    out: dict[str, Any] = {"address": config.address, "auth": config.auth}
+    for key in ("proxy_address", "public_address"):
+        if getattr(config, key):
+            out[key] = getattr(config, key)
+    out["cluster_options"] = dict(config.options)
+    if config.adaptive is not None:
+        out["adapt"] = {"minimum": config.adaptive.minimum, "maximum": config.adaptive.maximum}
+    else:
+        out["scale"] = config.n_workers
+    return out
+
+
+def describe_submission(config: ClusterConfig) -> str:
+    """Describe what a cluster file would submit, without any live cluster.
+
+    Parameters
+    ----------
+    config : ClusterConfig
+        Validated configuration (:func:`pipeline.clusters.load_cluster_config`).
+
+    Returns
+    -------
+    str
+        Local and scheduler: one line. Kubernetes: the manifests as YAML documents,
+        checked against the CRDs. SLURM: the job script. Gateway: the request as YAML.
+
+    Raises
+    ------
+    ConfigError
+        When the deployment's extra is missing or a manifest fails its CRD.
+
+    Examples
+    --------
+    >>> from pipeline.clusters import load_cluster_config
+    >>> describe_submission(load_cluster_config({"cluster": {"n_workers": 2}}))
+    'local: LocalCluster, 2 worker process(es) x 1 thread(s), memory_limit=auto'
+    """
+    if config.type == "local":
+        where = "process(es)" if config.processes else "thread(s) of this process"
+        workers = config.n_workers if config.n_workers is not None else "one per core"
+        return (
+            f"local: LocalCluster, {workers} worker {where} x {config.threads_per_worker} "
+            f"thread(s), memory_limit={config.memory_limit}"
+        )
+    if config.type == "scheduler":
+        if config.scheduler_file:
+            return f"scheduler: connect through scheduler file {config.scheduler_file}"
+        return f"scheduler: connect to {config.address}"
+    if config.type == "kubernetes":
+        manifests = kubernetes_manifests(config)
+        for manifest in manifests:
+            validate_dask_resource(manifest)
+        kinds = ", ".join(m["kind"] for m in manifests)
+        head = (
+            f"# kubernetes: {kinds}; valid against the CRDs of dask-kubernetes "
+            f"{_version('dask-kubernetes')}\n"
+        )
+        return head + yaml.safe_dump_all(manifests, sort_keys=False)
+    if config.type == "slurm":
+        size = (
+            f"adaptive {config.adaptive.minimum}-{config.adaptive.maximum} job(s)"
+            if config.adaptive
+            else f"{config.jobs} job(s)"
+        )
+        head = (
+            f"# slurm: {size} of {config.processes} worker process(es), each job runs "
+            f"(dask-jobqueue {_version('dask-jobqueue')}):\n"
+        )
+        return head + slurm_job_script(config)
+    _require("dask_gateway", "gateway")
+    head = f"# gateway: request (dask-gateway {_version('dask-gateway')}):\n"
+    return head + yaml.safe_dump(gateway_request(config), sort_keys=False)
+
+
+@contextlib.contextmanager
+def start_cluster(config: KubernetesConfig | SlurmConfig | GatewayConfig) -> Iterator[Any]:
+    """Start a remote deployment and yield its cluster object; close it on exit.
+
+    Parameters
+    ----------
+    config : KubernetesConfig, SlurmConfig or GatewayConfig
+        Validated configuration.
+
+    Yields
+    ------
+    distributed.deploy.Cluster
+        ``KubeCluster``, ``SLURMCluster`` or ``GatewayCluster``, sized as configured.
+
+    Raises
+    ------
+    ConfigError
+        When the deployment's extra is not installed.
+    """
+    if config.type == "kubernetes":
+        operator = _require("dask_kubernetes.operator", "kubernetes")
+        cluster_spec, *others = kubernetes_manifests(config)
+        logger.info("creating DaskCluster %r (%d workers)", config.name, config.n_workers)
+        with operator.KubeCluster(
+            custom_cluster_spec=cluster_spec,
+            namespace=config.namespace,
+            resource_timeout=config.resource_timeout_s,
+            shutdown_on_close=True,
+            quiet=True,
+        ) as cluster:
+            for manifest in others:
+                if manifest["kind"] == "DaskWorkerGroup" and config.gpu_workers:
+                    logger.info("adding GPU worker group %r", manifest["metadata"]["name"])
+                    cluster.add_worker_group(
+                        config.gpu_workers.name, custom_spec=manifest["spec"]["worker"]
+                    )
+            if config.adaptive is not None:
+                cluster.adapt(minimum=config.adaptive.minimum, maximum=config.adaptive.maximum)
+            yield cluster
+        return
+    if config.type == "slurm":
+        jobqueue = _require("dask_jobqueue", "hpc")
+        with jobqueue.SLURMCluster(**slurm_job_kwargs(config)) as cluster:
+            if config.adaptive is not None:
+                logger.info("SLURM: adaptive %s", config.adaptive)
+                cluster.adapt(
+                    minimum_jobs=config.adaptive.minimum, maximum_jobs=config.adaptive.maximum
+                )
+            else:
+                logger.info("SLURM: submitting %d job(s)", config.jobs)
+                cluster.scale(jobs=config.jobs)
+            yield cluster
+        return
+    gateway_module = _require("dask_gateway", "gateway")
+    request = gateway_request(config)
+    gateway = gateway_module.Gateway(
+        address=config.address,
+        proxy_address=config.proxy_address,
+        public_address=config.public_address,
+        auth=config.auth,
+    )
+    with gateway, gateway.new_cluster(**request["cluster_options"]) as cluster:
+        if config.adaptive is not None:
+            cluster.adapt(minimum=config.adaptive.minimum, maximum=config.adaptive.maximum)
+        else:
+            cluster.scale(config.n_workers)
+        yield cluster
