@@ -167,8 +167,7 @@ def _run_with(client: Any, config: Any, out: str | None, steps: Sequence[str] | 
 
     bar = _RegionBar()
     try:
-        return run_steps(config, out=out, steps=steps, client=client, echo=click.echo,
-                         progress=bar)  # fmt: skip
+        return run_steps(config, out=out, steps=steps, client=client, echo=click.echo, progress=bar)
     finally:
         bar.close()
 
@@ -199,8 +198,10 @@ def _echo_skill(metrics: dict[str, Any]) -> None:
     if not metrics:
         return
     click.echo("\nSkill (transformed space; test = held-out spatial blocks):")
-    click.echo(f"  {'':<16}{'test mv_mse':>12}{'test R2':>9}{'block-CV mv_mse':>17}"
-               f"{'random-CV mv_mse':>18}")  # fmt: skip
+    click.echo(
+        f"  {'':<16}{'test mv_mse':>12}{'test R2':>9}{'block-CV mv_mse':>17}"
+        f"{'random-CV mv_mse':>18}"
+    )
 
     def row(name: str, entry: dict[str, Any]) -> None:
         test = entry.get("test", {})
@@ -281,8 +282,18 @@ for _name in ("targets", "matchup", "train", "fields", "report"):
 @click.option("--profiles", default=300, show_default=True, help="Number of UVP profiles.")
 @click.option("--images", default=3000, show_default=True, help="About this many images.")
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
-@click.option("--image-epochs", default=12, show_default=True,
-              help="Most epochs of the demo's image classifier.")  # fmt: skip
+@click.option(
+    "--image-epochs",
+    default=12,
+    show_default=True,
+    help="Most epochs of the demo's image classifier.",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A fast tour: 3 CV folds, at most 200 boosting rounds, the climatology "
+    "baseline only (the run files say so).",
+)
 @click.option("--cluster", "cluster_file", default=None, help=_CLUSTER_HELP)
 def demo(
     out: str,
@@ -292,6 +303,7 @@ def demo(
     images: int,
     seed: int,
     image_epochs: int,
+    quick: bool,
     cluster_file: str | None,
 ) -> None:
     """Run oceanfields end to end on the demo world (LocalCluster, local files).
@@ -344,16 +356,21 @@ def demo(
                 _echo_environment(describe_environment(result))
             else:
                 click.echo(f"  {type(result).__name__}: {_short(result)}")
-        made = demo_images(out, read_entry(catalog, "ecotaxa").accepted, client,
-                           epochs=image_epochs)  # fmt: skip
-        config_file = _write_demo_run_config(out, root, types=made["types"])
-        click.echo(f"\nThe year-1 chain on the demo world ({config_file}): particle size "
-                   "classes, flux and the morphological particle types, per layer")  # fmt: skip
+        made = demo_images(
+            out, read_entry(catalog, "ecotaxa").accepted, client, epochs=image_epochs
+        )
+        config_file = _write_demo_run_config(out, root, types=made["types"], quick=quick)
+        click.echo(
+            f"\nThe year-1 chain on the demo world ({config_file}): particle size "
+            "classes, flux and the morphological particle types, per layer"
+        )
         summary = _run_with(client, load_run_config(config_file), None, None)
         _echo_skill(summary.metrics)
-        year2_file = _write_demo_year2_config(out, root, labels=made["labels"])
-        click.echo(f"\nThe year-2 chain ({year2_file}): plankton groups in 0-200 m from the "
-                   + ("classifier's labels" if made["labels"] else "human labels"))  # fmt: skip
+        year2_file = _write_demo_year2_config(out, root, labels=made["labels"], quick=quick)
+        click.echo(
+            f"\nThe year-2 chain ({year2_file}): plankton groups in 0-200 m from the "
+            + ("classifier's labels" if made["labels"] else "human labels")
+        )
         summary2 = _run_with(client, load_run_config(year2_file), None, None)
     _echo_skill(summary2.metrics)
     click.echo(
@@ -364,18 +381,20 @@ def demo(
     )
 
 
-def _write_demo_run_config(out: str, root: str, *, types: str) -> str:
+def _write_demo_run_config(out: str, root: str, *, types: str, quick: bool = False) -> str:
     """Write OUT/run.yaml: the demo's year-1 run file, every default spelled out.
 
     Its per-type targets are the morphological particle types (``types``: their labels
     folder) of the image path.
     """
-    doc = _demo_run_doc(root, labels=types)
+    doc = _demo_run_doc(root, labels=types, quick=quick)
     doc["out"] = str((Path(out) / "run").resolve())
     return _write_yaml(Path(out) / "run.yaml", doc, "year-1")
 
 
-def _write_demo_year2_config(out: str, root: str, *, labels: str | None) -> str:
+def _write_demo_year2_config(
+    out: str, root: str, *, labels: str | None, quick: bool = False
+) -> str:
     """Write OUT/run-year2.yaml: plankton groups in 0-200 m from the classifier's labels.
 
     Without labels (no classifier: the images extra is not installed) the validated and
@@ -383,7 +402,7 @@ def _write_demo_year2_config(out: str, root: str, *, labels: str | None) -> str:
     """
     from pipeline.demo.truth import GROUPS
 
-    doc = _demo_run_doc(root, labels=labels)
+    doc = _demo_run_doc(root, labels=labels, quick=quick)
     doc["inputs"]["truth"] = None  # the truth is per year-1 layer only
     doc["targets"]["layers"] = [[0, 200]]
     doc["object_targets"]["categories"] = list(GROUPS)
@@ -391,7 +410,7 @@ def _write_demo_year2_config(out: str, root: str, *, labels: str | None) -> str:
     return _write_yaml(Path(out) / "run-year2.yaml", doc, "year-2")
 
 
-def _demo_run_doc(root: str, *, labels: str | None) -> dict[str, Any]:
+def _demo_run_doc(root: str, *, labels: str | None, quick: bool = False) -> dict[str, Any]:
     from pipeline.runconfig import RunConfig, run_config_to_dict
 
     doc = run_config_to_dict(RunConfig())
@@ -406,6 +425,9 @@ def _demo_run_doc(root: str, *, labels: str | None) -> dict[str, Any]:
     )
     doc["object_targets"]["labels"] = "machine" if labels else "annotated"
     doc["object_targets"].pop("layers", None)  # the object targets use targets.layers
+    if quick:
+        doc["split"]["n_folds"] = 3
+        doc["train"].update(n_estimators=200, baselines=["climatology"])
     return doc
 
 
@@ -413,8 +435,9 @@ def _write_yaml(path: Path, doc: dict[str, Any], what: str) -> str:
     import yaml
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# The demo's {what} run file (oceanfields demo); run it with: "
-              "oceanfields run THIS_FILE\n")  # fmt: skip
+    header = (
+        f"# The demo's {what} run file (oceanfields demo); run it with: oceanfields run THIS_FILE\n"
+    )
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return str(path)
 

@@ -21,6 +21,7 @@ ARGS = [
     "3",
     "--image-epochs",
     "2",
+    "--quick",
 ]
 
 
@@ -145,8 +146,10 @@ def test_without_torch_the_demo_keeps_the_types_and_year2_counts_the_human_label
     assert not (tmp_path / "images" / "model").exists()
     assert "needs the images extra" in capsys.readouterr().out
     config = load_run_config(
-        _write_demo_year2_config(str(tmp_path), str(out / "world"), labels=None)
+        _write_demo_year2_config(str(tmp_path), str(out / "world"), labels=None, quick=True)
     )
     assert config.inputs.labels is None
     assert config.object_targets.labels == "annotated"
     assert [layer.name for layer in config.targets.layers] == ["0-200m"]
+    assert config.split.n_folds == 3
+    assert config.train.baselines == ("climatology",)
