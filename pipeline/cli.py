@@ -575,3 +575,7 @@ main.add_command(_images)
 from pipeline.cli_cluster import cluster as _cluster  # noqa: E402  (a group of its own module)
 
 main.add_command(_cluster)
+
+from pipeline.cli_bench import bench as _bench  # noqa: E402  (a command of its own module)
+
+main.add_command(_bench)
