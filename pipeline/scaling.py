@@ -50,9 +50,7 @@ __all__ = [
     "PARTS",
     "ScalingConfig",
     "cost_model",
-    "cost_table",
     "efficiencies",
-    "plot_scaling",
     "run_scaling",
 ]
 
@@ -366,7 +364,7 @@ def run_scaling(
 
     See Also
     --------
-    plot_scaling : the figure of the record.
+    pipeline.cli_bench.plot_scaling : the figure of the record.
     """
     config = config or ScalingConfig()
     cluster_config = load_cluster_config(cluster)
@@ -563,79 +561,3 @@ def cost_model(
             },
         }
     return out
-
-
-def cost_table(record: Mapping[str, Any]) -> str:
-    """Format the cost model of a record as a plain-text table (one row per grid).
-
-    Parameters
-    ----------
-    record : mapping
-        The result of :func:`run_scaling`.
-
-    Returns
-    -------
-    str
-        Grid, cells, storage (GiB) and wall hours per worker count; a last row with the
-        matchup hours per million points.
-    """
-    model = record["cost_model"]
-    workers = model["workers"]
-    head = f"{'grid':<16}{'cells':>14}{'GiB':>10}" + "".join(f"{f'h@{k}':>10}" for k in workers)
-    lines = [head]
-    for name, row in model["grids"].items():
-        hours = "".join(f"{row['wall_hours'][str(k)]:>10.3g}" for k in workers)
-        lines.append(f"{name:<16}{row['cells']:>14.3g}{row['storage_gib']:>10.3g}{hours}")
-    if "matchup" in model:
-        per = model["matchup"]["hours_per_million_points"]
-        lines.append(f"{'matchup 1e6 pts':<40}" + "".join(f"{per[str(k)]:>10.3g}" for k in workers))
-    return "\n".join(lines)
-
-
-def plot_scaling(record: Mapping[str, Any], path: str | os.PathLike[str]) -> str:
-    """Plot time and efficiency vs workers per part (matplotlib, Agg) to ``path``.
-
-    Parameters
-    ----------
-    record : mapping
-        The result of :func:`run_scaling`.
-    path : path
-        PNG file to write.
-
-    Returns
-    -------
-    str
-        ``path``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    parts = list(record["efficiencies"])
-    fig, axes = plt.subplots(2, len(parts), figsize=(3.2 * len(parts), 5.5), squeeze=False)
-    rows = record["measurements"]
-    styles = {"strong": "o-", "weak": "s--"}
-    for j, part in enumerate(parts):
-        for mode, style in styles.items():
-            mine = sorted((r for r in rows if r["part"] == part and r["mode"] == mode),
-                          key=lambda r: r["workers"])  # fmt: skip
-            if not mine:
-                continue
-            ks = [r["workers"] for r in mine]
-            axes[0, j].plot(ks, [r["seconds"] for r in mine], style, label=mode)
-            eff = record["efficiencies"][part][mode]
-            axes[1, j].plot(ks, [eff[str(k)] for k in ks], style, label=mode)
-        axes[0, j].set_title(part)
-        axes[0, j].set_ylabel("wall time (s)")
-        axes[1, j].set_ylabel("efficiency")
-        axes[1, j].set_ylim(0, 1.2)
-        axes[1, j].axhline(1.0, color="grey", lw=0.5)
-        for ax in axes[:, j]:
-            ax.set_xlabel("workers")
-            ax.set_xscale("log", base=2)
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return str(path)

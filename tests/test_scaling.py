@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from pipeline.cli_bench import plot_scaling
 from pipeline.errors import ConfigError
-from pipeline.scaling import ScalingConfig, cost_model, efficiencies, plot_scaling, run_scaling
+from pipeline.scaling import ScalingConfig, cost_model, efficiencies, run_scaling
 
 TINY = ScalingConfig(
     workers=(1,),
