@@ -1,0 +1,210 @@
+"""Surviving faults: flaky object storage, and a client killed in the middle of a run.
+
+One small demo world, one LocalCluster and one clean local run (targets -> fields) are
+shared by the module; each fault's outputs must equal the clean run's exactly.
+
+* Flaky storage: a loopback proxy (``tests/flaky_proxy.py``) in front of the moto S3
+  server fails a seeded 5 % of the requests, half with 503 SlowDown, half by dropping the
+  connection. The run reaches S3 through the environment only (``AWS_ENDPOINT_URL``, set
+  before the cluster starts, so the workers inherit it) and relies on the retries of
+  botocore and s3fs as configured by default (botocore's ``legacy`` mode: 5 attempts,
+  503 and connection errors retried; s3fs retries SlowDown and dropped connections too).
+* Killed client: ``oceanfields run`` as a subprocess with its own LocalCluster is
+  SIGKILLed once some, not all, regions of the fields are marked; the same command
+  then writes only the missing regions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from distributed import Client, LocalCluster
+
+from pipeline.demo import generate_demo_world
+from pipeline.run import run_steps
+from pipeline.runconfig import load_run_config
+from tests.flaky_proxy import FlakyProxy
+
+STEPS = ["targets", "matchup", "train", "fields"]
+N_REGIONS = 12  # months of the demo environment
+MARKERS = "fields.zarr/.oceanfields/regions"
+
+
+@pytest.fixture(scope="module")
+def flaky_proxy(s3_server):
+    with FlakyProxy(s3_server, failure_rate=0.05, seed=6) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def client(flaky_proxy):
+    # Only the environment says where S3 is; set before the workers start, they inherit it.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ENDPOINT_URL", flaky_proxy.url)
+        with (
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                         dashboard_address=":0") as cluster,
+            Client(cluster) as c,
+        ):  # fmt: skip
+            yield c
+
+
+@pytest.fixture(scope="module")
+def run_doc(tmp_path_factory):
+    world = generate_demo_world(
+        str(tmp_path_factory.mktemp("faults") / "world"),
+        resolution=6.0, n_profiles=60, n_images=0, seed=5,
+    )  # fmt: skip
+    return {
+        "inputs": {"catalog": "demo", "params": {"root": world.root}},
+        "split": {"n_folds": 3, "block_deg": 20},
+        "train": {"n_estimators": 40, "baselines": ["climatology"], "early_stopping_rounds": 5},
+    }
+
+
+@pytest.fixture(scope="module")
+def clean(run_doc, client, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean") / "run"
+    run_steps(load_run_config(run_doc), out=str(out), client=client, steps=STEPS)
+    fields = xr.open_zarr(out / "fields.zarr", consolidated=False).load().drop_attrs()
+    return out, fields, json.loads((out / "metrics.json").read_text())
+
+
+# --------------------------------------------------------------------------- flaky storage
+
+
+def test_a_run_through_flaky_storage_writes_the_clean_outputs_and_nothing_half_done(
+    run_doc, client, clean, flaky_proxy, s3, record_property
+):
+    _, clean_fields, clean_metrics = clean
+    endpoint_url, storage_options = s3  # direct to moto, past the proxy, to check
+    before = dict(flaky_proxy.counts)
+    summary = run_steps(load_run_config(run_doc), out=s3.url("run"), client=client, steps=STEPS)
+    counts = {k: v - before[k] for k, v in flaky_proxy.counts.items()}
+    record_property("flaky_proxy", counts)
+    assert summary.done == STEPS
+    assert counts["slowdown"] > 0, counts
+    assert counts["dropped"] > 0, counts
+    assert 0.02 < (counts["slowdown"] + counts["dropped"]) / counts["requests"] < 0.09, counts
+
+    fs = fsspec.filesystem("s3", **storage_options)
+    run = f"{s3.bucket}/run"
+    states = {Path(p).stem: json.loads(fs.cat_file(p)) for p in fs.glob(f"{run}/_state/*.json")}
+    assert sorted(states) == sorted(STEPS)
+    assert all(isinstance(s["key"], str) and s["key"] for s in states.values())
+    assert states["fields"]["counts"] == {"regions_written": N_REGIONS, "regions_total": N_REGIONS}
+    assert json.loads(fs.cat_file(f"{run}/metrics.json")) == clean_metrics
+
+    remote = xr.open_zarr(s3.url("run/fields.zarr"), storage_options=storage_options,
+                          consolidated=False).load().drop_attrs()  # fmt: skip
+    xr.testing.assert_identical(remote, clean_fields)
+    markers = fs.glob(f"{run}/{MARKERS}/*/zarr.json")
+    regions = sorted(int(p.split("/")[-2]) for p in markers)
+    assert regions == list(range(N_REGIONS))
+    timed = [str(n) for n, v in clean_fields.data_vars.items() if "time" in v.dims]
+    keys = set(fs.find(f"{run}/fields.zarr"))
+    for i in regions:  # a marked region has every chunk of every variable, read back equal
+        for name in timed:
+            assert any(k.startswith(f"{run}/fields.zarr/{name}/c/{i}/") for k in keys), (i, name)
+            np.testing.assert_array_equal(
+                remote[name].isel(time=i).values, clean_fields[name].isel(time=i).values
+            )
+
+
+# --------------------------------------------------------------------------- killed client
+
+
+def _markers(out: Path) -> dict[int, float]:
+    """Marked regions of the fields store and their markers' mtimes."""
+    found = {}
+    for path in (out / MARKERS).glob("*/zarr.json"):
+        try:
+            found[int(path.parent.name)] = path.stat().st_mtime_ns
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _region_files(out: Path, regions) -> dict[str, int]:
+    """mtimes of the chunk files of the given regions (``<var>/c/<region>/…``)."""
+    store = out / "fields.zarr"
+    return {
+        str(p.relative_to(store)): p.stat().st_mtime_ns
+        for i in regions
+        for p in store.glob(f"*/c/{i}/**/*")
+        if p.is_file()
+    }
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group started for ``proc`` (the CLI and its workers)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def test_a_killed_run_resumes_writing_only_the_missing_regions(run_doc, clean, tmp_path):
+    clean_out, clean_fields, _ = clean
+    out = tmp_path / "run"
+    # The upstream steps, as a first run left them (the fields step is what is killed).
+    shutil.copytree(clean_out, out, ignore=shutil.ignore_patterns("fields.zarr", "fields.json"))
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(run_doc))
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("cluster:\n  type: local\n  n_workers: 1\n  threads_per_worker: 1\n"
+                       "  processes: true\n  dashboard_address: '127.0.0.1:0'\n")  # fmt: skip
+    cli = shutil.which("oceanfields", path=str(Path(sys.executable).parent))
+    command = [cli or "oceanfields", "run", str(config), "--out", str(out),
+               "--cluster", str(cluster), *(f"--step={s}" for s in STEPS)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    log = tmp_path / "first.log"
+    with log.open("wb") as sink:
+        first = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                 start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 180
+            while len(_markers(out)) < 3:
+                assert first.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "no region written in 180 s"
+                time.sleep(0.02)
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+        finally:
+            _stop(first)
+    done = _markers(out)
+    assert first.returncode == -signal.SIGKILL
+    assert 3 <= len(done) < N_REGIONS, sorted(done)
+    assert not (out / "_state" / "fields.json").exists()
+    kept = _region_files(out, done)
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                            start_new_session=True)  # fmt: skip
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    for step in ("targets", "matchup", "train"):
+        assert f"[{step}] already done with these inputs; skipped." in second.stdout
+    m = re.search(r"fields: (\d+) region\(s\) written, (\d+) already there, of (\d+)",
+                  second.stdout)  # fmt: skip
+    assert m, second.stdout
+    written, there, total = map(int, m.groups())
+    assert (written, there, total) == (N_REGIONS - len(done), len(done), N_REGIONS)
+    after = _markers(out)
+    assert sorted(after) == list(range(N_REGIONS))
+    assert {i: after[i] for i in done} == done  # the finished regions were not rewritten
+    assert _region_files(out, done) == kept
+    resumed = xr.open_zarr(out / "fields.zarr", consolidated=False).load().drop_attrs()
+    xr.testing.assert_identical(resumed, clean_fields)
