@@ -149,7 +149,8 @@ def plot_scaling(record: Mapping[str, Any], path: str | os.PathLike[str]) -> str
         axes[0, j].set_title(part)
         axes[0, j].set_ylabel("wall time (s)")
         axes[1, j].set_ylabel("efficiency")
-        axes[1, j].set_ylim(0, 1.2)
+        top = max(e for m in record["efficiencies"][part].values() for e in m.values())
+        axes[1, j].set_ylim(0, max(1.2, 1.1 * top))
         axes[1, j].axhline(1.0, color="grey", lw=0.5)
         for ax in axes[:, j]:
             ax.set_xlabel("workers")
