@@ -172,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.timeout = self.server.timeout_s
         super().setup()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("flaky proxy: " + format, *args)
 
     def _body(self) -> bytes:
@@ -202,7 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(len(SLOWDOWN_BODY)))
             self.end_headers()
-            self.wfile.write(SLOWDOWN_BODY)
+            if self.command != "HEAD":  # a HEAD response has no body
+                self.wfile.write(SLOWDOWN_BODY)
             return
         drop = {"expect", "connection", "keep-alive", "proxy-connection"}
         headers = {k: v for k, v in self.headers.items() if k.lower() not in drop}

@@ -5,13 +5,16 @@ shared by the module; each fault's outputs must equal the clean run's exactly.
 
 * Flaky storage: a loopback proxy (``tests/flaky_proxy.py``) in front of the moto S3
   server fails a seeded 5 % of the requests, half with 503 SlowDown, half by dropping the
-  connection. The run reaches S3 through the environment only (``AWS_ENDPOINT_URL``, set
-  before the cluster starts, so the workers inherit it) and relies on the retries of
-  botocore and s3fs as configured by default (botocore's ``legacy`` mode: 5 attempts,
-  503 and connection errors retried; s3fs retries SlowDown and dropped connections too).
+  connection, while the fields step writes its regions (the upstream outputs are read
+  through it; their compute is the clean run's, to keep the test short). The run
+  reaches S3 through the environment only (``AWS_ENDPOINT_URL``, set before the
+  cluster starts, so the workers inherit it) and relies on the default retries:
+  botocore's ``legacy`` mode (5 attempts; 503 and connection errors retried) under
+  s3fs's own (5 tries). botocore's are needed: with ``AWS_MAX_ATTEMPTS=1`` a 503 on a
+  HEAD (no body, so no "SlowDown" text) is not retried by s3fs and the run fails.
 * Killed client: ``oceanfields run`` as a subprocess with its own LocalCluster is
-  SIGKILLed once some, not all, regions of the fields are marked; the same command
-  then writes only the missing regions.
+  SIGKILLed once some, not all, regions of the fields are marked (the upstream steps
+  are the clean run's); the same command then writes only the missing regions.
 """
 
 from __future__ import annotations
@@ -89,24 +92,29 @@ def clean(run_doc, client, tmp_path_factory):
 def test_a_run_through_flaky_storage_writes_the_clean_outputs_and_nothing_half_done(
     run_doc, client, clean, flaky_proxy, s3, record_property
 ):
-    _, clean_fields, clean_metrics = clean
-    endpoint_url, storage_options = s3  # direct to moto, past the proxy, to check
+    clean_out, clean_fields, clean_metrics = clean
+    _, storage_options = s3  # direct to moto, past the proxy, to check
+    fs = fsspec.filesystem("s3", **storage_options)
+    run = f"{s3.bucket}/run"
+    # The upstream steps as a first run left them (their compute is not the point here):
+    # the fields are written through the proxy, everything else read through it.
+    fs.put(str(clean_out), run, recursive=True)
+    fs.rm(f"{run}/fields.zarr", recursive=True)
+    fs.rm(f"{run}/_state/fields.json")
     before = dict(flaky_proxy.counts)
     summary = run_steps(load_run_config(run_doc), out=s3.url("run"), client=client, steps=STEPS)
     counts = {k: v - before[k] for k, v in flaky_proxy.counts.items()}
     record_property("flaky_proxy", counts)
-    assert summary.done == STEPS
+    assert (summary.skipped, summary.done) == (STEPS[:3], STEPS[3:])
     assert counts["slowdown"] > 0, counts
     assert counts["dropped"] > 0, counts
     assert 0.02 < (counts["slowdown"] + counts["dropped"]) / counts["requests"] < 0.09, counts
 
-    fs = fsspec.filesystem("s3", **storage_options)
-    run = f"{s3.bucket}/run"
     states = {Path(p).stem: json.loads(fs.cat_file(p)) for p in fs.glob(f"{run}/_state/*.json")}
     assert sorted(states) == sorted(STEPS)
     assert all(isinstance(s["key"], str) and s["key"] for s in states.values())
     assert states["fields"]["counts"] == {"regions_written": N_REGIONS, "regions_total": N_REGIONS}
-    assert json.loads(fs.cat_file(f"{run}/metrics.json")) == clean_metrics
+    assert summary.metrics == clean_metrics
 
     remote = xr.open_zarr(s3.url("run/fields.zarr"), storage_options=storage_options,
                           consolidated=False).load().drop_attrs()  # fmt: skip
@@ -166,8 +174,8 @@ def test_a_killed_run_resumes_writing_only_the_missing_regions(run_doc, clean, t
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(run_doc))
     cluster = tmp_path / "cluster.yaml"
-    cluster.write_text("cluster:\n  type: local\n  n_workers: 1\n  threads_per_worker: 1\n"
-                       "  processes: true\n  dashboard_address: '127.0.0.1:0'\n")  # fmt: skip
+    cluster.write_text("cluster:\n  type: local\n  n_workers: 1\n  threads_per_worker: 2\n"
+                       "  processes: false\n  dashboard_address: '127.0.0.1:0'\n")  # fmt: skip
     cli = shutil.which("oceanfields", path=str(Path(sys.executable).parent))
     command = [cli or "oceanfields", "run", str(config), "--out", str(out),
                "--cluster", str(cluster), *(f"--step={s}" for s in STEPS)]  # fmt: skip
