@@ -170,8 +170,17 @@ def _small_config(world, **sections):
                    split={"n_folds": 3, **sections.pop("split", {})}, **sections)  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def clean_small_run(small_world, client, tmp_path_factory):
+    """One uninterrupted local run of the small config (the reference of two tests)."""
+    out = tmp_path_factory.mktemp("clean") / "run"
+    steps = ["targets", "matchup", "train", "fields"]
+    run_steps(_small_config(small_world), out=str(out), client=client, steps=steps)
+    return out
+
+
 def test_an_interrupted_fields_write_completes_only_the_missing_regions(
-    small_world, tmp_path, client
+    small_world, tmp_path, client, clean_small_run
 ):
     config = _small_config(small_world)
     out = tmp_path / "run"
@@ -187,11 +196,8 @@ def test_an_interrupted_fields_write_completes_only_the_missing_regions(
     resumed = run_steps(config, out=str(out), client=client)
     assert resumed.skipped == ["targets", "matchup", "train"]
     assert resumed.counts["regions_written"] == 12 - 5
-    clean = tmp_path / "clean"
-    run_steps(config, out=str(clean), client=client, steps=["targets", "matchup", "train",
-                                                               "fields"])  # fmt: skip
     a = xr.open_zarr(out / "fields.zarr", consolidated=False).load()
-    b = xr.open_zarr(clean / "fields.zarr", consolidated=False).load()
+    b = xr.open_zarr(clean_small_run / "fields.zarr", consolidated=False).load()
     xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
 
 
@@ -206,12 +212,11 @@ def _set_worker_env(values):
 
 
 def test_a_run_on_s3_writes_the_same_fields_as_a_local_run(
-    small_world, tmp_path, client, s3, monkeypatch
+    small_world, client, s3, monkeypatch, clean_small_run
 ):
     endpoint_url, storage_options = s3
     config = _small_config(small_world)
     steps = ["targets", "matchup", "train", "fields"]
-    run_steps(config, out=str(tmp_path / "local"), client=client, steps=steps)
     # Only the environment says where S3 is, here and on the workers (as on a cluster).
     # The workers started before the endpoint: give them the same (dummy) environment.
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint_url)
@@ -223,7 +228,7 @@ def test_a_run_on_s3_writes_the_same_fields_as_a_local_run(
                               consolidated=False).load()  # fmt: skip
     finally:
         client.run(_set_worker_env, dict.fromkeys(aws))
-    local = xr.open_zarr(tmp_path / "local" / "fields.zarr", consolidated=False).load()
+    local = xr.open_zarr(clean_small_run / "fields.zarr", consolidated=False).load()
     xr.testing.assert_identical(remote.drop_attrs(), local.drop_attrs())
 
 
