@@ -24,22 +24,9 @@ def images() -> None:
 
 def _objects(source: str) -> Any:
     """Objects table of SOURCE, lazy where it can be (TSVs, parquet)."""
-    import os
+    from pipeline.images.dataset import read_objects
 
-    from pipeline.images.dataset import image_table
-
-    stripped = source.rstrip("/")
-    if any(stripped.endswith(s) for s in (".tsv", ".tsv.gz", ".txt", ".zip")) or "*" in source:
-        from pipeline.sources.ecotaxa import read_ecotaxa
-
-        return read_ecotaxa(source).accepted
-    if stripped.endswith(".parquet") or (
-        os.path.isdir(stripped) and any(n.endswith(".parquet") for n in os.listdir(stripped))
-    ):
-        import dask.dataframe as dd
-
-        return dd.read_parquet(stripped)
-    return image_table(source)
+    return read_objects(source)
 
 
 class _EpochBar:

@@ -53,6 +53,7 @@ __all__ = [
     "image_table",
     "prepare_array",
     "prepare_images",
+    "read_objects",
 ]
 
 logger = logging.getLogger(__name__)
@@ -363,11 +364,32 @@ def _name(source: Any) -> str:
     return source if isinstance(source, str | os.PathLike) else type(source).__name__
 
 
-def _source_frame(source: Any, storage_options: Mapping[str, Any] | None) -> pd.DataFrame:
-    if isinstance(source, pd.DataFrame):
+def read_objects(source: Any, *, storage_options: Mapping[str, Any] | None = None) -> Any:
+    """Open an image source as a table, lazily where it can be (the one dispatch).
+
+    Parameters
+    ----------
+    source : DataFrame, str or path
+        As :func:`image_table`.
+    storage_options : mapping, optional
+        fsspec options.
+
+    Returns
+    -------
+    pandas or dask DataFrame
+        Tables pass through; ``.parquet`` and EcoTaxa TSVs give a dask DataFrame (nothing
+        read yet but the TSVs' partitions); a class-folder tree a pandas one
+        (``object_id`` = path under the root, ``category`` = folder, status ``V``).
+
+    Raises
+    ------
+    InputFormatError
+        A source that is none of these.
+    """
+    if isinstance(source, pd.DataFrame) or (
+        hasattr(source, "compute") and hasattr(source, "columns")
+    ):
         return source
-    if hasattr(source, "compute") and hasattr(source, "columns"):
-        return source.compute()
     if not isinstance(source, str | os.PathLike):
         raise InputFormatError(
             f"image source {type(source).__name__!r}: expected a table, "
@@ -376,22 +398,27 @@ def _source_frame(source: Any, storage_options: Mapping[str, Any] | None) -> pd.
     url = os.fspath(source)
     stripped = url.rstrip("/")
     if stripped.endswith(".parquet") or _is_parquet_dir(stripped, storage_options):
-        return pd.read_parquet(stripped, storage_options=dict(storage_options or {}) or None)
+        import dask.dataframe as dd
+
+        return dd.read_parquet(stripped, storage_options=dict(storage_options or {}) or None)
     if any(stripped.endswith(s) for s in (".tsv", ".tsv.gz", ".txt", ".zip")) or "*" in url:
         from pipeline.sources.ecotaxa import read_ecotaxa
 
-        result = read_ecotaxa(url, storage_options=storage_options)
-        return result.accepted.compute()
+        return read_ecotaxa(url, storage_options=storage_options).accepted
     if os.path.isdir(stripped):
         table = folder_images(stripped)
-        table = table.assign(
+        return table.assign(
             object_id=[os.path.relpath(p, stripped) for p in table["image"]], status="V"
         )
-        return table
     raise InputFormatError(
         f"{url}: not an objects table (.parquet), an EcoTaxa export (.tsv) or a folder of "
         "class sub-folders."
     )
+
+
+def _source_frame(source: Any, storage_options: Mapping[str, Any] | None) -> pd.DataFrame:
+    frame = read_objects(source, storage_options=storage_options)
+    return frame.compute() if hasattr(frame, "compute") else frame
 
 
 def _is_parquet_dir(url: str, storage_options: Mapping[str, Any] | None) -> bool:
@@ -450,6 +477,10 @@ def folder_images(root: str, *, storage_options: Mapping[str, Any] | None = None
         )
     table = pd.DataFrame({"image": urls, "category": [u.rsplit("/", 2)[-2] for u in urls]})
     table = table.sort_values(["category", "image"], kind="stable", ignore_index=True)
-    logger.info("folder_images: %d images in %d classes under %s", len(table),
-                table["category"].nunique(), root)  # fmt: skip
+    logger.info(
+        "folder_images: %d images in %d classes under %s",
+        len(table),
+        table["category"].nunique(),
+        root,
+    )
     return table
