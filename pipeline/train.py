@@ -17,10 +17,15 @@ Developer note
 *Determinism.* ``xgboost.dask`` gives each worker the partitions it holds and merges
 histograms with an allreduce ordered by rank (ranks are sorted by worker name and
 address). With ``deterministic=True`` each frame is cut into one contiguous partition
-per worker, in row order, and partition ``i`` is scattered to the ``i``-th worker by
-sorted address, so the same config, data and cluster give the same booster bit for bit
-(the row subsampling is seeded by ``seed``). With ``deterministic=False`` dask places
-the partitions.
+per worker, in row order, and partition ``i`` is scattered to the worker of rank ``i``,
+so the same config, data and number of workers give the same booster bit for bit (the
+row subsampling is seeded by ``seed``), whichever addresses the workers have. With
+``deterministic=False`` dask places the partitions.
+
+*Worker loss.* A fit that loses a worker cannot go on (its scattered data and the
+allreduce are gone): the fit is redone from scratch once the cluster is back at its
+worker count (a nanny or Kubernetes restarts the worker), at most three attempts, so a
+killed worker costs time, not the run, and the model equals an undisturbed fit's.
 
 *Device.* ``device="auto"`` asks the workers (``resources={"GPU": …}`` or a GPU that
 ``nvidia-smi -L`` lists, not hidden by ``CUDA_VISIBLE_DEVICES``, and an xgboost built with
@@ -31,12 +36,15 @@ is redone on CPU with a warning, and ``"one_output_per_tree"`` remains the GPU p
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
 import shutil
 import subprocess
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -45,6 +53,7 @@ import numpy as np
 import pandas as pd
 import xgboost
 import xgboost.dask as dxgb
+from distributed import KilledWorker
 
 from pipeline.errors import ConfigError
 
@@ -56,6 +65,20 @@ logger = logging.getLogger(__name__)
 BASELINES: tuple[str, ...] = ("climatology", "per_target", "random_forest")
 _STRATEGIES = ("multi_output_tree", "one_output_per_tree")
 _DEVICES = ("auto", "cpu", "cuda")
+#: Fits of one model before a worker loss is final; wait for lost workers to come back (s).
+_FIT_ATTEMPTS = 3
+_WORKER_WAIT_S = 120.0
+#: Errors of a fit broken by a lost worker; after one, wait this long for the scheduler
+#: to notice the loss before calling it a plain error.
+_LOSS_NOTICE_S = 5.0
+_LOSS_ERRORS: tuple[type[BaseException], ...] = (
+    concurrent.futures.CancelledError,  # distributed's FutureCancelledError: data forgotten
+    KilledWorker,
+    OSError,  # CommClosedError
+    xgboost.core.XGBoostError,  # the allreduce lost a peer
+    RuntimeError,  # xgboost.dask: "Missing required workers"
+    ValueError,  # xgboost.dask: "Invalid worker address" (task moved to another worker)
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -272,10 +295,83 @@ def _params(config: TrainConfig, *, device: str, n_targets: int) -> dict[str, An
 
 
 def _workers(client: Any) -> list[str]:
-    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-    if not workers:
+    """Worker addresses in xgboost's rank order (its task id: name, then address)."""
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    if not info:
         raise RuntimeError("the dask cluster has no worker; start workers or wait for them.")
-    return workers
+    rank_key = {a: f"[xgboost.dask-{w.get('name', a)}]:{a}" for a, w in info.items()}
+    return sorted(info, key=rank_key.__getitem__)
+
+
+def _lost_workers(client: Any, workers: list[str], err: BaseException) -> set[str]:
+    """Workers of a failed fit that have left the cluster (waits briefly for the news)."""
+    deadline = time.monotonic() + (_LOSS_NOTICE_S if isinstance(err, _LOSS_ERRORS) else 0.0)
+    while True:
+        lost = set(workers) - set(client.scheduler_info(n_workers=-1)["workers"])
+        if lost or time.monotonic() >= deadline:
+            return lost
+        time.sleep(0.1)
+
+
+def _restart_stuck(client: Any, survivors: list[str]) -> None:
+    """Restart surviving workers still running a broken fit (blocked in its allreduce).
+
+    Their thread would wait for the lost peer until xgboost's collective timeout
+    (minutes) and hold the worker's slot; a restart by the nanny takes seconds.
+    """
+    busy = client.processing(workers=survivors) if survivors else {}
+    stuck = sorted(a for a, keys in busy.items() if any(str(k).startswith("fn-") for k in keys))
+    if not stuck:
+        return
+    logger.warning("train: restarting worker(s) %s, blocked in the broken fit", ", ".join(stuck))
+    status = client.restart_workers(stuck, timeout=_WORKER_WAIT_S, raise_for_error=False)
+    failed = {a: s for a, s in status.items() if s != "OK"}
+    if failed:  # without a nanny the worker is "removed": the fit goes on without it
+        logger.warning("train: restarting workers: %s", failed)
+
+
+def _fit_surviving_worker_loss(client: Any, fit: Callable[[list[str]], Any]) -> Any:
+    """``fit(workers)``, fitted again from scratch when a worker dies during it.
+
+    ``xgboost.dask`` cannot continue a fit that lost a worker (the data scattered there
+    is gone and the allreduce is broken), so the whole fit is redone: after waiting (up
+    to ``_WORKER_WAIT_S``) for the cluster to be back at the worker count it had, the
+    data are placed again, partition ``i`` on rank ``i``, which gives the same booster
+    bit for bit as an undisturbed fit. At most ``_FIT_ATTEMPTS`` attempts; an error
+    with every worker still there is raised at once.
+    """
+    wanted = len(_workers(client))
+    for attempt in range(1, _FIT_ATTEMPTS + 1):
+        workers = _workers(client)
+        try:
+            return fit(workers)
+        except Exception as err:
+            lost = _lost_workers(client, workers, err)
+            if not lost or attempt == _FIT_ATTEMPTS:
+                raise
+            logger.warning(
+                "train: worker(s) %s lost during the fit (%s: %s); fitting again when %d "
+                "worker(s) are back (attempt %d of %d)",
+                ", ".join(sorted(lost)),
+                type(err).__name__,
+                str(err).splitlines()[0] if str(err) else "",
+                wanted,
+                attempt + 1,
+                _FIT_ATTEMPTS,
+            )
+            _restart_stuck(client, [a for a in workers if a not in lost])
+            try:
+                client.wait_for_workers(wanted, timeout=_WORKER_WAIT_S)
+            except TimeoutError:
+                logger.warning(
+                    "train: %d worker(s) after %.0f s instead of %d; fitting on those "
+                    "(the model may differ in its last bits from a fit on %d)",
+                    len(_workers(client)),
+                    _WORKER_WAIT_S,
+                    wanted,
+                    wanted,
+                )
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _to_dask(
@@ -330,26 +426,28 @@ def _train(
     """Fit one booster on positions ``train`` (early stopping on ``valid``), best rounds kept."""
     if train.size == 0:
         raise ValueError("no training rows: the train mask selects no row.")
-    workers = _workers(client)
     pinned = config.deterministic
     params = _params(config, device=device, n_targets=Y.shape[1])
-    dtrain = _dmatrix(client, X, Y, w, train, workers, pinned=pinned)
-    evals = None
-    early = None
-    if valid is not None and valid.size and rounds is None:
-        dvalid = _dmatrix(client, X, Y, w, valid, workers, pinned=pinned, ref=dtrain)
-        evals = [(dvalid, "valid")]
-        early = config.early_stopping_rounds
+    with_valid = valid is not None and valid.size > 0 and rounds is None
     n_rounds = config.n_estimators if rounds is None else int(rounds)
-    out = dxgb.train(
-        client,
-        params,
-        dtrain,
-        num_boost_round=n_rounds,
-        evals=evals,
-        early_stopping_rounds=early,
-        verbose_eval=False,
-    )
+
+    def fit(workers: list[str]) -> Any:
+        dtrain = _dmatrix(client, X, Y, w, train, workers, pinned=pinned)
+        evals = None
+        if with_valid:
+            dvalid = _dmatrix(client, X, Y, w, valid, workers, pinned=pinned, ref=dtrain)
+            evals = [(dvalid, "valid")]
+        return dxgb.train(
+            client,
+            params,
+            dtrain,
+            num_boost_round=n_rounds,
+            evals=evals,
+            early_stopping_rounds=config.early_stopping_rounds if with_valid else None,
+            verbose_eval=False,
+        )
+
+    out = _fit_surviving_worker_loss(client, fit)
     booster: xgboost.Booster = out["booster"]
     trained = booster.num_boosted_rounds()
     best = int(booster.attr("best_iteration")) if booster.attr("best_iteration") else trained - 1
@@ -361,14 +459,14 @@ def _train(
         rounds_trained=str(trained),
         device=device,
         n_train_rows=str(train.size),
-        n_valid_rows=str(0 if evals is None else valid.size),  # type: ignore[union-attr]
+        n_valid_rows=str(valid.size if with_valid else 0),  # type: ignore[union-attr]
         best_valid_rmse=repr(float(history[best])) if history else None,
     )
     booster.feature_names = [str(c) for c in X.columns]
     logger.debug(
         "train: %d row(s), %d valid, %d round(s) trained, best %d",
         train.size,
-        0 if evals is None else valid.size,  # type: ignore[union-attr]
+        valid.size if with_valid else 0,  # type: ignore[union-attr]
         trained,
         best,
     )

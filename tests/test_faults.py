@@ -12,6 +12,10 @@ shared by the module; each fault's outputs must equal the clean run's exactly.
   botocore's ``legacy`` mode (5 attempts; 503 and connection errors retried) under
   s3fs's own (5 tries). botocore's are needed: with ``AWS_MAX_ATTEMPTS=1`` a 503 on a
   HEAD (no body, so no "SlowDown" text) is not retried by s3fs and the run fails.
+* Killed workers: one worker process (of the LocalCluster's two, each under a nanny that
+  restarts it) is SIGKILLed while a training fit runs (xgboost's task on it) and another
+  while the fields are written; the training redoes the broken fit on the restarted
+  cluster, dask recomputes the lost fields tasks, and the outputs equal the clean run's.
 * Killed client: ``oceanfields run`` as a subprocess with its own LocalCluster is
   SIGKILLed once some, not all, regions of the fields are marked (the upstream steps
   are the clean run's); the same command then writes only the missing regions.
@@ -26,7 +30,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import fsspec
@@ -130,6 +136,93 @@ def test_a_run_through_flaky_storage_writes_the_clean_outputs_and_nothing_half_d
             np.testing.assert_array_equal(
                 remote[name].isel(time=i).values, clean_fields[name].isel(time=i).values
             )
+
+
+# --------------------------------------------------------------------------- killed workers
+
+
+class WorkerKiller(threading.Thread):
+    """SIGKILLs one worker process each time ``when(processing)`` is first true.
+
+    ``processing`` maps worker address -> keys of the tasks it runs (the scheduler's
+    view, polled every 10 ms); ``when`` returns the address to kill, or None. Each
+    condition fires once, in order; the thread ends after the last or ``timeout`` s.
+    """
+
+    def __init__(self, client: Client, *conditions: Callable[[dict], str | None],
+                 timeout: float = 240.0) -> None:  # fmt: skip
+        super().__init__(daemon=True)
+        self.client, self.conditions, self.timeout = client, list(conditions), timeout
+        self.killed: list[tuple[str, list[str]]] = []  # (address, its tasks when killed)
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while self.conditions and not self.halt.is_set() and time.monotonic() < deadline:
+            processing = {a: [str(k) for k in ks] for a, ks in self.client.processing().items()}
+            victim = self.conditions[0](processing)
+            if victim is not None:
+                pid = self.client.run(os.getpid, workers=[victim])[victim]
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append((victim, processing[victim]))
+                self.conditions.pop(0)
+            time.sleep(0.01)
+
+
+def _running_a_fit(processing: dict) -> str | None:
+    """A worker running xgboost.dask's training task (``fn-…``), when one does."""
+    return next((a for a, ks in sorted(processing.items())
+                 if any(k.startswith("fn-") for k in ks)), None)  # fmt: skip
+
+
+def _writing_fields(out: Path) -> Callable[[dict], str | None]:
+    """A busy worker once 2 regions (not all) of the fields are marked."""
+
+    def when(processing: dict) -> str | None:
+        if not 2 <= len(_markers(out)) < N_REGIONS - 1:
+            return None
+        return next((a for a, ks in sorted(processing.items()) if ks), None)
+
+    return when
+
+
+# The broken fit's xgboost tracker (a thread of the scheduler, here in this process)
+# raises "Broken pipe" when its peer dies; a real scheduler logs it.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_run_losing_workers_in_training_and_in_the_fields_write_equals_the_clean_run(
+    run_doc, client, clean, tmp_path, caplog
+):
+    clean_out, clean_fields, clean_metrics = clean
+    out = tmp_path / "run"
+    trained = ("folds.parquet", "metrics.json", "model", "predictions.parquet", "train.json")
+    shutil.copytree(clean_out, out, ignore=shutil.ignore_patterns(
+        "fields.zarr", "fields.json", *trained))  # fmt: skip
+    client.wait_for_workers(2, timeout=60)
+    killer = WorkerKiller(client, _running_a_fit, _writing_fields(out))
+    killer.start()
+    try:
+        with caplog.at_level("WARNING", logger="pipeline.train"):
+            summary = run_steps(load_run_config(run_doc), out=str(out), client=client,
+                                steps=STEPS)  # fmt: skip
+    finally:
+        killer.halt.set()
+        killer.join(timeout=10)
+    assert len(killer.killed) == 2, killer.killed
+    (_, in_fit), (_, in_write) = killer.killed
+    assert any(k.startswith("fn-") for k in in_fit), killer.killed
+    assert in_write, killer.killed
+    assert (summary.skipped, summary.done) == (STEPS[:2], STEPS[2:])
+    refits = [r.getMessage() for r in caplog.records if "lost during the fit" in r.message]
+    assert len(refits) == 1, refits  # the broken fit was redone, once
+
+    assert summary.metrics == clean_metrics
+    state = {s: json.loads((out / "_state" / f"{s}.json").read_text()) for s in STEPS[2:]}
+    clean_state = json.loads((clean_out / "_state" / "train.json").read_text())
+    assert state["train"]["model_id"] == clean_state["model_id"]  # the same booster, bit for bit
+    assert state["fields"]["counts"] == {"regions_written": N_REGIONS, "regions_total": N_REGIONS}
+    fields = xr.open_zarr(out / "fields.zarr", consolidated=False).load().drop_attrs()
+    xr.testing.assert_identical(fields, clean_fields)
+    client.wait_for_workers(2, timeout=60)  # the nannies restarted both
 
 
 # --------------------------------------------------------------------------- killed client
