@@ -178,6 +178,35 @@ def _differences(
     return diffs
 
 
+def _open_arrays(
+    url: str, storage_options: Mapping[str, Any] | None, names: list[str]
+) -> dict[str, Any]:
+    """Open the store's zarr arrays of ``names``, once for every region."""
+    import zarr
+
+    group = zarr.open_group(url, mode="r+", storage_options=dict(storage_options or {}) or None)
+    return {name: group[name] for name in names}
+
+
+def _write_region(ds: xr.Dataset, i: int, arrays: Mapping[str, Any]) -> None:
+    """Write time step ``i`` of the variables of ``arrays``: one dask compute for all."""
+    import dask.array as da
+
+    sources, targets, regions = [], [], []
+    for name, array in arrays.items():
+        var = ds[name].variable
+        index = tuple(slice(i, i + 1) if d == "time" else slice(None) for d in var.dims)
+        data = var.data[index]
+        if isinstance(data, da.Array):
+            sources.append(data)
+            targets.append(array)
+            regions.append(index)
+        else:
+            array[index] = np.asarray(data)
+    if sources:
+        da.store(sources, targets, regions=regions, lock=False, compute=True)
+
+
 def write_fields(
     ds: xr.Dataset,
     url: str,
@@ -300,12 +329,19 @@ def write_fields(
     if progress is not None:
         progress(skipped, total)
     region_vars = [str(n) for n, v in ds.variables.items() if "time" in v.dims]
+    # Plain numeric variables go straight into the store's arrays, opened once (their
+    # CF encoding is the identity); others (the time coordinate, …) through xarray.
+    direct = [n for n in region_vars if n != "time" and ds[n].dtype.kind in "fiu"]
+    by_xarray = [n for n in region_vars if n not in direct and n != "time"]
+    arrays = _open_arrays(url, storage_options, direct) if todo else {}
     count = skipped
     for i in todo:
         start = _time.perf_counter()
-        region = ds[region_vars].isel(time=slice(i, i + 1))
-        region = region.drop_vars([n for n in region.coords if "time" not in region[n].dims])
-        region.to_zarr(url, region={"time": slice(i, i + 1)}, mode="r+", **kw)
+        _write_region(ds, i, arrays)
+        if by_xarray:
+            region = ds[by_xarray].isel(time=slice(i, i + 1))
+            region = region.drop_vars([n for n in region.coords if "time" not in region[n].dims])
+            region.to_zarr(url, region={"time": slice(i, i + 1)}, mode="r+", **kw)
         value = np.asarray(ds["time"].values[i])
         stamp = str(np.datetime_as_string(value, unit="s") if value.dtype.kind == "M" else value)
         _put_group(fs, _marker(root, i), {"time": stamp})
