@@ -187,8 +187,9 @@ def _writing_fields(out: Path) -> Callable[[dict], str | None]:
 
 
 # The broken fit's xgboost tracker (a thread of the scheduler, here in this process)
-# raises "Broken pipe" when its peer dies; a real scheduler logs it.
+# raises "Broken pipe" when its peer dies, and again when freed; a real scheduler logs it.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_run_losing_workers_in_training_and_in_the_fields_write_equals_the_clean_run(
     run_doc, client, clean, tmp_path, caplog
 ):
