@@ -1,5 +1,8 @@
 """Fixture ``scheduler_file``: ``dask scheduler`` + 2 ``dask worker`` processes on 127.0.0.1.
 
+Also :class:`WorkerKiller`, which SIGKILLs worker processes when the tasks they run
+match a condition (worker-loss tests).
+
 Module-scoped: each test module that asks for it gets its own scheduler and two
 single-threaded worker processes, reached through a cluster file of type ``scheduler``
 (as ``clusters/scheduler.yaml``). The processes are terminated (then killed) at the end.
@@ -9,10 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,3 +72,31 @@ def scheduler_file(tmp_path_factory):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+class WorkerKiller(threading.Thread):
+    """SIGKILLs one worker process each time ``when(processing)`` is first true.
+
+    ``processing`` maps worker address -> keys of the tasks it runs (the scheduler's
+    view, polled every 10 ms); ``when`` returns the address to kill, or None. Each
+    condition fires once, in order; the thread ends after the last or ``timeout`` s.
+    """
+
+    def __init__(self, client: Client, *conditions: Callable[[dict], str | None],
+                 timeout: float = 240.0) -> None:  # fmt: skip
+        super().__init__(daemon=True)
+        self.client, self.conditions, self.timeout = client, list(conditions), timeout
+        self.killed: list[tuple[str, list[str]]] = []  # (address, its tasks when killed)
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while self.conditions and not self.halt.is_set() and time.monotonic() < deadline:
+            processing = {a: [str(k) for k in ks] for a, ks in self.client.processing().items()}
+            victim = self.conditions[0](processing)
+            if victim is not None:
+                pid = self.client.run(os.getpid, workers=[victim])[victim]
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append((victim, processing[victim]))
+                self.conditions.pop(0)
+            time.sleep(0.01)

@@ -29,7 +29,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +44,7 @@ from distributed import Client, LocalCluster
 from pipeline.demo import generate_demo_world
 from pipeline.run import run_steps
 from pipeline.runconfig import load_run_config
+from tests.dask_processes import WorkerKiller
 from tests.flaky_proxy import FlakyProxy
 
 STEPS = ["targets", "matchup", "train", "fields"]
@@ -139,34 +139,6 @@ def test_a_run_through_flaky_storage_writes_the_clean_outputs_and_nothing_half_d
 
 
 # --------------------------------------------------------------------------- killed workers
-
-
-class WorkerKiller(threading.Thread):
-    """SIGKILLs one worker process each time ``when(processing)`` is first true.
-
-    ``processing`` maps worker address -> keys of the tasks it runs (the scheduler's
-    view, polled every 10 ms); ``when`` returns the address to kill, or None. Each
-    condition fires once, in order; the thread ends after the last or ``timeout`` s.
-    """
-
-    def __init__(self, client: Client, *conditions: Callable[[dict], str | None],
-                 timeout: float = 240.0) -> None:  # fmt: skip
-        super().__init__(daemon=True)
-        self.client, self.conditions, self.timeout = client, list(conditions), timeout
-        self.killed: list[tuple[str, list[str]]] = []  # (address, its tasks when killed)
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        while self.conditions and not self.halt.is_set() and time.monotonic() < deadline:
-            processing = {a: [str(k) for k in ks] for a, ks in self.client.processing().items()}
-            victim = self.conditions[0](processing)
-            if victim is not None:
-                pid = self.client.run(os.getpid, workers=[victim])[victim]
-                os.kill(pid, signal.SIGKILL)
-                self.killed.append((victim, processing[victim]))
-                self.conditions.pop(0)
-            time.sleep(0.01)
 
 
 def _running_a_fit(processing: dict) -> str | None:

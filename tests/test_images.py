@@ -25,6 +25,7 @@ from pipeline.images.evaluation import stratified_holdout
 from pipeline.images.labels import read_labels
 from pipeline.images.model import ImageModel, build_network, load_model_dir, save_model_dir
 from pipeline.images.training import ImageTrainConfig, train_classifier
+from tests.dask_processes import WorkerKiller
 
 TRAIN = ImageTrainConfig(size=32, canvas_px=96, width=8, epochs=8, patience=8, threads=2)
 
@@ -227,15 +228,31 @@ def _classify(objects, model_dir, out, client, **cfg):
     )
 
 
-def test_classification_on_two_worker_processes_equals_a_single_process_run(
+def _classifying(processing: dict) -> str | None:
+    """A worker running a partition's classification, when one does."""
+    return next((a for a, ks in sorted(processing.items())
+                 if any(k.startswith("_classify_part") for k in ks)), None)  # fmt: skip
+
+
+def test_classification_on_two_worker_processes_losing_one_equals_a_single_process_run(
     trained, objects, scheduler_file, tmp_path
 ):
     _, model_dir, _ = trained
     table = objects.compute()
     with cluster_client(scheduler_file) as client:
-        remote = _classify(table, model_dir, tmp_path / "remote", client, partition_size=400)
+        killer = WorkerKiller(client, _classifying, timeout=120)
+        killer.start()  # SIGKILLs a worker in the middle of a partition; its nanny restarts it
+        try:
+            remote = _classify(table, model_dir, tmp_path / "remote", client, partition_size=400)
+        finally:
+            killer.halt.set()
+            killer.join(timeout=10)
+        client.wait_for_workers(2, timeout=60)
     local = _classify(table, model_dir, tmp_path / "local", None, partition_size=5000)
-    assert remote.partitions == 4
+    assert len(killer.killed) == 1, killer.killed
+    assert remote.partitions == remote.written == 4
+    parts = sorted(p.name for p in (tmp_path / "remote" / "labels").glob("part-*"))
+    assert parts == [f"part-{i:05d}.parquet" for i in range(4)]
     assert local.partitions == 1
     a = (
         read_labels(str(tmp_path / "remote" / "labels"))
