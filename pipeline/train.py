@@ -70,7 +70,7 @@ _FIT_ATTEMPTS = 3
 _WORKER_WAIT_S = 120.0
 #: Errors of a fit broken by a lost worker; after one, wait this long for the scheduler
 #: to notice the loss before calling it a plain error.
-_LOSS_NOTICE_S = 5.0
+_LOSS_NOTICE_S = 1.0
 _LOSS_ERRORS: tuple[type[BaseException], ...] = (
     concurrent.futures.CancelledError,  # distributed's FutureCancelledError: data forgotten
     KilledWorker,

@@ -247,7 +247,6 @@ def test_classification_on_two_worker_processes_losing_one_equals_a_single_proce
         finally:
             killer.halt.set()
             killer.join(timeout=10)
-        client.wait_for_workers(2, timeout=60)
     local = _classify(table, model_dir, tmp_path / "local", None, partition_size=5000)
     assert len(killer.killed) == 1, killer.killed
     assert remote.partitions == remote.written == 4

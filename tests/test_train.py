@@ -26,6 +26,7 @@ from pipeline.train import (
     BASELINES,
     TrainConfig,
     _check_fit_input,
+    _fit_surviving_worker_loss,
     _resolve_device,
     _worker_has_gpu,
     fit_model,
@@ -435,3 +436,16 @@ def test_device_probe_respects_hidden_gpus(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert _worker_has_gpu() is False
     assert isinstance(xgboost.build_info(), dict)
+
+
+def test_a_failed_fit_with_every_worker_still_there_is_not_redone(client):
+    calls = []
+
+    def fit(workers):
+        calls.append(list(workers))
+        raise xgboost.core.XGBoostError("a plain error, no worker lost")
+
+    with pytest.raises(xgboost.core.XGBoostError, match="plain error"):
+        _fit_surviving_worker_loss(client, fit)
+    assert len(calls) == 1
+    assert len(calls[0]) == len(client.scheduler_info()["workers"])
