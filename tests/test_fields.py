@@ -403,6 +403,18 @@ def written(fields_lazy, tmp_path):
     return url, report
 
 
+def test_write_fields_writes_non_numeric_variables_along_time_through_xarray(fields_lazy, tmp_path):
+    flagged = fields_lazy.assign(
+        extrapolated=fields_lazy["extrapolation"] > 0,  # bool: not stored directly
+        month=("time", fields_lazy["time"].dt.strftime("%b").values.astype(object)),
+    )
+    url = str(tmp_path / "flagged.zarr")
+    assert write_fields(flagged, url).regions_written == 3
+    back = xr.open_zarr(url, consolidated=False).compute()
+    assert back["extrapolated"].dtype == bool
+    xr.testing.assert_equal(back, flagged.compute())
+
+
 def test_write_fields_round_trips_through_zarr_v3(written, fields):
     url, report = written
     assert report == fields_module.WriteReport(url, 3, 3, 0)
