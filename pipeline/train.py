@@ -24,7 +24,8 @@ row subsampling is seeded by ``seed``), whichever addresses the workers have. Wi
 
 *Worker loss.* A fit that loses a worker cannot go on (its scattered data and the
 allreduce are gone): the fit is redone from scratch once the cluster is back at its
-worker count (a nanny or Kubernetes restarts the worker), at most three attempts, so a
+worker count (a nanny or Kubernetes restarts the worker; survivors still blocked in the
+broken allreduce are restarted through their nanny), at most three attempts, so a
 killed worker costs time, not the run, and the model equals an undisturbed fit's.
 
 *Device.* ``device="auto"`` asks the workers (``resources={"GPU": …}`` or a GPU that
