@@ -191,10 +191,11 @@ def _layer_rows(part: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
         inside = part[(part["depth_m"] >= layer.top_m) & (part["depth_m"] < layer.bottom_m)]
         if inside.empty:
             continue
-        sums = inside.groupby("profile_id", sort=True).agg(
-            {"volume_l": "sum", "depth_m": "count", **{c: "sum" for c, _, _ in classes}}
-        )
-        first = inside.groupby("profile_id", sort=True)[["lat", "lon", "time"]].first()
+        grouped = inside.groupby("profile_id", sort=True)
+        # One cython sum over every column (a per-column dict agg costs ~45x more).
+        sums = grouped[["volume_l", *(c for c, _, _ in classes)]].sum()
+        sums["depth_m"] = grouped["depth_m"].count()
+        first = grouped[["lat", "lon", "time"]].first()
         out = first.copy()
         out["layer"] = layer.name
         out["layer_top_m"] = float(layer.top_m)

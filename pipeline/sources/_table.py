@@ -327,7 +327,7 @@ def _qrow(url: str, line: int, column: str, reason: str, raw: str) -> dict[str, 
 
 
 def to_float(
-    values: pd.Series,
+    values: pd.Series | pd.DataFrame,
     *,
     missing: Sequence[str] = MISSING_SENTINELS,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -335,15 +335,17 @@ def to_float(
 
     Parameters
     ----------
-    values : pandas.Series of str
-        Text cells, as in :attr:`RawTable.cells`.
+    values : pandas.Series or DataFrame of str
+        Text cells, as in :attr:`RawTable.cells`. Many columns are converted in one pass
+        (a column at a time costs ~0.5 ms per call, whatever its length).
     missing : sequence of str
         Codes read as missing (NaN, not an error); an empty cell is always missing.
 
     Returns
     -------
     numbers : numpy.ndarray of float64
-        The values, NaN where missing or unparseable.
+        The values, NaN where missing or unparseable; shape ``(rows,)`` for a Series,
+        ``(rows, columns)`` for a DataFrame.
     bad : numpy.ndarray of bool
         True where a non-empty, non-missing cell could not be parsed.
 
@@ -352,7 +354,12 @@ def to_float(
     >>> v, bad = to_float(pd.Series(["1.5", "18,0", "", "999999", "abc"]))
     >>> v.tolist()[:2], bad.tolist()
     ([1.5, 18.0], [False, False, False, False, True])
+    >>> to_float(pd.DataFrame({"a": ["1", "x"], "b": ["2,5", ""]}))[1].tolist()
+    [[False, False], [True, False]]
     """
+    if isinstance(values, pd.DataFrame):
+        numbers, bad = to_float(pd.Series(values.to_numpy(dtype=object).ravel()), missing=missing)
+        return numbers.reshape(values.shape), bad.reshape(values.shape)
     text = values.astype(str).str.strip()
     text = text.str.replace(r"^(-?\d*),(\d+)$", r"\1.\2", regex=True)
     is_missing = (text == "") | text.isin(list(missing)) | values.isna().to_numpy()

@@ -271,8 +271,9 @@ def _parse_par_export(
 
     count_names = _count_columns(size_classes)
     counts = np.full((len(cells), len(count_names)), np.nan)
-    for col, i in class_index.items():
-        conc, bad = to_float(cells[col])
+    concs, bads = to_float(cells[list(class_index)])
+    for j, (col, i) in enumerate(class_index.items()):
+        conc, bad = concs[:, j], bads[:, j]
         _flag_values(check, bad, cells, col, "not a number: {v!r} (# l-1 expected)", profile)
         _flag_values(check, conc < 0, cells, col, "negative concentration {v!r}", profile)
         counts[:, i] = conc
