@@ -536,7 +536,9 @@ def _fit_kmeans(
     # over nout>1 tasks (our readers) loses a dependency when computed.
     meta = _block_scores(parts._meta, model, key)
     frame = parts.map_partitions(_block_scores, model, key, meta=meta).persist()
-    scores = frame.drop(columns="key").to_dask_array(lengths=sizes)
+    # The array persisted too: k-means graphs then name its chunks, not the frame's
+    # aliases (which dask may resubmit with another run_spec: a scheduler warning).
+    scores = frame.drop(columns="key").to_dask_array(lengths=sizes).persist()
     init: np.ndarray | str = "k-means||"
     if config.init == "sample":  # k-means++ restarts on a uniform sample, in memory
         frac = min(1.0, _INIT_SAMPLE / model.n_fit)
