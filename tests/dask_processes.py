@@ -1,7 +1,9 @@
 """Fixture ``scheduler_file``: ``dask scheduler`` + 2 ``dask worker`` processes on 127.0.0.1.
 
-Also :class:`WorkerKiller`, which SIGKILLs worker processes when the tasks they run
-match a condition (worker-loss tests).
+Also :func:`two_worker_processes` (a LocalCluster of 2 single-threaded worker
+processes and its client, the cluster most test modules share) and :class:`WorkerKiller`,
+which SIGKILLs worker processes when the tasks they run match a condition (worker-loss
+tests).
 
 Module-scoped: each test module that asks for it gets its own scheduler and two
 single-threaded worker processes, reached through a cluster file of type ``scheduler``
@@ -18,11 +20,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from distributed import Client
+from distributed import Client, LocalCluster
 
 
 def _free_port() -> int:
@@ -72,6 +75,17 @@ def scheduler_file(tmp_path_factory):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextmanager
+def two_worker_processes() -> Iterator[Client]:
+    """A client of a LocalCluster of 2 single-threaded worker processes (nannies)."""
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                     dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        yield client
 
 
 class WorkerKiller(threading.Thread):

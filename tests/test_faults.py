@@ -39,12 +39,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
-from distributed import Client, LocalCluster
 
 from pipeline.demo import generate_demo_world
 from pipeline.run import run_steps
 from pipeline.runconfig import load_run_config
-from tests.dask_processes import WorkerKiller
+from tests.dask_processes import WorkerKiller, two_worker_processes
 from tests.flaky_proxy import FlakyProxy
 
 STEPS = ["targets", "matchup", "train", "fields"]
@@ -63,11 +62,7 @@ def client(flaky_proxy):
     # Only the environment says where S3 is; set before the workers start, they inherit it.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ENDPOINT_URL", flaky_proxy.url)
-        with (
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=":0") as cluster,
-            Client(cluster) as c,
-        ):  # fmt: skip
+        with two_worker_processes() as c:
             yield c
 
 

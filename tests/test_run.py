@@ -9,21 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
 
 from pipeline.demo import generate_demo_world
 from pipeline.errors import ConfigError
 from pipeline.run import run_steps
 from pipeline.runconfig import load_run_config
+from tests.dask_processes import two_worker_processes
 
 
 @pytest.fixture(scope="module")
 def client():
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                     dashboard_address=":0") as cluster,
-        Client(cluster) as c,
-    ):  # fmt: skip
+    with two_worker_processes() as c:
         yield c
 
 

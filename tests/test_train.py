@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost
-from distributed import Client, LocalCluster
 
 from pipeline.baselines import Climatology, fit_baselines
 from pipeline.config import build_config
@@ -32,6 +31,7 @@ from pipeline.train import (
     fit_model,
     predict,
 )
+from tests.dask_processes import two_worker_processes
 
 SIGMA = 0.25
 N_ROWS = 2000
@@ -77,12 +77,7 @@ def make_folds(n: int, seed: int = 1, k: int = 3) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def client():
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as c,
-    ):
+    with two_worker_processes() as c:
         yield c
 
 
