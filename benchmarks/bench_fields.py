@@ -1,4 +1,4 @@
-"""Benchmark of pipeline.fields: prediction throughput and a 0.25 deg year written to zarr.
+"""Benchmark of pipeline.fields.predict: prediction throughput and a 0.25 deg year written to zarr.
 
 (a) throughput (cells/s) of ``predict_fields(...).compute()`` against the raw
     ``booster.inplace_predict`` on the same (valid) cells stacked in one array, same run;
@@ -33,7 +33,8 @@ import xarray as xr
 import xgboost as xgb
 from distributed import wait
 
-from pipeline.fields import DIMS, FieldsConfig, envelope_of, predict_fields, write_fields
+from pipeline.fields.predict import DIMS, FieldsConfig, envelope_of, predict_fields
+from pipeline.fields.write import write_fields
 
 N_FEATURES = 12
 TARGETS = [

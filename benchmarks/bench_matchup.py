@@ -35,9 +35,10 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.demo import generate_demo_world
-from pipeline.predictors import feature_names, layer_features, match_predictors, ocean_mask
+from pipeline.predictors.features import feature_names, layer_features, ocean_mask
+from pipeline.predictors.matchup import match_predictors
 from pipeline.sources.copernicus import open_environment
-from pipeline.targets import DEFAULT_LAYERS
+from pipeline.targets.particles import DEFAULT_LAYERS
 
 
 def _targets(features: xr.Dataset, n: int, seed: int) -> pd.DataFrame:

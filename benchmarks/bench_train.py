@@ -4,7 +4,7 @@ Same synthetic data as tests/test_train.py, scaled up (default 50 000 rows, 15
 features, 5 targets), the same parameters and a fixed number of rounds (no early
 stopping) on both sides, for each multi-output strategy:
 
-- ``dask``: :func:`pipeline.train.fit_model` on a ``LocalCluster(2 workers x 1 thread)``
+- ``dask``: :func:`pipeline.model.train.fit_model` on a ``LocalCluster(2 workers x 1 thread)``
   (includes scattering the partitions and building the DaskQuantileDMatrix);
 - ``local``: ``xgboost.train`` with ``nthread=2`` in this process (includes building the
   QuantileDMatrix).
@@ -29,7 +29,7 @@ import pandas as pd
 import sklearn
 import xgboost
 
-from pipeline.train import TrainConfig, _params, fit_model, predict
+from pipeline.model.train import TrainConfig, _params, fit_model, predict
 
 
 def make_data(n: int, n_features: int, n_targets: int, seed: int = 0):

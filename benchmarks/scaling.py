@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline.cli_bench import bench
+from pipeline.cli.bench import bench
 
 if __name__ == "__main__":
     results = Path(__file__).parent / "results"

@@ -224,7 +224,7 @@ def read_entry(catalog: Catalog, entry: str, **params: Any) -> Any:
     Returns
     -------
     ReadResult or xarray.Dataset or dask DataFrame
-        A :class:`~pipeline.sources._table.ReadResult` for the tabular readers, the
+        A :class:`~pipeline.sources.table.ReadResult` for the tabular readers, the
         normalised environment Dataset for ``copernicus``, and intake's ``to_dask()``
         for entries without an oceanfields reader.
 

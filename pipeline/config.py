@@ -114,9 +114,7 @@ def build_config(
     if values is None:
         values = {}
     if not isinstance(values, Mapping):
-        raise ConfigError(
-            f"{where}: {section}: expected a mapping of options, got {values!r}."
-        )
+        raise ConfigError(f"{where}: {section}: expected a mapping of options, got {values!r}.")
     known = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}

@@ -2,7 +2,7 @@
 
 Every error says where (file or URL, line, column or variable), what was found, what
 was expected, and what to do. Bad *rows* in data are not raised but quarantined with
-the same fields (see :mod:`pipeline.sources._table`).
+the same fields (see :mod:`pipeline.sources.table`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import dask
 import fsspec
 import pandas as pd
 
-from pipeline.sources._table import ReadResult
+from pipeline.sources.table import ReadResult
 
 __all__ = ["IngestSummary", "summarize", "write_ingest"]
 

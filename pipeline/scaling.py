@@ -1,6 +1,6 @@
 """Scaling benchmark: strong and weak scaling of matchup, training, fields and images.
 
-Each part is measured on a cluster file (:func:`pipeline.clusters.cluster_client`) at
+Each part is measured on a cluster file (:func:`pipeline.clusters.config.cluster_client`) at
 several worker counts ``k``:
 
 - **strong** scaling: a fixed amount of work (``max(workers)`` units) at every ``k``;
@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.clusters import LocalConfig, cluster_client, load_cluster_config
+from pipeline.clusters.client import cluster_client
+from pipeline.clusters.config import LocalConfig, load_cluster_config
 from pipeline.errors import ConfigError
 
 __all__ = [
@@ -164,12 +165,12 @@ def _prepare(config: ScalingConfig, root: str | os.PathLike[str]) -> _Setup:
 
     from pipeline.catalog import open_catalog, read_entry
     from pipeline.demo import generate_demo_world
-    from pipeline.fields import envelope_of
+    from pipeline.fields.predict import envelope_of
     from pipeline.images.dataset import Preprocess
     from pipeline.images.model import ImageModel, build_network, save_model_dir
-    from pipeline.predictors import feature_names, layer_features
+    from pipeline.predictors.features import feature_names, layer_features
     from pipeline.sources.copernicus import open_environment
-    from pipeline.targets import DEFAULT_LAYERS
+    from pipeline.targets.particles import DEFAULT_LAYERS
 
     root = Path(root)
     world = generate_demo_world(
@@ -249,10 +250,11 @@ def _rows(table: pd.DataFrame, n: int) -> pd.DataFrame:
 
 def _run_part(part: str, setup: _Setup, config: ScalingConfig, units: float, client: Any):
     """Run ``units`` units of ``part`` once; return (seconds, facts)."""
-    from pipeline.fields import predict_fields, write_fields
+    from pipeline.fields.predict import predict_fields
+    from pipeline.fields.write import write_fields
     from pipeline.images.classify import ClassifyConfig, classify_images
-    from pipeline.predictors import match_predictors
-    from pipeline.train import TrainConfig, fit_model
+    from pipeline.model.train import TrainConfig, fit_model
+    from pipeline.predictors.matchup import match_predictors
 
     out = setup.root / "out" / f"{part}-{uuid.uuid4().hex[:8]}"
     start = time.perf_counter()
@@ -343,7 +345,7 @@ def run_scaling(
     Parameters
     ----------
     cluster : path or mapping or None
-        Cluster file (see :func:`pipeline.clusters.load_cluster_config`); None: local.
+        Cluster file (see :func:`pipeline.clusters.config.load_cluster_config`); None: local.
     root : path
         Folder for the demo world and the outputs (on shared storage for remote
         clusters).
@@ -364,7 +366,7 @@ def run_scaling(
 
     See Also
     --------
-    pipeline.cli_bench.plot_scaling : the figure of the record.
+    pipeline.cli.bench.plot_scaling : the figure of the record.
     """
     config = config or ScalingConfig()
     cluster_config = load_cluster_config(cluster)

@@ -47,20 +47,43 @@ def scheduler_file(tmp_path_factory):
     env = dict(os.environ)
     procs = [
         subprocess.Popen(
-            [*_dask_command(), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-             "--dashboard-address", ":0"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                *_dask_command(),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                ":0",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-    ]  # fmt: skip
+    ]
     try:
         for _ in range(2):
             procs.append(
                 subprocess.Popen(
-                    [*_dask_command(), "worker", address, "--nthreads", "1", "--nworkers", "1",
-                     "--host", "127.0.0.1", "--memory-limit", "4GiB"],
-                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    [
+                        *_dask_command(),
+                        "worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                        "--memory-limit",
+                        "4GiB",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
-            )  # fmt: skip
+            )
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
         path = base / "cluster.yaml"
@@ -81,10 +104,11 @@ def scheduler_file(tmp_path_factory):
 def two_worker_processes() -> Iterator[Client]:
     """A client of a LocalCluster of 2 single-threaded worker processes (nannies)."""
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                     dashboard_address=":0") as cluster,
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
         Client(cluster) as client,
-    ):  # fmt: skip
+    ):
         yield client
 
 
@@ -96,8 +120,9 @@ class WorkerKiller(threading.Thread):
     condition fires once, in order; the thread ends after the last or ``timeout`` s.
     """
 
-    def __init__(self, client: Client, *conditions: Callable[[dict], str | None],
-                 timeout: float = 240.0) -> None:  # fmt: skip
+    def __init__(
+        self, client: Client, *conditions: Callable[[dict], str | None], timeout: float = 240.0
+    ) -> None:
         super().__init__(daemon=True)
         self.client, self.conditions, self.timeout = client, list(conditions), timeout
         self.killed: list[tuple[str, list[str]]] = []  # (address, its tasks when killed)

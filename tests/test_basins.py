@@ -1,12 +1,12 @@
-"""Specification of pipeline.basins: the built-in ocean basins."""
+"""Specification of pipeline.model.basins: the built-in ocean basins."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import pipeline.split
-from pipeline.basins import BASINS, basin_of
+import pipeline.model
+from pipeline.model.basins import BASINS, basin_of
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_basin_of_wraps_longitude_outside_minus_180_to_180():
     assert basin_of([0, 0, 30], [200, -160, 320]).tolist() == ["Pacific", "Pacific", "Atlantic"]
 
 
-def test_basins_stay_importable_from_pipeline_split():
-    assert pipeline.split.basin_of is basin_of
-    assert pipeline.split.BASINS is BASINS
-    assert {"BASINS", "basin_of"} <= set(pipeline.split.__all__)
+def test_basins_are_exported_by_the_model_stage():
+    assert pipeline.model.basin_of is basin_of
+    assert pipeline.model.BASINS is BASINS
+    assert {"BASINS", "basin_of"} <= set(pipeline.model.__all__)

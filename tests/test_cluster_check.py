@@ -12,9 +12,9 @@ import importlib.metadata
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from pipeline.clusters import load_cluster_config
-from pipeline.clusters_deploy import (
+from pipeline.cli.main import main
+from pipeline.clusters.config import load_cluster_config
+from pipeline.clusters.deploy import (
     SCHEDULER_PLACEHOLDER,
     describe_submission,
     gateway_request,

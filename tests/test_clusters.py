@@ -7,16 +7,16 @@ import os
 import dask.array as da
 import pytest
 
-from pipeline.clusters import (
+from pipeline.clusters.client import cluster_client
+from pipeline.clusters.config import (
     GatewayConfig,
     KubernetesConfig,
     LocalConfig,
     SchedulerConfig,
     SlurmConfig,
-    cluster_client,
     load_cluster_config,
 )
-from pipeline.clusters_deploy import _require
+from pipeline.clusters.deploy import _require
 from pipeline.errors import ConfigError
 from tests.conftest import ROOT
 

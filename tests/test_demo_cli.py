@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 ARGS = [
     "--resolution",
@@ -131,9 +131,9 @@ def test_without_torch_the_demo_keeps_the_types_and_year2_counts_the_human_label
     import sys
 
     from pipeline.catalog import open_catalog, read_entry
-    from pipeline.cli import _write_demo_year2_config
-    from pipeline.cli_images import demo_images
-    from pipeline.runconfig import load_run_config
+    from pipeline.cli.images import demo_images
+    from pipeline.cli.main import _write_demo_year2_config
+    from pipeline.run.config import load_run_config
 
     out, _ = demo_run
     (tmp_path / "world").symlink_to(out / "world")

@@ -66,8 +66,14 @@ def test_world_reports_counts_paths_and_parameters(world):
     assert info["n_profiles"] == 24
     assert info["n_images"] == info["n_objects"] == 200
     assert info["years"] == [2020]
-    for name in ("environment", "ecopart_detailed", "ecopart_raw", "ecotaxa",
-                 "truth_profiles", "truth_fields"):  # fmt: skip
+    for name in (
+        "environment",
+        "ecopart_detailed",
+        "ecopart_raw",
+        "ecotaxa",
+        "truth_profiles",
+        "truth_fields",
+    ):
         assert Path(world.paths[name]).exists(), name
     saved = json.loads(Path(world.root, "world.json").read_text())
     assert saved["parameters"] == {**ARGS, "years": [2020]}
@@ -84,8 +90,9 @@ def test_same_seed_gives_identical_files_and_truth(world, world_again):
     ):
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     raw_a = sorted((a / "ecopart/raw").glob("*_PAR_raw_*.tsv"))
-    assert [p.name for p in raw_a] == [p.name for p in sorted((b / "ecopart/raw").glob("*"))
-                                       if "_PAR_raw_" in p.name]  # fmt: skip
+    assert [p.name for p in raw_a] == [
+        p.name for p in sorted((b / "ecopart/raw").glob("*")) if "_PAR_raw_" in p.name
+    ]
     assert raw_a[3].read_bytes() == (b / "ecopart/raw" / raw_a[3].name).read_bytes()
     pd.testing.assert_frame_equal(
         pd.read_parquet(world.paths["truth_profiles"]),
@@ -168,8 +175,12 @@ def test_detailed_export_has_the_real_layout(world):
     table = pd.read_csv(path, sep="\t", encoding="latin-1")
     assert table.shape[1] == 132
     assert list(table.columns[:5]) == [
-        "Profile", "Rawfilename", "yyyy-mm-dd hh:mm", "Depth [m]", "Sampled volume [L]"
-    ]  # fmt: skip
+        "Profile",
+        "Rawfilename",
+        "yyyy-mm-dd hh:mm",
+        "Depth [m]",
+        "Sampled volume [L]",
+    ]
     assert table.columns[25] == "LPM (102-128 µm) [# l-1]"
     assert table["Depth [m]"].iloc[:3].tolist() == [2.5, 7.5, 12.5]
     assert table["Sampled volume [L]"].between(100, 280).all()
@@ -260,10 +271,13 @@ def test_ecotaxa_export_features_separate_validated_types(objects):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"resolution": 0.7}, "dividing 180"), ({"years": ()}, "years"),
-     ({"n_profiles": 0}, "at least 1")],
+    [
+        ({"resolution": 0.7}, "dividing 180"),
+        ({"years": ()}, "years"),
+        ({"n_profiles": 0}, "at least 1"),
+    ],
     ids=["bad-resolution", "no-years", "no-profiles"],
-)  # fmt: skip
+)
 def test_bad_arguments_are_refused(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate_demo_world(str(tmp_path), **kwargs)
@@ -283,15 +297,23 @@ def test_ecopart_headers_are_byte_identical_to_real_exports(world, shared_data):
     qa = shared_data / "ecopart_qa"
     det, raw = Path(world.paths["ecopart_detailed"]), Path(world.paths["ecopart_raw"])
     pairs = [
-        (qa / "tsv_det_multi/export_detailed_20210201_11_31_PAR_brusample01.tsv",
-         det / "export_detailed_20210101_00_00_PAR_demo_0001.tsv"),
-        (qa / "tsv_det_multi/export_detailed_20210201_11_31_Export_metadata_summary.tsv",
-         det / "export_detailed_20210101_00_00_Export_metadata_summary.tsv"),
-        (qa / "raw_multi/export_raw_20210201_14_15_Export_metadata_summary.tsv",
-         raw / "export_raw_20210101_00_00_Export_metadata_summary.tsv"),
-        (qa / "raw_multi/20191121010000_brusample01_PAR_raw_20210201_14_15.tsv",
-         next(raw.glob("*_demo_0001_PAR_raw_*.tsv"))),
-    ]  # fmt: skip
+        (
+            qa / "tsv_det_multi/export_detailed_20210201_11_31_PAR_brusample01.tsv",
+            det / "export_detailed_20210101_00_00_PAR_demo_0001.tsv",
+        ),
+        (
+            qa / "tsv_det_multi/export_detailed_20210201_11_31_Export_metadata_summary.tsv",
+            det / "export_detailed_20210101_00_00_Export_metadata_summary.tsv",
+        ),
+        (
+            qa / "raw_multi/export_raw_20210201_14_15_Export_metadata_summary.tsv",
+            raw / "export_raw_20210101_00_00_Export_metadata_summary.tsv",
+        ),
+        (
+            qa / "raw_multi/20191121010000_brusample01_PAR_raw_20210201_14_15.tsv",
+            next(raw.glob("*_demo_0001_PAR_raw_*.tsv")),
+        ),
+    ]
     for real, mine in pairs:
         with real.open("rb") as a, mine.open("rb") as b:
             assert a.readline() == b.readline(), mine.name

@@ -14,16 +14,10 @@ import pytest
 
 from pipeline import sizeclasses
 from pipeline.errors import InputFormatError
-from pipeline.sources.ecopart import (
-    particles_meta,
-    read_ecopart,
-    read_metadata_summary,
-    read_par_export,
-    read_par_raw,
-)
-from pipeline.sources.ecopart_export import _parse_par_export
-from pipeline.sources.ecopart_raw import _parse_par_raw
-from pipeline.sources.ecopart_summary import _read_summary
+from pipeline.sources.ecopart import read_ecopart
+from pipeline.sources.ecopart_export import _parse_par_export, particles_meta, read_par_export
+from pipeline.sources.ecopart_raw import _parse_par_raw, read_par_raw
+from pipeline.sources.ecopart_summary import _read_summary, read_metadata_summary
 
 DET = "ecopart_qa/tsv_det_multi"
 RED = "ecopart_qa/tsv_reduit_multi"
@@ -33,6 +27,17 @@ BATS = "ecotaxatools_bats361_uvp5"
 DET_SUMMARY = "export_detailed_20210201_11_31_Export_metadata_summary.tsv"
 RAW_SUMMARY = "export_raw_20210201_14_15_Export_metadata_summary.tsv"
 BATS_SUMMARY = "export_raw_20220810_16_31_Export_metadata_summary.tsv"
+#: The three casts of the sample's README (ctd5, ctd14, ctd26); the folder also holds
+#: ctd1 (shallow), ctd4 (to 3,499 m) and ctd18 (header and one row).
+BATS_CASTS = (
+    "20190714203848_bats361_ctd5",
+    "20190716153955_bats361_ctd14",
+    "20190719003937_bats361_ctd26",
+)
+
+
+def _bats_par(shared_data) -> list[str]:
+    return [str(shared_data / BATS / f"{c}_PAR_raw_20220810_16_31.tsv") for c in BATS_CASTS]
 
 
 def _check_reconciles(stats: pd.DataFrame) -> None:
@@ -56,7 +61,7 @@ def raw_qa(shared_data):
 
 @pytest.fixture(scope="module")
 def bats(shared_data):
-    return read_par_raw(str(shared_data / BATS / "*_PAR_raw_*.tsv")).compute()
+    return read_par_raw(_bats_par(shared_data)).compute()
 
 
 # ------------------------------------------------------------------ metadata summaries
@@ -400,7 +405,7 @@ def test_raw_reader_runs_on_a_process_cluster(shared_data):
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        res = read_par_raw(str(shared_data / BATS / "*_PAR_raw_*.tsv"))
+        res = read_par_raw(_bats_par(shared_data))
         acc, quar, stats = client.compute([res.accepted, res.quarantine, res.stats], sync=True)
     assert len(acc) == 299
     assert len(quar) == 0

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 from pipeline import sizeclasses
 from pipeline.errors import InputFormatError
-from pipeline.sources.ecopart import read_metadata_summary, read_par_export, read_par_raw
+from pipeline.sources.ecopart_export import read_par_export
+from pipeline.sources.ecopart_raw import read_par_raw
+from pipeline.sources.ecopart_summary import read_metadata_summary
 
 EDGES = sizeclasses.edges_mm("detailed")
 LABELS = [sizeclasses.export_label(lo, hi) for lo, hi in itertools.pairwise(EDGES)]
@@ -374,7 +376,7 @@ def test_raw_bins_volumes_over_distinct_metres_and_counts_by_esd(tmp_path, caplo
         "3\t25\t6\t2\t1\t2\t3",
         "7\t30\t6\t4\t1\t2\t3",
     ]
-    with caplog.at_level(logging.DEBUG, logger="pipeline.sources.ecopart"):
+    with caplog.at_level(logging.DEBUG, logger="pipeline.sources"):
         acc, _quar, stats = _read_raw(_raw_dir(tmp_path, lines))
     assert acc["depth_m"].tolist() == [2.5, 7.5]
     assert acc["volume_l"].tolist() == pytest.approx([(20 + 25) * 1.1, 30 * 1.1])
@@ -394,7 +396,7 @@ def test_raw_areas_below_the_first_class_are_dropped_and_logged(tmp_path, caplog
     summary = tmp_path / "export_raw_20220810_16_31_Export_metadata_summary.tsv"
     # aa = 1e-10: areas of 1 and 6 px are below 1 µm, the first class edge.
     summary.write_text(summary.read_text().replace("0.00279", "0.0000000001"), encoding="latin-1")
-    with caplog.at_level(logging.DEBUG, logger="pipeline.sources.ecopart"):
+    with caplog.at_level(logging.DEBUG, logger="pipeline.sources"):
         acc, _, stats = _read_raw(path)
     assert acc.iloc[:, 6:].sum().sum() == 0
     assert acc["volume_l"].tolist() == [22.0]  # the lines still count for the volume

@@ -15,7 +15,8 @@ import pytest
 from pipeline.demo import generate_demo_world
 from pipeline.errors import ConfigError
 from pipeline.sources import ecotaxa
-from pipeline.sources.ecotaxa import DEFAULT_FEATURES, objects_meta, parse_degrees, read_ecotaxa
+from pipeline.sources.ecotaxa import DEFAULT_FEATURES, objects_meta, read_ecotaxa
+from pipeline.sources.ecotaxa_columns import parse_degrees
 
 PNG = b"\x89PNG\r\n\x1a\n"
 JPG = b"\xff\xd8\xff"
@@ -325,10 +326,21 @@ def test_default_features_are_normalised_zooprocess_names():
     assert not any("." in f or "%" in f or f.startswith("object_") for f in DEFAULT_FEATURES)
     meta = objects_meta()
     assert list(meta.columns[:14]) == [
-        "object_id", "sample_id", "acq_id", "lat", "lon", "time", "depth_min_m",
-        "depth_max_m", "category", "hierarchy", "status", "volume_l", "pixel_size_um",
+        "object_id",
+        "sample_id",
+        "acq_id",
+        "lat",
+        "lon",
+        "time",
+        "depth_min_m",
+        "depth_max_m",
+        "category",
+        "hierarchy",
+        "status",
+        "volume_l",
+        "pixel_size_um",
         "subsample_fraction",
-    ]  # fmt: skip
+    ]
     assert meta.columns[-1] == "image"
     assert str(meta["time"].dtype) == "datetime64[ns, UTC]"
 

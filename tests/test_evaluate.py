@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.evaluate import interval_coverage, residual_quantiles, score, score_folds
+from pipeline.model.evaluate import interval_coverage, residual_quantiles, score, score_folds
 
 Y = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 3.0, 2.0, 6.0]})
 

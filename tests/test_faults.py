@@ -41,8 +41,8 @@ import xarray as xr
 import yaml
 
 from pipeline.demo import generate_demo_world
-from pipeline.run import run_steps
-from pipeline.runconfig import load_run_config
+from pipeline.run.config import load_run_config
+from pipeline.run.steps import run_steps
 from tests.dask_processes import WorkerKiller, two_worker_processes
 from tests.flaky_proxy import FlakyProxy
 
@@ -70,8 +70,11 @@ def client(flaky_proxy):
 def run_doc(tmp_path_factory):
     world = generate_demo_world(
         str(tmp_path_factory.mktemp("faults") / "world"),
-        resolution=6.0, n_profiles=60, n_images=0, seed=5,
-    )  # fmt: skip
+        resolution=6.0,
+        n_profiles=60,
+        n_images=0,
+        seed=5,
+    )
     return {
         "inputs": {"catalog": "demo", "params": {"root": world.root}},
         "split": {"n_folds": 3, "block_deg": 20},
@@ -117,8 +120,11 @@ def test_a_run_through_flaky_storage_writes_the_clean_outputs_and_nothing_half_d
                 pd.read_parquet(f), pd.read_parquet(clean_out / f"{table}.parquet")
             )
 
-    remote = xr.open_zarr(s3.url("run/fields.zarr"), storage_options=storage_options,
-                          consolidated=False).load().drop_attrs()  # fmt: skip
+    remote = (
+        xr.open_zarr(s3.url("run/fields.zarr"), storage_options=storage_options, consolidated=False)
+        .load()
+        .drop_attrs()
+    )
     xr.testing.assert_identical(remote, clean_fields)
     markers = fs.glob(f"{run}/{MARKERS}/*/zarr.json")
     regions = sorted(int(p.split("/")[-2]) for p in markers)
@@ -138,8 +144,9 @@ def test_a_run_through_flaky_storage_writes_the_clean_outputs_and_nothing_half_d
 
 def _running_a_fit(processing: dict) -> str | None:
     """A worker running xgboost.dask's training task (``fn-…``), when one does."""
-    return next((a for a, ks in sorted(processing.items())
-                 if any(k.startswith("fn-") for k in ks)), None)  # fmt: skip
+    return next(
+        (a for a, ks in sorted(processing.items()) if any(k.startswith("fn-") for k in ks)), None
+    )
 
 
 def _writing_fields(out: Path) -> Callable[[dict], str | None]:
@@ -163,15 +170,15 @@ def test_a_run_losing_workers_in_training_and_in_the_fields_write_equals_the_cle
     clean_out, clean_fields, clean_metrics = clean
     out = tmp_path / "run"
     trained = ("folds.parquet", "metrics.json", "model", "predictions.parquet", "train.json")
-    shutil.copytree(clean_out, out, ignore=shutil.ignore_patterns(
-        "fields.zarr", "fields.json", *trained))  # fmt: skip
+    shutil.copytree(
+        clean_out, out, ignore=shutil.ignore_patterns("fields.zarr", "fields.json", *trained)
+    )
     client.wait_for_workers(2, timeout=60)
     killer = WorkerKiller(client, _running_a_fit, _writing_fields(out))
     killer.start()
     try:
-        with caplog.at_level("WARNING", logger="pipeline.train"):
-            summary = run_steps(load_run_config(run_doc), out=str(out), client=client,
-                                steps=STEPS)  # fmt: skip
+        with caplog.at_level("WARNING", logger="pipeline.model.train"):
+            summary = run_steps(load_run_config(run_doc), out=str(out), client=client, steps=STEPS)
     finally:
         killer.halt.set()
         killer.join(timeout=10)
@@ -234,16 +241,27 @@ def test_a_killed_run_resumes_writing_only_the_missing_regions(run_doc, clean, t
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(run_doc))
     cluster = tmp_path / "cluster.yaml"
-    cluster.write_text("cluster:\n  type: local\n  n_workers: 1\n  threads_per_worker: 2\n"
-                       "  processes: false\n  dashboard_address: '127.0.0.1:0'\n")  # fmt: skip
+    cluster.write_text(
+        "cluster:\n  type: local\n  n_workers: 1\n  threads_per_worker: 2\n"
+        "  processes: false\n  dashboard_address: '127.0.0.1:0'\n"
+    )
     cli = shutil.which("oceanfields", path=str(Path(sys.executable).parent))
-    command = [cli or "oceanfields", "run", str(config), "--out", str(out),
-               "--cluster", str(cluster), *(f"--step={s}" for s in STEPS)]  # fmt: skip
+    command = [
+        cli or "oceanfields",
+        "run",
+        str(config),
+        "--out",
+        str(out),
+        "--cluster",
+        str(cluster),
+        *(f"--step={s}" for s in STEPS),
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     log = tmp_path / "first.log"
     with log.open("wb") as sink:
-        first = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                 start_new_session=True)  # fmt: skip
+        first = subprocess.Popen(
+            command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + 180
             while len(_markers(out)) < 3:
@@ -260,13 +278,15 @@ def test_a_killed_run_resumes_writing_only_the_missing_regions(run_doc, clean, t
     assert not (out / "_state" / "fields.json").exists()
     kept = _region_files(out, done)
 
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
-                            start_new_session=True)  # fmt: skip
+    second = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=300, start_new_session=True
+    )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     for step in ("targets", "matchup", "train"):
         assert f"[{step}] already done with these inputs; skipped." in second.stdout
-    m = re.search(r"fields: (\d+) region\(s\) written, (\d+) already there, of (\d+)",
-                  second.stdout)  # fmt: skip
+    m = re.search(
+        r"fields: (\d+) region\(s\) written, (\d+) already there, of (\d+)", second.stdout
+    )
     assert m, second.stdout
     written, there, total = map(int, m.groups())
     assert (written, there, total) == (N_REGIONS - len(done), len(done), N_REGIONS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import pickle
 from pathlib import Path
@@ -14,16 +15,11 @@ import xarray as xr
 import xgboost as xgb
 import zarr
 
-from pipeline import fields as fields_module
-from pipeline.errors import ConfigError
-from pipeline.fields import (
-    DIMS,
-    FieldsConfig,
-    StoreMismatchError,
-    envelope_of,
-    predict_fields,
-    write_fields,
-)
+from pipeline.errors import ConfigError, StoreMismatchError
+from pipeline.fields import WriteReport
+from pipeline.fields import predict as fields_module
+from pipeline.fields.predict import DIMS, FieldsConfig, envelope_of, predict_fields
+from pipeline.fields.write import write_fields
 
 NAMES = ["temp_c", "chl_log", "depth_mid_m", "coslat"]
 TARGETS = ["conc_102_203um_per_l", "flux_mgc_m2_d"]
@@ -382,7 +378,8 @@ def test_fields_compute_on_a_process_cluster_deserialising_the_model_once_per_wo
         )
         assert _count_in_graph(out, bytes(booster.save_raw("ubj"))) == 1
         computed = client.compute(out, sync=True)
-        caches = client.run(lambda: len(__import__("pipeline.fields").fields._BOOSTERS))
+        module = "pipeline.fields.predict"
+        caches = client.run(lambda: len(importlib.import_module(module)._BOOSTERS))
         report = write_fields(out, str(tmp_path / "f.zarr"))
     assert sorted(caches.values()) == [1, 1]  # one deserialised booster per worker
     xr.testing.assert_equal(
@@ -417,7 +414,7 @@ def test_write_fields_writes_non_numeric_variables_along_time_through_xarray(fie
 
 def test_write_fields_round_trips_through_zarr_v3(written, fields):
     url, report = written
-    assert report == fields_module.WriteReport(url, 3, 3, 0)
+    assert report == WriteReport(url, 3, 3, 0)
     back = xr.open_zarr(url, consolidated=False)
     xr.testing.assert_equal(back.compute(), fields)
     assert back["extrapolation"].dtype == np.int8

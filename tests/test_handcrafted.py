@@ -123,9 +123,20 @@ def test_empty_image_gives_nans_and_the_flag_not_an_error():
     f = handcrafted_features(np.full((12, 7), 4, np.uint8))
     assert f["is_empty"] == 1.0
     assert (f["image_h_px"], f["image_w_px"], f["n_objects"], f["bg_mean"]) == (12, 7, 0, 4)
-    shape_and_grey = [c for c in FEATURE_NAMES if c not in {
-        "image_h_px", "image_w_px", "n_objects", "fg_fraction", "bg_mean", "threshold",
-        "is_empty"}]  # fmt: skip
+    shape_and_grey = [
+        c
+        for c in FEATURE_NAMES
+        if c
+        not in {
+            "image_h_px",
+            "image_w_px",
+            "n_objects",
+            "fg_fraction",
+            "bg_mean",
+            "threshold",
+            "is_empty",
+        }
+    ]
     assert all(math.isnan(f[c]) for c in shape_and_grey)
     table = features_table([np.zeros((3, 3), np.uint8), _ellipse(5, 5)])
     assert table.shape == (2, len(FEATURE_NAMES))

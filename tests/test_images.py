@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.clusters import cluster_client
+from pipeline.clusters.client import cluster_client
 from pipeline.demo import generate_demo_world
 from pipeline.errors import InputFormatError, StoreMismatchError
 from pipeline.images.classify import ClassifyConfig, classify_images
@@ -230,8 +230,14 @@ def _classify(objects, model_dir, out, client, **cfg):
 
 def _classifying(processing: dict) -> str | None:
     """A worker running a partition's classification, when one does."""
-    return next((a for a, ks in sorted(processing.items())
-                 if any(k.startswith("_classify_part") for k in ks)), None)  # fmt: skip
+    return next(
+        (
+            a
+            for a, ks in sorted(processing.items())
+            if any(k.startswith("_classify_part") for k in ks)
+        ),
+        None,
+    )
 
 
 def test_classification_on_two_worker_processes_losing_one_equals_a_single_process_run(

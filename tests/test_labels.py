@@ -21,10 +21,10 @@ from pipeline.demo.truth import GROUPS, TYPES
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.consistency import _part_examples, consistency, write_consistency_report
 from pipeline.images.labels import _relabel_part, apply_labels, labels_fingerprint, read_labels
-from pipeline.run import run_steps
-from pipeline.runconfig import load_run_config
-from pipeline.targets import build_targets
-from pipeline.targets_objects import ObjectTargetConfig, build_object_targets
+from pipeline.run.config import load_run_config
+from pipeline.run.steps import run_steps
+from pipeline.targets.objects import ObjectTargetConfig, build_object_targets
+from pipeline.targets.particles import build_targets
 
 KINDS = sorted((*TYPES, *GROUPS))
 
@@ -36,15 +36,15 @@ def _next_kind(kind: str) -> str:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("labels_world")
-    world = generate_demo_world(str(root / "world"), resolution=5.0, n_profiles=15,
-                                n_images=600, seed=3)  # fmt: skip
+    world = generate_demo_world(
+        str(root / "world"), resolution=5.0, n_profiles=15, n_images=600, seed=3
+    )
     catalog = open_catalog("demo", root=world.root)
     objects = read_entry(catalog, "ecotaxa").accepted.compute().reset_index(drop=True)
     particles = read_entry(catalog, "ecopart_detailed").accepted
     sampled = build_targets(particles).targets.compute().reset_index(drop=True)
     truth = pd.read_parquet(world.paths["truth_objects"])
-    return {"root": root, "world": world, "objects": objects, "sampled": sampled,
-            "truth": truth}  # fmt: skip
+    return {"root": root, "world": world, "objects": objects, "sampled": sampled, "truth": truth}
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +53,14 @@ def flipped(world):
     distinct probabilities) and every 4th non-validated one (flipped too)."""
     objects = world["objects"]
     truth = world["truth"].set_index("object_id").loc[objects["object_id"]]
-    labels = pd.DataFrame({"object_id": objects["object_id"].to_numpy(),
-                           "label": truth["kind"].to_numpy(), "prob": 0.9,
-                           "model_id": "cnn-test"})  # fmt: skip
+    labels = pd.DataFrame(
+        {
+            "object_id": objects["object_id"].to_numpy(),
+            "label": truth["kind"].to_numpy(),
+            "prob": 0.9,
+            "model_id": "cnn-test",
+        }
+    )
     validated = np.flatnonzero(objects["status"].to_numpy() == "V")
     flip = validated[::6]
     other = np.flatnonzero(objects["status"].to_numpy() != "V")[::4]
@@ -81,8 +86,12 @@ def test_machine_labels_equal_to_the_true_kinds_give_the_truth_counts(world):
     layer = pd.Series("", index=truth.index)
     for la in layers:
         layer[(truth["depth_m"] >= la.top_m) & (truth["depth_m"] < la.bottom_m)] = la.name
-    direct = (truth.assign(id=truth["profile_id"], layer=layer)
-              .groupby(["id", "layer", "kind"]).size().unstack(fill_value=0))  # fmt: skip
+    direct = (
+        truth.assign(id=truth["profile_id"], layer=layer)
+        .groupby(["id", "layer", "kind"])
+        .size()
+        .unstack(fill_value=0)
+    )
     got = res.counts.set_index(["id", "layer"])
     expected = direct.reindex(got.index, fill_value=0)
     for kind in res.categories:
@@ -111,8 +120,9 @@ def test_human_first_keeps_validated_categories_and_relabels_the_others(world, f
 
 def test_low_probability_and_missing_labels_are_left_out_and_counted(world):
     objects, sampled = world["objects"], world["sampled"]
-    labels = pd.DataFrame({"object_id": objects["object_id"], "label": objects["category"],
-                           "prob": 0.9})  # fmt: skip
+    labels = pd.DataFrame(
+        {"object_id": objects["object_id"], "label": objects["category"], "prob": 0.9}
+    )
     low = np.arange(0, len(labels), 5)
     labels.loc[low, "prob"] = 0.3
     missing = np.setdiff1d(np.arange(2, len(labels), 7), low)  # disjoint from low
@@ -173,8 +183,9 @@ def test_graph_grows_with_partitions_not_rows():
         ids = [f"o{i}" for i in range(n_rows)]
         objects = pd.DataFrame({"object_id": ids, "category": "a", "status": "V"})
         labels = pd.DataFrame({"object_id": ids, "label": "b", "prob": 0.5})
-        out = apply_labels(dd.from_pandas(objects, npartitions=4),
-                           dd.from_pandas(labels, npartitions=3))  # fmt: skip
+        out = apply_labels(
+            dd.from_pandas(objects, npartitions=4), dd.from_pandas(labels, npartitions=3)
+        )
         return len(out.__dask_graph__())
 
     assert graph(100) == graph(5000)
@@ -183,10 +194,10 @@ def test_graph_grows_with_partitions_not_rows():
 def test_partition_functions_survive_a_pickle_round_trip(world, flipped):
     labels, _ = flipped
     joined = world["objects"].merge(
-        labels[["object_id", "label", "prob"]].rename(columns={"label": "_label",
-                                                               "prob": "_prob"}),
-        on="object_id", how="left",
-    )  # fmt: skip
+        labels[["object_id", "label", "prob"]].rename(columns={"label": "_label", "prob": "_prob"}),
+        on="object_id",
+        how="left",
+    )
     for func, args in ((_relabel_part, ("machine", 0.5, "x")), (_part_examples, (2,))):
         clone = pickle.loads(pickle.dumps(func))
         pd.testing.assert_frame_equal(clone(joined, *args), func(joined, *args))
@@ -239,8 +250,12 @@ def test_consistency_counts_exactly_the_flipped_validated_objects(world, flipped
     assert int(res.confusion.to_numpy().sum()) == len(validated)
     # worst examples: the 3 flipped objects of highest prob per category, in that order
     flips = labels.iloc[flip].assign(human=flipped_cat.to_numpy())
-    expected = (flips.sort_values("prob", ascending=False).groupby("human").head(3)
-                .sort_values(["human", "prob"], ascending=[True, False]))  # fmt: skip
+    expected = (
+        flips.sort_values("prob", ascending=False)
+        .groupby("human")
+        .head(3)
+        .sort_values(["human", "prob"], ascending=[True, False])
+    )
     assert res.worst_examples["object_id"].tolist() == expected["object_id"].tolist()
     assert (res.worst_examples["machine"] != res.worst_examples["human"]).all()
     assert res.model_ids == ["cnn-test"]
@@ -274,8 +289,7 @@ def test_consistency_report_writes_valid_json_figures_and_a_page(world, flipped,
 
 @pytest.fixture(scope="module")
 def client():
-    with Client(processes=False, n_workers=1, threads_per_worker=2,
-                dashboard_address=":0") as c:  # fmt: skip
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as c:
         yield c
 
 
@@ -287,12 +301,18 @@ def _write_labels(folder: Path, labels: pd.DataFrame, parts: int = 2) -> str:
 
 
 def _run_config(world, labels_url, **object_targets):
-    return load_run_config({
-        "inputs": {"catalog": "demo", "params": {"root": str(world["world"].root)},
-                   "objects": "ecotaxa", "labels": labels_url},
-        "targets": {"layers": [[0, 200]]},
-        "object_targets": {"labels": "machine", **object_targets},
-    })  # fmt: skip
+    return load_run_config(
+        {
+            "inputs": {
+                "catalog": "demo",
+                "params": {"root": str(world["world"].root)},
+                "objects": "ecotaxa",
+                "labels": labels_url,
+            },
+            "targets": {"layers": [[0, 200]]},
+            "object_targets": {"labels": "machine", **object_targets},
+        }
+    )
 
 
 def test_run_targets_step_counts_machine_labels_and_redoes_when_labels_change(world, client):
@@ -306,9 +326,13 @@ def test_run_targets_step_counts_machine_labels_and_redoes_when_labels_change(wo
     targets = pd.read_parquet(f"{out}/targets.parquet")
     assert targets["layer"].unique().tolist() == ["0-200m"]
     kinds = sorted(truth["kind"].unique())
-    assert [c for c in targets.columns if c.startswith("conc_") and c.endswith("_per_l")
-            and c.removeprefix("conc_").removesuffix("_per_l") in KINDS] == \
-        [f"conc_{k}_per_l" for k in kinds]  # fmt: skip
+    assert [
+        c
+        for c in targets.columns
+        if c.startswith("conc_")
+        and c.endswith("_per_l")
+        and c.removeprefix("conc_").removesuffix("_per_l") in KINDS
+    ] == [f"conc_{k}_per_l" for k in kinds]
     assert first.counts["objects_relabelled"] == len(world["objects"])
     assert first.counts["objects_unlabelled"] == first.counts["objects_below_min_prob"] == 0
 
@@ -316,8 +340,9 @@ def test_run_targets_step_counts_machine_labels_and_redoes_when_labels_change(wo
     assert again.skipped == ["targets"]
     assert again.done == []
 
-    changed = labels.assign(label=np.where(labels["label"] == "Copepoda", "Rhizaria",
-                                           labels["label"]))  # fmt: skip
+    changed = labels.assign(
+        label=np.where(labels["label"] == "Copepoda", "Rhizaria", labels["label"])
+    )
     before = labels_fingerprint(url)
     _write_labels(world["root"] / "labels", changed.iloc[:-10])
     assert labels_fingerprint(url) != before
@@ -331,8 +356,7 @@ def test_run_targets_step_counts_machine_labels_and_redoes_when_labels_change(wo
 
 def test_run_refuses_machine_labels_without_a_labels_table():
     with pytest.raises(ConfigError, match=r"object_targets.labels: 'machine' needs inputs.labels"):
-        load_run_config({"inputs": {"objects": "ecotaxa"},
-                         "object_targets": {"labels": "machine"}})  # fmt: skip
+        load_run_config({"inputs": {"objects": "ecotaxa"}, "object_targets": {"labels": "machine"}})
 
 
 @pytest.mark.parametrize(
@@ -356,13 +380,21 @@ def test_unused_labels_table_warns():
 def test_labels_table_without_label_column_names_the_url_and_columns(world, client, tmp_path):
     bad = tmp_path / "bad.parquet"
     pd.DataFrame({"object_id": ["a"], "class": ["fiber"]}).to_parquet(bad)
-    with pytest.raises(InputFormatError, match=r"bad.parquet: the labels table lacks \['label'\]; "
-                       r"found columns \['object_id', 'class'\]"):  # fmt: skip
-        run_steps(_run_config(world, str(bad)), out=str(tmp_path / "run"), steps=["targets"],
-                  client=client)  # fmt: skip
+    with pytest.raises(
+        InputFormatError,
+        match=r"bad.parquet: the labels table lacks \['label'\]; "
+        r"found columns \['object_id', 'class'\]",
+    ):
+        run_steps(
+            _run_config(world, str(bad)),
+            out=str(tmp_path / "run"),
+            steps=["targets"],
+            client=client,
+        )
     nowhere = str(tmp_path / "nowhere.parquet")
     with pytest.raises(InputFormatError, match=r"nowhere.parquet: the labels table does not"):
-        run_steps(_run_config(world, nowhere), out=str(tmp_path / "run"), steps=["targets"],
-                  client=client)  # fmt: skip
+        run_steps(
+            _run_config(world, nowhere), out=str(tmp_path / "run"), steps=["targets"], client=client
+        )
     with pytest.raises(InputFormatError, match=r"nowhere.parquet: cannot read the labels"):
         read_labels(nowhere)

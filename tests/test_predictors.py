@@ -1,4 +1,4 @@
-"""Feature fields per layer (pipeline.features) and the predictor matchup (pipeline.predictors)."""
+"""Feature fields per layer (pipeline.predictors.features) and their matchup to the targets."""
 
 from __future__ import annotations
 
@@ -14,20 +14,16 @@ from dask.callbacks import Callback
 from hypothesis import given
 from hypothesis import strategies as st
 
-import pipeline.features
 import pipeline.predictors
+import pipeline.predictors.features
+import pipeline.predictors.matchup
 from pipeline.demo import generate_demo_world
 from pipeline.errors import ConfigError
-from pipeline.predictors import (
-    EARTH_RADIUS_KM,
-    PredictorConfig,
-    feature_names,
-    layer_features,
-    match_predictors,
-    ocean_mask,
-)
+from pipeline.geo import EARTH_RADIUS_KM
+from pipeline.predictors.features import PredictorConfig, feature_names, layer_features, ocean_mask
+from pipeline.predictors.matchup import match_predictors
 from pipeline.sources.copernicus import open_environment
-from pipeline.targets import DEFAULT_LAYERS, Layer
+from pipeline.targets.particles import DEFAULT_LAYERS, Layer
 
 R_M = EARTH_RADIUS_KM * 1e3
 NO_DERIVED = PredictorConfig(derived=())
@@ -205,7 +201,13 @@ def test_features_follow_the_contract_dims_dtype_coords_chunks_and_attrs():
     env = env.chunk({"lat": 2, "lon": 2})
     f = layer_features(env, DEFAULT_LAYERS, config=PredictorConfig(variables=("thetao",)))
     assert f.attrs["features"] == [
-        "thetao", "deptho", "speed", "vorticity", "layer_mid_m", "doy_sin", "doy_cos"
+        "thetao",
+        "deptho",
+        "speed",
+        "vorticity",
+        "layer_mid_m",
+        "doy_sin",
+        "doy_cos",
     ]
     assert f.attrs["source"] == "memory://tiny"
     for name in f.attrs["features"]:
@@ -298,8 +300,9 @@ def test_vorticity_in_a_one_cell_channel_has_no_gradient_across_it_but_a_value()
 
 
 def test_depth_feature_is_the_mid_depth_of_each_layer():
-    f = layer_features(tiny_env(), [Layer(0, 20), Layer(20, 60)],
-                       config=PredictorConfig(derived=("depth",)))  # fmt: skip
+    f = layer_features(
+        tiny_env(), [Layer(0, 20), Layer(20, 60)], config=PredictorConfig(derived=("depth",))
+    )
     assert f["layer_mid_m"].dims == ("time", "layer", "lat", "lon")
     assert np.all(f["layer_mid_m"].values[:, 0] == 10.0)
     assert np.all(f["layer_mid_m"].values[:, 1] == 40.0)
@@ -366,10 +369,11 @@ def test_match_predictors_rejects_a_layer_not_in_the_features():
         match_predictors(rows(1.0, 11.0, "2020-01-10", "0-100m"), f)
 
 
-def test_feature_names_stay_importable_from_pipeline_predictors():
-    for name in pipeline.features.__all__:
-        assert getattr(pipeline.predictors, name) is getattr(pipeline.features, name)
-        assert name in pipeline.predictors.__all__
+def test_the_predictors_stage_exports_the_features_and_the_matchup():
+    for module in (pipeline.predictors.features, pipeline.predictors.matchup):
+        for name in module.__all__:
+            assert getattr(pipeline.predictors, name) is getattr(module, name)
+            assert name in pipeline.predictors.__all__
 
 
 # ================================================================== matchup

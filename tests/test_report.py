@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 from PIL import Image
 
-from pipeline.report import LAND_GREY, _test_rows, format_number, write_report
+from pipeline.report.write import LAND_GREY, _test_rows, format_number, write_report
 
 TARGETS = ["conc_102_203um_per_l", "conc<1um_per_l"]
 LAYERS = ["0-100m", "100-500m"]
@@ -47,15 +47,20 @@ def _fields(*, land: bool = True, zeros: bool = False) -> xr.Dataset:
 def _predictions() -> pd.DataFrame:
     rng = np.random.default_rng(1)
     frames = []
-    for model, split, noise in (("model", "test", 0.2), ("model", "cv", 0.2),
-                                ("climatology", "test", 1.0)):  # fmt: skip
+    for model, split, noise in (
+        ("model", "test", 0.2),
+        ("model", "cv", 0.2),
+        ("climatology", "test", 1.0),
+    ):
         n = 60
-        frame = pd.DataFrame({
-            "id": [f"p{i}" for i in range(n)],
-            "layer": np.repeat(LAYERS, n // 2),
-            "split": split,
-            "model": model,
-        })  # fmt: skip
+        frame = pd.DataFrame(
+            {
+                "id": [f"p{i}" for i in range(n)],
+                "layer": np.repeat(LAYERS, n // 2),
+                "split": split,
+                "model": model,
+            }
+        )
         for t in TARGETS:
             obs = rng.normal(1.0, 1.0, n)
             frame[f"{t}_obs"] = obs
@@ -103,9 +108,14 @@ COUNTS = {"targets": {"rows": 12345, "skipped": 17}, "matchup_missing": 3}
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     written = write_report(
-        str(out), metrics=METRICS, predictions=_predictions(), fields=_fields(),
-        targets=TARGETS, counts=COUNTS, title="Demo <run> & co",
-    )  # fmt: skip
+        str(out),
+        metrics=METRICS,
+        predictions=_predictions(),
+        fields=_fields(),
+        targets=TARGETS,
+        counts=COUNTS,
+        title="Demo <run> & co",
+    )
     page = (out / "index.html").read_text(encoding="utf-8")
     return out, written, page
 
@@ -164,8 +174,9 @@ def test_maps_paint_land_grey_and_zero_concentrations_not(tmp_path):
 def test_extrapolated_cells_are_hatched(tmp_path):
     kwargs = {"metrics": METRICS, "predictions": _predictions(), "targets": TARGETS[:1]}
     with_flag = write_report(str(tmp_path / "a"), fields=_fields(), **kwargs)
-    without = write_report(str(tmp_path / "b"), fields=_fields().drop_vars("extrapolation"),
-                           **kwargs)  # fmt: skip
+    without = write_report(
+        str(tmp_path / "b"), fields=_fields().drop_vars("extrapolation"), **kwargs
+    )
     a = np.asarray(_png((tmp_path / "a" / with_flag[f"maps_{TARGETS[0]}"]).read_bytes()))
     b = np.asarray(_png((tmp_path / "b" / without[f"maps_{TARGETS[0]}"]).read_bytes()))
     assert a.shape == b.shape
@@ -176,8 +187,12 @@ def test_index_names_every_model_and_prints_test_mv_mse_as_formatted(report):
     _, _, page = report
     for name in ("model", "climatology", "random_forest", "noise ceiling"):
         assert f"<td>{name}</td>" in page
-    for value, printed in ((0.04321987, "0.04322"), (0.9876543, "0.9877"),
-                           (0.07777777, "0.07778"), (0.0311111, "0.03111")):  # fmt: skip
+    for value, printed in (
+        (0.04321987, "0.04322"),
+        (0.9876543, "0.9877"),
+        (0.07777777, "0.07778"),
+        (0.0311111, "0.03111"),
+    ):
         assert format_number(value) == printed
         assert f"<td>{printed}</td>" in page
 
@@ -235,33 +250,47 @@ def test_skill_table_fragment_is_the_skill_section_of_the_index(report):
 
 
 @pytest.mark.parametrize(
-    ("month", "label"), [(3, "2021-03"), ("2021-02", "2021-02"), ("2021-02-15", "2021-02")],
+    ("month", "label"),
+    [(3, "2021-03"), ("2021-02", "2021-02"), ("2021-02-15", "2021-02")],
     ids=["month-number", "iso-month", "iso-day"],
-)  # fmt: skip
+)
 def test_month_selects_the_mapped_time_step(tmp_path, month, label):
-    write_report(str(tmp_path), metrics=METRICS, predictions=_predictions(),
-                 fields=_fields(), targets=TARGETS[:1], month=month)  # fmt: skip
+    write_report(
+        str(tmp_path),
+        metrics=METRICS,
+        predictions=_predictions(),
+        fields=_fields(),
+        targets=TARGETS[:1],
+        month=month,
+    )
     assert f"predicted field, {label}" in (tmp_path / "index.html").read_text()
 
 
 @pytest.mark.parametrize(
     ("month", "match"),
-    [(7, r"month=7 matches no time step.*months present: \[1, 2, 3\]"),
-     ("2020-01", r"'2020-01' matches no time step.*2021-01, 2021-02, 2021-03"),
-     ("spring", r"neither a month number nor an ISO date")],
+    [
+        (7, r"month=7 matches no time step.*months present: \[1, 2, 3\]"),
+        ("2020-01", r"'2020-01' matches no time step.*2021-01, 2021-02, 2021-03"),
+        ("spring", r"neither a month number nor an ISO date"),
+    ],
     ids=["absent-month", "absent-date", "not-a-date"],
-)  # fmt: skip
+)
 def test_month_that_matches_nothing_names_the_available_ones(tmp_path, month, match):
     with pytest.raises(ValueError, match=match):
-        write_report(str(tmp_path), metrics=METRICS, predictions=_predictions(),
-                     fields=_fields(), targets=TARGETS, month=month)  # fmt: skip
+        write_report(
+            str(tmp_path),
+            metrics=METRICS,
+            predictions=_predictions(),
+            fields=_fields(),
+            targets=TARGETS,
+            month=month,
+        )
 
 
 def test_report_without_optional_sections_still_writes_page(tmp_path):
     metrics = {"model": {"test": {"mv_mse": 0.5}}}  # no cv, baselines, ceiling, r2
     preds = _predictions().drop(columns=["split"])
-    written = write_report(str(tmp_path), metrics=metrics, predictions=preds,
-                           targets=TARGETS)  # fmt: skip
+    written = write_report(str(tmp_path), metrics=metrics, predictions=preds, targets=TARGETS)
     assert set(written) == {"predicted_vs_observed", "skill", "skill_table", "index"}
     page = (tmp_path / "index.html").read_text()
     row = page.split("<td>model</td>", 1)[1].split("</tr>", 1)[0]
@@ -285,16 +314,22 @@ def test_cv_mean_and_std_are_computed_from_folds_when_not_given(tmp_path):
 
 def test_target_missing_from_fields_warns_and_skips_its_map(tmp_path):
     with pytest.warns(UserWarning, match=r"no variable 'silica'.*map is left out"):
-        written = write_report(str(tmp_path), metrics=METRICS, predictions=_predictions(),
-                               fields=_fields(), targets=[TARGETS[0], "silica"])  # fmt: skip
+        written = write_report(
+            str(tmp_path),
+            metrics=METRICS,
+            predictions=_predictions(),
+            fields=_fields(),
+            targets=[TARGETS[0], "silica"],
+        )
     assert "maps_silica" not in written
     assert f"maps_{TARGETS[0]}" in written
 
 
 def test_metrics_without_a_model_entry_is_refused_with_the_keys_found(tmp_path):
     with pytest.raises(ValueError, match=r"no 'model' entry \(keys: \['baselines'\]\)"):
-        write_report(str(tmp_path), metrics={"baselines": {}}, predictions=_predictions(),
-                     targets=TARGETS)  # fmt: skip
+        write_report(
+            str(tmp_path), metrics={"baselines": {}}, predictions=_predictions(), targets=TARGETS
+        )
 
 
 def test_scatter_plots_only_the_model_test_rows():
@@ -306,16 +341,21 @@ def test_scatter_plots_only_the_model_test_rows():
 
 def test_report_creates_a_fresh_nested_folder(tmp_path):
     out = tmp_path / "run" / "deep" / "report"
-    written = write_report(str(out), metrics=METRICS, predictions=_predictions(),
-                           targets=TARGETS)  # fmt: skip
+    written = write_report(str(out), metrics=METRICS, predictions=_predictions(), targets=TARGETS)
     assert all((out / rel).is_file() for rel in written.values())
 
 
 def test_report_writes_to_s3(s3):
     _, storage_options = s3
     url = s3.url("run/report")
-    written = write_report(url, metrics=METRICS, predictions=_predictions(), fields=_fields(),
-                           targets=TARGETS, storage_options=storage_options)  # fmt: skip
+    written = write_report(
+        url,
+        metrics=METRICS,
+        predictions=_predictions(),
+        fields=_fields(),
+        targets=TARGETS,
+        storage_options=storage_options,
+    )
     fs = fsspec.filesystem("s3", **storage_options)
     listed = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{s3.bucket}/run/report"))
     assert listed == sorted(written.values())
@@ -326,8 +366,14 @@ def test_report_writes_to_s3(s3):
 
 def test_lazy_fields_without_a_layer_dimension_map_in_one_panel(tmp_path):
     fields = _fields().isel(layer=0, drop=True).chunk({"time": 1})
-    written = write_report(str(tmp_path), metrics=METRICS, predictions=_predictions(),
-                           fields=fields, targets=TARGETS[:1], month=2)  # fmt: skip
+    written = write_report(
+        str(tmp_path),
+        metrics=METRICS,
+        predictions=_predictions(),
+        fields=fields,
+        targets=TARGETS[:1],
+        month=2,
+    )
     image = _png((tmp_path / written[f"maps_{TARGETS[0]}"]).read_bytes())
     assert image.width < 1.6 * image.height  # one panel, not two side by side
     assert "predicted field, 2021-02" in (tmp_path / "index.html").read_text()

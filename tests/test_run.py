@@ -12,8 +12,8 @@ import xarray as xr
 
 from pipeline.demo import generate_demo_world
 from pipeline.errors import ConfigError
-from pipeline.run import run_steps
-from pipeline.runconfig import load_run_config
+from pipeline.run.config import load_run_config
+from pipeline.run.steps import run_steps
 from tests.dask_processes import two_worker_processes
 
 
@@ -58,8 +58,15 @@ def skill_run(request, tmp_path_factory, client):
 def test_run_writes_every_output_and_reports_block_and_random_cv(skill_run):
     _, out, summary = skill_run
     assert summary.done == ["targets", "matchup", "train", "fields", "report"]
-    for name in ("targets.parquet", "matchup.parquet", "model/model.ubj", "model/card.json",
-                 "metrics.json", "predictions.parquet", "report/index.html"):  # fmt: skip
+    for name in (
+        "targets.parquet",
+        "matchup.parquet",
+        "model/model.ubj",
+        "model/card.json",
+        "metrics.json",
+        "predictions.parquet",
+        "report/index.html",
+    ):
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
     model = metrics["model"]
@@ -156,14 +163,21 @@ def test_rerunning_a_finished_run_does_no_work(skill_run, client):
 def small_world(tmp_path_factory):
     return generate_demo_world(
         str(tmp_path_factory.mktemp("small") / "world"),
-        resolution=5.0, n_profiles=80, n_images=0, seed=11,
-    )  # fmt: skip
+        resolution=5.0,
+        n_profiles=80,
+        n_images=0,
+        seed=11,
+    )
 
 
 def _small_config(world, **sections):
     fast = {"n_estimators": 60, "baselines": [], "early_stopping_rounds": 10}
-    return _config(world.root, train={**fast, **sections.pop("train", {})},
-                   split={"n_folds": 3, **sections.pop("split", {})}, **sections)  # fmt: skip
+    return _config(
+        world.root,
+        train={**fast, **sections.pop("train", {})},
+        split={"n_folds": 3, **sections.pop("split", {})},
+        **sections,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +234,9 @@ def test_a_run_on_s3_writes_the_same_fields_as_a_local_run(
     client.run(_set_worker_env, aws)
     try:
         run_steps(config, out=s3.url("run"), client=client, steps=steps)
-        remote = xr.open_zarr(s3.url("run/fields.zarr"), storage_options=storage_options,
-                              consolidated=False).load()  # fmt: skip
+        remote = xr.open_zarr(
+            s3.url("run/fields.zarr"), storage_options=storage_options, consolidated=False
+        ).load()
     finally:
         client.run(_set_worker_env, dict.fromkeys(aws))
     local = xr.open_zarr(clean_small_run / "fields.zarr", consolidated=False).load()
@@ -232,8 +247,11 @@ def test_a_run_on_s3_writes_the_same_fields_as_a_local_run(
 def objects_world(tmp_path_factory):
     return generate_demo_world(
         str(tmp_path_factory.mktemp("objects") / "world"),
-        resolution=5.0, n_profiles=120, n_images=3000, seed=4,
-    )  # fmt: skip
+        resolution=5.0,
+        n_profiles=120,
+        n_images=3000,
+        seed=4,
+    )
 
 
 def test_object_categories_become_targets_fields_and_a_noise_ceiling(
@@ -246,14 +264,15 @@ def test_object_categories_become_targets_fields_and_a_noise_ceiling(
         inputs={"objects": "ecotaxa"},
         object_targets={"categories": list(TYPES)},
     )
-    summary = run_steps(config, out=str(tmp_path), client=client,
-                        steps=["targets", "matchup", "train", "fields"])  # fmt: skip
+    summary = run_steps(
+        config, out=str(tmp_path), client=client, steps=["targets", "matchup", "train", "fields"]
+    )
     names = [f"conc_{t}_per_l" for t in TYPES]
     targets = pd.read_parquet(tmp_path / "targets.parquet")
     assert set(names) <= set(targets.columns)
     assert (targets[names].fillna(0) >= 0).all().all()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["targets"][-len(names):] == names
+    assert metrics["targets"][-len(names) :] == names
     ceiling = metrics["noise_ceiling"]["all"]["r2"]
     assert all(name in ceiling for name in names)
     assert metrics["model"]["test"]["r2"]["conc_dark_aggregate_per_l"] > 0.0
@@ -310,18 +329,17 @@ def test_unknown_environment_variable_is_one_clear_error(small_world, tmp_path, 
         run_steps(config, out=str(tmp_path), client=client, steps=["matchup"])
 
 
-def test_targets_outside_the_environment_months_are_one_clear_error(
-    small_world, tmp_path, client
-):
-    config = _small_config(
-        small_world, inputs={"environment_time": ["2020-01-01", "2020-01-31"]}
-    )
+def test_targets_outside_the_environment_months_are_one_clear_error(small_world, tmp_path, client):
+    config = _small_config(small_world, inputs={"environment_time": ["2020-01-01", "2020-01-31"]})
     run_steps(config, out=str(tmp_path), client=client, steps=["targets"])
     targets = pd.read_parquet(tmp_path / "targets.parquet")
     targets["time"] = pd.Timestamp("2020-07-15", tz="UTC")
     targets.to_parquet(tmp_path / "targets.parquet", index=False)
-    with pytest.raises(ConfigError, match=r"no target row matched the environment: targets span "
-                                          r"2020-07-15 .. 2020-07-15, the environment 2020-01-01"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no target row matched the environment: targets span "
+        r"2020-07-15 .. 2020-07-15, the environment 2020-01-01",
+    ):
         run_steps(config, out=str(tmp_path), client=client, steps=["matchup"])
 
 

@@ -13,10 +13,10 @@ import os
 import pytest
 import xarray as xr
 
-from pipeline.clusters import cluster_client
+from pipeline.clusters.client import cluster_client
 from pipeline.demo import generate_demo_world
-from pipeline.run import run_steps
-from pipeline.runconfig import load_run_config
+from pipeline.run.config import load_run_config
+from pipeline.run.steps import run_steps
 
 STEPS = ["targets", "matchup", "train", "fields"]
 
@@ -25,13 +25,22 @@ STEPS = ["targets", "matchup", "train", "fields"]
 def run_config(tmp_path_factory):
     world = generate_demo_world(
         str(tmp_path_factory.mktemp("schedworld") / "world"),
-        resolution=6.0, n_profiles=60, n_images=0, seed=9,
-    )  # fmt: skip
-    return load_run_config({
-        "inputs": {"catalog": "demo", "params": {"root": world.root}},
-        "split": {"n_folds": 3, "block_deg": 20},
-        "train": {"n_estimators": 60, "baselines": ["climatology"], "early_stopping_rounds": 10},
-    })  # fmt: skip
+        resolution=6.0,
+        n_profiles=60,
+        n_images=0,
+        seed=9,
+    )
+    return load_run_config(
+        {
+            "inputs": {"catalog": "demo", "params": {"root": world.root}},
+            "split": {"n_folds": 3, "block_deg": 20},
+            "train": {
+                "n_estimators": 60,
+                "baselines": ["climatology"],
+                "early_stopping_rounds": 10,
+            },
+        }
+    )
 
 
 def test_a_run_on_separate_scheduler_and_worker_processes_equals_a_local_run(

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.cli_bench import plot_scaling
+from pipeline.cli.bench import plot_scaling
 from pipeline.errors import ConfigError
 from pipeline.scaling import ScalingConfig, cost_model, efficiencies, run_scaling
 
@@ -50,8 +50,10 @@ def test_scaling_efficiency_at_one_worker_is_one(record):
 def test_efficiencies_are_computed_from_the_timings(record):
     rows = [dict(r) for r in record["measurements"] if r["part"] == "fields"]
     t1 = rows[0]["seconds"]
-    rows += [{**rows[0], "mode": m, "workers": 2, "seconds": t1 * f} for m, f in
-             (("strong", 0.625), ("weak", 1.25))]  # fmt: skip
+    rows += [
+        {**rows[0], "mode": m, "workers": 2, "seconds": t1 * f}
+        for m, f in (("strong", 0.625), ("weak", 1.25))
+    ]
     eff = efficiencies(rows)["fields"]
     assert eff["strong"]["2"] == pytest.approx(0.8)
     assert eff["weak"]["2"] == pytest.approx(0.8)

@@ -1,4 +1,4 @@
-"""Specification of pipeline.split: spatial block cross-validation."""
+"""Specification of pipeline.model.split: spatial block cross-validation."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import cross_val_score
 
 from pipeline.errors import ConfigError, InputFormatError
-from pipeline.split import (
-    EARTH_RADIUS_KM,
+from pipeline.geo import EARTH_RADIUS_KM
+from pipeline.model.basins import basin_of
+from pipeline.model.split import (
     RandomCV,
     SpatialBlockCV,
     SplitConfig,
     assign_blocks,
     assign_folds,
-    basin_of,
     buffer_mask,
     random_folds,
 )
@@ -132,8 +132,9 @@ def test_blocks_close_on_the_sphere_with_equal_width_when_size_does_not_divide_3
     centres = -180 + width * np.arange(51)
     b = assign_blocks(np.zeros(51), centres, config=cfg)
     assert len(set(b.tolist())) == 51
-    dense = assign_blocks(np.zeros(36_000), np.linspace(-180, 180, 36_000, endpoint=False),
-                          config=cfg)  # fmt: skip
+    dense = assign_blocks(
+        np.zeros(36_000), np.linspace(-180, 180, 36_000, endpoint=False), config=cfg
+    )
     assert np.unique(dense).size == 51
     widths = np.unique(dense, return_counts=True)[1]
     assert widths.max() - widths.min() <= 1  # equal widths
@@ -144,8 +145,9 @@ def test_blocks_close_on_the_sphere_with_equal_width_when_size_does_not_divide_3
 
 
 def test_block_labels_are_band_times_sectors_plus_sector_with_poles_in_the_end_bands():
-    b = assign_blocks([0.5, -90, 90, -89.9, 89.9], [0, 0, 0, -179.9, 179.9],
-                      config=SplitConfig(block_deg=10))  # fmt: skip
+    b = assign_blocks(
+        [0.5, -90, 90, -89.9, 89.9], [0, 0, 0, -179.9, 179.9], config=SplitConfig(block_deg=10)
+    )
     # 18 bands of 36 sectors; sector 18 is centred on 0, sector 0 on the dateline.
     assert b.dtype == np.int64
     assert b.tolist() == [9 * 36 + 18, 18, 17 * 36 + 18, 0, 17 * 36]
@@ -319,15 +321,19 @@ def test_basin_folds_hold_one_whole_basin_per_group():
 @pytest.mark.parametrize(
     ("config", "match"),
     [
-        (SplitConfig(method="basins", n_folds=6),
-         r"6 block\(s\) hold data but n_folds=6 and a test set need at least 7; "
-         r"use method 'blocks' or fewer n_folds"),
-        (SplitConfig(block_deg=90),
-         r"4 block\(s\) hold data but n_folds=5 and a test set need at least 6; "
-         r"use a smaller block_deg \(now 90\) or fewer n_folds"),
+        (
+            SplitConfig(method="basins", n_folds=6),
+            r"6 block\(s\) hold data but n_folds=6 and a test set need at least 7; "
+            r"use method 'blocks' or fewer n_folds",
+        ),
+        (
+            SplitConfig(block_deg=90),
+            r"4 block\(s\) hold data but n_folds=5 and a test set need at least 6; "
+            r"use a smaller block_deg \(now 90\) or fewer n_folds",
+        ),
     ],
     ids=["basins", "blocks"],
-)  # fmt: skip
+)
 def test_too_few_blocks_for_the_folds_raise_config_error_naming_the_fix(config, match):
     lat = np.array([30, 0, -10, -60, 80, 38], dtype=float)
     lon = np.array([-40, -160, 80, 0, 0, 18], dtype=float)
@@ -337,15 +343,16 @@ def test_too_few_blocks_for_the_folds_raise_config_error_naming_the_fix(config, 
 
 def test_non_numeric_or_misshaped_target_raises_input_format_error():
     with pytest.raises(InputFormatError, match="y: cannot balance folds on a non-numeric"):
-        assign_folds([0.0, 50.0], [0.0, 50.0], ["a", "b"], config=SplitConfig(n_folds=2,
-                     test_fraction=0))  # fmt: skip
+        assign_folds(
+            [0.0, 50.0], [0.0, 50.0], ["a", "b"], config=SplitConfig(n_folds=2, test_fraction=0)
+        )
     with pytest.raises(InputFormatError, match=r"y has shape \(3,\); expected \(2,\)"):
         assign_folds([0.0, 50.0], [0.0, 50.0], [1.0, 2.0, 3.0])
 
 
 def test_assign_folds_logs_the_blocks_the_test_rows_and_rows_per_fold(globe, caplog):
     lat, lon, y = globe
-    with caplog.at_level(logging.INFO, logger="pipeline.split"):
+    with caplog.at_level(logging.INFO, logger="pipeline.model.split"):
         folds = assign_folds(lat, lon, y)
     n_test = int((folds == -1).sum())
     rows = [int((folds == k).sum()) for k in range(5)]
@@ -357,7 +364,7 @@ def test_assign_folds_logs_the_blocks_the_test_rows_and_rows_per_fold(globe, cap
 
 def test_log_reports_the_effective_block_size_when_it_differs_from_block_deg(globe, caplog):
     lat, lon, _ = globe
-    with caplog.at_level(logging.INFO, logger="pipeline.split"):
+    with caplog.at_level(logging.INFO, logger="pipeline.model.split"):
         assign_folds(lat, lon, config=SplitConfig(block_deg=7))
     assert "blocks of 6.923 x 7.059 deg" in caplog.text
 
@@ -372,8 +379,9 @@ def test_random_folds_have_the_same_convention_and_exact_fractions():
     assert np.bincount(folds + 1).tolist() == [200, 160, 160, 160, 160, 160]
     np.testing.assert_array_equal(folds, random_folds(1000, config=cfg))
     assert np.mean(folds != random_folds(1000, config=SplitConfig(seed=2))) > 0.5
-    assert np.bincount(random_folds(11, config=SplitConfig(n_folds=3, test_fraction=0))).tolist() \
-        == [4, 4, 3]  # fmt: skip
+    assert np.bincount(
+        random_folds(11, config=SplitConfig(n_folds=3, test_fraction=0))
+    ).tolist() == [4, 4, 3]
 
 
 def test_random_folds_with_too_few_rows_raise_config_error():
@@ -448,8 +456,9 @@ def test_split_drops_training_rows_near_the_validation_fold_and_the_test_set():
         held = np.union1d(valid, test)
         assert np.intersect1d(train, held).size == 0
         others = np.setdiff1d(np.arange(len(X)), held)
-        near = haversine_km(X.lat.values[others], X.lon.values[others],
-                            X.lat.values[held], X.lon.values[held]).min(axis=1)  # fmt: skip
+        near = haversine_km(
+            X.lat.values[others], X.lon.values[others], X.lat.values[held], X.lon.values[held]
+        ).min(axis=1)
         np.testing.assert_array_equal(train, others[near > 600.0])
         assert 0 < (near <= 600.0).sum() < others.size
 
@@ -491,12 +500,14 @@ def test_spatial_block_cv_accepts_an_n_by_2_array_of_lat_lon_and_balances_on_y(t
 @pytest.mark.parametrize(
     ("X", "match"),
     [
-        (pd.DataFrame({"latitude": [0.0], "lon": [0.0]}),
-         "X has no column lat; columns: latitude, lon"),
+        (
+            pd.DataFrame({"latitude": [0.0], "lon": [0.0]}),
+            "X has no column lat; columns: latitude, lon",
+        ),
         (np.zeros((3, 3)), r"X has shape \(3, 3\); expected a table with lat and lon"),
     ],
     ids=["no-lat-column", "three-columns"],
-)  # fmt: skip
+)
 def test_spatial_block_cv_names_what_is_missing_from_x(X, match):
     with pytest.raises(InputFormatError, match=match):
         SpatialBlockCV().folds(X)

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.errors import InputFormatError
-from pipeline.sources._table import (
+from pipeline.sources.table import (
     QUARANTINE_META,
     FileResult,
     RowChecker,

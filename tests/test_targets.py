@@ -12,8 +12,8 @@ import pytest
 
 from pipeline.demo import generate_demo_world
 from pipeline.errors import ConfigError
-from pipeline.sources.ecopart import read_par_raw
-from pipeline.targets import Layer, TargetConfig, build_targets, transform
+from pipeline.sources.ecopart_raw import read_par_raw
+from pipeline.targets.particles import Layer, TargetConfig, build_targets, transform
 
 T0 = pd.Timestamp("2020-03-01", tz="UTC")
 

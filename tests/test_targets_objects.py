@@ -16,15 +16,15 @@ import pytest
 from pipeline.demo import generate_demo_world
 from pipeline.demo import truth as demo_truth
 from pipeline.errors import ConfigError
-from pipeline.sources.ecopart import read_par_export
+from pipeline.sources.ecopart_export import read_par_export
 from pipeline.sources.ecotaxa import read_ecotaxa
-from pipeline.targets import Layer, build_targets
-from pipeline.targets_objects import (
+from pipeline.targets.objects import (
     ObjectTargetConfig,
     _count_part,
     build_object_targets,
     category_column,
 )
+from pipeline.targets.particles import Layer, build_targets
 
 KINDS = (*demo_truth.TYPES, *demo_truth.GROUPS)
 
@@ -167,8 +167,11 @@ def test_rows_follow_sampled_ids_in_layer_order_and_other_layers_are_configurabl
     )
     config = ObjectTargetConfig(layers=(Layer(0, 50), Layer(50, 100)))
     res = build_object_targets(objects, sampled, config=config)
-    assert res.targets.values.tolist() == [["a", "0-50m", 0.0], ["a", "50-100m", 0.1],
-                                           ["b", "50-100m", 0.0]]  # fmt: skip
+    assert res.targets.values.tolist() == [
+        ["a", "0-50m", 0.0],
+        ["a", "50-100m", 0.1],
+        ["b", "50-100m", 0.0],
+    ]
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -243,9 +246,10 @@ def test_dask_inputs_give_lazy_results_equal_to_pandas_with_profiles_split_acros
     config = ObjectTargetConfig(categories=("Copepoda", "fiber"))
     eager = build_object_targets(objects, sampled, config=config)
     lazy = build_object_targets(
-        dd.from_pandas(objects, npartitions=4), dd.from_pandas(sampled, npartitions=2),
+        dd.from_pandas(objects, npartitions=4),
+        dd.from_pandas(sampled, npartitions=2),
         config=config,
-    )  # fmt: skip
+    )
     assert isinstance(lazy.targets, dd.DataFrame)
     with dask.config.set(scheduler="sync"):
         targets, counts = dask.compute(lazy.targets, lazy.counts)

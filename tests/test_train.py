@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 import xgboost
 
-from pipeline.baselines import Climatology, fit_baselines
 from pipeline.config import build_config
-from pipeline.crossval import cross_validate
 from pipeline.errors import ConfigError
-from pipeline.evaluate import score
-from pipeline.model_card import hash_config, hash_frame, load_model, model_card, save_model
-from pipeline.train import (
+from pipeline.model.baselines import Climatology, fit_baselines
+from pipeline.model.card import hash_config, hash_frame, load_model, model_card, save_model
+from pipeline.model.crossval import cross_validate
+from pipeline.model.evaluate import score
+from pipeline.model.train import (
     BASELINES,
     TrainConfig,
     _check_fit_input,
@@ -369,7 +369,7 @@ def test_objects_shipped_or_kept_survive_pickle(cv, data):
 
 
 def test_device_auto_falls_back_to_cpu_without_gpu(client, caplog):
-    with caplog.at_level("INFO", logger="pipeline.train"):
+    with caplog.at_level("INFO", logger="pipeline.model.train"):
         assert _resolve_device(client, TrainConfig()) == "cpu"
     assert "device cpu (auto" in caplog.text
     assert _resolve_device(client, TrainConfig(device="cuda")) == "cuda"

@@ -61,10 +61,23 @@ EXPORT_STAMP = "20210101_00_00"
 
 #: Header of the detailed export's metadata summary (EcoPart 2021 QA files, verbatim).
 DETAILED_METADATA_COLUMNS: tuple[str, ...] = (
-    "profile", "Cruise", "Site", "DataOwner", "Rawfilename", "Instrument",
-    "CTDrosettefilename", "yyyy-mm-dd hh:mm", "Latitude ", "Longitude", "aa", "exp",
-    "Pixel size", "Particle filename", "Plankton filename", "Project",
-)  # fmt: skip
+    "profile",
+    "Cruise",
+    "Site",
+    "DataOwner",
+    "Rawfilename",
+    "Instrument",
+    "CTDrosettefilename",
+    "yyyy-mm-dd hh:mm",
+    "Latitude ",
+    "Longitude",
+    "aa",
+    "exp",
+    "Pixel size",
+    "Particle filename",
+    "Plankton filename",
+    "Project",
+)
 
 #: Header of the raw export's metadata summary (90 columns, real BATS 361 export).
 RAW_METADATA_COLUMNS: tuple[str, ...] = tuple(
@@ -86,13 +99,25 @@ RAW_METADATA_COLUMNS: tuple[str, ...] = tuple(
 
 #: CTD columns of the detailed PAR export (after the 90 LPM columns), verbatim.
 CTD_COLUMNS: tuple[str, ...] = (
-    "chloro fluo [mg chl m-3]", "conductivity [ms cm-1]", "cpar [%]", "depth [m]",
-    "fcdom [ppb qse]", "in situ density anomaly [kg m-3]", "nitrate [umol l-1]",
-    "oxygen [umol kg-1]", "oxygen [ml l-1]", "par [umol m-2 s-1]",
-    "potential density anomaly [kg m-3]", "potential temperature [degc]",
-    "practical salinity [psu]", "pressure [db]", "qc flag", "spar [umol m-2 s-1]",
-    "temperature [degc]", *(f"extrames{i:02d}" for i in range(1, 21)),
-)  # fmt: skip
+    "chloro fluo [mg chl m-3]",
+    "conductivity [ms cm-1]",
+    "cpar [%]",
+    "depth [m]",
+    "fcdom [ppb qse]",
+    "in situ density anomaly [kg m-3]",
+    "nitrate [umol l-1]",
+    "oxygen [umol kg-1]",
+    "oxygen [ml l-1]",
+    "par [umol m-2 s-1]",
+    "potential density anomaly [kg m-3]",
+    "potential temperature [degc]",
+    "practical salinity [psu]",
+    "pressure [db]",
+    "qc flag",
+    "spar [umol m-2 s-1]",
+    "temperature [degc]",
+    *(f"extrames{i:02d}" for i in range(1, 21)),
+)
 
 _EDGES = sizeclasses.edges_mm("detailed")
 _N_CLASSES = _EDGES.size - 1
@@ -215,9 +240,12 @@ def simulate_profile(spec: ProfileSpec, rng: np.random.Generator) -> SimulatedPr
     n_bins = n_m // 5
     bin_depth = 2.5 + 5.0 * np.arange(n_bins)
     env = truth.environment_at(
-        spec.cell_lat, spec.cell_lon, year=spec.time.year, month=spec.time.month,
+        spec.cell_lat,
+        spec.cell_lon,
+        year=spec.time.year,
+        month=spec.time.month,
         depth_m=bin_depth,
-    )  # fmt: skip
+    )
     conc = truth.expected_concentrations(env)
     fractions = truth.type_fractions(env)
     imgcount = rng.integers(20, 51, size=n_m)
@@ -464,10 +492,25 @@ def write_metadata_summaries(
         cal = s.calibration
         date = s.time.strftime("%Y-%m-%d %H:%M:%S")
         det_rows.append(
-            [s.profile_id, "demo_cruise", s.basin, _OWNER, f"HDR{s.stamp}", "uvp5", "", date,
-             repr(round(float(s.lat), 5)), repr(round(float(s.lon), 5)), repr(cal.aa),
-             repr(cal.exp), repr(cal.pixel_mm), detailed_name(s), "no data available", _PROJECT]
-        )  # fmt: skip
+            [
+                s.profile_id,
+                "demo_cruise",
+                s.basin,
+                _OWNER,
+                f"HDR{s.stamp}",
+                "uvp5",
+                "",
+                date,
+                repr(round(float(s.lat), 5)),
+                repr(round(float(s.lon), 5)),
+                repr(cal.aa),
+                repr(cal.exp),
+                repr(cal.pixel_mm),
+                detailed_name(s),
+                "no data available",
+                _PROJECT,
+            ]
+        )
         values = dict.fromkeys(RAW_METADATA_COLUMNS, "")
         values.update(
             {

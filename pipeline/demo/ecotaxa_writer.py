@@ -63,10 +63,38 @@ HIERARCHY: dict[str, str] = {
 
 #: Feature names written as ``object_<name>`` (ZooProcess names).
 FEATURES: tuple[str, ...] = (
-    "area", "mean", "stddev", "mode", "min", "max", "x", "y", "xm", "ym", "perim.", "bx",
-    "by", "width", "height", "major", "minor", "angle", "circ.", "feret", "intden",
-    "median", "skew", "kurt", "%area", "esd", "elongation", "range", "meanpos", "cv", "sr",
-)  # fmt: skip
+    "area",
+    "mean",
+    "stddev",
+    "mode",
+    "min",
+    "max",
+    "x",
+    "y",
+    "xm",
+    "ym",
+    "perim.",
+    "bx",
+    "by",
+    "width",
+    "height",
+    "major",
+    "minor",
+    "angle",
+    "circ.",
+    "feret",
+    "intden",
+    "median",
+    "skew",
+    "kurt",
+    "%area",
+    "esd",
+    "elongation",
+    "range",
+    "meanpos",
+    "cv",
+    "sr",
+)
 
 _MAX_SIDE = 128
 
@@ -167,8 +195,12 @@ def draw_object(
         for sgn in (-1, 1):
             ang = sgn * np.deg2rad(rng.uniform(55, 75))
             length = 1.3 * a
-            ant |= _segment_dist(v, u, 0.0, a * 0.8, length * np.sin(ang), a * 0.8
-                                 + length * np.cos(ang)) <= 0.7  # fmt: skip
+            ant |= (
+                _segment_dist(
+                    v, u, 0.0, a * 0.8, length * np.sin(ang), a * 0.8 + length * np.cos(ang)
+                )
+                <= 0.7
+            )
         mask = body | ant
         grey = np.where(body, rng.uniform(140, 170), 90.0)
         noise_amp = 15.0
@@ -180,8 +212,10 @@ def draw_object(
         spines = np.zeros_like(core)
         for ang in np.linspace(0, 2 * np.pi, int(rng.integers(12, 20)), endpoint=False):
             ang += rng.uniform(-0.1, 0.1)
-            spines |= _segment_dist(yy, xx, 0.0, 0.0, 2.1 * rc * np.sin(ang),
-                                    2.1 * rc * np.cos(ang)) <= 0.6  # fmt: skip
+            spines |= (
+                _segment_dist(yy, xx, 0.0, 0.0, 2.1 * rc * np.sin(ang), 2.1 * rc * np.cos(ang))
+                <= 0.6
+            )
         mask = core | spines
         grey = np.where(core, rng.uniform(160, 190), 80.0)
         noise_amp = 12.0
@@ -346,17 +380,43 @@ def write_ecotaxa_export(
     """
     folder = Path(folder)
     header = [
-        "object_id", "object_lat", "object_lon", "object_date", "object_time", "object_link",
-        "object_depth_min", "object_depth_max", "object_annotation_status",
-        "object_annotation_person_name", "object_annotation_person_email",
-        "object_annotation_date", "object_annotation_time", "object_annotation_category",
-        "object_annotation_hierarchy", "img_file_name", "img_rank",
+        "object_id",
+        "object_lat",
+        "object_lon",
+        "object_date",
+        "object_time",
+        "object_link",
+        "object_depth_min",
+        "object_depth_max",
+        "object_annotation_status",
+        "object_annotation_person_name",
+        "object_annotation_person_email",
+        "object_annotation_date",
+        "object_annotation_time",
+        "object_annotation_category",
+        "object_annotation_hierarchy",
+        "img_file_name",
+        "img_rank",
         *[f"object_{f}" for f in FEATURES],
-        "sample_id", "sample_profileid", "sample_stationid", "sample_cruise", "sample_ship",
-        "sample_bottomdepth", "process_id", "process_software", "acq_id", "acq_instrument",
-        "acq_sn", "acq_aa", "acq_exp", "acq_volimage", "acq_pixel", "acq_smzoo",
-        "acq_min_esd_mm", "acq_subsample_fraction",
-    ]  # fmt: skip
+        "sample_id",
+        "sample_profileid",
+        "sample_stationid",
+        "sample_cruise",
+        "sample_ship",
+        "sample_bottomdepth",
+        "process_id",
+        "process_software",
+        "acq_id",
+        "acq_instrument",
+        "acq_sn",
+        "acq_aa",
+        "acq_exp",
+        "acq_volimage",
+        "acq_pixel",
+        "acq_smzoo",
+        "acq_min_esd_mm",
+        "acq_subsample_fraction",
+    ]
     lines = ["\t".join(header)]
     feats: list[dict[str, Any]] = []
     for row in objects.itertuples(index=False):
@@ -370,19 +430,43 @@ def write_ecotaxa_export(
         Image.fromarray(img, mode="L").save(out, format="PNG")
         validated = row.status == "validated"
         values = [
-            row.object_id, repr(round(float(row.lat), 5)), repr(round(float(row.lon), 5)),
-            row.time.strftime("%Y%m%d"), row.time.strftime("%H%M%S"), "",
-            repr(float(row.depth_m)), repr(float(row.depth_m)), row.status,
-            "oceanfields demo" if validated else "", "demo@example.org" if validated else "",
-            "20210101" if validated else "", "000000" if validated else "",
-            row.category, HIERARCHY[row.category], rel, "0",
+            row.object_id,
+            repr(round(float(row.lat), 5)),
+            repr(round(float(row.lon), 5)),
+            row.time.strftime("%Y%m%d"),
+            row.time.strftime("%H%M%S"),
+            "",
+            repr(float(row.depth_m)),
+            repr(float(row.depth_m)),
+            row.status,
+            "oceanfields demo" if validated else "",
+            "demo@example.org" if validated else "",
+            "20210101" if validated else "",
+            "000000" if validated else "",
+            row.category,
+            HIERARCHY[row.category],
+            rel,
+            "0",
             *[_fmt(f[k]) for k in FEATURES],
-            row.profile_id, row.profile_id, row.basin, "demo_cruise", "demo",
-            str(int(a["bottom_depth_m"])), f"zooprocess_{row.profile_id}",
-            "oceanfields_demo", f"{row.profile_id}_uvp5", "uvp5", a["instrumsn"],
-            repr(a["aa"]), repr(a["exp"]), repr(a["volimage_l"]), repr(a["pixel_mm"]), "80",
-            "1.02", repr(a["subsample_fraction"]),
-        ]  # fmt: skip
+            row.profile_id,
+            row.profile_id,
+            row.basin,
+            "demo_cruise",
+            "demo",
+            str(int(a["bottom_depth_m"])),
+            f"zooprocess_{row.profile_id}",
+            "oceanfields_demo",
+            f"{row.profile_id}_uvp5",
+            "uvp5",
+            a["instrumsn"],
+            repr(a["aa"]),
+            repr(a["exp"]),
+            repr(a["volimage_l"]),
+            repr(a["pixel_mm"]),
+            "80",
+            "1.02",
+            repr(a["subsample_fraction"]),
+        ]
         lines.append("\t".join(values))
     path = folder / f"ecotaxa_export_demo_{n}.tsv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -56,9 +56,25 @@ logger = logging.getLogger(__name__)
 
 #: Depth levels of the store (m, positive down).
 DEPTH_LEVELS_M: tuple[float, ...] = (
-    0.5, 5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0,
-    300.0, 400.0, 500.0, 700.0, 900.0, 1100.0, 1500.0, 2000.0,
-)  # fmt: skip
+    0.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    50.0,
+    75.0,
+    100.0,
+    150.0,
+    200.0,
+    300.0,
+    400.0,
+    500.0,
+    700.0,
+    900.0,
+    1100.0,
+    1500.0,
+    2000.0,
+)
 
 #: Basin names returned by :func:`basin_of`.
 BASINS: tuple[str, ...] = ("Atlantic", "Pacific", "Indian", "Southern", "Arctic")
@@ -473,22 +489,35 @@ def write_environment(
         "depth": (
             "depth",
             depth.astype("float32"),
-            {"standard_name": "depth", "long_name": "Depth", "units": "m", "positive": "down",
-             "axis": "Z"},
+            {
+                "standard_name": "depth",
+                "long_name": "Depth",
+                "units": "m",
+                "positive": "down",
+                "axis": "Z",
+            },
         ),
         "latitude": (
             "latitude",
             lat.astype("float32"),
-            {"standard_name": "latitude", "long_name": "Latitude", "units": "degrees_north",
-             "axis": "Y"},
+            {
+                "standard_name": "latitude",
+                "long_name": "Latitude",
+                "units": "degrees_north",
+                "axis": "Y",
+            },
         ),
         "longitude": (
             "longitude",
             lon.astype("float32"),
-            {"standard_name": "longitude", "long_name": "Longitude", "units": "degrees_east",
-             "axis": "X"},
+            {
+                "standard_name": "longitude",
+                "long_name": "Longitude",
+                "units": "degrees_east",
+                "axis": "X",
+            },
         ),
-    }  # fmt: skip
+    }
     import dask.array as da
 
     data_vars: dict[str, Any] = {}
@@ -526,8 +555,11 @@ def write_environment(
     bands = _bands(ny, nx)
     for it, (year, month) in enumerate(months):
         region_vars = {}
-        block = {n: np.empty((1, nz, ny, nx), dtype="float32") for n in VARIABLES if n not in
-                 ("deptho", "mask", "mlotst")}  # fmt: skip
+        block = {
+            n: np.empty((1, nz, ny, nx), dtype="float32")
+            for n in VARIABLES
+            if n not in ("deptho", "mask", "mlotst")
+        }
         mld = np.empty((1, ny, nx), dtype="float32")
         for sl in bands:  # latitude bands bound the float64 temporaries
             env = environment_month(lat2[sl], lon2[sl], year=year, month=month, depths=depth)
@@ -544,8 +576,12 @@ def write_environment(
         logger.debug("environment %04d-%02d written", year, month)
     logger.info(
         "environment.zarr: %d months x %d depths x %d x %d cells at %g deg",
-        nt, nz, ny, nx, resolution,
-    )  # fmt: skip
+        nt,
+        nz,
+        ny,
+        nx,
+        resolution,
+    )
     return {
         "shape": {"time": nt, "depth": nz, "latitude": ny, "longitude": nx},
         "chunks": {"time": 1, "depth": nz, "latitude": lat_chunk, "longitude": nx},

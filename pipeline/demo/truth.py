@@ -360,8 +360,10 @@ def environment_at(
     env = environment_month(
         np.array([lat], float), np.array([lon], float), year=year, month=month, depths=levels
     )
-    out = {k: np.interp(depth_m, levels, env[k][:, 0]) for k in ("thetao", "so", "o2", "chl",
-                                                                 "uo", "vo")}  # fmt: skip
+    out = {
+        k: np.interp(depth_m, levels, env[k][:, 0])
+        for k in ("thetao", "so", "o2", "chl", "uo", "vo")
+    }
     bottom = float(np.nan_to_num(bathymetry(np.array([lat]), np.array([lon]))[0], nan=0.0))
     out["mlotst"] = np.full(depth_m.shape, min(float(env["mlotst"][0]), bottom))
     out["depth_m"] = depth_m
@@ -537,12 +539,13 @@ def write_truth_fields(path: str, *, resolution: float, years: Sequence[int]) ->
             for n in names
         },
         coords=coords,
-        attrs={"title": "oceanfields demo world: noise-free expected layer means",
-               "formulas": "see pipeline.demo.truth and world.json"},
-    )  # fmt: skip
+        attrs={
+            "title": "oceanfields demo world: noise-free expected layer means",
+            "formulas": "see pipeline.demo.truth and world.json",
+        },
+    )
     enc = {n: {"_FillValue": np.float32(np.nan), "chunks": chunks} for n in names}
-    template.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False,
-                     encoding=enc)  # fmt: skip
+    template.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=enc)
     bands = _bands(ny, nx)
     for it, (year, month) in enumerate(months):
         out = {n: np.full((1, nl, ny, nx), np.nan, dtype="float32") for n in names}

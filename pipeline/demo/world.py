@@ -47,8 +47,13 @@ __all__ = ["DemoWorld", "generate_demo_world"]
 
 logger = logging.getLogger(__name__)
 
-_BASIN_WEIGHTS = {"Atlantic": 0.26, "Pacific": 0.30, "Indian": 0.18, "Southern": 0.16,
-                  "Arctic": 0.10}  # fmt: skip
+_BASIN_WEIGHTS = {
+    "Atlantic": 0.26,
+    "Pacific": 0.30,
+    "Indian": 0.18,
+    "Southern": 0.16,
+    "Arctic": 0.10,
+}
 _PROFILES_PER_TSV = 50
 _STATUS_P = {"validated": 0.80, "predicted": 0.15, "dubious": 0.05}
 _MISCLASSIFIED_P = 0.10  # of the predicted objects
@@ -150,13 +155,19 @@ def _choose_profiles(
         max_depth = int(min(1000.0, np.floor((bottom - 10.0) / 5.0) * 5.0))
         specs.append(
             ew.ProfileSpec(
-                index=i, profile_id=f"demo_{i + 1:04d}",
-                lat=float(round(cell_lat + off[0], 5)), lon=float(round(cell_lon + off[1], 5)),
-                cell_lat=cell_lat, cell_lon=cell_lon, time=t,
-                max_depth_m=max(max_depth, 5), bottom_depth_m=bottom, basin=b,
+                index=i,
+                profile_id=f"demo_{i + 1:04d}",
+                lat=float(round(cell_lat + off[0], 5)),
+                lon=float(round(cell_lon + off[1], 5)),
+                cell_lat=cell_lat,
+                cell_lon=cell_lon,
+                time=t,
+                max_depth_m=max(max_depth, 5),
+                bottom_depth_m=bottom,
+                basin=b,
                 calibration=ew.CALIBRATIONS[int(rng.integers(len(ew.CALIBRATIONS)))],
             )
-        )  # fmt: skip
+        )
     return specs
 
 
@@ -332,8 +343,9 @@ def generate_demo_world(
     for n, (_, part) in enumerate(sub.groupby(group, sort=True), start=1):
         path, _ = etw.write_ecotaxa_export(part, eco_dir, n=n, rng=_rng(seed, 4, n), acq=acq)
         tsv_paths.append(path.name)
-    truth_objects = sub[["object_id", "profile_id", "depth_m", "area_px", "esd_mm", "kind",
-                         "category", "status"]].copy()  # fmt: skip
+    truth_objects = sub[
+        ["object_id", "profile_id", "depth_m", "area_px", "esd_mm", "kind", "category", "status"]
+    ].copy()
     truth_objects.to_parquet(truth_dir / "objects.parquet", index=False)
 
     paths = {
@@ -347,9 +359,15 @@ def generate_demo_world(
         "world_json": str(root / "world.json"),
     }
     world = DemoWorld(
-        root=str(root), paths=paths, n_profiles=len(specs), n_objects=len(sub),
-        n_images=len(sub), resolution=float(resolution), years=years, seed=int(seed),
-    )  # fmt: skip
+        root=str(root),
+        paths=paths,
+        n_profiles=len(specs),
+        n_objects=len(sub),
+        n_images=len(sub),
+        resolution=float(resolution),
+        years=years,
+        seed=int(seed),
+    )
     info = {
         "parameters": {
             "resolution": float(resolution),
@@ -401,6 +419,10 @@ def generate_demo_world(
     (root / "world.json").write_text(json.dumps(info, indent=2, sort_keys=False) + "\n")
     logger.info(
         "demo world in %s: %d profiles, %d raw rows, %d of %d objects imaged",
-        root, len(specs), n_raw_rows, len(sub), total,
-    )  # fmt: skip
+        root,
+        len(specs),
+        n_raw_rows,
+        len(sub),
+        total,
+    )
     return world

@@ -11,7 +11,7 @@ compared: predicted (``"P"``) categories are themselves machine output, dubious 
 :func:`write_consistency_report` writes ``consistency.json``, ``confusion.png`` (shares
 per human category), ``worst_examples.png`` (a plate of the vignettes, read through
 fsspec; unreadable ones are skipped and counted) and ``index.html``, with the helpers and
-page layout of :mod:`pipeline.report`.
+page layout of :mod:`pipeline.report.write`.
 
 Developer note: one compute for dask inputs: the join on ``object_id`` (as
 :func:`pipeline.images.labels.apply_labels`), a tree reduction of the (human, machine)
@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.labels import _LABEL, _PROB, _check_objects, _joined, _label_columns, _open
 from pipeline.io import read_bytes
-from pipeline.report import _e, _index_html, _png, _table, format_number
+from pipeline.report.write import _e, _index_html, _png, _table, format_number
 
 __all__ = ["ConsistencyResult", "consistency", "write_consistency_report"]
 
@@ -113,8 +113,12 @@ _EXAMPLE_COLUMNS = ("object_id", "image", "human", "machine", "prob")
 
 def _top_examples(part: pd.DataFrame, n: int) -> pd.DataFrame:
     """At most ``n`` rows per human category, highest prob first (ties: object_id)."""
-    ordered = part.sort_values(["human", "prob", "object_id"], ascending=[True, False, True],
-                               na_position="last", kind="stable")  # fmt: skip
+    ordered = part.sort_values(
+        ["human", "prob", "object_id"],
+        ascending=[True, False, True],
+        na_position="last",
+        kind="stable",
+    )
     return ordered.groupby("human", sort=False).head(n).reset_index(drop=True)
 
 
@@ -144,17 +148,19 @@ def _per_category(confusion: pd.DataFrame, unlabelled: pd.Series) -> pd.DataFram
         n_agree = int(counts.get(human, 0))
         others = counts.drop(human, errors="ignore")
         others = others[others > 0].sort_values(ascending=False, kind="stable")
-        rows.append({
-            "category": human,
-            "n_validated": n_lab + int(unlabelled.get(human, 0)),
-            "n_labelled": n_lab,
-            "n_unlabelled": int(unlabelled.get(human, 0)),
-            "n_agree": n_agree,
-            "agreement": n_agree / n_lab if n_lab else np.nan,
-            "disagreement": (n_lab - n_agree) / n_lab if n_lab else np.nan,
-            "most_confused_with": str(others.index[0]) if len(others) else "",
-            "n_most_confused": int(others.iloc[0]) if len(others) else 0,
-        })  # fmt: skip
+        rows.append(
+            {
+                "category": human,
+                "n_validated": n_lab + int(unlabelled.get(human, 0)),
+                "n_labelled": n_lab,
+                "n_unlabelled": int(unlabelled.get(human, 0)),
+                "n_agree": n_agree,
+                "agreement": n_agree / n_lab if n_lab else np.nan,
+                "disagreement": (n_lab - n_agree) / n_lab if n_lab else np.nan,
+                "most_confused_with": str(others.index[0]) if len(others) else "",
+                "n_most_confused": int(others.iloc[0]) if len(others) else 0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -215,8 +221,9 @@ def consistency(
     validated = objects[objects["status"] == "V"][keep]
     joined = _joined(validated, labels, cols)
     pair = joined[["category", _LABEL]].assign(**{_LABEL: joined[_LABEL].fillna("")})
-    ex_meta = pd.DataFrame({c: pd.Series([], dtype="float64" if c == "prob" else str)
-                            for c in _EXAMPLE_COLUMNS})  # fmt: skip
+    ex_meta = pd.DataFrame(
+        {c: pd.Series([], dtype="float64" if c == "prob" else str) for c in _EXAMPLE_COLUMNS}
+    )
     has_model = "model_id" in labels.columns
     if isinstance(joined, dd.DataFrame):
         pairs = pair.groupby(["category", _LABEL]).size(split_out=1)
@@ -235,8 +242,9 @@ def consistency(
     table = pairs.rename("n").reset_index()
     table["n"] = table["n"].astype("int64")
     labelled = table[table[_LABEL] != ""]
-    confusion = labelled.pivot_table(index="category", columns=_LABEL, values="n",
-                                     aggfunc="sum", fill_value=0).astype("int64")  # fmt: skip
+    confusion = labelled.pivot_table(
+        index="category", columns=_LABEL, values="n", aggfunc="sum", fill_value=0
+    ).astype("int64")
     confusion.index = pd.Index(confusion.index.astype(str), name="human")
     confusion.columns = pd.Index(confusion.columns.astype(str), name="machine")
     unlabelled = table[table[_LABEL] == ""].set_index("category")["n"]
@@ -247,8 +255,11 @@ def consistency(
     model_ids = sorted(str(m) for m in models.dropna()) if models is not None else []
     logger.info(
         "consistency: %d validated object(s), %d labelled, agreement %.3f, %d example(s)",
-        int(per["n_validated"].sum()), n_lab, overall, len(worst),
-    )  # fmt: skip
+        int(per["n_validated"].sum()),
+        n_lab,
+        overall,
+        len(worst),
+    )
     return ConsistencyResult(
         per_category=per,
         confusion=confusion,
@@ -283,8 +294,15 @@ def _confusion_png(confusion: pd.DataFrame) -> bytes:
             for j in range(len(cols)):
                 if counts[i, j] > 0:
                     colour = "white" if share[i, j] > 0.6 else "black"
-                    ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center",
-                            fontsize=8, color=colour)  # fmt: skip
+                    ax.text(
+                        j,
+                        i,
+                        f"{share[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color=colour,
+                    )
     fig.colorbar(image, ax=ax, label="share of the human category")
     return _png(fig)
 
@@ -362,13 +380,17 @@ def write_consistency_report(
     See Also
     --------
     consistency : computes the result.
-    pipeline.report.write_report : the run's report, whose page layout this reuses.
+    pipeline.report.write.write_report : the run's report, whose page layout this reuses.
     """
     fs, root = url_to_fs(out_url, **dict(storage_options or {}))
     root = root.rstrip("/")
     fs.makedirs(root, exist_ok=True)
-    files = {"json": "consistency.json", "confusion": "confusion.png",
-             "worst_examples": "worst_examples.png", "index": "index.html"}  # fmt: skip
+    files = {
+        "json": "consistency.json",
+        "confusion": "confusion.png",
+        "worst_examples": "worst_examples.png",
+        "index": "index.html",
+    }
     plate, shown, skipped = _examples_png(result.worst_examples, examples_per_category)
     if skipped:
         logger.info("consistency report: %d vignette(s) unreadable, left off the plate", skipped)
@@ -405,24 +427,42 @@ _WORST_NOTE = "Validated objects the labels contradict, highest probability firs
 
 def _tables_html(result: ConsistencyResult) -> str:
     per = result.per_category
-    header = ["human category", "validated", "labelled", "agreement", "disagreement",
-              "most confused with", "n"]  # fmt: skip
+    header = [
+        "human category",
+        "validated",
+        "labelled",
+        "agreement",
+        "disagreement",
+        "most confused with",
+        "n",
+    ]
     rows = [
-        [r.category, format_number(r.n_validated), format_number(r.n_labelled),
-         format_number(r.agreement), format_number(r.disagreement), r.most_confused_with,
-         format_number(r.n_most_confused)]
+        [
+            r.category,
+            format_number(r.n_validated),
+            format_number(r.n_labelled),
+            format_number(r.agreement),
+            format_number(r.disagreement),
+            r.most_confused_with,
+            format_number(r.n_most_confused),
+        ]
         for r in per.itertuples()
-    ]  # fmt: skip
+    ]
     conf = result.confusion
     conf_rows = [[str(h), *(format_number(int(v)) for v in row)] for h, row in conf.iterrows()]
     worst = result.worst_examples
-    ex_rows = [[r.human, r.machine, format_number(r.prob), r.object_id, r.image]
-               for r in worst.itertuples()]  # fmt: skip
-    return "".join([
-        "<h2>Per category</h2>\n", _table(header, rows, "per-category"),
-        "<h2>Confusion (counts)</h2>\n",
-        _table(["human \\ machine", *map(str, conf.columns)], conf_rows, "confusion"),
-        "<h2>Worst examples</h2>\n",
-        f'<p class="note">{_e(_WORST_NOTE)}</p>\n',
-        _table(["human", "machine", "prob", "object_id", "image"], ex_rows, "examples"),
-    ])  # fmt: skip
+    ex_rows = [
+        [r.human, r.machine, format_number(r.prob), r.object_id, r.image]
+        for r in worst.itertuples()
+    ]
+    return "".join(
+        [
+            "<h2>Per category</h2>\n",
+            _table(header, rows, "per-category"),
+            "<h2>Confusion (counts)</h2>\n",
+            _table(["human \\ machine", *map(str, conf.columns)], conf_rows, "confusion"),
+            "<h2>Worst examples</h2>\n",
+            f'<p class="note">{_e(_WORST_NOTE)}</p>\n',
+            _table(["human", "machine", "prob", "object_id", "image"], ex_rows, "examples"),
+        ]
+    )

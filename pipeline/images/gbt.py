@@ -253,9 +253,13 @@ def fit_gbt(X: pd.DataFrame, y: Sequence[str], *, config: GBTConfig | None = Non
         model.fit(data, codes, sample_weight=weights, verbose=False)
     logger.info(
         "fit_gbt: %d rows, %d features, %d classes; early stopping chose %d rounds "
-        "(validation balanced accuracy %.3f); %s in %.1f s", len(labels), len(names),
-        len(classes), n_rounds, validation["balanced_accuracy"],
+        "(validation balanced accuracy %.3f); %s in %.1f s",
+        len(labels),
+        len(names),
+        len(classes),
+        n_rounds,
+        validation["balanced_accuracy"],
         "refitted on all rows" if cfg.refit else "fitted on the non-validation rows",
         time.perf_counter() - start,
-    )  # fmt: skip
+    )
     return GBTClassifier(model, tuple(classes.tolist()), names, n_rounds, validation, cfg)

@@ -72,17 +72,54 @@ _HIST_NAMES = tuple(f"hist_{a}_{b}" for a, b in itertools.pairwise(_HIST_EDGES))
 _RING_EDGES = (0.25, 0.5, 0.75, 1.0, 1.5)  # distance to the centroid / equivalent radius
 _RINGS = tuple(f"ring{i}_{kind}" for kind in ("share", "mean") for i in range(len(_RING_EDGES) + 1))
 _SHAPE = (
-    "area_px", "perim_px", "esd_px", "major_px", "minor_px", "eccentricity", "elongation",
-    "circularity", "convex_area_px", "convex_perim_px", "solidity", "convexity", "feret_px",
-    "n_holes", "hole_fraction", "thickness_max_px", "thickness_mean_px", "bbox_h_px",
-    "bbox_w_px", "bbox_aspect", "extent", *(f"mask_{h}" for h in _HU),
-)  # fmt: skip
+    "area_px",
+    "perim_px",
+    "esd_px",
+    "major_px",
+    "minor_px",
+    "eccentricity",
+    "elongation",
+    "circularity",
+    "convex_area_px",
+    "convex_perim_px",
+    "solidity",
+    "convexity",
+    "feret_px",
+    "n_holes",
+    "hole_fraction",
+    "thickness_max_px",
+    "thickness_mean_px",
+    "bbox_h_px",
+    "bbox_w_px",
+    "bbox_aspect",
+    "extent",
+    *(f"mask_{h}" for h in _HU),
+)
 _GREY = (
-    "mean", "std", "min", "max", "p10", "p25", "median", "p75", "p90", "skew", "kurt",
-    "intden", "cv", "range", "meanpos", "centroid_offset", "rim_mean_ratio", "gradient_mean",
-    "bright_fraction", "grey_elongation", *(f"grey_{h}" for h in _HU),
-    *_HIST_NAMES, *_RINGS,
-)  # fmt: skip
+    "mean",
+    "std",
+    "min",
+    "max",
+    "p10",
+    "p25",
+    "median",
+    "p75",
+    "p90",
+    "skew",
+    "kurt",
+    "intden",
+    "cv",
+    "range",
+    "meanpos",
+    "centroid_offset",
+    "rim_mean_ratio",
+    "gradient_mean",
+    "bright_fraction",
+    "grey_elongation",
+    *(f"grey_{h}" for h in _HU),
+    *_HIST_NAMES,
+    *_RINGS,
+)
 _IMAGE = ("image_h_px", "image_w_px", "n_objects", "object_share", "fg_fraction", "bg_mean")
 #: Columns of :func:`handcrafted_features` (in this order), ending with the ``is_empty`` flag.
 FEATURE_NAMES: tuple[str, ...] = (*_SHAPE, *_GREY, *_IMAGE, "threshold", "is_empty")
@@ -248,8 +285,15 @@ def _grey_features(
 def _empty_row(image: np.ndarray, threshold: int) -> dict[str, float]:
     row = dict.fromkeys(FEATURE_NAMES, np.nan)
     h, w = image.shape
-    row.update(image_h_px=float(h), image_w_px=float(w), n_objects=0.0, fg_fraction=0.0,
-               bg_mean=float(image.mean()), threshold=float(threshold), is_empty=1.0)  # fmt: skip
+    row.update(
+        image_h_px=float(h),
+        image_w_px=float(w),
+        n_objects=0.0,
+        fg_fraction=0.0,
+        bg_mean=float(image.mean()),
+        threshold=float(threshold),
+        is_empty=1.0,
+    )
     return row
 
 
@@ -401,6 +445,10 @@ def features_from_urls(
     table["image"] = list(urls)
     table["reason"] = reasons
     bad = sum(bool(r) for r in reasons)
-    logger.info("features of %d images in %.1f s (%d unreadable)", len(table),
-                time.perf_counter() - start, bad)  # fmt: skip
+    logger.info(
+        "features of %d images in %.1f s (%d unreadable)",
+        len(table),
+        time.perf_counter() - start,
+        bad,
+    )
     return table

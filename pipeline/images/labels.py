@@ -10,7 +10,7 @@ CNN classifier, ``label_2, prob_2, ..., model_id``. Its two producers are
 - :func:`read_labels` opens such a table lazily and checks its columns;
   :func:`labels_fingerprint` tells cheaply whether it changed (the run's step key).
 - :func:`apply_labels` replaces each object's ``category`` by its label, so the object
-  targets (:func:`pipeline.targets_objects.build_object_targets`) count machine labels:
+  targets (:func:`pipeline.targets.objects.build_object_targets`) count machine labels:
   ``use="machine"`` relabels every object (status becomes ``"P"``, predicted);
   ``use="human_first"`` keeps the category of validated objects (status ``"V"``) and
   relabels the others. An object without a label, or whose ``prob`` is below
@@ -132,9 +132,15 @@ def _require(
 
 
 def _check_labels(labels: pd.DataFrame | dd.DataFrame, where: str) -> None:
-    _require(labels, _REQUIRED, where=where, what="labels table", error=InputFormatError,
-             fix="A labels table has one row per object: object_id, label and optionally "
-             "prob (top-1 probability).")  # fmt: skip
+    _require(
+        labels,
+        _REQUIRED,
+        where=where,
+        what="labels table",
+        error=InputFormatError,
+        fix="A labels table has one row per object: object_id, label and optionally "
+        "prob (top-1 probability).",
+    )
 
 
 def labels_fingerprint(url: str, *, storage_options: Mapping[str, Any] | None = None) -> str:
@@ -242,8 +248,14 @@ def _relabel_part(part: pd.DataFrame, use: str, min_prob: float, where: str) -> 
 
 
 def _check_objects(objects: pd.DataFrame | dd.DataFrame, who: str) -> None:
-    _require(objects, _OBJECTS, where=who, what="objects table", error=ConfigError,
-             fix="Build it with pipeline.sources.ecotaxa.read_ecotaxa.")  # fmt: skip
+    _require(
+        objects,
+        _OBJECTS,
+        where=who,
+        what="objects table",
+        error=ConfigError,
+        fix="Build it with pipeline.sources.ecotaxa.read_ecotaxa.",
+    )
 
 
 def _joined(
@@ -333,12 +345,20 @@ def apply_labels(
         logger.info(
             "labels: %s from %s (min_prob %g), %d x %d partition(s); counts come with the "
             "compute (label_source)",
-            use, where, min_prob, objects.npartitions if isinstance(objects, dd.DataFrame)
-            else 1, labels.npartitions if isinstance(labels, dd.DataFrame) else 1,
-        )  # fmt: skip
+            use,
+            where,
+            min_prob,
+            objects.npartitions if isinstance(objects, dd.DataFrame) else 1,
+            labels.npartitions if isinstance(labels, dd.DataFrame) else 1,
+        )
         return out
     out = _relabel_part(joined, *args).reset_index(drop=True)
     counts = out["label_source"].value_counts().to_dict()
-    logger.info("labels: %s from %s (min_prob %g): %s", use, where, min_prob,
-                {k: int(counts.get(k, 0)) for k in LABEL_SOURCES})  # fmt: skip
+    logger.info(
+        "labels: %s from %s (min_prob %g): %s",
+        use,
+        where,
+        min_prob,
+        {k: int(counts.get(k, 0)) for k in LABEL_SOURCES},
+    )
     return out

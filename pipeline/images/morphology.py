@@ -70,9 +70,24 @@ logger = logging.getLogger(__name__)
 #: integrated density added, k-means splits the demo's particles partly by size (ARI with
 #: the true types 0.80-0.87 instead of 0.99). Pass ``features=`` to include them.
 DEFAULT_FEATURES: tuple[str, ...] = (
-    "mean", "stddev", "mode", "min", "max", "median", "range", "meanpos", "cv", "sr", "skew",
-    "kurt", "circ", "elongation", "perimferet", "perimmajor", "fractal",
-)  # fmt: skip
+    "mean",
+    "stddev",
+    "mode",
+    "min",
+    "max",
+    "median",
+    "range",
+    "meanpos",
+    "cv",
+    "sr",
+    "skew",
+    "kurt",
+    "circ",
+    "elongation",
+    "perimferet",
+    "perimmajor",
+    "fractal",
+)
 
 _FORMAT = "oceanfields.morphology/1"
 _ROWS_PER_PARTITION = 100_000  # pandas inputs are split into partitions of this size

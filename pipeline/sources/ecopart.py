@@ -2,7 +2,7 @@
 
 Four readers, one per kind of EcoPart legacy export, all returning the particles table
 (one row per profile x 5 m depth bin: ``profile_id, lat, lon, time, depth_m, volume_l,
-n_<lo>_<hi>um`` counts) through :func:`~pipeline.sources._table.read_many`, lazily, one
+n_<lo>_<hi>um`` counts) through :func:`~pipeline.sources.table.read_many`, lazily, one
 dask task per file:
 
 - :func:`read_par_export`: detailed (45 classes) or reduced (15 classes) PAR exports, one
@@ -54,18 +54,13 @@ import dask.dataframe as dd
 
 from pipeline.errors import InputFormatError
 from pipeline.io import expand_urls
-from pipeline.sources._table import ReadResult
-from pipeline.sources.ecopart_export import SizeClasses, particles_meta, read_par_export
+from pipeline.sources.ecopart_export import SizeClasses, read_par_export
 from pipeline.sources.ecopart_raw import read_par_raw
-from pipeline.sources.ecopart_summary import SUMMARY_META, _basename, read_metadata_summary
+from pipeline.sources.ecopart_summary import _basename
+from pipeline.sources.table import ReadResult
 
 __all__ = [
-    "SUMMARY_META",
-    "particles_meta",
     "read_ecopart",
-    "read_metadata_summary",
-    "read_par_export",
-    "read_par_raw",
 ]
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,13 @@ import pandas as pd
 from pipeline import sizeclasses
 from pipeline.errors import InputFormatError
 from pipeline.io import expand_urls, read_bytes
-from pipeline.sources._table import (
+from pipeline.sources.ecopart_summary import (
+    _flag_values,
+    _load_summary,
+    _missing_profile_reason,
+    _show_columns,
+)
+from pipeline.sources.table import (
     FileResult,
     ReadResult,
     RowChecker,
@@ -31,18 +37,12 @@ from pipeline.sources._table import (
     to_float,
     tokenize,
 )
-from pipeline.sources.ecopart_summary import (
-    _flag_values,
-    _load_summary,
-    _missing_profile_reason,
-    _show_columns,
-)
 
 __all__ = ["particles_meta", "read_par_export"]
 
 # One logger for the whole EcoPart reader: its name, "pipeline.sources.ecopart", is the
 # one callers filter on.
-logger = logging.getLogger("pipeline.sources.ecopart")
+logger = logging.getLogger(__name__)
 
 SizeClasses = Literal["detailed", "reduced"]
 

@@ -21,14 +21,6 @@ import pandas as pd
 from pipeline import sizeclasses
 from pipeline.errors import InputFormatError
 from pipeline.io import expand_urls, read_bytes
-from pipeline.sources._table import (
-    FileResult,
-    ReadResult,
-    RowChecker,
-    read_many,
-    to_float,
-    tokenize,
-)
 from pipeline.sources.ecopart_export import SizeClasses, _flag_duplicates, particles_meta
 from pipeline.sources.ecopart_summary import (
     _basename,
@@ -37,12 +29,20 @@ from pipeline.sources.ecopart_summary import (
     _missing_profile_reason,
     _show_columns,
 )
+from pipeline.sources.table import (
+    FileResult,
+    ReadResult,
+    RowChecker,
+    read_many,
+    to_float,
+    tokenize,
+)
 
 __all__ = ["read_par_raw"]
 
 # One logger for the whole EcoPart reader: its name, "pipeline.sources.ecopart", is the
 # one callers filter on.
-logger = logging.getLogger("pipeline.sources.ecopart")
+logger = logging.getLogger(__name__)
 
 _RAW_REQUIRED = ("depth", "imgcount", "area", "nbr")
 _RAW_NAME = re.compile(r"^(?P<head>.+)_PAR_raw_[^/]*$")

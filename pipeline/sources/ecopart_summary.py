@@ -21,13 +21,13 @@ from fsspec.core import url_to_fs
 
 from pipeline.errors import InputFormatError
 from pipeline.io import parent_url, read_bytes
-from pipeline.sources._table import FileResult, RawTable, RowChecker, to_float, tokenize
+from pipeline.sources.table import FileResult, RawTable, RowChecker, to_float, tokenize
 
 __all__ = ["SUMMARY_META", "read_metadata_summary"]
 
 # One logger for the whole EcoPart reader: its name, "pipeline.sources.ecopart", is the
 # one callers filter on.
-logger = logging.getLogger("pipeline.sources.ecopart")
+logger = logging.getLogger(__name__)
 
 #: Columns of the table returned by :func:`read_metadata_summary` (one row per profile).
 SUMMARY_META = pd.DataFrame(

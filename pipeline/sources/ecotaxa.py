@@ -96,15 +96,6 @@ from fsspec.core import url_to_fs
 
 from pipeline.errors import ConfigError
 from pipeline.io import expand_urls, join_under, parent_url, read_bytes
-from pipeline.sources._table import (
-    FileResult,
-    ReadResult,
-    RowChecker,
-    conform,
-    read_many,
-    to_float,
-    tokenize,
-)
 from pipeline.sources.ecotaxa_columns import (
     _coordinate,
     _feature_name,
@@ -116,13 +107,20 @@ from pipeline.sources.ecotaxa_columns import (
     _subsample_fraction,
     _times,
     _volume,
-    parse_degrees,
+)
+from pipeline.sources.table import (
+    FileResult,
+    ReadResult,
+    RowChecker,
+    conform,
+    read_many,
+    to_float,
+    tokenize,
 )
 
 __all__ = [
     "DEFAULT_FEATURES",
     "objects_meta",
-    "parse_degrees",
     "read_ecotaxa",
 ]
 
@@ -131,17 +129,80 @@ logger = logging.getLogger(__name__)
 #: ZooProcess/ImageJ morphological features (ZooScan, UVP5, UVP6), in pixels and grey
 #: levels, named without ``object_``, ``.`` dropped and ``%`` -> ``pct_``.
 DEFAULT_FEATURES: tuple[str, ...] = (
-    "area", "mean", "stddev", "mode", "min", "max", "x", "y", "xm", "ym", "perim", "bx",
-    "by", "width", "height", "major", "minor", "angle", "circ", "feret", "intden", "median",
-    "skew", "kurt", "pct_area", "xstart", "ystart", "area_exc", "fractal", "skelarea",
-    "slope", "histcum1", "histcum2", "histcum3", "nb1", "nb2", "nb3", "symetrieh",
-    "symetriev", "symetriehc", "symetrievc", "convperim", "convarea", "fcons", "thickr",
-    "esd", "elongation", "range", "meanpos", "centroids", "cv", "sr", "perimareaexc",
-    "feretareaexc", "perimferet", "perimmajor", "circex", "cdexc", "kurt_mean", "skew_mean",
-    "convperim_perim", "convarea_area", "symetrieh_area", "symetriev_area", "nb1_area",
-    "nb2_area", "nb3_area", "nb1_range", "nb2_range", "nb3_range", "median_mean",
-    "median_mean_range", "skeleton_area",
-)  # fmt: skip
+    "area",
+    "mean",
+    "stddev",
+    "mode",
+    "min",
+    "max",
+    "x",
+    "y",
+    "xm",
+    "ym",
+    "perim",
+    "bx",
+    "by",
+    "width",
+    "height",
+    "major",
+    "minor",
+    "angle",
+    "circ",
+    "feret",
+    "intden",
+    "median",
+    "skew",
+    "kurt",
+    "pct_area",
+    "xstart",
+    "ystart",
+    "area_exc",
+    "fractal",
+    "skelarea",
+    "slope",
+    "histcum1",
+    "histcum2",
+    "histcum3",
+    "nb1",
+    "nb2",
+    "nb3",
+    "symetrieh",
+    "symetriev",
+    "symetriehc",
+    "symetrievc",
+    "convperim",
+    "convarea",
+    "fcons",
+    "thickr",
+    "esd",
+    "elongation",
+    "range",
+    "meanpos",
+    "centroids",
+    "cv",
+    "sr",
+    "perimareaexc",
+    "feretareaexc",
+    "perimferet",
+    "perimmajor",
+    "circex",
+    "cdexc",
+    "kurt_mean",
+    "skew_mean",
+    "convperim_perim",
+    "convarea_area",
+    "symetrieh_area",
+    "symetriev_area",
+    "nb1_area",
+    "nb2_area",
+    "nb3_area",
+    "nb1_range",
+    "nb2_range",
+    "nb3_range",
+    "median_mean",
+    "median_mean_range",
+    "skeleton_area",
+)
 
 _LEADING = {
     "object_id": str,
@@ -350,9 +411,13 @@ def _parse_file(
     check.flag(
         depth_min > depth_max,
         "object_depth_min",
-        _reasons(depth_min > depth_max, "object_depth_min {} exceeds object_depth_max {}",
-                 depth_min, depth_max),
-    )  # fmt: skip
+        _reasons(
+            depth_min > depth_max,
+            "object_depth_min {} exceeds object_depth_max {}",
+            depth_min,
+            depth_max,
+        ),
+    )
     status = _status(reader, check)
     volume = _volume(reader, check)
     pixel = _pixel_size(reader, check)
@@ -450,9 +515,13 @@ def _images(
     check.flag(
         escapes,
         column,
-        _reasons(escapes, "img_file_name {!r} escapes the TSV's folder (absolute path, "
-                 "protocol or '..'): refused, images must lie under the TSV's folder", names),
-    )  # fmt: skip
+        _reasons(
+            escapes,
+            "img_file_name {!r} escapes the TSV's folder (absolute path, "
+            "protocol or '..'): refused, images must lie under the TSV's folder",
+            names,
+        ),
+    )
     images = pd.Series([r or "" for r in resolved], dtype=str)
     if check_images:
         wanted = images.where(~check.refused & (images != ""), "")

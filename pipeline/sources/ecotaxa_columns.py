@@ -4,8 +4,8 @@ The column-conversion sub-step of :func:`pipeline.sources.ecotaxa.read_ecotaxa`:
 converter reads the text cells of one file (through :class:`_Rows`), returns one canonical
 column (``time``, ``lat``/``lon``, ``status``, ``volume_l``, ``pixel_size_um``,
 ``subsample_fraction``, the features) and quarantines, through the file's
-:class:`~pipeline.sources._table.RowChecker`, the rows whose cells it cannot convert.
-:func:`parse_degrees` is public and re-exported by :mod:`pipeline.sources.ecotaxa`.
+:class:`~pipeline.sources.table.RowChecker`, the rows whose cells it cannot convert.
+:func:`parse_degrees` is public.
 
 Developer note
 --------------
@@ -13,8 +13,7 @@ The ``_``-prefixed converters are internal to the EcoTaxa reader: only
 ``pipeline.sources.ecotaxa`` calls them, from its per-file parser. The conventions they
 implement (coordinates, time, status, volume, pixel size, subsample fraction,
 features) are documented, with
-their sources, in the developer note of :mod:`pipeline.sources.ecotaxa`. They log to that
-module's logger, so log filtering by name is the same as before the split.
+their sources, in the developer note of :mod:`pipeline.sources.ecotaxa`.
 """
 
 from __future__ import annotations
@@ -27,11 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.sources._table import MISSING_SENTINELS, RawTable, RowChecker, to_float
+from pipeline.sources.table import MISSING_SENTINELS, RawTable, RowChecker, to_float
 
 __all__ = ["parse_degrees"]
 
-logger = logging.getLogger("pipeline.sources.ecotaxa")
+logger = logging.getLogger(__name__)
 
 _STATUS = {
     "predicted": "P",
@@ -223,9 +222,13 @@ def _coordinate(
         check.flag(
             bad & use,
             reader.columns[name],
-            _reasons(bad & use, f"{name} {{!r}} is not a {what}: expected decimal degrees "
-                     "(43.5) or degrees and minutes (43°30 0)", text),
-        )  # fmt: skip
+            _reasons(
+                bad & use,
+                f"{name} {{!r}} is not a {what}: expected decimal degrees "
+                "(43.5) or degrees and minutes (43°30 0)",
+                text,
+            ),
+        )
         values = np.where(use, numbers, values)
     first = reader.columns[present[0]]
     verb = "is" if len(present) == 1 else "are"
@@ -267,9 +270,13 @@ def _status(reader: _Rows, check: RowChecker) -> pd.Series:
     check.flag(
         unknown,
         reader.columns.get("object_annotation_status", "object_annotation_status"),
-        _reasons(unknown, "object_annotation_status {!r} is not one of predicted, validated, "
-                 "dubious (or P, V, D, empty)", text),
-    )  # fmt: skip
+        _reasons(
+            unknown,
+            "object_annotation_status {!r} is not one of predicted, validated, "
+            "dubious (or P, V, D, empty)",
+            text,
+        ),
+    )
     return status.fillna("").astype(str)
 
 
@@ -282,9 +289,10 @@ def _volume(reader: _Rows, check: RowChecker) -> np.ndarray:
         check.flag(
             use,
             reader.columns["sample_volconc"],
-            _reasons(use, "sample_volconc {!r} is not a volume (m³)",
-                     reader.text("sample_volconc")),
-        )  # fmt: skip
+            _reasons(
+                use, "sample_volconc {!r} is not a volume (m³)", reader.text("sample_volconc")
+            ),
+        )
     from_conc = np.isnan(tot) & ~np.isnan(conc)
     if from_conc.any():
         logger.info(
@@ -307,9 +315,12 @@ def _volume(reader: _Rows, check: RowChecker) -> np.ndarray:
     check.flag(
         bad_part,
         reader.columns.get("acq_sub_part", "acq_sub_part"),
-        _reasons(bad_part, "acq_sub_part {:g} must be positive (the subsample is 1/acq_sub_part"
-                 " of the sample)", sub_part),
-    )  # fmt: skip
+        _reasons(
+            bad_part,
+            "acq_sub_part {:g} must be positive (the subsample is 1/acq_sub_part of the sample)",
+            sub_part,
+        ),
+    )
     fraction = (sub_part > 0) & (sub_part < 1)
     if fraction.any():
         logger.warning(
@@ -330,9 +341,13 @@ def _subsample_fraction(reader: _Rows, check: RowChecker) -> np.ndarray:
     check.flag(
         outside,
         reader.columns.get(name, name),
-        _reasons(outside, f"{name} {{:g}} is outside (0, 1]: it is the fraction of the "
-                 "objects counted that were imaged", fraction),
-    )  # fmt: skip
+        _reasons(
+            outside,
+            f"{name} {{:g}} is outside (0, 1]: it is the fraction of the "
+            "objects counted that were imaged",
+            fraction,
+        ),
+    )
     if reader.has(name) and (fraction < 1).any():
         logger.info(
             "%s: subsample_fraction from %s (e.g. %g): concentrations divide by it",

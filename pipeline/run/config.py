@@ -10,12 +10,12 @@ A run file is YAML (``oceanfields run RUN.yaml``)::
       truth: truth_profiles         # optional: noise-free truth (demo) for the noise ceiling
       objects: ecotaxa              # optional: EcoTaxa objects -> concentration per category
       labels: out/labels            # optional: machine labels of the objects (parquet)
-    targets:    {...}               # pipeline.targets.TargetConfig
+    targets:    {...}               # pipeline.targets.particles.TargetConfig
     object_targets: {categories: [fiber, fecal_pellet], labels: machine}  # targets_objects
-    predictors: {...}               # pipeline.predictors.PredictorConfig
-    split:      {...}               # pipeline.split.SplitConfig
-    train:      {...}               # pipeline.train.TrainConfig
-    fields:     {...}               # pipeline.fields.FieldsConfig
+    predictors: {...}               # pipeline.predictors.matchup.PredictorConfig
+    split:      {...}               # pipeline.model.split.SplitConfig
+    train:      {...}               # pipeline.model.train.TrainConfig
+    fields:     {...}               # pipeline.fields.predict.FieldsConfig
     report:     {month: 1}
     out: demo-out/run               # output URL (``--out`` wins)
 
@@ -42,12 +42,12 @@ from typing import Any
 
 from pipeline.config import build_config, read_yaml
 from pipeline.errors import ConfigError
-from pipeline.fields import FieldsConfig
-from pipeline.predictors import PredictorConfig
-from pipeline.split import SplitConfig
-from pipeline.targets import Layer, TargetConfig
-from pipeline.targets_objects import ObjectTargetConfig
-from pipeline.train import TrainConfig
+from pipeline.fields.predict import FieldsConfig
+from pipeline.model.split import SplitConfig
+from pipeline.model.train import TrainConfig
+from pipeline.predictors.features import PredictorConfig
+from pipeline.targets.objects import ObjectTargetConfig
+from pipeline.targets.particles import Layer, TargetConfig
 
 __all__ = [
     "InputsConfig",
@@ -59,9 +59,16 @@ __all__ = [
 ]
 
 _SECTIONS = (
-    "inputs", "targets", "object_targets", "predictors", "split", "train", "fields", "report",
+    "inputs",
+    "targets",
+    "object_targets",
+    "predictors",
+    "split",
+    "train",
+    "fields",
+    "report",
     "out",
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -312,8 +319,9 @@ def config_hash(*parts: Any) -> str:
     >>> config_hash(RunConfig().split) == config_hash(RunConfig().split)
     True
     """
-    text = json.dumps([run_config_to_dict(p) if _is_config(p) else p for p in parts],
-                      sort_keys=True, default=str)  # fmt: skip
+    text = json.dumps(
+        [run_config_to_dict(p) if _is_config(p) else p for p in parts], sort_keys=True, default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

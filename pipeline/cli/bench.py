@@ -1,6 +1,6 @@
 """``oceanfields bench``: the scaling benchmark on a cluster file.
 
-Registered on the main command group by :mod:`pipeline.cli`; the measurements live in
+Registered on the main command group by :mod:`pipeline.cli.main`; the measurements live in
 :mod:`pipeline.scaling`; the plot and the cost table of a record are made here. Only the
 CLI prints.
 """
@@ -31,17 +31,39 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
 
 @click.command("bench")
 @click.argument("cluster_file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--out", default="scaling.json", show_default=True, help="JSON to write; "
-              "the plot goes next to it (.png).")  # fmt: skip
-@click.option("--workers", default="1,2", show_default=True, callback=_ints,
-              help="Worker counts, comma-separated.")  # fmt: skip
-@click.option("--parts", default="matchup,train,fields,images", show_default=True,
-              help="Parts to measure, comma-separated.")  # fmt: skip
-@click.option("--scale", default=1.0, show_default=True, type=float,
-              help="Multiply each unit of work (points, rows, months, images).")  # fmt: skip
+@click.option(
+    "--out",
+    default="scaling.json",
+    show_default=True,
+    help="JSON to write; the plot goes next to it (.png).",
+)
+@click.option(
+    "--workers",
+    default="1,2",
+    show_default=True,
+    callback=_ints,
+    help="Worker counts, comma-separated.",
+)
+@click.option(
+    "--parts",
+    default="matchup,train,fields,images",
+    show_default=True,
+    help="Parts to measure, comma-separated.",
+)
+@click.option(
+    "--scale",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Multiply each unit of work (points, rows, months, images).",
+)
 @click.option("--repeats", default=1, show_default=True, type=int, help="Best of N runs.")
-@click.option("--root", default=None, help="Work folder (demo world, outputs); on storage "
-              "the workers share for remote clusters. Default: a temporary folder.")  # fmt: skip
+@click.option(
+    "--root",
+    default=None,
+    help="Work folder (demo world, outputs); on storage "
+    "the workers share for remote clusters. Default: a temporary folder.",
+)
 def bench(
     cluster_file: str,
     out: str,
@@ -138,8 +160,10 @@ def plot_scaling(record: Mapping[str, Any], path: str | os.PathLike[str]) -> str
     styles = {"strong": "o-", "weak": "s--"}
     for j, part in enumerate(parts):
         for mode, style in styles.items():
-            mine = sorted((r for r in rows if r["part"] == part and r["mode"] == mode),
-                          key=lambda r: r["workers"])  # fmt: skip
+            mine = sorted(
+                (r for r in rows if r["part"] == part and r["mode"] == mode),
+                key=lambda r: r["workers"],
+            )
             if not mine:
                 continue
             ks = [r["workers"] for r in mine]

@@ -9,7 +9,7 @@ water they stand for:
 
 i.e. ``count / (volume_l * subsample_fraction)`` when one fraction applies to the whole
 cast (# L-1). ``volume_l`` is the volume the UVP imaged in the layer, taken from the
-particle targets of :func:`pipeline.targets.build_targets` (its ``id, layer, volume_l``),
+particle targets of :func:`pipeline.targets.particles.build_targets` (its ``id, layer, volume_l``),
 so object targets share rows, layers and coverage rules with the particle targets:
 a (profile, layer) the particle targets left out has no object target either.
 
@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError
-from pipeline.targets import DEFAULT_LAYERS, Layer
+from pipeline.targets.particles import DEFAULT_LAYERS, Layer
 
 __all__ = [
     "ObjectTargetConfig",
@@ -409,7 +409,7 @@ def build_object_targets(
         that were imaged, 1 when absent).
     sampled : dask.dataframe.DataFrame or pandas.DataFrame
         Volume imaged per (profile, layer): the particle targets of
-        :func:`pipeline.targets.build_targets` (``id, layer, volume_l`` in L; other
+        :func:`pipeline.targets.particles.build_targets` (``id, layer, volume_l`` in L; other
         columns ignored). One output row per row of ``sampled``.
     config : ObjectTargetConfig, optional
         Categories, statuses, layers (those of the particle targets) and

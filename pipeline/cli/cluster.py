@@ -1,6 +1,6 @@
 """``oceanfields cluster ...``: check a cluster file and show what it would submit.
 
-Registered on the main command group by :mod:`pipeline.cli`. Only the CLI prints.
+Registered on the main command group by :mod:`pipeline.cli.main`. Only the CLI prints.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def check(file: str) -> None:
     Gateway: the request. Local and scheduler: a one-line summary. An invalid file
     exits non-zero with one line naming the file and the field.
     """
-    from pipeline.clusters import load_cluster_config
-    from pipeline.clusters_deploy import describe_submission
+    from pipeline.clusters.config import load_cluster_config
+    from pipeline.clusters.deploy import describe_submission
     from pipeline.errors import ConfigError
 
     config = load_cluster_config(file)

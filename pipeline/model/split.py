@@ -30,8 +30,8 @@ proportion to its share, and row counts stay close to ``test_fraction`` and
 Developer note: the splitter classes only compute the fold array and, per fold, a
 buffer mask (:func:`buffer_mask`, a haversine ``BallTree``); everything else is numpy
 on in-memory coordinates. Train on a dask table by computing ``lat``/``lon`` first.
-The basins (:data:`BASINS`, :func:`basin_of`) are defined in :mod:`pipeline.basins` and
-re-exported here.
+The basins (:data:`~pipeline.model.basins.BASINS`,
+:func:`~pipeline.model.basins.basin_of`) are defined in :mod:`pipeline.model.basins`.
 """
 
 from __future__ import annotations
@@ -46,27 +46,21 @@ import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.neighbors import BallTree
 
-from pipeline.basins import ARCTIC_LAT as ARCTIC_LAT  # re-exported, as before basins.py
-from pipeline.basins import BASINS, _check_coords, _coords_doc, basin_of
-from pipeline.basins import SOUTHERN_LAT as SOUTHERN_LAT  # re-exported, as before basins.py
 from pipeline.errors import ConfigError, InputFormatError
+from pipeline.geo import EARTH_RADIUS_KM
+from pipeline.model.basins import _check_coords, _coords_doc, basin_of
 
 __all__ = [
-    "BASINS",
     "RandomCV",
     "SpatialBlockCV",
     "SplitConfig",
     "assign_blocks",
     "assign_folds",
-    "basin_of",
     "buffer_mask",
     "random_folds",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Mean Earth radius (km, IUGG), for great-circle distances.
-EARTH_RADIUS_KM = 6371.0088
 
 _METHODS = ("blocks", "basins")
 
@@ -116,13 +110,14 @@ class SplitConfig:
         if self.method not in _METHODS:
             valid = ", ".join(repr(m) for m in _METHODS)
             raise ConfigError(f"split.method: {self.method!r}; valid: {valid}.")
-        _check_number("block_deg", self.block_deg, "0 < block_deg <= 180 (degrees)",
-                      lambda v: 0 < v <= 180)  # fmt: skip
+        _check_number(
+            "block_deg", self.block_deg, "0 < block_deg <= 180 (degrees)", lambda v: 0 < v <= 180
+        )
         _check_int("n_folds", self.n_folds, "an integer >= 2", lambda v: v >= 2)
-        _check_number("test_fraction", self.test_fraction, "0 <= test_fraction < 1",
-                      lambda v: 0 <= v < 1)  # fmt: skip
-        _check_number("buffer_km", self.buffer_km, "a finite buffer_km >= 0 (km)",
-                      lambda v: v >= 0)  # fmt: skip
+        _check_number(
+            "test_fraction", self.test_fraction, "0 <= test_fraction < 1", lambda v: 0 <= v < 1
+        )
+        _check_number("buffer_km", self.buffer_km, "a finite buffer_km >= 0 (km)", lambda v: v >= 0)
         _check_int("seed", self.seed, "an integer >= 0", lambda v: v >= 0)
 
 
@@ -385,8 +380,12 @@ def _log_folds(folds: np.ndarray, n_blocks: int, config: SplitConfig) -> None:
     n_test = int((folds == -1).sum())
     logger.info(
         "split: %s hold %d rows; test set %d rows (%.1f%%); rows per fold %s",
-        what, n, n_test, 100.0 * n_test / max(n, 1), rows,
-    )  # fmt: skip
+        what,
+        n,
+        n_test,
+        100.0 * n_test / max(n, 1),
+        rows,
+    )
 
 
 def random_folds(n: int, *, config: SplitConfig | None = None) -> np.ndarray:
@@ -551,8 +550,12 @@ class _FoldsCV(BaseCrossValidator):
                 train &= ~dropped
                 logger.info(
                     "split: fold %d: %d train, %d valid, %d dropped within %g km",
-                    k, int(train.sum()), int(valid.sum()), int(dropped.sum()), buffer_km,
-                )  # fmt: skip
+                    k,
+                    int(train.sum()),
+                    int(valid.sum()),
+                    int(dropped.sum()),
+                    buffer_km,
+                )
             yield np.flatnonzero(train), np.flatnonzero(valid)
 
 

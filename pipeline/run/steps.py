@@ -1,6 +1,6 @@
 """A run: targets -> matchup -> spatial-block CV and training -> fields -> report.
 
-:func:`run_steps` runs the steps of a :class:`~pipeline.runconfig.RunConfig` under one
+:func:`run_steps` runs the steps of a :class:`~pipeline.run.config.RunConfig` under one
 output URL (a local folder or ``s3://bucket/run``; storage options come from the
 environment only) and writes::
 
@@ -15,7 +15,7 @@ environment only) and writes::
 
 A step whose ``_state`` file records the same inputs (config sections and the upstream
 step's key) is skipped, so re-running a finished run does no work; the fields write is
-resumable region by region (:func:`pipeline.fields.write_fields`).
+resumable region by region (:func:`pipeline.fields.predict.write_fields`).
 
 Developer note: steps exchange small pandas tables (thousands of target rows) through
 parquet; the heavy parts (reading files, the environment, xgboost, fields) run on the
@@ -37,7 +37,7 @@ import pandas as pd
 
 from pipeline import __version__
 from pipeline.errors import ConfigError
-from pipeline.runconfig import RunConfig, config_hash, run_config_to_dict
+from pipeline.run.config import RunConfig, config_hash, run_config_to_dict
 
 __all__ = ["STEPS", "RunSummary", "run_steps"]
 
@@ -131,7 +131,7 @@ def run_steps(
     Parameters
     ----------
     config : RunConfig
-        The validated run (see :func:`pipeline.runconfig.load_run_config`).
+        The validated run (see :func:`pipeline.run.config.load_run_config`).
     out : str, optional
         Output URL; default ``config.out``.
     steps : sequence of str, optional
@@ -168,8 +168,14 @@ def run_steps(
 
         client = get_client()
     keys = _step_keys(config)
-    store.write_json("run.json", {"config": run_config_to_dict(config), "keys": keys,
-                                  "software": {"oceanfields": __version__}})  # fmt: skip
+    store.write_json(
+        "run.json",
+        {
+            "config": run_config_to_dict(config),
+            "keys": keys,
+            "software": {"oceanfields": __version__},
+        },
+    )
     for step in STEPS:
         if step not in wanted:
             continue
@@ -228,11 +234,9 @@ def _environment(config: RunConfig) -> Any:
 
 
 def _features(config: RunConfig) -> Any:
-    from pipeline.predictors import layer_features
+    from pipeline.predictors.features import layer_features
 
-    return layer_features(
-        _environment(config), config.targets.layers, config=config.predictors
-    )
+    return layer_features(_environment(config), config.targets.layers, config=config.predictors)
 
 
 def _need(store: _Out, name: str, step: str) -> None:
@@ -250,8 +254,8 @@ def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress
     import dask
 
     from pipeline.catalog import read_entry
-    from pipeline.sources._table import ReadResult
-    from pipeline.targets import build_targets
+    from pipeline.sources.table import ReadResult
+    from pipeline.targets.particles import build_targets
 
     result = read_entry(_catalog(config), config.inputs.particles)
     if not isinstance(result, ReadResult):
@@ -263,7 +267,7 @@ def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress
     names = list(res.targets_columns)
     label_counts: dict[str, int] = {}
     if config.inputs.objects:
-        from pipeline.targets_objects import build_object_targets
+        from pipeline.targets.objects import build_object_targets
 
         objects = read_entry(_catalog(config), config.inputs.objects).accepted
         sources = None
@@ -283,13 +287,16 @@ def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress
         targets = targets.merge(by_object, on=["id", "layer"], how="left")
         store.write_parquet("skipped_objects.parquet", object_skipped.reset_index(drop=True))
         names += list(ores.targets_columns)
-        say(f"  object targets: {', '.join(ores.targets_columns)}; "
-            f"{len(object_skipped)} (profile, layer) without objects")  # fmt: skip
+        say(
+            f"  object targets: {', '.join(ores.targets_columns)}; "
+            f"{len(object_skipped)} (profile, layer) without objects"
+        )
         if sources is not None:
             label_counts = _label_counts(sources)
-            say(f"  labels ({config.object_targets.labels}, {config.inputs.labels}): "
-                + ", ".join(f"{k.removeprefix('objects_')} {v}"
-                            for k, v in label_counts.items()))  # fmt: skip
+            say(
+                f"  labels ({config.object_targets.labels}, {config.inputs.labels}): "
+                + ", ".join(f"{k.removeprefix('objects_')} {v}" for k, v in label_counts.items())
+            )
     else:
         targets, skipped, stats = dask.compute(res.targets, res.skipped, result.stats)
     targets = targets.reset_index(drop=True)
@@ -311,8 +318,10 @@ def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress
         **label_counts,
     }
     by_layer = targets["layer"].value_counts().to_dict()
-    say(f"  {len(targets)} target rows ({by_layer}); {len(skipped)} layer(s) skipped"
-        + (f" ({skipped['reason'].value_counts().to_dict()})" if len(skipped) else ""))  # fmt: skip
+    say(
+        f"  {len(targets)} target rows ({by_layer}); {len(skipped)} layer(s) skipped"
+        + (f" ({skipped['reason'].value_counts().to_dict()})" if len(skipped) else "")
+    )
     return {"counts": counts, "targets": names, "transform": res.transform}
 
 
@@ -328,7 +337,8 @@ def _label_counts(sources: pd.Series) -> dict[str, int]:
 
 
 def _run_matchup(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
-    from pipeline.predictors import feature_names, match_predictors
+    from pipeline.predictors.features import feature_names
+    from pipeline.predictors.matchup import match_predictors
 
     _need(store, "targets.parquet", "targets")
     targets = store.read_parquet("targets.parquet")
@@ -349,24 +359,30 @@ def _run_matchup(config: RunConfig, store: _Out, client: Any, say: Any, progress
     store.write_parquet("missing.parquet", missing.reset_index(drop=True))
     names = feature_names(features)
     n_clim = int((matchup["env_source"] == "climatology").sum())
-    say(f"  {len(matchup)} rows matched ({n_clim} by climatology), {len(missing)} missing"
+    say(
+        f"  {len(matchup)} rows matched ({n_clim} by climatology), {len(missing)} missing"
         + (f" ({missing['reason'].value_counts().to_dict()})" if len(missing) else "")
-        + f"; {len(names)} predictors")  # fmt: skip
-    counts = {"matchup_rows": len(matchup), "missing_rows": len(missing),
-              "climatology_rows": n_clim}  # fmt: skip
+        + f"; {len(names)} predictors"
+    )
+    counts = {
+        "matchup_rows": len(matchup),
+        "missing_rows": len(missing),
+        "climatology_rows": n_clim,
+    }
     return {"counts": counts, "features": names}
 
 
 def _run_train(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
-    from pipeline.run_train import train_and_evaluate
+    from pipeline.run.train import train_and_evaluate
 
     _need(store, "matchup.parquet", "matchup")
     return train_and_evaluate(config, store, client, say)
 
 
 def _run_fields(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
-    from pipeline.fields import predict_fields, write_fields
-    from pipeline.model_card import load_model
+    from pipeline.fields.predict import predict_fields
+    from pipeline.fields.write import write_fields
+    from pipeline.model.card import load_model
 
     _need(store, "model/card.json", "train")
     booster, card = load_model(store.path("model"))
@@ -390,16 +406,19 @@ def _run_fields(config: RunConfig, store: _Out, client: Any, say: Any, progress:
         "software_version": f"oceanfields {__version__}",
     }
     report = write_fields(fields, store.path("fields.zarr"), attrs=attrs, progress=progress)
-    say(f"  fields: {report.regions_written} region(s) written, "
-        f"{report.regions_skipped} already there, of {report.regions_total}")  # fmt: skip
-    return {"counts": {"regions_written": report.regions_written,
-                       "regions_total": report.regions_total}}  # fmt: skip
+    say(
+        f"  fields: {report.regions_written} region(s) written, "
+        f"{report.regions_skipped} already there, of {report.regions_total}"
+    )
+    return {
+        "counts": {"regions_written": report.regions_written, "regions_total": report.regions_total}
+    }
 
 
 def _run_report(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
     import xarray as xr
 
-    from pipeline.report import write_report
+    from pipeline.report.write import write_report
 
     _need(store, "metrics.json", "train")
     card = store.read_json("model/card.json")

@@ -5,8 +5,8 @@ one float32 variable per feature, ``attrs["features"]`` the ordered feature name
 an :class:`xgboost.Booster` into a lazy fields Dataset: one back-transformed variable per
 target, optionally a prediction interval (``<t>_lower``, ``<t>_upper``) from residual
 quantiles, and an extrapolation flag against the training envelope
-(:func:`envelope_of`). :func:`~pipeline.fields_write.write_fields` (importable from here
-too, with :class:`~pipeline.fields_write.WriteReport` and
+(:func:`envelope_of`). :func:`~pipeline.fields.write.write_fields` (importable from here
+too, with :class:`~pipeline.fields.write.WriteReport` and
 :class:`~pipeline.errors.StoreMismatchError`) writes it to a zarr v3 store, local or
 ``s3://…``, one time step (region) at a time, resumably.
 
@@ -20,7 +20,7 @@ of the bytes, so each worker process deserialises the model once. Never capture 
 booster (or its bytes) in the block function: it would be pickled into every task.
 
 *Threads.* ``inplace_predict`` runs with ``nthread=1``: the default cluster has one
-single-threaded worker process per core (``pipeline.clusters``), so parallelism comes
+single-threaded worker process per core (``pipeline.clusters.config``), so parallelism comes
 from blocks, and xgboost's own threads would only oversubscribe the cores.
 
 *Missing values.* A cell where any feature is NaN (land, or a layer below the sea floor)
@@ -45,16 +45,12 @@ import pandas as pd
 import xarray as xr
 import xgboost as xgb
 
-from pipeline.errors import ConfigError, StoreMismatchError
-from pipeline.fields_write import WriteReport, write_fields
+from pipeline.errors import ConfigError
 
 __all__ = [
     "FieldsConfig",
-    "StoreMismatchError",
-    "WriteReport",
     "envelope_of",
     "predict_fields",
-    "write_fields",
 ]
 
 logger = logging.getLogger(__name__)

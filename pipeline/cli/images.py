@@ -1,6 +1,6 @@
 """``oceanfields images ...``: train, classify, morphological types, consistency report.
 
-Registered on the main command group by :mod:`pipeline.cli`. Only the CLI prints.
+Registered on the main command group by :mod:`pipeline.cli.main`. Only the CLI prints.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def classify_command(
     model_id) and OUT/quarantine/part-*.parquet; finished partitions are skipped on a
     re-run.
     """
-    from pipeline.clusters import cluster_client
+    from pipeline.clusters.client import cluster_client
     from pipeline.images.classify import ClassifyConfig
 
     config = ClassifyConfig(**{k: v for k, v in options.items() if v is not None})
@@ -237,7 +237,7 @@ def types_command(
     Writes OUT/model.json, OUT/labels/part-0.parquet (object_id, label, distance),
     OUT/types.csv (count, share, feature means per type) and OUT/plate.png.
     """
-    from pipeline.clusters import cluster_client
+    from pipeline.clusters.client import cluster_client
     from pipeline.images.morphology import MorphologyConfig
 
     options = {"n_types": n_types, "hierarchy_prefix": hierarchy_prefix}

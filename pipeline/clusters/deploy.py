@@ -1,7 +1,6 @@
 """What a cluster file submits, and starting it: Kubernetes, SLURM, dask-gateway.
 
-The validated configs of :mod:`pipeline.clusters` (with the Kubernetes container
-resources defined here, :class:`ResourceQuantities` and :class:`PodResources`) become,
+The validated configs of :mod:`pipeline.clusters.config` become,
 without any live cluster,
 
 - Kubernetes: the ``DaskCluster`` manifest (``dask_kubernetes.operator.make_cluster_spec``),
@@ -23,26 +22,20 @@ import importlib
 import importlib.metadata
 import importlib.resources
 import logging
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from pipeline.clusters.config import (
+    ClusterConfig,
+    GatewayConfig,
+    KubernetesConfig,
+    SlurmConfig,
+)
 from pipeline.errors import ConfigError
 
-if TYPE_CHECKING:
-    from pipeline.clusters import (
-        ClusterConfig,
-        GatewayConfig,
-        KubernetesConfig,
-        SlurmConfig,
-    )
-
 __all__ = [
-    "PodResources",
-    "ResourceQuantities",
     "describe_submission",
     "gateway_request",
     "kubernetes_manifests",
@@ -57,60 +50,6 @@ logger = logging.getLogger(__name__)
 _CRD_DIR = "operator/deployment/helm/dask-kubernetes-operator/crds"
 #: The scheduler's address is only known once it runs; the check shows this instead.
 SCHEDULER_PLACEHOLDER = "tcp://<scheduler-address>:8786"
-# A Kubernetes quantity (2, 500m, 0.5, 8Gi, 8G): not a dask size string such as "8GiB".
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ResourceQuantities:
-    """CPU and memory of a container, as Kubernetes quantities.
-
-    Attributes
-    ----------
-    cpu : str, int, float or None
-        Cores (``2``, ``0.5``, ``500m``).
-    memory : str or None
-        Bytes as a Kubernetes quantity (``8Gi``, ``8G``; not the dask spelling ``8GiB``).
-    """
-
-    cpu: str | int | float | None = None
-    memory: str | None = None
-
-    def __post_init__(self) -> None:
-        """Check the values; a ValueError names the field."""
-        for name in ("cpu", "memory"):
-            value = getattr(self, name)
-            if value is not None and not _QUANTITY.match(str(value)):
-                raise ValueError(
-                    f"{name}: {value!r} is not a Kubernetes quantity; write e.g. 2, 500m, 8Gi "
-                    "(Ki/Mi/Gi, not KiB/MiB/GiB)."
-                )
-
-    def as_dict(self) -> dict[str, str]:
-        """Return the given quantities as the strings Kubernetes expects."""
-        return {k: str(v) for k, v in (("cpu", self.cpu), ("memory", self.memory)) if v is not None}
-
-
-@dataclass(frozen=True, kw_only=True)
-class PodResources:
-    """Requests (what the scheduler reserves) and limits (the cap) of a container.
-
-    Attributes
-    ----------
-    requests, limits : ResourceQuantities or None
-        ``{cpu: ..., memory: ...}``; dask workers size themselves from the limits.
-    """
-
-    requests: ResourceQuantities | None = None
-    limits: ResourceQuantities | None = None
-
-    def as_dict(self, *, gpus: int = 0) -> dict[str, dict[str, str]]:
-        """Return the Kubernetes ``resources`` block; ``gpus`` adds ``nvidia.com/gpu`` limits."""
-        out = {k: v.as_dict() for k, v in (("requests", self.requests), ("limits", self.limits))}
-        out = {k: v for k, v in out.items() if v}
-        if gpus:
-            out.setdefault("limits", {})["nvidia.com/gpu"] = str(gpus)
-        return out
 
 
 def _require(module: str, extra: str) -> Any:
@@ -316,7 +255,7 @@ def slurm_job_kwargs(config: SlurmConfig) -> dict[str, Any]:
 
     Examples
     --------
-    >>> from pipeline.clusters import SlurmConfig, SlurmGpuConfig
+    >>> from pipeline.clusters.config import SlurmConfig, SlurmGpuConfig
     >>> kw = slurm_job_kwargs(SlurmConfig(gpu=SlurmGpuConfig(gpus_per_job=2)))
     >>> kw["queue"], kw["job_extra_directives"], kw["worker_extra_args"]
     ('gpu', ['--gres=gpu:2'], ['--resources', 'GPU=2'])
@@ -393,7 +332,7 @@ def gateway_request(config: GatewayConfig) -> dict[str, Any]:
 
     Examples
     --------
-    >>> from pipeline.clusters import GatewayConfig
+    >>> from pipeline.clusters.config import GatewayConfig
     >>> gateway_request(GatewayConfig(address="https://g.org", options=(("image", "x"),)))
     {'address': 'https://g.org', 'auth': None, 'cluster_options': {'image': 'x'}, 'scale': 2}
     """
@@ -415,7 +354,7 @@ def describe_submission(config: ClusterConfig) -> str:
     Parameters
     ----------
     config : ClusterConfig
-        Validated configuration (:func:`pipeline.clusters.load_cluster_config`).
+        Validated configuration (:func:`pipeline.clusters.config.load_cluster_config`).
 
     Returns
     -------
@@ -430,7 +369,7 @@ def describe_submission(config: ClusterConfig) -> str:
 
     Examples
     --------
-    >>> from pipeline.clusters import load_cluster_config
+    >>> from pipeline.clusters.config import load_cluster_config
     >>> describe_submission(load_cluster_config({"cluster": {"n_workers": 2}}))
     'local: LocalCluster, 2 worker process(es) x 1 thread(s), memory_limit=auto'
     """

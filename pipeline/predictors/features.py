@@ -1,7 +1,7 @@
 """Feature fields: the environment averaged per depth layer, and derived features.
 
 The gridded sub-step of the predictors step (the matchup of targets to these fields is
-:mod:`pipeline.predictors`, which re-exports everything public here).
+:mod:`pipeline.predictors.matchup`).
 :func:`layer_features` turns the environment Dataset of
 :func:`~pipeline.sources.copernicus.open_environment` into lazy feature fields with dims
 ``(time, layer, lat, lon)``, one float32 variable per feature:
@@ -36,8 +36,6 @@ Notes for developers
 * Nothing here rechunks to points. Feature chunks are (1 time, all layers, the store's
   latitude chunk, all longitudes); layer means are one ``map_blocks`` and vorticity one
   ``map_overlap`` (one ghost row/column), so the feature graph grows with chunks.
-* This module logs to the ``pipeline.predictors`` logger, so log filtering by name is
-  the same as before the split.
 """
 
 from __future__ import annotations
@@ -54,20 +52,19 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.errors import ConfigError
-from pipeline.targets import Layer
+from pipeline.geo import EARTH_RADIUS_KM
+from pipeline.targets.particles import Layer
 
 __all__ = [
-    "EARTH_RADIUS_KM",
     "PredictorConfig",
     "feature_names",
     "layer_features",
     "ocean_mask",
 ]
 
-logger = logging.getLogger("pipeline.predictors")
+logger = logging.getLogger(__name__)
 
 #: Earth radius (km) used for vorticity and great-circle distances.
-EARTH_RADIUS_KM = 6371.0
 
 _RADIUS_M = EARTH_RADIUS_KM * 1e3
 _DERIVED = ("depth", "doy", "speed", "vorticity")
@@ -84,7 +81,7 @@ _DERIVED_ATTRS = {
 
 @dataclass(frozen=True, kw_only=True)
 class PredictorConfig:
-    """Options of :func:`layer_features` and :func:`~pipeline.predictors.match_predictors`.
+    """Options of :func:`layer_features` and :func:`~pipeline.predictors.matchup.match_predictors`.
 
     Defaults live here only.
 
@@ -147,7 +144,7 @@ def layer_features(
         :func:`~pipeline.sources.copernicus.open_environment`); depth in m, positive
         down; NaN on land and below the sea floor. Numpy- or dask-backed.
     layers : sequence of Layer
-        Depth layers ``[top_m, bottom_m)``, e.g. :data:`pipeline.targets.DEFAULT_LAYERS`.
+        Depth layers ``[top_m, bottom_m)``, e.g. :data:`pipeline.targets.particles.DEFAULT_LAYERS`.
     config : PredictorConfig, optional
         Variables, derived features and bathymetry (defaults of :class:`PredictorConfig`).
 
@@ -170,7 +167,7 @@ def layer_features(
 
     See Also
     --------
-    pipeline.predictors.match_predictors : the features at each target row.
+    pipeline.predictors.matchup.match_predictors : the features at each target row.
     feature_names : the feature names in order.
 
     Examples
@@ -328,7 +325,9 @@ def _where(env: xr.Dataset) -> str:
 
 def _check_layers(layers: Sequence[Layer]) -> None:
     if not layers:
-        raise ConfigError("predictors: no layers given; pass e.g. pipeline.targets.DEFAULT_LAYERS.")
+        raise ConfigError(
+            "predictors: no layers given; pass e.g. pipeline.targets.particles.DEFAULT_LAYERS."
+        )
     for layer in layers:
         if not (isinstance(layer, Layer) and layer.bottom_m > layer.top_m >= 0):
             raise ConfigError(

@@ -1,6 +1,6 @@
 """Fields writer: predicted fields to a zarr v3 store, one time step at a time, resumably.
 
-:func:`write_fields` writes a fields Dataset (from :func:`pipeline.fields.predict_fields`,
+:func:`write_fields` writes a fields Dataset (from :func:`pipeline.fields.predict.predict_fields`,
 dims ``(time, layer, lat, lon)``) to a zarr v3 store, local or ``s3://…``: a template
 (metadata, coordinates and provenance) first, then one region (time step) after the
 other, each followed by its completion marker; it returns a :class:`WriteReport`. An
@@ -8,7 +8,7 @@ existing store that differs from the fields (variables, coordinates, shapes,
 provenance) is refused with :class:`~pipeline.errors.StoreMismatchError` naming the
 difference and the fix.
 
-These names are also importable from :mod:`pipeline.fields`, where they lived first.
+These names are also importable from :mod:`pipeline.fields.predict`, where they lived first.
 
 Developer note
 --------------
@@ -18,7 +18,7 @@ lat and lon), *then* its completion marker, an empty zarr group
 without warnings and ignore it). A run interrupted between the two leaves the region
 unmarked; the next run rewrites exactly the unmarked regions.
 
-*Logging.* Records keep the ``pipeline.fields`` logger of the fields step.
+*Logging.* Records keep the ``pipeline.fields.predict`` logger of the fields step.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pipeline.errors import StoreMismatchError
 
 __all__ = ["WriteReport", "write_fields"]
 
-logger = logging.getLogger("pipeline.fields")
+logger = logging.getLogger(__name__)
 
 _MARKERS = ".oceanfields"
 _GROUP_DOC = {"zarr_format": 3, "node_type": "group", "attributes": {}}
@@ -257,7 +257,7 @@ def write_fields(
     --------
     >>> import tempfile, os
     >>> import pandas as pd
-    >>> from pipeline.fields import DIMS
+    >>> from pipeline.fields.predict import DIMS
     >>> coords = {"time": pd.date_range("2020-01-01", periods=2, freq="MS"),
     ...           "layer": np.array(["0-100m"], object), "lat": [0.5], "lon": [0.5]}
     >>> f = xr.Dataset({"c": (DIMS, np.ones((2, 1, 1, 1), "f4"))}, coords=coords)

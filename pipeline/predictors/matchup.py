@@ -1,13 +1,12 @@
 """Predictors: the matchup of each target row to the feature fields.
 
-:func:`match_predictors` attaches the features of :func:`~pipeline.features.layer_features`
-to each row of the targets table: the time step of the same year and month (else that
-month's climatology over the store's years), the nearest grid cell (else the nearest valid
-cell within ``max_distance_km``), and reports every row it cannot match with the reason,
-never dropping one. The feature fields themselves (layer means, derived features, the ocean
-mask) are built in :mod:`pipeline.features`; its public names (:class:`PredictorConfig`,
-:func:`layer_features`, :func:`feature_names`, :func:`ocean_mask`,
-:data:`EARTH_RADIUS_KM`) are re-exported here.
+:func:`match_predictors` attaches the features of
+:func:`~pipeline.predictors.features.layer_features` to each row of the targets table: the
+time step of the same year and month (else that month's climatology over the store's
+years), the nearest grid cell (else the nearest valid cell within ``max_distance_km``),
+and reports every row it cannot match with the reason, never dropping one. The feature
+fields themselves (layer means, derived features, the ocean mask) are built in
+:mod:`pipeline.predictors.features`.
 
 Notes for developers
 --------------------
@@ -32,23 +31,17 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.errors import ConfigError, InputFormatError
-from pipeline.features import (
-    EARTH_RADIUS_KM,
+from pipeline.geo import EARTH_RADIUS_KM
+from pipeline.predictors.features import (
     PredictorConfig,
     _is_global,
     feature_names,
-    layer_features,
     ocean_mask,
 )
 
 __all__ = [
-    "EARTH_RADIUS_KM",
     "MatchupResult",
-    "PredictorConfig",
-    "feature_names",
-    "layer_features",
     "match_predictors",
-    "ocean_mask",
 ]
 
 logger = logging.getLogger(__name__)
@@ -116,11 +109,12 @@ def match_predictors(
 
     See Also
     --------
-    layer_features : builds the features.
+    pipeline.predictors.features.layer_features : builds the features.
 
     Examples
     --------
     >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from pipeline.predictors.features import PredictorConfig, layer_features
     >>> from pipeline.targets import Layer
     >>> env = xr.Dataset(
     ...     {"thetao": (("time", "depth", "lat", "lon"), np.arange(8.0).reshape(2, 1, 2, 2))},
@@ -164,7 +158,7 @@ def _check_targets(targets: Any) -> pd.DataFrame:
         raise InputFormatError(
             f"targets table: missing column(s) {', '.join(map(repr, missing))}; expected "
             f"{', '.join(required)} and the target columns, as built by "
-            "pipeline.targets.build_targets."
+            "pipeline.targets.particles.build_targets."
         )
     return targets
 

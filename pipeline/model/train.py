@@ -3,10 +3,10 @@
 :func:`fit_model` trains one gradient-boosted model of every target jointly
 (``multi_strategy="multi_output_tree"``: one tree, one vector leaf per target; or
 ``"one_output_per_tree"``) with ``xgboost.dask`` on the client's workers, in the
-transformed target space (:func:`pipeline.targets.transform`); :func:`predict` applies
-it. The baselines it must beat are :mod:`pipeline.baselines`, the spatial
-cross-validation of both and the final fit :mod:`pipeline.crossval`, and the model card
-and the model files :mod:`pipeline.model_card`; each builds on this module.
+transformed target space (:func:`pipeline.targets.particles.transform`); :func:`predict` applies
+it. The baselines it must beat are :mod:`pipeline.model.baselines`, the spatial
+cross-validation of both and the final fit :mod:`pipeline.model.crossval`, and the model card
+and the model files :mod:`pipeline.model.card`; each builds on this module.
 
 Options are one frozen :class:`TrainConfig` (defaults live there only). Rows are chosen
 by boolean masks or integer positions over the rows of ``X``/``Y`` (positions, never
@@ -62,7 +62,7 @@ __all__ = ["BASELINES", "TrainConfig", "fit_model", "predict"]
 
 logger = logging.getLogger(__name__)
 
-#: The baselines :func:`pipeline.baselines.fit_baselines` knows, in the order they are fitted.
+#: The baselines :func:`pipeline.model.baselines.fit_baselines` knows, in the order they are fitted.
 BASELINES: tuple[str, ...] = ("climatology", "per_target", "random_forest")
 _STRATEGIES = ("multi_output_tree", "one_output_per_tree")
 _DEVICES = ("auto", "cpu", "cuda")
@@ -192,7 +192,7 @@ def _check_fit_input(
         cols = [str(c) for c in Y.columns[~np.isfinite(values).all(axis=0)]]
         raise ValueError(
             f"Y: target column(s) {cols!r} hold NaN or infinite values; drop those rows or "
-            "transform with an epsilon (pipeline.targets.transform)."
+            "transform with an epsilon (pipeline.targets.particles.transform)."
         )
     w = None
     if weight is not None:
@@ -545,8 +545,8 @@ def fit_model(
     See Also
     --------
     predict : predictions of the returned booster.
-    pipeline.baselines.fit_baselines : the references the model is compared with.
-    pipeline.crossval.cross_validate : the model and the baselines over spatial folds.
+    pipeline.model.baselines.fit_baselines : the references the model is compared with.
+    pipeline.model.crossval.cross_validate : the model and the baselines over spatial folds.
     """
     config = _config(config)
     w, _ = _check_fit_input(X, Y, weight=weight)
@@ -562,7 +562,7 @@ def predict(booster: xgboost.Booster, X: pd.DataFrame) -> np.ndarray:
     Parameters
     ----------
     booster : xgboost.Booster
-        A booster from :func:`fit_model` (or :func:`pipeline.model_card.load_model`).
+        A booster from :func:`fit_model` (or :func:`pipeline.model.card.load_model`).
     X : pandas.DataFrame
         Predictors; the booster's features are taken by name (other columns are ignored).
 

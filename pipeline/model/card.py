@@ -10,8 +10,8 @@ match.
 
 Developer note
 --------------
-This module builds on :mod:`pipeline.train` (:class:`~pipeline.train.TrainConfig` and
-the xgboost parameters it gives). Records keep the ``pipeline.train`` logger of the
+This module builds on :mod:`pipeline.model.train` (:class:`~pipeline.model.train.TrainConfig` and
+the xgboost parameters it gives). Records keep the ``pipeline.model.train`` logger of the
 training step.
 """
 
@@ -34,11 +34,11 @@ from fsspec.core import url_to_fs
 from pipeline import __version__
 from pipeline.errors import InputFormatError
 from pipeline.io import read_bytes
-from pipeline.train import TrainConfig, _params
+from pipeline.model.train import TrainConfig, _params
 
 __all__ = ["hash_config", "hash_frame", "load_model", "model_card", "save_model"]
 
-logger = logging.getLogger("pipeline.train")
+logger = logging.getLogger(__name__)
 
 _MODEL_FILE = "model.ubj"
 _CARD_FILE = "card.json"
@@ -121,7 +121,7 @@ def model_card(
     config : TrainConfig
         The training options.
     scores : mapping
-        ``CVResult.scores`` (:class:`pipeline.crossval.CVResult`).
+        ``CVResult.scores`` (:class:`pipeline.model.crossval.CVResult`).
     data_hash, config_hash : str
         :func:`hash_frame` of the training table, hash of the run's config.
     extra : mapping, optional

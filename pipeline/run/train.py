@@ -4,12 +4,12 @@ From ``matchup.parquet`` (targets + predictors), :func:`train_and_evaluate`:
 
 1. transforms the targets as recorded by the targets step (default log10(c + eps));
 2. assigns spatial blocks to a held-out test set and K folds, balanced on the targets
-   (:func:`pipeline.split.assign_folds`), and a plain random split of the same shape
-   (:func:`pipeline.split.random_folds`); an optional buffer drops training rows near
+   (:func:`pipeline.model.split.assign_folds`), and a plain random split of the same shape
+   (:func:`pipeline.model.split.random_folds`); an optional buffer drops training rows near
    held-out ones (spatial CV only: the random split is the optimistic reference);
 3. cross-validates the multi-output xgboost model and the baselines on the spatial
-   folds, and the model alone on the random folds (:func:`pipeline.crossval.cross_validate`);
-4. scores everything on the test blocks and per fold (:mod:`pipeline.evaluate`), adds
+   folds, and the model alone on the random folds (:func:`pipeline.model.crossval.cross_validate`);
+4. scores everything on the test blocks and per fold (:mod:`pipeline.model.evaluate`), adds
    the noise ceiling when the inputs name a truth entry (demo world), the split-conformal
    interval from the out-of-fold residuals and its coverage on the test blocks;
 5. writes ``model/`` (booster + card), ``folds.parquet``, ``predictions.parquet`` and
@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluate import interval_coverage, residual_quantiles, score
-from pipeline.runconfig import RunConfig, config_hash
-from pipeline.targets import TargetConfig, transform
+from pipeline.model.evaluate import interval_coverage, residual_quantiles, score
+from pipeline.run.config import RunConfig, config_hash
+from pipeline.targets.particles import TargetConfig, transform
 
 __all__ = ["expected_log_count", "train_and_evaluate", "truth_targets"]
 
@@ -44,7 +44,7 @@ def truth_targets(truth: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
     The truth holds the expected concentration of every EcoPart detailed class per
     profile and layer (``conc_<lo>_<hi>um_per_l``). They are merged into the target
     classes by lower edge and summed into the Guidry flux exactly as
-    :func:`pipeline.targets.build_targets` does with counts, so the truth and the
+    :func:`pipeline.targets.particles.build_targets` does with counts, so the truth and the
     observations describe the same quantities.
 
     Parameters
@@ -77,7 +77,7 @@ def truth_targets(truth: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
     fine = [(c, lo, hi) for c, lo, hi in classes if not any(lo < x < hi for x in los)]
     edges = np.asarray(config.size_edges_um)
     out = pd.DataFrame({"id": truth["profile_id"].astype(str), "layer": truth["layer"]})
-    from pipeline.targets import _target_columns
+    from pipeline.targets.particles import _target_columns
 
     names = _target_columns(config)
     sums = {n: np.zeros(len(truth)) for n in names}
@@ -108,9 +108,13 @@ def _transformed(frame: pd.DataFrame, targets: list[str], tr: dict[str, Any]) ->
 
 
 def _noise_ceiling(
-    config: RunConfig, matchup: pd.DataFrame, y: pd.DataFrame, test: np.ndarray,
-    targets: list[str], tr: dict[str, Any],
-) -> dict[str, Any] | None:  # fmt: skip
+    config: RunConfig,
+    matchup: pd.DataFrame,
+    y: pd.DataFrame,
+    test: np.ndarray,
+    targets: list[str],
+    tr: dict[str, Any],
+) -> dict[str, Any] | None:
     """Skill of the noise-free truth against the observations (demo world only).
 
     The truth's prediction of a transformed observation is its expectation under the
@@ -131,8 +135,9 @@ def _noise_ceiling(
     expected = truth_targets(truth, config.targets)
     info = _world_info(config)
     # machine labels (classifier, morphological types) are not the demo's annotation
-    categories = (_annotated(truth, config, info) if config.object_targets.labels == "annotated"
-                  else truth)  # fmt: skip
+    categories = (
+        _annotated(truth, config, info) if config.object_targets.labels == "annotated" else truth
+    )
     fraction = {}
     for name in targets:  # per-category targets are truth columns of the same name
         if name not in expected.columns and name in categories.columns:
@@ -140,8 +145,11 @@ def _noise_ceiling(
             fraction[name] = float((info or {}).get("subsample_fraction", 1.0))
     unknown = [name for name in targets if name not in expected.columns]
     if unknown:
-        logger.info("noise ceiling not computed: the truth has no %s (e.g. morphological "
-                    "types have no true counterpart)", unknown)  # fmt: skip
+        logger.info(
+            "noise ceiling not computed: the truth has no %s (e.g. morphological "
+            "types have no true counterpart)",
+            unknown,
+        )
         return None
     keyed = matchup[["id", "layer"]].astype(str).merge(expected, on=["id", "layer"], how="left")
     found = keyed[targets].notna().all(axis=1).to_numpy()
@@ -153,9 +161,10 @@ def _noise_ceiling(
     for name in targets:
         if name.startswith("conc_") and str(tr["name"]) == "log10":
             t[name] = expected_log_count(
-                keyed[name].to_numpy(dtype=float), volume * fraction.get(name, 1.0),
+                keyed[name].to_numpy(dtype=float),
+                volume * fraction.get(name, 1.0),
                 epsilon=float(tr["epsilon"]),
-            )  # fmt: skip
+            )
     cov = np.cov(y[~test].to_numpy(dtype=float).T, bias=True)
     out: dict[str, Any] = {}
     sel = test & found
@@ -279,7 +288,7 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
     Parameters
     ----------
     config : RunConfig
-    store : pipeline.run._Out
+    store : pipeline.run.steps._Out
         The run's output (reads ``matchup.parquet`` and the targets/matchup state).
     client : dask.distributed.Client
     say : callable
@@ -290,10 +299,10 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
     dict
         The step's state: counts, targets, features, model id.
     """
-    from pipeline.crossval import cross_validate
-    from pipeline.fields import envelope_of
-    from pipeline.model_card import hash_frame, model_card, save_model
-    from pipeline.split import assign_folds, buffer_mask, random_folds
+    from pipeline.fields.predict import envelope_of
+    from pipeline.model.card import hash_frame, model_card, save_model
+    from pipeline.model.crossval import cross_validate
+    from pipeline.model.split import assign_folds, buffer_mask, random_folds
 
     matchup = store.read_parquet("matchup.parquet")
     tstate = store.read_json("_state/targets.json")
@@ -319,12 +328,15 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
         }
         exclude[-1] = buffer_mask(lat, lon, folds == -1, buffer_km=config.split.buffer_km)
     n_test = int((folds == -1).sum())
-    say(f"  {len(matchup)} rows x {len(features)} predictors -> {len(targets)} targets; "
+    say(
+        f"  {len(matchup)} rows x {len(features)} predictors -> {len(targets)} targets; "
         f"{n_test} test rows, {config.split.n_folds} CV folds of whole "
-        f"{'basins' if config.split.method == 'basins' else 'lat/lon blocks'}")  # fmt: skip
+        f"{'basins' if config.split.method == 'basins' else 'lat/lon blocks'}"
+    )
     cv = cross_validate(client, x, y, folds, layer=layer, config=config.train, exclude=exclude)
-    rcv = cross_validate(client, x, y, rfolds, layer=layer, config=config.train,
-                         with_baselines=False)  # fmt: skip
+    rcv = cross_validate(
+        client, x, y, rfolds, layer=layer, config=config.train, with_baselines=False
+    )
     test = folds == -1
     model = dict(cv.scores["model"])
     model["random_cv"] = rcv.scores["model"]["cv"]
@@ -351,18 +363,26 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
     if ceiling is not None:
         metrics["noise_ceiling"] = ceiling
     train_rows = ~test
-    keys = {"config_hash": config_hash(config.inputs, config.targets, config.predictors,
-                                       config.split, config.train)}  # fmt: skip
+    keys = {
+        "config_hash": config_hash(
+            config.inputs, config.targets, config.predictors, config.split, config.train
+        )
+    }
     card = model_card(
-        booster=cv.booster, features=features, targets=targets, transform=tr,
-        config=config.train, scores=metrics, data_hash=hash_frame(matchup),
+        booster=cv.booster,
+        features=features,
+        targets=targets,
+        transform=tr,
+        config=config.train,
+        scores=metrics,
+        data_hash=hash_frame(matchup),
         config_hash=keys["config_hash"],
         extra={
             "residual_quantiles": {t: list(v) for t, v in quantiles.items()},
             "interval_coverage_nominal": config.fields.interval_coverage,
             "envelope": {k: list(v) for k, v in envelope_of(x[train_rows]).items()},
         },
-    )  # fmt: skip
+    )
     card.setdefault("model_id", f"{card.get('data_hash', '')[:8]}-{keys['config_hash'][:8]}")
     save_model(cv.booster, card, store.path("model"))
     store.write_parquet(
@@ -372,9 +392,11 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
     store.write_parquet("predictions.parquet", _predictions(matchup, y, folds, cv, targets))
     store.write_json("metrics.json", metrics)
     t = model["test"]
-    say(f"  model test: mv_mse {t['mv_mse']:.3f}, R2 mean {t['r2_mean']:.3f}; "
+    say(
+        f"  model test: mv_mse {t['mv_mse']:.3f}, R2 mean {t['r2_mean']:.3f}; "
         f"block-CV mv_mse {model['cv']['mean']['mv_mse']:.3f}, "
-        f"random-CV mv_mse {model['random_cv']['mean']['mv_mse']:.3f}")  # fmt: skip
+        f"random-CV mv_mse {model['random_cv']['mean']['mv_mse']:.3f}"
+    )
     return {
         "counts": {
             "train_rows": int(train_rows.sum()),

@@ -1,11 +1,11 @@
 """Baselines the trained model must beat, fitted on the same rows.
 
 :func:`fit_baselines` fits the references of ``TrainConfig.baselines``
-(:data:`pipeline.train.BASELINES`): the per-layer climatology (:class:`Climatology`),
+(:data:`pipeline.model.train.BASELINES`): the per-layer climatology (:class:`Climatology`),
 one independent xgboost.dask model per target (:class:`PerTargetModel`) and a
 multi-output random forest (:class:`RandomForestModel`, the Clements et al. 2022
 approach). Each is a predictor ``predictor(X, layer=None) -> array (n, k)`` in the
-transformed target space; :func:`pipeline.crossval.cross_validate` fits and scores them
+transformed target space; :func:`pipeline.model.crossval.cross_validate` fits and scores them
 in every fold beside the model.
 
 Developer note
@@ -14,8 +14,8 @@ Developer note
 and joblib's threads), not on the dask workers: the training table is small (one row
 per profile and layer) and a forest needs all rows in one place.
 
-*Imports.* This module builds on :mod:`pipeline.train` (its config, input checks,
-device choice and xgboost.dask training) and :mod:`pipeline.crossval` builds on both.
+*Imports.* This module builds on :mod:`pipeline.model.train` (its config, input checks,
+device choice and xgboost.dask training) and :mod:`pipeline.model.crossval` builds on both.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pandas as pd
 import xgboost
 from sklearn.ensemble import RandomForestRegressor
 
-from pipeline.train import (
+from pipeline.model.train import (
     TrainConfig,
     _check_fit_input,
     _config,
@@ -196,7 +196,7 @@ def fit_baselines(
     client : distributed.Client
         Client of the cluster (the per-target boosters train there).
     X, Y, train, valid, weight, config
-        As in :func:`pipeline.train.fit_model`.
+        As in :func:`pipeline.model.train.fit_model`.
     layer : array of str, optional
         Layer name of each row (for the climatology; overall mean without it).
 
@@ -213,7 +213,7 @@ def fit_baselines(
 
     See Also
     --------
-    pipeline.train.fit_model : the model these are compared with.
+    pipeline.model.train.fit_model : the model these are compared with.
     """
     config = _config(config)
     w, lay = _check_fit_input(X, Y, weight=weight, layer=layer)

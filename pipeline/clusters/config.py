@@ -1,4 +1,4 @@
-"""Turn a cluster file (``clusters/*.yaml``) into a ``dask.distributed.Client``.
+"""Cluster files (``clusters/*.yaml``): one validated, frozen config per deployment.
 
 A cluster file is YAML with one top-level ``cluster`` mapping whose ``type`` picks the
 deployment, the other keys being that deployment's options::
@@ -16,27 +16,24 @@ config dataclasses below; unknown keys are errors that list the valid ones, and 
 error names the file and the dotted key. No credential is ever read from or written to
 these files: authentication is named (``auth: jupyterhub``) and its secrets come from the
 environment. What a file would submit (manifests, job script) is built by
-:mod:`pipeline.clusters_deploy`, which also starts the remote deployments.
+:mod:`pipeline.clusters.deploy`, which also starts the remote deployments;
+:func:`pipeline.clusters.client.cluster_client` turns a file into a ``Client``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dask.distributed import Client, LocalCluster
 from dask.utils import parse_bytes
 
-from pipeline import clusters_deploy
-from pipeline.clusters_deploy import PodResources
 from pipeline.config import build_config, read_yaml
 from pipeline.errors import ConfigError
 
@@ -47,10 +44,11 @@ __all__ = [
     "KubernetesConfig",
     "KubernetesGpuConfig",
     "LocalConfig",
+    "PodResources",
+    "ResourceQuantities",
     "SchedulerConfig",
     "SlurmConfig",
     "SlurmGpuConfig",
-    "cluster_client",
     "load_cluster_config",
 ]
 
@@ -90,6 +88,62 @@ def _pairs(value: Any) -> tuple[tuple[str, Any], ...]:
                 "it in the environment (or a Kubernetes Secret) where the cluster runs."
             )
     return tuple(sorted(value.items()))
+
+
+# A Kubernetes quantity (2, 500m, 0.5, 8Gi, 8G): not a dask size string such as "8GiB".
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourceQuantities:
+    """CPU and memory of a container, as Kubernetes quantities.
+
+    Attributes
+    ----------
+    cpu : str, int, float or None
+        Cores (``2``, ``0.5``, ``500m``).
+    memory : str or None
+        Bytes as a Kubernetes quantity (``8Gi``, ``8G``; not the dask spelling ``8GiB``).
+    """
+
+    cpu: str | int | float | None = None
+    memory: str | None = None
+
+    def __post_init__(self) -> None:
+        """Check the values; a ValueError names the field."""
+        for name in ("cpu", "memory"):
+            value = getattr(self, name)
+            if value is not None and not _QUANTITY.match(str(value)):
+                raise ValueError(
+                    f"{name}: {value!r} is not a Kubernetes quantity; write e.g. 2, 500m, 8Gi "
+                    "(Ki/Mi/Gi, not KiB/MiB/GiB)."
+                )
+
+    def as_dict(self) -> dict[str, str]:
+        """Return the given quantities as the strings Kubernetes expects."""
+        return {k: str(v) for k, v in (("cpu", self.cpu), ("memory", self.memory)) if v is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodResources:
+    """Requests (what the scheduler reserves) and limits (the cap) of a container.
+
+    Attributes
+    ----------
+    requests, limits : ResourceQuantities or None
+        ``{cpu: ..., memory: ...}``; dask workers size themselves from the limits.
+    """
+
+    requests: ResourceQuantities | None = None
+    limits: ResourceQuantities | None = None
+
+    def as_dict(self, *, gpus: int = 0) -> dict[str, dict[str, str]]:
+        """Return the Kubernetes ``resources`` block; ``gpus`` adds ``nvidia.com/gpu`` limits."""
+        out = {k: v.as_dict() for k, v in (("requests", self.requests), ("limits", self.limits))}
+        out = {k: v for k, v in out.items() if v}
+        if gpus:
+            out.setdefault("limits", {})["nvidia.com/gpu"] = str(gpus)
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -492,7 +546,7 @@ def load_cluster_config(
 
     See Also
     --------
-    pipeline.clusters_deploy.describe_submission : what the file would submit.
+    pipeline.clusters.deploy.describe_submission : what the file would submit.
 
     Examples
     --------
@@ -525,65 +579,3 @@ def load_cluster_config(
     if isinstance(config, SchedulerConfig) and not (config.address or config.scheduler_file):
         raise ConfigError(f"{where}: cluster: give 'address' or 'scheduler_file'.")
     return config
-
-
-@contextlib.contextmanager
-def cluster_client(
-    source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-) -> Iterator[Client]:
-    """Start (or connect to) the cluster a file describes and yield a ``Client``.
-
-    Everything started is closed on exit: the LocalCluster, the DaskCluster resource
-    (with its worker groups and autoscaler), the SLURM jobs, the gateway cluster.
-    Scripts that use a local cluster with processes need the
-    ``if __name__ == "__main__":`` guard.
-
-    Parameters
-    ----------
-    source : path or mapping, optional
-        Cluster file or mapping (see :func:`load_cluster_config`); None: local default.
-
-    Yields
-    ------
-    dask.distributed.Client
-        Connected client; ``client.dashboard_link`` is the dashboard.
-
-    Raises
-    ------
-    ConfigError
-        For an invalid file, or when the deployment's extra is not installed (names
-        the ``pip install 'oceanfields[...]'`` to run).
-    """
-    config = load_cluster_config(source)
-    if isinstance(config, KubernetesConfig | SlurmConfig | GatewayConfig):
-        with clusters_deploy.start_cluster(config) as cluster, Client(cluster) as client:
-            yield client
-        return
-    if isinstance(config, SchedulerConfig):
-        target = config.scheduler_file or config.address
-        logger.info("connecting to scheduler %s", target)
-        if config.scheduler_file:
-            client = Client(scheduler_file=config.scheduler_file)
-        else:
-            client = Client(config.address)
-        with client:
-            yield client
-        return
-    n_workers = config.n_workers or os.cpu_count() or 1
-    logger.info(
-        "starting LocalCluster: %d worker(s) x %d thread(s), memory_limit=%s",
-        n_workers,
-        config.threads_per_worker,
-        config.memory_limit,
-    )
-    with (
-        LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=config.threads_per_worker,
-            memory_limit=config.memory_limit,
-            processes=config.processes,
-            dashboard_address=config.dashboard_address,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client

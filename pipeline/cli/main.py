@@ -16,6 +16,9 @@ from typing import Any
 import click
 
 from pipeline import __version__
+from pipeline.cli.bench import bench as bench_command
+from pipeline.cli.cluster import cluster as cluster_group
+from pipeline.cli.images import images as images_group
 from pipeline.errors import OceanfieldsError
 
 __all__ = ["main"]
@@ -155,7 +158,7 @@ def _run(
     config: Any, out: str | None, cluster_file: str | None, steps: Sequence[str] | None
 ) -> Any:
     """Run steps of a run config on a cluster, printing progress and the dashboard link."""
-    from pipeline.clusters import cluster_client
+    from pipeline.clusters.client import cluster_client
 
     with cluster_client(cluster_file) as client:
         click.echo(f"Dask dashboard: {client.dashboard_link}")
@@ -163,7 +166,7 @@ def _run(
 
 
 def _run_with(client: Any, config: Any, out: str | None, steps: Sequence[str] | None) -> Any:
-    from pipeline.run import run_steps
+    from pipeline.run.steps import run_steps
 
     bar = _RegionBar()
     try:
@@ -243,7 +246,7 @@ def run_command(
     metrics.json, fields.zarr and report/. Steps already finished with the same inputs
     are skipped; an interrupted fields write resumes where it stopped.
     """
-    from pipeline.runconfig import load_run_config
+    from pipeline.run.config import load_run_config
 
     config = load_run_config(config_file)
     summary = _run(config, out, cluster_file, steps or None)
@@ -257,7 +260,7 @@ def _step_command(step: str) -> click.Command:
     @click.option("--out", default=None, help="Output folder or URL.")
     @click.option("--cluster", "cluster_file", default=None, help=_CLUSTER_HELP)
     def command(config_file: str, out: str | None, cluster_file: str | None) -> None:
-        from pipeline.runconfig import load_run_config
+        from pipeline.run.config import load_run_config
 
         summary = _run(load_run_config(config_file), out, cluster_file, [step])
         if step == "train":
@@ -319,11 +322,11 @@ def demo(
     tables. A finished chain is not redone.
     """
     from pipeline.catalog import list_entries, open_catalog, read_entry
-    from pipeline.cli_images import demo_images
-    from pipeline.clusters import cluster_client
-    from pipeline.runconfig import load_run_config
-    from pipeline.sources._table import ReadResult
+    from pipeline.cli.images import demo_images
+    from pipeline.clusters.client import cluster_client
+    from pipeline.run.config import load_run_config
     from pipeline.sources.copernicus import describe_environment
+    from pipeline.sources.table import ReadResult
 
     root = f"{out.rstrip('/')}/world"
     params = {
@@ -411,7 +414,7 @@ def _write_demo_year2_config(
 
 
 def _demo_run_doc(root: str, *, labels: str | None, quick: bool = False) -> dict[str, Any]:
-    from pipeline.runconfig import RunConfig, run_config_to_dict
+    from pipeline.run.config import RunConfig, run_config_to_dict
 
     doc = run_config_to_dict(RunConfig())
     doc["inputs"].update(
@@ -535,7 +538,7 @@ def ingest(
     OUT/files.parquet and OUT/summary.json, and prints the counts by reason.
     Storage options come from the environment / fsspec configuration only.
     """
-    from pipeline.clusters import cluster_client
+    from pipeline.clusters.client import cluster_client
     from pipeline.io import expand_urls
 
     files = expand_urls(list(urls))
@@ -562,20 +565,6 @@ def ingest(
     )
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
-# --------------------------------------------------------------------------- images
-
-from pipeline.cli_images import images as _images  # noqa: E402  (a group of its own module)
-
-main.add_command(_images)
-
-from pipeline.cli_cluster import cluster as _cluster  # noqa: E402  (a group of its own module)
-
-main.add_command(_cluster)
-
-from pipeline.cli_bench import bench as _bench  # noqa: E402  (a command of its own module)
-
-main.add_command(_bench)
+main.add_command(images_group)
+main.add_command(cluster_group)
+main.add_command(bench_command)

@@ -108,7 +108,7 @@ def write_report(
         Folder to write into, a local path or fsspec URL (``s3://bucket/run/report``);
         created when missing. Files already there with the same names are replaced.
     metrics : mapping
-        Skill, as :mod:`pipeline.evaluate` writes it: ``{"model": {"test": {...},
+        Skill, as :mod:`pipeline.model.evaluate` writes it: ``{"model": {"test": {...},
         "cv": {"folds": [...], "mean": {...}, "std": {...}}, "random_cv": {...}},
         "baselines": {name: {"test": {...}, "cv": {...}}}, "noise_ceiling": {"test":
         {...}}}``, where each ``{...}`` holds ``mse``, ``mv_mse``, ``r2`` (per target),
@@ -215,8 +215,12 @@ def write_report(
         layer_order = []
         logger.info("report: no fields given; maps left out")
 
-    put("predicted_vs_observed", "predicted_vs_observed", ".png",
-        _scatter_png(predictions, targets, layer_order))  # fmt: skip
+    put(
+        "predicted_vs_observed",
+        "predicted_vs_observed",
+        ".png",
+        _scatter_png(predictions, targets, layer_order),
+    )
     figures.append(("predicted_vs_observed", "Observed vs predicted, test rows"))
     put("skill", "skill", ".png", _skill_png(metrics))
     figures.append(("skill", "Skill of the model and the baselines"))
@@ -355,8 +359,14 @@ def _hatch_extrapolation(ax: Any, step: xr.Dataset, layer_index: int) -> bool:
     values = np.nan_to_num(flag.transpose("lat", "lon").values.astype("float64"))
     if not (values >= 0.5).any():
         return False
-    ax.contourf(flag["lon"].values, flag["lat"].values, values, levels=[0.5, 1.5],
-                colors="none", hatches=["////"])  # fmt: skip
+    ax.contourf(
+        flag["lon"].values,
+        flag["lat"].values,
+        values,
+        levels=[0.5, 1.5],
+        colors="none",
+        hatches=["////"],
+    )
     return True
 
 
@@ -444,8 +454,9 @@ def _scatter_png(predictions: pd.DataFrame, targets: Sequence[str], known: Seque
     for ax, target in zip(axes, targets, strict=True):
         cols = (f"{target}_obs", f"{target}_pred")
         if not all(c in rows.columns for c in cols):
-            ax.text(0.5, 0.5, f"no columns {cols[0]}, {cols[1]}", ha="center",
-                    transform=ax.transAxes)  # fmt: skip
+            ax.text(
+                0.5, 0.5, f"no columns {cols[0]}, {cols[1]}", ha="center", transform=ax.transAxes
+            )
             ax.set_title(target)
             continue
         sub = rows.dropna(subset=list(cols))
@@ -453,8 +464,9 @@ def _scatter_png(predictions: pd.DataFrame, targets: Sequence[str], known: Seque
         groups = [(la, sub["layer"].astype(str) == la) for la in layers] or [("", None)]
         for k, (layer, mask) in enumerate(groups):
             o, p = (obs, pred) if mask is None else (obs[mask.to_numpy()], pred[mask.to_numpy()])
-            ax.scatter(o, p, s=9, alpha=0.6, color=colours(k % 10), label=layer or None,
-                       edgecolors="none")  # fmt: skip
+            ax.scatter(
+                o, p, s=9, alpha=0.6, color=colours(k % 10), label=layer or None, edgecolors="none"
+            )
         if obs.size:
             lo = float(min(obs.min(), pred.min()))
             hi = float(max(obs.max(), pred.max()))
@@ -523,9 +535,13 @@ def _skill_png(metrics: Mapping[str, Any]) -> bytes:
     model = metrics[_MODEL]
     kinds = [("block CV", _get(model, "cv")), ("random CV", _get(model, "random_cv"))]
     means, stds = zip(*(_cv_summary(cv, "mv_mse") for _, cv in kinds), strict=True)
-    bars = ax.bar([0, 1], np.nan_to_num([_num(m) for m in means]),
-                  yerr=np.nan_to_num([_num(s) for s in stds]), capsize=4,
-                  color=["tab:blue", "tab:orange"])  # fmt: skip
+    bars = ax.bar(
+        [0, 1],
+        np.nan_to_num([_num(m) for m in means]),
+        yerr=np.nan_to_num([_num(s) for s in stds]),
+        capsize=4,
+        color=["tab:blue", "tab:orange"],
+    )
     ax.bar_label(bars, labels=[format_number(m) for m in means], fontsize="small")
     test = _get(model, "test", "mv_mse")
     if test is not None:
@@ -566,23 +582,38 @@ def _pm(mean: Any, std: Any) -> str:
 def _skill_html(metrics: Mapping[str, Any], targets: Sequence[str]) -> str:
     models = _models(metrics)
     ceiling = _get(metrics, "noise_ceiling", "test")
-    header = ["model", "test mse", "test mv_mse", "test r2_mean",
-              "block-CV mv_mse (mean ± std)", "random-CV mv_mse (mean ± std)"]  # fmt: skip
+    header = [
+        "model",
+        "test mse",
+        "test mv_mse",
+        "test r2_mean",
+        "block-CV mv_mse (mean ± std)",
+        "random-CV mv_mse (mean ± std)",
+    ]
     rows = []
     for name, entry in models:
         test = _get(entry, "test") or {}
-        rows.append([
-            name,
-            format_number(test.get("mse")),
-            format_number(test.get("mv_mse")),
-            format_number(test.get("r2_mean")),
-            _pm(*_cv_summary(_get(entry, "cv"), "mv_mse")),
-            _pm(*_cv_summary(_get(entry, "random_cv"), "mv_mse")),
-        ])  # fmt: skip
+        rows.append(
+            [
+                name,
+                format_number(test.get("mse")),
+                format_number(test.get("mv_mse")),
+                format_number(test.get("r2_mean")),
+                _pm(*_cv_summary(_get(entry, "cv"), "mv_mse")),
+                _pm(*_cv_summary(_get(entry, "random_cv"), "mv_mse")),
+            ]
+        )
     if isinstance(ceiling, Mapping):
-        rows.append([_NOISE, format_number(ceiling.get("mse")),
-                     format_number(ceiling.get("mv_mse")),
-                     format_number(ceiling.get("r2_mean")), _MISSING, _MISSING])  # fmt: skip
+        rows.append(
+            [
+                _NOISE,
+                format_number(ceiling.get("mse")),
+                format_number(ceiling.get("mv_mse")),
+                format_number(ceiling.get("r2_mean")),
+                _MISSING,
+                _MISSING,
+            ]
+        )
     parts = ["<h2>Skill</h2>\n", _table(header, rows, "skill")]
     block, _ = _cv_summary(_get(metrics, _MODEL, "cv"), "mv_mse")
     rand, _ = _cv_summary(_get(metrics, _MODEL, "random_cv"), "mv_mse")
@@ -600,10 +631,13 @@ def _skill_html(metrics: Mapping[str, Any], targets: Sequence[str]) -> str:
     entries += [ceiling] if isinstance(ceiling, Mapping) else []
     header = ["target", *(f"R² {n}" for n in names), "bias model"]
     rows = [
-        [t, *(format_number(_get(e, "r2", t)) for e in entries),
-         format_number(_get(metrics, _MODEL, "test", "bias", t))]
+        [
+            t,
+            *(format_number(_get(e, "r2", t)) for e in entries),
+            format_number(_get(metrics, _MODEL, "test", "bias", t)),
+        ]
         for t in targets
-    ]  # fmt: skip
+    ]
     parts += ["<h3>Test R² per target</h3>\n", _table(header, rows, "r2")]
     return "".join(parts)
 

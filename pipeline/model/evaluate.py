@@ -1,7 +1,7 @@
 """Evaluation: MSE, multivariate MSE, R² and bias per target, per fold, and intervals.
 
 Everything here is scored in the *transformed* space the model is trained in (e.g.
-``log10(c + epsilon)``, see :func:`pipeline.targets.transform`): a target array ``y`` is
+``log10(c + epsilon)``, see :func:`pipeline.targets.particles.transform`): a target array ``y`` is
 ``(n, k)``, one column per target variable. Pure numpy/pandas; no dask.
 
 Definitions (``r = y_obs - y_pred``, optional row weights ``w`` normalised to sum 1,

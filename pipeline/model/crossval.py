@@ -1,15 +1,15 @@
 """Cross-validation of the model and the baselines over spatial folds, and the final fit.
 
-:func:`cross_validate` trains the model (as :func:`pipeline.train.fit_model` does) and the
-baselines it must beat (:mod:`pipeline.baselines`) in every spatial fold of
-:mod:`pipeline.split` and predicts each fold out of fold; then it fits the final model
+:func:`cross_validate` trains the model (as :func:`pipeline.model.train.fit_model` does) and the
+baselines it must beat (:mod:`pipeline.model.baselines`) in every spatial fold of
+:mod:`pipeline.model.split` and predicts each fold out of fold; then it fits the final model
 and baselines on every non-test row and predicts the test rows (fold ``-1``).
-:mod:`pipeline.evaluate` scores them; everything is returned as one :class:`CVResult`.
+:mod:`pipeline.model.evaluate` scores them; everything is returned as one :class:`CVResult`.
 Folds are given per row of ``X``/``Y``, by position, never by index label.
 
 Developer note
 --------------
-Records keep the ``pipeline.train`` logger of the training step.
+Records keep the ``pipeline.model.train`` logger of the training step.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 import xgboost
 
-from pipeline.baselines import Predictor, _fit_baselines
-from pipeline.evaluate import score, score_folds
-from pipeline.train import (
+from pipeline.model.baselines import Predictor, _fit_baselines
+from pipeline.model.evaluate import score, score_folds
+from pipeline.model.train import (
     TrainConfig,
     _check_fit_input,
     _config,
@@ -37,7 +37,7 @@ from pipeline.train import (
 
 __all__ = ["CVResult", "cross_validate"]
 
-logger = logging.getLogger("pipeline.train")
+logger = logging.getLogger(__name__)
 
 #: Name of the trained model in :class:`CVResult` (beside the baselines' names).
 MODEL_NAME = "model"
@@ -60,7 +60,7 @@ class CVResult:
         Best iteration of the model in each fold.
     scores : dict
         ``{"model": {"test": score, "cv": score_folds}, "baselines": {name: {...}}}``
-        (:mod:`pipeline.evaluate`; ``test`` is None without test rows).
+        (:mod:`pipeline.model.evaluate`; ``test`` is None without test rows).
     baselines : dict of str to callable
         The final baselines, trained on every non-test row.
     folds : list of dict
@@ -122,9 +122,9 @@ def cross_validate(
     client : distributed.Client
         Client of the cluster.
     X, Y, weight, config
-        As in :func:`pipeline.train.fit_model`.
+        As in :func:`pipeline.model.train.fit_model`.
     folds : array of int, shape (n,)
-        ``-1`` for test rows, ``0..K-1`` for the CV folds (:mod:`pipeline.split`).
+        ``-1`` for test rows, ``0..K-1`` for the CV folds (:mod:`pipeline.model.split`).
     layer : array of str, optional
         Layer name per row (climatology baseline).
     exclude : mapping of int to array of bool, optional
@@ -147,9 +147,9 @@ def cross_validate(
 
     See Also
     --------
-    pipeline.train.fit_model : one fit of the model.
-    pipeline.baselines.fit_baselines : one fit of the baselines.
-    pipeline.evaluate.score_folds : the CV scores.
+    pipeline.model.train.fit_model : one fit of the model.
+    pipeline.model.baselines.fit_baselines : one fit of the baselines.
+    pipeline.model.evaluate.score_folds : the CV scores.
     """
     config = _config(config)
     w, lay = _check_fit_input(X, Y, weight=weight, layer=layer)
@@ -157,7 +157,7 @@ def cross_validate(
     if fold_of.shape != (len(X),) or not np.issubdtype(fold_of.dtype, np.integer):
         raise ValueError(
             f"folds: expected one integer per row ({len(X)}), got {fold_of.dtype} "
-            f"shape {fold_of.shape}; use pipeline.split.assign_folds."
+            f"shape {fold_of.shape}; use pipeline.model.split.assign_folds."
         )
     cv_folds = [int(k) for k in np.unique(fold_of[fold_of >= 0])]
     if len(cv_folds) < 2:

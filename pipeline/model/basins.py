@@ -1,8 +1,8 @@
 """Ocean basins: a small built-in definition by latitude/longitude boxes.
 
 The basin sub-step of the spatial split: :func:`basin_of` names the basin of each point
-(one of :data:`BASINS`), and :func:`pipeline.split.assign_blocks` uses the basins as blocks
-when ``method="basins"``. Everything public here is re-exported by :mod:`pipeline.split`.
+(one of :data:`BASINS`), and :func:`pipeline.model.split.assign_blocks` uses the basins as
+blocks when ``method="basins"``.
 Coarse on purpose: for grouping rows, not for maps.
 
 Developer note: the coordinate check (:func:`_check_coords`) lives here, below the

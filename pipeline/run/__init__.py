@@ -1,0 +1,37 @@
+"""Runs: the run file and its steps, each reading and writing under one output store."""
+
+from __future__ import annotations
+
+from pipeline.run.config import (
+    InputsConfig,
+    ReportConfig,
+    RunConfig,
+    config_hash,
+    load_run_config,
+    run_config_to_dict,
+)
+from pipeline.run.steps import (
+    STEPS,
+    RunSummary,
+    run_steps,
+)
+from pipeline.run.train import (
+    expected_log_count,
+    train_and_evaluate,
+    truth_targets,
+)
+
+__all__ = [
+    "STEPS",
+    "InputsConfig",
+    "ReportConfig",
+    "RunConfig",
+    "RunSummary",
+    "config_hash",
+    "expected_log_count",
+    "load_run_config",
+    "run_config_to_dict",
+    "run_steps",
+    "train_and_evaluate",
+    "truth_targets",
+]

@@ -1,0 +1,39 @@
+"""Targets: per (cast, layer) concentrations per size class and per category, carbon flux.
+
+:mod:`~pipeline.targets.particles` turns EcoPart particles into volume-weighted
+concentrations per depth layer and size class and the Guidry flux, with the transform
+used for training; :mod:`~pipeline.targets.objects` counts EcoTaxa objects per category
+in the same casts and layers.
+"""
+
+from __future__ import annotations
+
+from pipeline.targets.objects import (
+    ObjectTargetConfig,
+    ObjectTargetsResult,
+    build_object_targets,
+    category_column,
+)
+from pipeline.targets.particles import (
+    DEFAULT_LAYERS,
+    Layer,
+    TargetConfig,
+    TargetsResult,
+    build_targets,
+    particle_classes,
+    transform,
+)
+
+__all__ = [
+    "DEFAULT_LAYERS",
+    "Layer",
+    "ObjectTargetConfig",
+    "ObjectTargetsResult",
+    "TargetConfig",
+    "TargetsResult",
+    "build_object_targets",
+    "build_targets",
+    "category_column",
+    "particle_classes",
+    "transform",
+]
