@@ -13,7 +13,8 @@ import pytest
 import xarray as xr
 from PIL import Image
 
-from pipeline.report.write import LAND_GREY, _test_rows, format_number, write_report
+from pipeline.report import LAND_GREY, format_number, write_report
+from pipeline.report.figures import _test_rows
 
 TARGETS = ["conc_102_203um_per_l", "conc<1um_per_l"]
 LAYERS = ["0-100m", "100-500m"]

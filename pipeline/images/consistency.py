@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.labels import _LABEL, _PROB, _check_objects, _joined, _label_columns, _open
 from pipeline.io import read_bytes
-from pipeline.report.write import _e, _index_html, _png, _table, format_number
+from pipeline.report import escape, figure_png, format_number, html_table, index_html
 
 __all__ = ["ConsistencyResult", "consistency", "write_consistency_report"]
 
@@ -304,7 +304,7 @@ def _confusion_png(confusion: pd.DataFrame) -> bytes:
                         color=colour,
                     )
     fig.colorbar(image, ax=ax, label="share of the human category")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _vignette(url: str) -> np.ndarray | None:
@@ -347,7 +347,7 @@ def _examples_png(worst: pd.DataFrame, per_category: int) -> tuple[bytes, int, i
             ax.axis("off")
     fig.suptitle("Worst disagreements: human → machine, highest probability first")
     shown = sum(len(r) for r in cells)
-    return _png(fig), shown, skipped
+    return figure_png(fig), shown, skipped
 
 
 def write_consistency_report(
@@ -399,7 +399,7 @@ def write_consistency_report(
     fs.pipe_file(f"{root}/{files['json']}", (json.dumps(doc, indent=2) + "\n").encode())
     fs.pipe_file(f"{root}/{files['confusion']}", _confusion_png(result.confusion))
     fs.pipe_file(f"{root}/{files['worst_examples']}", plate)
-    page = _index_html(
+    page = index_html(
         title="Machine labels against validated human categories",
         fields=None,
         counts={
@@ -458,11 +458,11 @@ def _tables_html(result: ConsistencyResult) -> str:
     return "".join(
         [
             "<h2>Per category</h2>\n",
-            _table(header, rows, "per-category"),
+            html_table(header, rows, "per-category"),
             "<h2>Confusion (counts)</h2>\n",
-            _table(["human \\ machine", *map(str, conf.columns)], conf_rows, "confusion"),
+            html_table(["human \\ machine", *map(str, conf.columns)], conf_rows, "confusion"),
             "<h2>Worst examples</h2>\n",
-            f'<p class="note">{_e(_WORST_NOTE)}</p>\n',
-            _table(["human", "machine", "prob", "object_id", "image"], ex_rows, "examples"),
+            f'<p class="note">{escape(_WORST_NOTE)}</p>\n',
+            html_table(["human", "machine", "prob", "object_id", "image"], ex_rows, "examples"),
         ]
     )

@@ -77,9 +77,9 @@ def truth_targets(truth: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
     fine = [(c, lo, hi) for c, lo, hi in classes if not any(lo < x < hi for x in los)]
     edges = np.asarray(config.size_edges_um)
     out = pd.DataFrame({"id": truth["profile_id"].astype(str), "layer": truth["layer"]})
-    from pipeline.targets.particles import _target_columns
+    from pipeline.targets.particles import target_columns
 
-    names = _target_columns(config)
+    names = target_columns(config)
     sums = {n: np.zeros(len(truth)) for n in names}
     for col, lo, hi in fine:
         k = int(np.searchsorted(edges, lo, side="right")) - 1

@@ -21,6 +21,7 @@ from pipeline.targets.particles import (
     TargetsResult,
     build_targets,
     particle_classes,
+    target_columns,
     transform,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "build_targets",
     "category_column",
     "particle_classes",
+    "target_columns",
     "transform",
 ]

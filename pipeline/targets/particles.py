@@ -45,6 +45,7 @@ __all__ = [
     "TargetsResult",
     "build_targets",
     "particle_classes",
+    "target_columns",
     "transform",
 ]
 
@@ -220,7 +221,14 @@ def _layer_rows(part: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
     return frame.reindex(columns=_empty(config).columns).reset_index(drop=True)
 
 
-def _target_columns(config: TargetConfig) -> list[str]:
+def target_columns(config: TargetConfig) -> list[str]:
+    """Name the target columns of a configuration: one per size class, then the flux.
+
+    Examples
+    --------
+    >>> target_columns(TargetConfig(size_edges_um=(102, 203, 406)))
+    ['conc_102_203um_per_l', 'conc_203_406um_per_l', 'flux_mgc_m2_d']
+    """
     e = config.size_edges_um
     return [_target_name(a, b) for a, b in itertools.pairwise(e)] + ["flux_mgc_m2_d"]
 
@@ -237,7 +245,7 @@ def _empty(config: TargetConfig) -> pd.DataFrame:
         "volume_l": pd.Series([], dtype="float64"),
         "coverage": pd.Series([], dtype="float64"),
     }
-    cols.update({c: pd.Series([], dtype="float64") for c in _target_columns(config)})
+    cols.update({c: pd.Series([], dtype="float64") for c in target_columns(config)})
     cols["weight"] = pd.Series([], dtype="float64")
     return pd.DataFrame(cols)
 
@@ -308,7 +316,7 @@ def build_targets(particles: dd.DataFrame, *, config: TargetConfig | None = None
     return TargetsResult(
         targets=targets,
         skipped=skipped,
-        targets_columns=_target_columns(config),
+        targets_columns=target_columns(config),
         transform={"name": config.transform, "epsilon": config.epsilon_per_l},
     )
 
