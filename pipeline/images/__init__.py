@@ -1,1 +1,122 @@
-"""Images: classifier, morphological types, labels into targets."""
+"""Images: vignettes to labels, embeddings and types, on Dask workers (GPU where present).
+
+- :mod:`~pipeline.images.dataset`: image tables and constant-scale preprocessing, with
+  quarantine;
+- :mod:`~pipeline.images.model` and :mod:`~pipeline.images.training` (need the ``images``
+  extra, torch; import them from their modules): the compact CNN, backbones, model
+  directories, training;
+- :mod:`~pipeline.images.classify`: batched, resumable classification on the cluster;
+- :mod:`~pipeline.images.evaluation`: classification metrics, stratified holdout;
+- :mod:`~pipeline.images.handcrafted`, :mod:`~pipeline.images.gbt`: the handcrafted-features
+  baseline;
+- :mod:`~pipeline.images.morphology`, :mod:`~pipeline.images.morphology_describe`:
+  morphological particle types;
+- :mod:`~pipeline.images.labels`: machine labels into the objects table;
+- :mod:`~pipeline.images.consistency`: machine labels against the human sorting.
+
+This ``__init__`` exports the API of the modules that do not need torch.
+"""
+
+from __future__ import annotations
+
+from pipeline.images.classify import (
+    ClassifyConfig,
+    ClassifyResult,
+    classify_images,
+)
+from pipeline.images.consistency import (
+    ConsistencyResult,
+    consistency,
+    write_consistency_report,
+)
+from pipeline.images.dataset import (
+    IMAGE_COLUMNS,
+    N_EXTRA,
+    PreparedImages,
+    Preprocess,
+    decode_image,
+    folder_images,
+    image_table,
+    prepare_array,
+    prepare_images,
+    read_objects,
+)
+from pipeline.images.evaluation import (
+    classification_metrics,
+    plot_confusion,
+    stratified_holdout,
+)
+from pipeline.images.gbt import (
+    GBTClassifier,
+    GBTConfig,
+    fit_gbt,
+)
+from pipeline.images.handcrafted import (
+    FEATURE_NAMES,
+    FeatureConfig,
+    features_from_urls,
+    features_table,
+    handcrafted_features,
+)
+from pipeline.images.labels import (
+    LABEL_SOURCES,
+    apply_labels,
+    labels_fingerprint,
+    read_labels,
+)
+from pipeline.images.morphology import (
+    DEFAULT_FEATURES,
+    MorphologyConfig,
+    MorphologyModel,
+    assign_types,
+    fit_types,
+    load_model,
+    save_model,
+)
+from pipeline.images.morphology_describe import (
+    describe_types,
+    plot_type_plate,
+)
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "FEATURE_NAMES",
+    "IMAGE_COLUMNS",
+    "LABEL_SOURCES",
+    "N_EXTRA",
+    "ClassifyConfig",
+    "ClassifyResult",
+    "ConsistencyResult",
+    "FeatureConfig",
+    "GBTClassifier",
+    "GBTConfig",
+    "MorphologyConfig",
+    "MorphologyModel",
+    "PreparedImages",
+    "Preprocess",
+    "apply_labels",
+    "assign_types",
+    "classification_metrics",
+    "classify_images",
+    "consistency",
+    "decode_image",
+    "describe_types",
+    "features_from_urls",
+    "features_table",
+    "fit_gbt",
+    "fit_types",
+    "folder_images",
+    "handcrafted_features",
+    "image_table",
+    "labels_fingerprint",
+    "load_model",
+    "plot_confusion",
+    "plot_type_plate",
+    "prepare_array",
+    "prepare_images",
+    "read_labels",
+    "read_objects",
+    "save_model",
+    "stratified_holdout",
+    "write_consistency_report",
+]
