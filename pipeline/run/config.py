@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.config import build_config, read_yaml
+from pipeline.config import build_config, config_error, read_yaml
 from pipeline.errors import ConfigError
 from pipeline.fields.predict import FieldsConfig
 from pipeline.model.split import SplitConfig
@@ -114,9 +114,10 @@ class InputsConfig:
     def __post_init__(self) -> None:
         """Check the time range."""
         if self.environment_time is not None and len(self.environment_time) != 2:
-            raise ConfigError(
-                f"inputs.environment_time: {self.environment_time!r}; expected "
-                "[start, end], e.g. ['2020-01-01', '2020-12-31']."
+            raise config_error(
+                "inputs.environment_time",
+                self.environment_time,
+                "expected [start, end], e.g. ['2020-01-01', '2020-12-31']",
             )
 
 
@@ -151,15 +152,19 @@ class RunConfig:
         """Check what spans sections: machine labels need a labels table and objects."""
         use = self.object_targets.labels
         if use != "annotated" and not self.inputs.labels:
-            raise ConfigError(
-                f"object_targets.labels: {use!r} needs inputs.labels (the labels table, "
-                "e.g. OUT/labels of 'oceanfields images classify --out OUT'); set inputs.labels "
-                "or object_targets.labels: annotated."
+            raise config_error(
+                "object_targets.labels",
+                use,
+                "set inputs.labels or object_targets.labels: annotated",
+                problem="needs inputs.labels (the labels table, e.g. OUT/labels of "
+                "'oceanfields images classify --out OUT')",
             )
         if use != "annotated" and not self.inputs.objects:
-            raise ConfigError(
-                f"object_targets.labels: {use!r} labels the objects of inputs.objects, "
-                "which is not set; set inputs.objects (e.g. ecotaxa)."
+            raise config_error(
+                "object_targets.labels",
+                use,
+                "set inputs.objects (e.g. ecotaxa)",
+                problem="labels the objects of inputs.objects, which is not set",
             )
         if self.inputs.labels and use == "annotated":
             warnings.warn(
@@ -282,7 +287,7 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     try:
         return RunConfig(**built, out=out)
     except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from err
+        raise ConfigError(f"{where}: {err}", key=err.key) from err
 
 
 def run_config_to_dict(config: RunConfig) -> dict[str, Any]:
