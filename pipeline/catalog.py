@@ -1,6 +1,7 @@
 """Intake catalogs -> oceanfields readers: where the data are, and which reader reads them.
 
-A catalog is an intake v1 YAML file (``catalogs/*.yaml``) that plain intake opens
+A catalog is an intake v1 YAML file (``catalogs/*.yaml``, shipped inside the package as
+``pipeline/catalogs``) that plain intake opens
 (``intake.open_catalog(path)``). Each entry uses a standard intake driver (``csv``,
 ``zarr`` from intake-xarray, or :class:`ParquetSource` below) so intake alone can read it,
 and names the oceanfields reader in its metadata::
@@ -40,6 +41,7 @@ every string default it expands; that noise is silenced in those two places.
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import inspect
 import logging
 import os
@@ -53,7 +55,6 @@ import yaml
 from intake.catalog.base import Catalog
 from intake.source.base import DataSource
 
-import pipeline
 from pipeline.errors import ConfigError, InputFormatError, OceanfieldsError
 from pipeline.io import expand_urls, read_bytes
 
@@ -61,6 +62,7 @@ __all__ = [
     "CATALOG_DIR",
     "READERS",
     "ParquetSource",
+    "is_catalog_name",
     "list_entries",
     "open_catalog",
     "read_entry",
@@ -68,8 +70,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Folder of the catalogs shipped with oceanfields (``<repo>/catalogs``).
-CATALOG_DIR = Path(pipeline.__file__).resolve().parents[1] / "catalogs"
+#: Folder of the catalogs shipped with oceanfields: the package data ``pipeline/catalogs``
+#: (the one copy; the repository's top-level ``catalogs`` is a link to it), found through
+#: importlib.resources, so a wheel has them as a checkout does.
+CATALOG_DIR = Path(str(importlib.resources.files("pipeline").joinpath("catalogs")))
 
 #: oceanfields reader name -> "module:function" (imported when first used).
 READERS: dict[str, str] = {
@@ -366,10 +370,24 @@ class ParquetSource(DataSource):
 # --------------------------------------------------------------------------- catalog files
 
 
+def is_catalog_name(name_or_path: str | os.PathLike[str]) -> bool:
+    """Tell a shipped catalog's name (``"demo"``) from a path or URL of a catalog YAML.
+
+    A name has no path separator and no ``.yaml``/``.yml`` suffix; anything else is a
+    path or URL, as :func:`open_catalog` reads it.
+
+    Examples
+    --------
+    >>> is_catalog_name("demo"), is_catalog_name("my.yaml"), is_catalog_name("s3://b/c.yml")
+    (True, False, False)
+    """
+    text = os.fspath(name_or_path)
+    return "/" not in text and "\\" not in text and not text.endswith((".yaml", ".yml"))
+
+
 def _catalog_url(name_or_path: str | os.PathLike[str]) -> str:
     text = os.fspath(name_or_path)
-    is_name = "/" not in text and "\\" not in text and not text.endswith((".yaml", ".yml"))
-    if is_name:
+    if is_catalog_name(text):
         path = CATALOG_DIR / f"{text}.yaml"
         if not path.is_file():
             raise ConfigError(

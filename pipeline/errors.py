@@ -15,7 +15,21 @@ class OceanfieldsError(Exception):
 
 
 class ConfigError(OceanfieldsError, ValueError):
-    """A configuration, catalog or cluster file is invalid (names the file and key)."""
+    """A configuration, catalog or cluster file is invalid (names the file and key).
+
+    Parameters
+    ----------
+    message : str
+        The whole message: where, the value found, what is expected, the fix.
+    key : str, optional
+        The dotted key the message starts with (``"split.n_folds"``, or ``"n_workers"``
+        relative to its section), set by :func:`pipeline.config.config_error`;
+        :func:`pipeline.config.build_config` uses it to prefix the file and section.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class InputFormatError(OceanfieldsError, ValueError):

@@ -44,7 +44,7 @@ import xarray as xr
 
 from pipeline.clusters.client import cluster_client
 from pipeline.clusters.config import LocalConfig, load_cluster_config
-from pipeline.errors import ConfigError
+from pipeline.config import check_count, check_positive, check_strings, config_error
 
 __all__ = [
     "GRIDS",
@@ -109,19 +109,16 @@ class ScalingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:  # noqa: D105
-        unknown = sorted(set(self.parts) - set(PARTS))
-        if unknown or not self.parts:
-            raise ConfigError(
-                f"scaling: parts: {unknown or list(self.parts)!r} not valid; "
-                f"choose among {', '.join(PARTS)}."
+        check_strings("scaling.parts", self.parts, valid=PARTS, min_items=1)
+        if not self.workers:
+            raise config_error(
+                "scaling.workers", self.workers, "expected worker counts, e.g. (1, 2)"
             )
-        if not self.workers or min(self.workers) < 1:
-            raise ConfigError(
-                f"scaling: workers: {self.workers!r}; give worker counts of 1 or more."
-            )
-        sizes = (self.points, self.rows, self.rounds, self.months, self.images, self.repeats)
-        if min(sizes) < 1:
-            raise ConfigError(f"scaling: sizes must be 1 or more, got {self}.")
+        for count in self.workers:
+            check_count("scaling.workers", count, 1)
+        for key in ("points", "rows", "rounds", "months", "images", "repeats"):
+            check_count(f"scaling.{key}", getattr(self, key), 1)
+        check_positive("scaling.resolution", self.resolution, unit="degrees")
 
 
 # --------------------------------------------------------------------------- setup

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import importlib.metadata
 
+import dask.config
 import pytest
 from click.testing import CliRunner
 
@@ -63,7 +64,7 @@ def test_cluster_check_of_a_bad_file_exits_with_one_line_naming_the_field(tmp_pa
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert lines == [
-        f"Error: ConfigError: {path}: cluster.n_workers: -2 is below 0; give 0 or more."
+        f"Error: ConfigError: {path}: cluster.n_workers: -2; expected an integer >= 0."
     ]
 
 
@@ -166,6 +167,65 @@ def test_slurm_job_script_has_the_requested_directives():
     assert "--nthreads 4" in command
     assert "--local-directory $TMPDIR" in command
     assert "--lifetime 110m" in command
+
+
+SITE = {
+    "jobqueue.slurm.cores": 7,
+    "jobqueue.slurm.memory": "20GiB",
+    "jobqueue.slurm.walltime": "03:30:00",
+    "jobqueue.slurm.processes": 1,
+}
+
+
+def test_slurm_options_left_out_come_from_the_sites_jobqueue_config(tmp_path):
+    pytest.importorskip("dask_jobqueue")
+    path = tmp_path / "site.yaml"
+    path.write_text("cluster:\n  type: slurm\n  queue: compute\n")
+    config = load_cluster_config(path)
+    assert (config.cores, config.memory, config.walltime, config.processes) == (None,) * 4
+    with dask.config.set(SITE):
+        assert not {"cores", "memory", "walltime", "processes"} & set(slurm_job_kwargs(config))
+        result = CliRunner().invoke(main, ["cluster", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for directive in ["#SBATCH --cpus-per-task=7", "#SBATCH --mem=20G", "#SBATCH -t 03:30:00"]:
+        assert directive in lines
+    assert "1 worker process(es), 7 core(s), 20.00 GiB per job" in result.output
+
+
+def test_slurm_options_in_the_file_win_over_the_sites_config(tmp_path):
+    pytest.importorskip("dask_jobqueue")
+    with dask.config.set(SITE):
+        script = slurm_job_script(load_cluster_config(CLUSTERS / "slurm.yaml"))
+    lines = script.splitlines()
+    assert {"#SBATCH --cpus-per-task=8", "#SBATCH --mem=32G", "#SBATCH -t 02:00:00"} <= set(lines)
+
+
+@pytest.mark.parametrize("missing", ["cores", "memory"])
+def test_slurm_cores_or_memory_set_nowhere_is_one_error_naming_both_places(missing):
+    pytest.importorskip("dask_jobqueue")
+    given = {"cores": 4, "memory": "16GiB"}
+    del given[missing]
+    config = load_cluster_config({"cluster": {"type": "slurm", **given}})
+    with (
+        dask.config.set({f"jobqueue.slurm.{missing}": None}),
+        pytest.raises(ConfigError, match=rf"cluster\.{missing}: not set, nor jobqueue\.slurm\."),
+    ):
+        slurm_job_script(config)
+
+
+def test_slurm_gpus_are_shared_by_the_worker_processes_dask_jobqueue_starts():
+    config = load_cluster_config(
+        {"cluster": {"type": "slurm", "cores": 8, "memory": "8GiB", "gpu": {"gpus_per_job": 4}}}
+    )
+    with dask.config.set({"jobqueue.slurm.processes": None}):  # dask-jobqueue: 8 cores -> 4
+        kwargs = slurm_job_kwargs(config)
+    assert (kwargs["processes"], kwargs["worker_extra_args"]) == (4, ["--resources", "GPU=1"])
+    with (
+        dask.config.set({"jobqueue.slurm.processes": 3}),
+        pytest.raises(ConfigError, match=r"cluster\.gpu\.gpus_per_job: 4 GPU\(s\) cannot be"),
+    ):
+        slurm_job_kwargs(config)
 
 
 def test_slurm_gpu_partition_requests_gres_and_the_worker_resource(slurm_gpu_config):

@@ -63,7 +63,7 @@ GATEWAY = "cluster:\n  type: gateway\n  address: https://gateway.example.org\n"
     ("text", "match"),
     [
         ("cluster:\n  type: kubernetes\n  n_workers: 2\n", r"cluster\.image: required key"),
-        (K8S + "  n_workers: -1\n", r"cluster\.n_workers: -1 is below 0"),
+        (K8S + "  n_workers: -1\n", r"cluster\.n_workers: -1; expected an integer >= 0"),
         (K8S + "  n_workers: two\n", r"cluster\.n_workers: 'two' is not int"),
         (K8S + "  n_wrkers: 2\n", r"cluster\.n_wrkers: unknown key; valid: adaptive, env, "),
         (
@@ -77,14 +77,14 @@ GATEWAY = "cluster:\n  type: gateway\n  address: https://gateway.example.org\n"
         (K8S + "  resources: 4\n", r"cluster\.resources: expected a mapping"),
         (
             K8S + "  gpu_workers: {gpus_per_worker: 0}\n",
-            r"cluster\.gpu_workers\.gpus_per_worker: 0 is below 1",
+            r"cluster\.gpu_workers\.gpus_per_worker: 0; expected an integer >= 1",
         ),
         (K8S + "  adaptive: {minimum: 5, maximum: 2}\n", r"cluster\.adaptive\.maximum: 2 is below"),
         (K8S + "  name: Ocean_Fields\n", r"cluster\.name: 'Ocean_Fields' is not a DaskCluster"),
         (K8S + "  env: {AWS_SECRET_ACCESS_KEY: x}\n", r"cluster\.env: .*looks like a credential"),
         (SLURM + "  walltime: 2h\n", r"cluster\.walltime: '2h' is not a SLURM time"),
         (SLURM + "  memory: lots\n", r"cluster\.memory: 'lots' is not a size"),
-        (SLURM + "  cores: 0\n", r"cluster\.cores: 0 is below 1"),
+        (SLURM + "  cores: 0\n", r"cluster\.cores: 0; expected an integer >= 1"),
         (SLURM + "  job_extra_directives: --exclusive\n", r"job_extra_directives: .*list of str"),
         (
             SLURM + "  job_extra_directives: ['#SBATCH --exclusive']\n",
@@ -94,7 +94,7 @@ GATEWAY = "cluster:\n  type: gateway\n  address: https://gateway.example.org\n"
             SLURM + "  processes: 2\n  cores: 2\n  gpu: {gpus_per_job: 1}\n",
             r"cluster\.gpu\.gpus_per_job: 1 GPU\(s\) cannot be shared evenly by 2",
         ),
-        (GATEWAY + "  auth: token\n", r"cluster\.auth: 'token'; valid: basic, jupyterhub"),
+        (GATEWAY + "  auth: token\n", r"cluster\.auth: 'token'; valid: 'basic', 'jupyterhub'"),
         (GATEWAY + "  options: {password: x}\n", r"cluster\.options: 'password' looks like a cred"),
         ("cluster:\n  type: gateway\n", r"cluster\.address: required key missing"),
     ],

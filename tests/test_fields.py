@@ -298,9 +298,9 @@ def test_predict_fields_rejects_features_in_another_order_or_layout(features, bo
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"lat_chunk": 0}, r"fields\.lat_chunk: 0; expected a positive integer"),
+        ({"lat_chunk": 0}, r"fields\.lat_chunk: 0; expected an integer >= 1 \(or None\)"),
         ({"lat_chunk": 2.5}, r"fields\.lat_chunk: 2\.5"),
-        ({"interval_coverage": 1.5}, r"fields\.interval_coverage: 1\.5; expected a fraction"),
+        ({"interval_coverage": 1.5}, r"interval_coverage: 1\.5; expected a number in \(0, 1\)"),
         ({"write_region": "lat"}, r"fields\.write_region: 'lat'; valid: 'time'"),
     ],
     ids=["lat-chunk-zero", "lat-chunk-float", "coverage", "region"],

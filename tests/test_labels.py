@@ -363,7 +363,7 @@ def test_run_refuses_machine_labels_without_a_labels_table():
     ("section", "match"),
     [
         ({"labels": "robot"}, r"object_targets.labels: 'robot'; valid: 'annotated'"),
-        ({"min_prob": 2}, r"object_targets.min_prob: 2.0 must be between 0 and 1"),
+        ({"min_prob": 2}, r"object_targets.min_prob: 2.0; expected a number in \[0, 1\]"),
     ],
     ids=["labels", "min_prob"],
 )

@@ -200,7 +200,7 @@ def test_plate_shows_a_row_per_type_and_skips_images_that_fail(objects, labels, 
         ({"features": "area"}, "morphology.features"),
         ({"statuses": ("V", "V")}, "morphology.statuses"),
         ({"init": "random"}, "morphology.init: 'random'; valid: 'sample', 'k-means||'"),
-        ({"n_init": 0}, "morphology.n_init: 0 must be an integer >= 1"),
+        ({"n_init": 0}, "morphology.n_init: 0; expected an integer >= 1"),
     ],
     ids=[
         "one-type",

@@ -324,11 +324,11 @@ def test_demo_features_are_lazy_and_valid_where_the_ocean_is(env, features, vali
     [
         (
             {"derived": ("sped",)},
-            r"predictors\.derived: unknown 'sped'; valid: depth, doy, speed, vort",
+            r"predictors\.derived: \['sped'\] holds unknown \['sped'\]; valid: 'depth', 'doy'",
         ),
         ({"max_distance_km": -1.0}, r"predictors\.max_distance_km: -1\.0; expected .* >= 0"),
         ({"max_distance_km": math.nan}, r"predictors\.max_distance_km: nan"),
-        ({"variables": "thetao"}, r"predictors\.variables: 'thetao'; .*variables=\('thetao',\)"),
+        ({"variables": "thetao"}, r"variables: 'thetao' is one string; .*=\['thetao'\]"),
     ],
     ids=["unknown-derived", "negative-radius", "nan-radius", "string-variables"],
 )

@@ -86,7 +86,7 @@ def test_a_bad_run_file_is_one_line_naming_file_and_key(tmp_path):
 
 def test_a_run_without_an_output_says_how_to_give_one(tmp_path):
     path = tmp_path / "noout.yaml"
-    path.write_text("split:\n  n_folds: 3\n")
+    path.write_text("inputs:\n  catalog: demo\nsplit:\n  n_folds: 3\n")
     res = CliRunner().invoke(main, ["run", str(path)])
     assert res.exit_code == 1
     assert "no output: give --out URL or 'out:' in the run file." in res.output

@@ -73,5 +73,6 @@ def test_cost_model_scales_with_cells_and_workers(record, tmp_path):
 
 
 def test_scaling_config_names_unknown_parts():
-    with pytest.raises(ConfigError, match=r"parts: \['fieldz'\].*matchup, train"):
+    match = r"scaling\.parts: \['fieldz'\] holds unknown \['fieldz'\]; valid: 'matchup', 'train'"
+    with pytest.raises(ConfigError, match=match):
         ScalingConfig(parts=("fieldz",))

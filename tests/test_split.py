@@ -78,27 +78,27 @@ def test_config_defaults_are_ten_degree_blocks_five_folds_a_fifth_held_out():
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "valid"),
+    ("key", "value", "expected"),
     [
-        ("method", "grid", "'blocks', 'basins'"),
-        ("block_deg", 0.0, "0 < block_deg <= 180 (degrees)"),
-        ("block_deg", 181, "0 < block_deg <= 180 (degrees)"),
-        ("block_deg", float("nan"), "0 < block_deg <= 180 (degrees)"),
-        ("block_deg", "10", "0 < block_deg <= 180 (degrees)"),
-        ("n_folds", 1, "an integer >= 2"),
-        ("n_folds", 2.5, "an integer >= 2"),
-        ("n_folds", True, "an integer >= 2"),
-        ("test_fraction", 1.0, "0 <= test_fraction < 1"),
-        ("test_fraction", -0.1, "0 <= test_fraction < 1"),
-        ("buffer_km", -1.0, "a finite buffer_km >= 0 (km)"),
-        ("buffer_km", float("inf"), "a finite buffer_km >= 0 (km)"),
-        ("seed", -1, "an integer >= 0"),
-        ("seed", 1.5, "an integer >= 0"),
+        ("method", "grid", "valid: 'blocks', 'basins'"),
+        ("block_deg", 0.0, "expected a number in (0, 180] (degrees)"),
+        ("block_deg", 181, "expected a number in (0, 180] (degrees)"),
+        ("block_deg", float("nan"), "expected a number in (0, 180] (degrees)"),
+        ("block_deg", "10", "expected a number in (0, 180] (degrees)"),
+        ("n_folds", 1, "expected an integer >= 2"),
+        ("n_folds", 2.5, "expected an integer >= 2"),
+        ("n_folds", True, "expected an integer >= 2"),
+        ("test_fraction", 1.0, "expected a number in [0, 1)"),
+        ("test_fraction", -0.1, "expected a number in [0, 1)"),
+        ("buffer_km", -1.0, "expected a finite number >= 0 (km)"),
+        ("buffer_km", float("inf"), "expected a finite number >= 0 (km)"),
+        ("seed", -1, "expected an integer >= 0"),
+        ("seed", 1.5, "expected an integer >= 0"),
     ],
     ids=lambda v: repr(v) if not isinstance(v, str) else v,
 )
-def test_config_error_names_the_key_the_value_and_the_valid_range(key, value, valid):
-    message = f"split.{key}: {value!r}; valid: {valid}."
+def test_config_error_names_the_key_the_value_and_the_valid_range(key, value, expected):
+    message = f"split.{key}: {value!r}; {expected}."
     with pytest.raises(ConfigError, match=re.escape(message)):
         SplitConfig(**{key: value})
 

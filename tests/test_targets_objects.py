@@ -180,15 +180,15 @@ def test_rows_follow_sampled_ids_in_layer_order_and_other_layers_are_configurabl
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"statuses": ("V", "X")}, r"statuses: \['V', 'X'\]; valid: 'V' \(validated\)"),
-        ({"statuses": "VP"}, r"statuses: got the string 'VP'; write a list"),
-        ({"statuses": ()}, r"at least one"),
-        ({"categories": "fiber"}, r"got the string 'fiber'; write a list: categories=\['fiber'\]"),
-        ({"categories": ("fiber", "fiber")}, r"must be distinct, non-empty names"),
+        ({"statuses": ("V", "X")}, r"\['V', 'X'\] holds unknown \['X'\]; valid: .*'V' validated"),
+        ({"statuses": "VP"}, r"statuses: 'VP' is one string; expected a list of strings"),
+        ({"statuses": ()}, r"statuses: \[\]; expected at least 1 name"),
+        ({"categories": "fiber"}, r"categories: 'fiber' is one string; .* categories=\['fiber'\]"),
+        ({"categories": ("fiber", "fiber")}, r"\['fiber', 'fiber'\] repeats \['fiber'\]; expected"),
         ({"categories": ("a b", "a-b")}, r"'a b' and 'a-b' both give the column conc_a_b_per_l"),
         ({"categories": ("<>",)}, r"'<>' has no letter or digit"),
-        ({"layers": (Layer(100, 50),)}, r"must have 0 <= top_m < bottom_m"),
-        ({"min_objects": -1}, r"min_objects: -1 must be an integer >= 0"),
+        ({"layers": (Layer(100, 50),)}, r"layers: Layer\(.*; expected 0 <= top_m < bottom_m"),
+        ({"min_objects": -1}, r"min_objects: -1; expected an integer >= 0"),
     ],
     ids=[
         "unknown-status",

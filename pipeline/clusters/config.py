@@ -12,8 +12,12 @@ scheduler file), ``kubernetes`` (dask-kubernetes operator, extra ``oceanfields[k
 ``slurm`` (dask-jobqueue, extra ``oceanfields[hpc]``), ``gateway`` (dask-gateway, extra
 ``oceanfields[gateway]``).
 The shipped files in ``clusters/`` document every option. Defaults live only in the
-config dataclasses below; unknown keys are errors that list the valid ones, and every
-error names the file and the dotted key. No credential is ever read from or written to
+config dataclasses below (a SLURM option left out falls back to dask-jobqueue's own
+configuration, ``jobqueue.slurm`` in dask's config); unknown keys are errors that list the
+valid ones, and every error names the file and the dotted key: each config checks its
+values with the ``check_*`` helpers of :mod:`pipeline.config`, naming its keys relative
+to its own section, and :func:`~pipeline.config.build_config` prefixes the file and the
+section (``cluster.adaptive.maximum``). No credential is ever read from or written to
 these files: authentication is named (``auth: jupyterhub``) and its secrets come from the
 environment. What a file would submit (manifests, job script) is built by
 :mod:`pipeline.clusters.deploy`, which also starts the remote deployments;
@@ -34,7 +38,14 @@ from typing import Any, Literal
 
 from dask.utils import parse_bytes
 
-from pipeline.config import build_config, read_yaml
+from pipeline.config import (
+    build_config,
+    check_choice,
+    check_count,
+    check_strings,
+    config_error,
+    read_yaml,
+)
 from pipeline.errors import ConfigError
 
 __all__ = [
@@ -63,18 +74,6 @@ _SECRET = re.compile(r"pass(word)?|secret|token|credential|api_?key|private_?key
 _GATEWAY_AUTH = ("basic", "jupyterhub", "kerberos")
 
 
-def _check_count(name: str, value: int, minimum: int = 0) -> None:
-    """Raise ValueError naming the field when a count is below ``minimum``."""
-    if value < minimum:
-        raise ValueError(f"{name}: {value!r} is below {minimum}; give {minimum} or more.")
-
-
-def _check_strings(name: str, value: Any) -> None:
-    """Raise ValueError naming the field unless ``value`` is a tuple of strings."""
-    if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{name}: {value!r} is not a list of strings.")
-
-
 def _pairs(value: Any) -> tuple[tuple[str, Any], ...]:
     """Turn a YAML mapping of names to scalars into sorted, hashable pairs."""
     if not isinstance(value, Mapping):
@@ -88,6 +87,17 @@ def _pairs(value: Any) -> tuple[tuple[str, Any], ...]:
                 "it in the environment (or a Kubernetes Secret) where the cluster runs."
             )
     return tuple(sorted(value.items()))
+
+
+def _check_gpu_share(gpus_per_job: int, processes: int) -> None:
+    """Raise a ConfigError unless a job's GPUs are shared evenly by its worker processes."""
+    if gpus_per_job % processes:
+        raise config_error(
+            "gpu.gpus_per_job",
+            gpus_per_job,
+            "set processes to 1 or a divisor of gpus_per_job",
+            problem=f"GPU(s) cannot be shared evenly by {processes} worker processes",
+        )
 
 
 # A Kubernetes quantity (2, 500m, 0.5, 8Gi, 8G): not a dask size string such as "8GiB".
@@ -110,13 +120,15 @@ class ResourceQuantities:
     memory: str | None = None
 
     def __post_init__(self) -> None:
-        """Check the values; a ValueError names the field."""
+        """Check the values; a ConfigError names the key."""
         for name in ("cpu", "memory"):
             value = getattr(self, name)
             if value is not None and not _QUANTITY.match(str(value)):
-                raise ValueError(
-                    f"{name}: {value!r} is not a Kubernetes quantity; write e.g. 2, 500m, 8Gi "
-                    "(Ki/Mi/Gi, not KiB/MiB/GiB)."
+                raise config_error(
+                    name,
+                    value,
+                    "write e.g. 2, 500m, 8Gi (Ki/Mi/Gi, not KiB/MiB/GiB)",
+                    problem="is not a Kubernetes quantity",
                 )
 
     def as_dict(self) -> dict[str, str]:
@@ -172,6 +184,21 @@ class LocalConfig:
     processes: bool = True
     dashboard_address: str = "127.0.0.1:0"
 
+    def __post_init__(self) -> None:
+        """Check the values; a ConfigError names the key."""
+        check_count("n_workers", self.n_workers, 1, allow_none=True)
+        check_count("threads_per_worker", self.threads_per_worker, 1)
+        if self.memory_limit != "auto":
+            try:
+                parse_bytes(self.memory_limit)
+            except (TypeError, ValueError) as err:
+                raise config_error(
+                    "memory_limit",
+                    self.memory_limit,
+                    "write a size per worker such as 4GiB, or auto",
+                    problem="is not a size",
+                ) from err
+
 
 @dataclass(frozen=True, kw_only=True)
 class SchedulerConfig:
@@ -206,11 +233,16 @@ class AdaptiveConfig:
     maximum: int = 10
 
     def __post_init__(self) -> None:
-        """Check the values; a ValueError names the field."""
-        _check_count("minimum", self.minimum)
-        _check_count("maximum", self.maximum, 1)
+        """Check the values; a ConfigError names the key."""
+        check_count("minimum", self.minimum)
+        check_count("maximum", self.maximum, 1)
         if self.maximum < self.minimum:
-            raise ValueError(f"maximum: {self.maximum} is below minimum {self.minimum}.")
+            raise config_error(
+                "maximum",
+                self.maximum,
+                "expected maximum >= minimum; raise maximum or lower minimum",
+                problem=f"is below minimum {self.minimum}",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,12 +273,17 @@ class KubernetesGpuConfig:
     resources: PodResources | None = None
 
     def __post_init__(self) -> None:
-        """Check the values; a ValueError names the field."""
-        _check_count("n_workers", self.n_workers)
-        _check_count("gpus_per_worker", self.gpus_per_worker, 1)
-        _check_count("threads_per_worker", self.threads_per_worker, 1)
+        """Check the values; a ConfigError names the key."""
+        check_count("n_workers", self.n_workers)
+        check_count("gpus_per_worker", self.gpus_per_worker, 1)
+        check_count("threads_per_worker", self.threads_per_worker, 1)
         if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", self.name):
-            raise ValueError(f"name: {self.name!r} is not a lowercase name (a-z, 0-9, '-').")
+            raise config_error(
+                "name",
+                self.name,
+                "use a-z, 0-9 and '-', e.g. gpu",
+                problem="is not a lowercase name",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,25 +337,30 @@ class KubernetesConfig:
     scheduler_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
 
     def __post_init__(self) -> None:
-        """Check the values; a ValueError names the field."""
-        _check_count("n_workers", self.n_workers)
-        _check_count("threads_per_worker", self.threads_per_worker, 1)
-        _check_count("idle_timeout_s", self.idle_timeout_s)
-        _check_count("resource_timeout_s", self.resource_timeout_s, 1)
+        """Check the values; a ConfigError names the key."""
+        check_count("n_workers", self.n_workers)
+        check_count("threads_per_worker", self.threads_per_worker, 1)
+        check_count("idle_timeout_s", self.idle_timeout_s)
+        check_count("resource_timeout_s", self.resource_timeout_s, 1)
         if not self.image.strip():
-            raise ValueError(
-                "image: empty; give the worker image, e.g. ghcr.io/you/oceanfields:0.1.0."
+            raise config_error(
+                "image",
+                self.image,
+                "give the worker image, e.g. ghcr.io/you/oceanfields:0.1.0",
+                problem="is empty",
             )
         if not _K8S_NAME.match(self.name):
-            raise ValueError(
-                f"name: {self.name!r} is not a DaskCluster name (lowercase a-z, 0-9 and '-', "
-                "at most 53 characters)."
+            raise config_error(
+                "name",
+                self.name,
+                "use lowercase a-z, 0-9 and '-', at most 53 characters",
+                problem="is not a DaskCluster name",
             )
-        if self.scheduler_service_type not in ("ClusterIP", "NodePort", "LoadBalancer"):
-            raise ValueError(
-                f"scheduler_service_type: {self.scheduler_service_type!r}; "
-                "valid: ClusterIP, NodePort, LoadBalancer."
-            )
+        check_choice(
+            "scheduler_service_type",
+            self.scheduler_service_type,
+            ("ClusterIP", "NodePort", "LoadBalancer"),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -340,15 +382,19 @@ class SlurmGpuConfig:
     gres_type: str | None = None
 
     def __post_init__(self) -> None:
-        """Check the values; a ValueError names the field."""
-        _check_count("gpus_per_job", self.gpus_per_job, 1)
+        """Check the values; a ConfigError names the key."""
+        check_count("gpus_per_job", self.gpus_per_job, 1)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SlurmConfig:
     """Dask workers as SLURM batch jobs (dask-jobqueue ``SLURMCluster``).
 
-    Options left out fall back to dask-jobqueue's own configuration (``jobqueue.slurm``).
+    Options left out (None) are not passed to dask-jobqueue, which then reads its own
+    configuration, ``jobqueue.slurm.<option>`` in dask's config (the site's
+    ``~/.config/dask/jobqueue.yaml`` or ``/etc/dask/jobqueue.yaml``), as
+    ``SLURMCluster()`` itself does. ``cores`` and ``memory`` must be set in one place or
+    the other.
 
     Attributes
     ----------
@@ -356,14 +402,18 @@ class SlurmConfig:
         Partition (``#SBATCH -p``).
     account : str or None
         Account charged (``#SBATCH -A``).
-    cores : int
-        Cores per job (``--cpus-per-task``), shared by its worker processes.
-    processes : int
-        Worker processes per job.
-    memory : str
-        Memory per job (dask size string, ``16GiB``; ``#SBATCH --mem``).
-    walltime : str
-        Job time limit (``#SBATCH -t``, ``HH:MM:SS`` or ``D-HH:MM:SS``).
+    cores : int or None
+        Cores per job (``--cpus-per-task``), shared by its worker processes
+        (``jobqueue.slurm.cores``).
+    processes : int or None
+        Worker processes per job (``jobqueue.slurm.processes``; dask-jobqueue's default
+        is about the square root of ``cores``).
+    memory : str or None
+        Memory per job (dask size string, ``16GiB``; ``#SBATCH --mem``;
+        ``jobqueue.slurm.memory``).
+    walltime : str or None
+        Job time limit (``#SBATCH -t``, ``HH:MM:SS`` or ``D-HH:MM:SS``;
+        ``jobqueue.slurm.walltime``).
     job_extra_directives : tuple of str
         More ``#SBATCH`` options, without the ``#SBATCH`` (``--exclusive``).
     worker_extra_args : tuple of str
@@ -389,10 +439,10 @@ class SlurmConfig:
     type: Literal["slurm"] = "slurm"
     queue: str | None = None
     account: str | None = None
-    cores: int = 4
-    processes: int = 1
-    memory: str = "16GiB"
-    walltime: str = "01:00:00"
+    cores: int | None = None
+    processes: int | None = None
+    memory: str | None = None
+    walltime: str | None = None
     job_extra_directives: tuple[str, ...] = ()
     worker_extra_args: tuple[str, ...] = ()
     job_script_prologue: tuple[str, ...] = ()
@@ -405,33 +455,42 @@ class SlurmConfig:
     gpu: SlurmGpuConfig | None = None
 
     def __post_init__(self) -> None:
-        """Check the values; a ValueError names the field."""
-        _check_count("cores", self.cores, 1)
-        _check_count("processes", self.processes, 1)
-        _check_count("jobs", self.jobs)
-        if self.cores % self.processes:
-            raise ValueError(
-                f"cores: {self.cores} cannot be split over {self.processes} processes."
+        """Check the values given (None: dask's config decides); a ConfigError names the key."""
+        check_count("cores", self.cores, 1, allow_none=True)
+        check_count("processes", self.processes, 1, allow_none=True)
+        check_count("jobs", self.jobs)
+        if self.cores is not None and self.processes is not None and self.cores % self.processes:
+            raise config_error(
+                "cores",
+                self.cores,
+                "give a multiple of processes",
+                problem=f"cannot be split over {self.processes} processes",
             )
-        try:
-            parse_bytes(self.memory)
-        except ValueError as err:
-            raise ValueError(f"memory: {self.memory!r} is not a size such as 16GiB.") from err
-        if not _WALLTIME.match(self.walltime):
-            raise ValueError(f"walltime: {self.walltime!r} is not a SLURM time such as 02:00:00.")
+        if self.memory is not None:
+            try:
+                parse_bytes(self.memory)
+            except (TypeError, ValueError) as err:
+                raise config_error(
+                    "memory", self.memory, "write e.g. 16GiB", problem="is not a size"
+                ) from err
+        if self.walltime is not None and not _WALLTIME.match(self.walltime):
+            raise config_error(
+                "walltime",
+                self.walltime,
+                "write e.g. '02:00:00' or '1-00:00:00' (quoted in YAML)",
+                problem="is not a SLURM time",
+            )
         for name in ("job_extra_directives", "worker_extra_args", "job_script_prologue"):
-            _check_strings(name, getattr(self, name))
+            check_strings(name, getattr(self, name))
         for line in self.job_extra_directives:
             if not line.startswith("-"):
-                raise ValueError(
-                    f"job_extra_directives: {line!r}; write the option only, e.g. '--exclusive' "
-                    "(no '#SBATCH')."
+                raise config_error(
+                    "job_extra_directives",
+                    line,
+                    "write the option only, e.g. '--exclusive' (no '#SBATCH')",
                 )
-        if self.gpu and self.gpu.gpus_per_job % self.processes:
-            raise ValueError(
-                f"gpu.gpus_per_job: {self.gpu.gpus_per_job} GPU(s) cannot be shared evenly by "
-                f"{self.processes} worker processes; set processes to 1 or a divisor."
-            )
+        if self.gpu and self.processes is not None:
+            _check_gpu_share(self.gpu.gpus_per_job, self.processes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -467,12 +526,17 @@ class GatewayConfig:
     adaptive: AdaptiveConfig | None = None
 
     def __post_init__(self) -> None:
-        """Check the values; a ValueError names the field."""
-        _check_count("n_workers", self.n_workers)
-        if self.auth is not None and self.auth not in _GATEWAY_AUTH:
-            raise ValueError(f"auth: {self.auth!r}; valid: {', '.join(_GATEWAY_AUTH)}.")
+        """Check the values; a ConfigError names the key."""
+        check_count("n_workers", self.n_workers)
+        if self.auth is not None:
+            check_choice("auth", self.auth, _GATEWAY_AUTH)
         if not self.address.startswith(("http://", "https://")):
-            raise ValueError(f"address: {self.address!r} is not an http(s):// URL.")
+            raise config_error(
+                "address",
+                self.address,
+                "give the gateway's URL, e.g. https://gateway.example.org",
+                problem="is not an http(s):// URL",
+            )
 
 
 ClusterConfig = LocalConfig | SchedulerConfig | KubernetesConfig | SlurmConfig | GatewayConfig
@@ -512,15 +576,7 @@ def _build_section(cls: type, values: Any, *, where: str, section: str) -> Any:
                 )
     names = {f.name for f in dataclasses.fields(cls)}
     converters = {k: c for k, c in _CONVERTERS.items() if k in names}
-    try:
-        return build_config(cls, values, where=where, section=section, converters=converters)
-    except ConfigError as err:
-        # "file: cluster: n_workers: -1 ..." from __post_init__ -> "file: cluster.n_workers: ..."
-        head, _, rest = str(err).partition(f"{where}: {section}: ")
-        field = re.match(r"^([a-z_]+(\.[a-z_]+)?): ", rest)
-        if head or not field or field.group(1).split(".")[0] not in names:
-            raise
-        raise ConfigError(f"{where}: {section}.{rest}") from err
+    return build_config(cls, values, where=where, section=section, converters=converters)
 
 
 def load_cluster_config(

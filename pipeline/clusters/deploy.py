@@ -25,13 +25,17 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import dask.config
 import yaml
+from dask.utils import format_bytes
+from distributed.deploy.utils import nprocesses_nthreads
 
 from pipeline.clusters.config import (
     ClusterConfig,
     GatewayConfig,
     KubernetesConfig,
     SlurmConfig,
+    _check_gpu_share,
 )
 from pipeline.errors import ConfigError
 
@@ -251,28 +255,61 @@ def slurm_job_kwargs(config: SlurmConfig) -> dict[str, Any]:
     Returns
     -------
     dict
-        Only the options the file sets; the rest come from dask-jobqueue's config.
+        Only the options the file sets: dask-jobqueue reads the others from dask's
+        config (``jobqueue.slurm.cores``, ``.memory``, ``.walltime``, ...), as
+        ``SLURMCluster()`` itself does, so a site's ``jobqueue.yaml`` applies. With
+        ``gpu``, ``processes`` is passed too (the file's, else ``jobqueue.slurm.processes``,
+        else dask-jobqueue's default for the cores), since it decides each worker's
+        share of the job's GPUs.
+
+    Raises
+    ------
+    ConfigError
+        When ``cores`` or ``memory`` is set neither in the file nor in dask's config
+        (dask-jobqueue needs both), or when the job's GPUs cannot be shared evenly by
+        its worker processes.
 
     Examples
     --------
     >>> from pipeline.clusters.config import SlurmConfig, SlurmGpuConfig
-    >>> kw = slurm_job_kwargs(SlurmConfig(gpu=SlurmGpuConfig(gpus_per_job=2)))
+    >>> gpu = SlurmGpuConfig(gpus_per_job=2)
+    >>> kw = slurm_job_kwargs(SlurmConfig(cores=4, memory="16GiB", processes=1, gpu=gpu))
     >>> kw["queue"], kw["job_extra_directives"], kw["worker_extra_args"]
     ('gpu', ['--gres=gpu:2'], ['--resources', 'GPU=2'])
+    >>> sorted(slurm_job_kwargs(SlurmConfig(cores=4, memory="16GiB")))[:3]  # no walltime
+    ['cores', 'job_extra_directives', 'job_script_prologue']
     """
+    for name in ("cores", "memory"):
+        if getattr(config, name) is None and _site_slurm(name) is None:
+            raise ConfigError(
+                f"cluster.{name}: not set, nor jobqueue.slurm.{name} in dask's config; "
+                f"dask-jobqueue needs it: set {name}: in the cluster file, or "
+                f"jobqueue.slurm.{name} in the site's ~/.config/dask/jobqueue.yaml.",
+                key=f"cluster.{name}",
+            )
     directives = list(config.job_extra_directives)
     worker_args = list(config.worker_extra_args)
     queue = config.queue
+    processes = config.processes
     if config.gpu is not None:
         queue = config.gpu.partition
         gres = ":".join(["gpu", *([config.gpu.gres_type] if config.gpu.gres_type else [])])
         directives.append(f"--gres={gres}:{config.gpu.gpus_per_job}")
-        worker_args += ["--resources", f"GPU={config.gpu.gpus_per_job // config.processes}"]
+        processes = _slurm_processes(config)
+        try:
+            _check_gpu_share(config.gpu.gpus_per_job, processes)
+        except ConfigError as err:
+            raise ConfigError(
+                f"cluster.{err} (processes: {processes}, from dask's config or dask-jobqueue's "
+                "default as the file leaves it out)",
+                key=f"cluster.{err.key}",
+            ) from err
+        worker_args += ["--resources", f"GPU={config.gpu.gpus_per_job // processes}"]
     kwargs: dict[str, Any] = {
         "queue": queue,
         "account": config.account,
         "cores": config.cores,
-        "processes": config.processes,
+        "processes": processes,
         "memory": config.memory,
         "walltime": config.walltime,
         "job_extra_directives": directives,
@@ -286,12 +323,41 @@ def slurm_job_kwargs(config: SlurmConfig) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+def _site_slurm(name: str) -> Any:
+    """``jobqueue.slurm.<name>`` of dask's config (the site's jobqueue.yaml), or None."""
+    return dask.config.get(f"jobqueue.slurm.{name}", None)
+
+
+def _slurm_processes(config: SlurmConfig) -> int:
+    """Worker processes per job as dask-jobqueue decides them: file, dask config, default."""
+    if config.processes is not None:
+        return config.processes
+    site = _site_slurm("processes")
+    if site is not None:
+        return int(site)
+    cores = config.cores if config.cores is not None else int(_site_slurm("cores"))
+    return int(nprocesses_nthreads(cores)[0])
+
+
+def _slurm_job(config: SlurmConfig) -> Any:
+    """Build the dask-jobqueue job object of one SLURM job (no scheduler, no batch system)."""
+    jobqueue = _require("dask_jobqueue", "hpc")
+    job_cls = jobqueue.SLURMCluster.job_cls
+    try:
+        return job_cls(SCHEDULER_PLACEHOLDER, name="dummy-name", **slurm_job_kwargs(config))
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"dask-jobqueue rejects the SLURM options: {err}") from err
+
+
 def slurm_job_script(config: SlurmConfig) -> str:
     """Build the batch script of each SLURM job with dask-jobqueue, no batch system needed.
 
     It is ``SLURMCluster(...).job_script()`` with the scheduler's address (known only
     once it runs) shown as ``tcp://<scheduler-address>:8786``; building it starts no
-    scheduler, so an ``interface`` absent from this machine is fine.
+    scheduler, so an ``interface`` absent from this machine is fine. Options the file
+    leaves out come from dask's config (``jobqueue.slurm``), as in ``SLURMCluster()``.
 
     Parameters
     ----------
@@ -306,15 +372,10 @@ def slurm_job_script(config: SlurmConfig) -> str:
     Raises
     ------
     ConfigError
-        When dask-jobqueue is not installed or rejects an option.
+        When dask-jobqueue is not installed or rejects an option, or ``cores`` or
+        ``memory`` is set nowhere (:func:`slurm_job_kwargs`).
     """
-    jobqueue = _require("dask_jobqueue", "hpc")
-    job_cls = jobqueue.SLURMCluster.job_cls
-    try:
-        job = job_cls(SCHEDULER_PLACEHOLDER, name="dummy-name", **slurm_job_kwargs(config))
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"dask-jobqueue rejects the SLURM options: {err}") from err
-    return str(job.job_script())
+    return str(_slurm_job(config).job_script())
 
 
 def gateway_request(config: GatewayConfig) -> dict[str, Any]:
@@ -395,16 +456,19 @@ def describe_submission(config: ClusterConfig) -> str:
         )
         return head + yaml.safe_dump_all(manifests, sort_keys=False)
     if config.type == "slurm":
+        job = _slurm_job(config)
         size = (
             f"adaptive {config.adaptive.minimum}-{config.adaptive.maximum} job(s)"
             if config.adaptive
             else f"{config.jobs} job(s)"
         )
         head = (
-            f"# slurm: {size} of {config.processes} worker process(es), each job runs "
+            f"# slurm: {size} of {job.worker_processes} worker process(es), "
+            f"{job.worker_cores} core(s), {format_bytes(job.worker_memory)} per job "
+            "(options the file leaves out: dask config jobqueue.slurm); each job runs "
             f"(dask-jobqueue {_version('dask-jobqueue')}):\n"
         )
-        return head + slurm_job_script(config)
+        return head + str(job.job_script())
     _require("dask_gateway", "gateway")
     head = f"# gateway: request (dask-gateway {_version('dask-gateway')}):\n"
     return head + yaml.safe_dump(gateway_request(config), sort_keys=False)

@@ -45,7 +45,7 @@ import pandas as pd
 import xarray as xr
 import xgboost as xgb
 
-from pipeline.errors import ConfigError
+from pipeline.config import check_choice, check_count, check_range
 
 __all__ = [
     "FieldsConfig",
@@ -85,7 +85,7 @@ class FieldsConfig:
     >>> FieldsConfig(lat_chunk=0)
     Traceback (most recent call last):
     ...
-    pipeline.errors.ConfigError: fields.lat_chunk: 0; expected a positive integer or None.
+    pipeline.errors.ConfigError: fields.lat_chunk: 0; expected an integer >= 1 (or None).
     """
 
     lat_chunk: int | None = None
@@ -94,23 +94,17 @@ class FieldsConfig:
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key and the value."""
-        if self.lat_chunk is not None and (
-            isinstance(self.lat_chunk, bool)
-            or not isinstance(self.lat_chunk, int | np.integer)
-            or self.lat_chunk < 1
-        ):
-            raise ConfigError(
-                f"fields.lat_chunk: {self.lat_chunk!r}; expected a positive integer or None."
-            )
-        if not isinstance(self.interval_coverage, float | int) or not (
-            0.0 < float(self.interval_coverage) < 1.0
-        ):
-            raise ConfigError(
-                f"fields.interval_coverage: {self.interval_coverage!r}; "
-                "expected a fraction between 0 and 1 (e.g. 0.9)."
-            )
-        if self.write_region != "time":
-            raise ConfigError(f"fields.write_region: {self.write_region!r}; valid: 'time'.")
+        check_count("fields.lat_chunk", self.lat_chunk, 1, allow_none=True)
+        check_range(
+            "fields.interval_coverage",
+            self.interval_coverage,
+            low=0,
+            high=1,
+            low_open=True,
+            high_open=True,
+            fix="e.g. 0.9",
+        )
+        check_choice("fields.write_region", self.write_region, ("time",))
 
 
 def envelope_of(X: pd.DataFrame) -> dict[str, tuple[float, float]]:

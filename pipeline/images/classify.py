@@ -53,6 +53,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from pipeline.config import check_choice, check_count
 from pipeline.errors import ConfigError, StoreMismatchError
 
 __all__ = ["ClassifyConfig", "ClassifyResult", "classify_images"]
@@ -94,8 +95,8 @@ class ClassifyConfig:
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key."""
         for key in ("partition_size", "batch_size", "top_k", "threads"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"images.classify.{key}: {getattr(self, key)!r}; expected >= 1.")
+            check_count(f"images.classify.{key}", getattr(self, key), 1)
+        check_choice("images.classify.gpu", self.gpu, (True, False, "auto"))
 
 
 @dataclass

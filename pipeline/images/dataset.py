@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.errors import ConfigError, InputFormatError
+from pipeline.config import check_count
+from pipeline.errors import InputFormatError
 from pipeline.io import expand_urls, read_bytes
 
 __all__ = [
@@ -89,10 +90,8 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         """Check the sizes."""
-        if not 8 <= self.size <= 1024:
-            raise ConfigError(f"preprocess.size: {self.size!r}; expected 8..1024 px.")
-        if self.canvas_px < 1:
-            raise ConfigError(f"preprocess.canvas_px: {self.canvas_px!r}; expected >= 1 px.")
+        check_count("preprocess.size", self.size, 8, maximum=1024)
+        check_count("preprocess.canvas_px", self.canvas_px, 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON) of the options."""

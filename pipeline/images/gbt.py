@@ -40,6 +40,7 @@ import pandas as pd
 import xgboost
 from sklearn.utils.class_weight import compute_sample_weight
 
+from pipeline.config import check_count, check_range
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.evaluation import classification_metrics, stratified_holdout
 
@@ -90,19 +91,20 @@ class GBTConfig:
     def __post_init__(self) -> None:
         """Check every option; raise ConfigError naming the key and the value."""
         for key in ("n_estimators", "max_depth", "early_stopping_rounds"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"gbt.{key}: {value!r}; expected an integer >= 1")
+            check_count(f"gbt.{key}", getattr(self, key), 1)
         for key in ("learning_rate", "subsample", "colsample_bytree"):
-            if not 0.0 < getattr(self, key) <= 1.0:
-                raise ConfigError(f"gbt.{key}: {getattr(self, key)!r}; expected in (0, 1]")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigError(
-                f"gbt.validation_fraction: {self.validation_fraction!r}; expected in (0, 1)"
-            )
+            check_range(f"gbt.{key}", getattr(self, key), low=0, high=1, low_open=True)
+        check_range(
+            "gbt.validation_fraction",
+            self.validation_fraction,
+            low=0,
+            high=1,
+            low_open=True,
+            high_open=True,
+        )
         for key in ("min_child_weight", "reg_lambda"):
-            if not getattr(self, key) >= 0.0:
-                raise ConfigError(f"gbt.{key}: {getattr(self, key)!r}; expected >= 0")
+            check_range(f"gbt.{key}", getattr(self, key), low=0)
+        check_count("gbt.n_jobs", self.n_jobs, 1, allow_none=True)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,8 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
-from pipeline.errors import ConfigError, InputFormatError
+from pipeline.config import config_error
+from pipeline.errors import InputFormatError
 from pipeline.images.dataset import decode_image
 from pipeline.io import read_bytes
 
@@ -144,9 +145,9 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         """Check the threshold."""
         t = self.threshold
-        if t != "otsu" and (isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < 255):
-            raise ConfigError(
-                f"features.threshold: {t!r}; expected an integer grey level 0..254 or 'otsu'."
+        if t != "otsu" and not (isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 255):
+            raise config_error(
+                "features.threshold", t, "expected an integer grey level 0 to 254, or 'otsu'"
             )
 
 

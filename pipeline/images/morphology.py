@@ -49,6 +49,7 @@ from dask.delayed import Delayed
 from sklearn.cluster import KMeans as SKMeans
 from threadpoolctl import threadpool_limits
 
+from pipeline.config import check_choice, check_count, check_range, check_strings, config_error
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.io import read_bytes
 
@@ -150,31 +151,25 @@ class MorphologyConfig:
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key."""
         for key in ("features", "categories", "statuses"):
-            value = getattr(self, key)
-            if value is None:
-                continue
-            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(
-                    f"morphology.{key}: {value!r} must be a list of names, e.g. "
-                    f"{key}=['area', 'mean']."
-                )
-            if not value or len(set(value)) != len(value):
-                raise ConfigError(f"morphology.{key}: {list(value)!r} must be distinct, >= 1.")
-            object.__setattr__(self, key, tuple(value))
-        for key, low in (("n_types", 2), ("n_components", 1), ("n_init", 1)):
-            value = getattr(self, key)
-            if key == "n_components" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"morphology.{key}: {value!r} must be an integer >= {low}.")
-        if not 0.0 < self.explained_variance <= 1.0:
-            raise ConfigError(
-                f"morphology.explained_variance: {self.explained_variance!r} must be in (0, 1]."
+            names = check_strings(
+                f"morphology.{key}",
+                getattr(self, key),
+                min_items=1,
+                distinct=True,
+                allow_none=True,
             )
-        if self.init not in ("sample", "k-means||"):
-            raise ConfigError(f"morphology.init: {self.init!r}; valid: 'sample', 'k-means||'.")
-        if not self.label_prefix:
-            raise ConfigError("morphology.label_prefix: must be a non-empty string.")
+            object.__setattr__(self, key, names)
+        check_count("morphology.n_types", self.n_types, 2)
+        check_count("morphology.n_components", self.n_components, 1, allow_none=True)
+        check_count("morphology.n_init", self.n_init, 1)
+        check_range(
+            "morphology.explained_variance", self.explained_variance, low=0, high=1, low_open=True
+        )
+        check_choice("morphology.init", self.init, ("sample", "k-means||"))
+        if not isinstance(self.label_prefix, str) or not self.label_prefix:
+            raise config_error(
+                "morphology.label_prefix", self.label_prefix, "expected a non-empty string"
+            )
 
 
 @dataclass

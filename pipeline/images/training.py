@@ -46,6 +46,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from pipeline.config import check_choice, check_count, check_positive, check_range
 from pipeline.errors import ConfigError
 from pipeline.images.dataset import Preprocess, prepare_images
 from pipeline.images.evaluation import plot_confusion
@@ -130,17 +131,22 @@ class ImageTrainConfig:
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key."""
-        if self.balance not in ("sampler", "weights", "none"):
-            raise ConfigError(
-                f"images.train.balance: {self.balance!r}; expected 'sampler', 'weights' or 'none'."
-            )
-        if not 0.0 < self.val_fraction < 0.9:
-            raise ConfigError(
-                f"images.train.val_fraction: {self.val_fraction!r}; expected a share in (0, 0.9)."
-            )
+        check_choice("images.train.balance", self.balance, ("sampler", "weights", "none"))
+        check_range(
+            "images.train.val_fraction",
+            self.val_fraction,
+            low=0,
+            high=0.9,
+            low_open=True,
+            high_open=True,
+        )
         for key in ("epochs", "batch_size", "patience", "min_per_class", "width"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"images.train.{key}: {getattr(self, key)!r}; expected >= 1.")
+            check_count(f"images.train.{key}", getattr(self, key), 1)
+        for key in ("threads", "max_epoch_images"):
+            check_count(f"images.train.{key}", getattr(self, key), 1, allow_none=True)
+        check_positive("images.train.lr", self.lr)
+        check_range("images.train.weight_decay", self.weight_decay, low=0)
+        check_count("images.train.seed", self.seed, 0)
 
 
 @dataclass

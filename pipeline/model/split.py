@@ -37,7 +37,6 @@ The basins (:data:`~pipeline.model.basins.BASINS`,
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -46,6 +45,7 @@ import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.neighbors import BallTree
 
+from pipeline.config import check_choice, check_count, check_range
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.geo import EARTH_RADIUS_KM
 from pipeline.model.basins import _check_coords, _coords_doc, basin_of
@@ -107,35 +107,14 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key, value and valid range."""
-        if self.method not in _METHODS:
-            valid = ", ".join(repr(m) for m in _METHODS)
-            raise ConfigError(f"split.method: {self.method!r}; valid: {valid}.")
-        _check_number(
-            "block_deg", self.block_deg, "0 < block_deg <= 180 (degrees)", lambda v: 0 < v <= 180
+        check_choice("split.method", self.method, _METHODS)
+        check_range(
+            "split.block_deg", self.block_deg, low=0, high=180, low_open=True, unit="degrees"
         )
-        _check_int("n_folds", self.n_folds, "an integer >= 2", lambda v: v >= 2)
-        _check_number(
-            "test_fraction", self.test_fraction, "0 <= test_fraction < 1", lambda v: 0 <= v < 1
-        )
-        _check_number("buffer_km", self.buffer_km, "a finite buffer_km >= 0 (km)", lambda v: v >= 0)
-        _check_int("seed", self.seed, "an integer >= 0", lambda v: v >= 0)
-
-
-def _check_number(key: str, value: Any, valid: str, ok: Any) -> None:
-    """Raise ConfigError unless ``value`` is a finite real number accepted by ``ok``."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float | np.integer | np.floating)
-        or not math.isfinite(value)
-        or not ok(value)
-    ):
-        raise ConfigError(f"split.{key}: {value!r}; valid: {valid}.")
-
-
-def _check_int(key: str, value: Any, valid: str, ok: Any) -> None:
-    """Raise ConfigError unless ``value`` is an integer accepted by ``ok``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not ok(value):
-        raise ConfigError(f"split.{key}: {value!r}; valid: {valid}.")
+        check_count("split.n_folds", self.n_folds, 2)
+        check_range("split.test_fraction", self.test_fraction, low=0, high=1, high_open=True)
+        check_range("split.buffer_km", self.buffer_km, low=0, unit="km")
+        check_count("split.seed", self.seed, 0)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -486,7 +465,7 @@ def buffer_mask(lat: Any, lon: Any, held_out: Any, *, buffer_km: float) -> np.nd
             f"held_out has dtype {held.dtype} and shape {held.shape}; expected a boolean "
             f"mask of shape {lat.shape}, one per coordinate."
         )
-    _check_number("buffer_km", buffer_km, "a finite buffer_km >= 0 (km)", lambda v: v >= 0)
+    check_range("buffer_km", buffer_km, low=0, unit="km")
     out = np.zeros(lat.shape, dtype=bool)
     candidates = ~held
     if buffer_km == 0 or not held.any() or not candidates.any():

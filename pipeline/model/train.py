@@ -56,7 +56,7 @@ import xgboost
 import xgboost.dask as dxgb
 from distributed import KilledWorker
 
-from pipeline.errors import ConfigError
+from pipeline.config import check_choice, check_count, check_range, check_strings
 
 __all__ = ["BASELINES", "TrainConfig", "fit_model", "predict"]
 
@@ -129,39 +129,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Check every option; raise ConfigError naming the key, the value and the choices."""
-        if self.multi_strategy not in _STRATEGIES:
-            raise ConfigError(
-                f"train.multi_strategy: {self.multi_strategy!r}; "
-                f"valid: {', '.join(map(repr, _STRATEGIES))}"
-            )
-        if self.device not in _DEVICES:
-            raise ConfigError(
-                f"train.device: {self.device!r}; valid: {', '.join(map(repr, _DEVICES))}"
-            )
-        unknown = [b for b in self.baselines if b not in BASELINES]
-        if unknown or isinstance(self.baselines, str):
-            raise ConfigError(
-                f"train.baselines: {self.baselines!r} holds unknown {unknown!r}; "
-                f"valid: {', '.join(BASELINES)} (a list, possibly empty)"
-            )
-        positive_int = ("n_estimators", "max_depth", "rf_n_estimators", "rf_min_samples_leaf")
-        for key in positive_int:
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"train.{key}: {value!r}; expected an integer >= 1")
-        value = self.early_stopping_rounds
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"train.early_stopping_rounds: {value!r}; expected an integer >= 1")
-        if not 0.0 < self.learning_rate <= 1.0:
-            raise ConfigError(f"train.learning_rate: {self.learning_rate!r}; expected in (0, 1]")
-        for key in ("subsample", "colsample_bytree"):
-            value = getattr(self, key)
-            if not 0.0 < value <= 1.0:
-                raise ConfigError(f"train.{key}: {value!r}; expected a fraction in (0, 1]")
+        check_choice("train.multi_strategy", self.multi_strategy, _STRATEGIES)
+        check_choice("train.device", self.device, _DEVICES)
+        baselines = check_strings("train.baselines", self.baselines, valid=BASELINES)
+        object.__setattr__(self, "baselines", baselines)
+        for key in ("n_estimators", "max_depth", "rf_n_estimators", "rf_min_samples_leaf"):
+            check_count(f"train.{key}", getattr(self, key), 1)
+        check_count("train.early_stopping_rounds", self.early_stopping_rounds, 1)
+        for key in ("learning_rate", "subsample", "colsample_bytree"):
+            check_range(f"train.{key}", getattr(self, key), low=0, high=1, low_open=True)
         for key in ("min_child_weight", "reg_lambda"):
-            value = getattr(self, key)
-            if not value >= 0.0:
-                raise ConfigError(f"train.{key}: {value!r}; expected a number >= 0")
+            check_range(f"train.{key}", getattr(self, key), low=0)
 
 
 # --------------------------------------------------------------------------- inputs

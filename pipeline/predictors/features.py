@@ -41,7 +41,6 @@ Notes for developers
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +50,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline.config import check_range, check_strings
 from pipeline.errors import ConfigError
 from pipeline.geo import EARTH_RADIUS_KM
 from pipeline.targets.particles import Layer
@@ -108,28 +108,17 @@ class PredictorConfig:
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key and the valid values."""
-        for key in ("variables", "derived"):
-            value = getattr(self, key)
-            if value is None:
-                continue
-            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(
-                    f"predictors.{key}: {value!r}; expected a list of names, "
-                    f"e.g. {key}=({value!r},) for a single name."
-                )
-            object.__setattr__(self, key, tuple(value))
-        unknown = [d for d in self.derived if d not in _DERIVED]
-        if unknown:
-            raise ConfigError(
-                f"predictors.derived: unknown {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(_DERIVED)}."
-            )
-        d = self.max_distance_km
-        if isinstance(d, bool) or not isinstance(d, int | float) or not math.isfinite(d) or d < 0:
-            raise ConfigError(
-                f"predictors.max_distance_km: {d!r}; expected a finite distance >= 0 (km), "
-                "e.g. 150.0 (0 keeps only targets whose own cell is valid)."
-            )
+        variables = check_strings("predictors.variables", self.variables, allow_none=True)
+        object.__setattr__(self, "variables", variables)
+        derived = check_strings("predictors.derived", self.derived, valid=_DERIVED)
+        object.__setattr__(self, "derived", derived)
+        check_range(
+            "predictors.max_distance_km",
+            self.max_distance_km,
+            low=0,
+            unit="km",
+            fix="e.g. 150.0 (0 keeps only targets whose own cell is valid)",
+        )
 
 
 def layer_features(

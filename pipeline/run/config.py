@@ -19,12 +19,20 @@ A run file is YAML (``oceanfields run RUN.yaml``)::
     report:     {month: 1}
     out: demo-out/run               # output URL (``--out`` wins)
 
-Every section is optional (defaults live in the step's dataclass only); unknown keys are
-errors listing the valid ones. Layers are given as ``[[0, 100], [100, 500]]`` or
-``["0-100m", "100-500m"]``; ``inf`` may close the size edges.
+A run file must say what it reads: ``inputs.catalog`` is required (a file without it is
+an error naming the file, not a silent run on the demo catalog). Every other section is
+optional (defaults live in the step's dataclass only); unknown keys are errors listing the
+valid ones. Layers are given as ``[[0, 100], [100, 500]]`` or ``["0-100m", "100-500m"]``;
+``inf`` may close the size edges.
 
-Paths in ``inputs`` (``params.root``, ``labels``) are used as written: a relative path is
-taken from the working directory the run starts in, not from the run file's folder.
+Relative paths in a run file are taken from the run file's folder, wherever the run
+starts: ``out``, ``inputs.labels``, ``inputs.catalog`` when it is a path to a catalog
+YAML (not a shipped catalog's name), and the catalog parameters that are locations
+(``inputs.params`` keys ``root``, ``path``, ``url``, ``dir``, ``folder``, ``file`` or
+ending in ``_root``, ``_path``, ``_url``, ``_dir``, ``_folder``, ``_file``). Absolute
+paths and URLs with a protocol (``s3://``, ``gs://``, ``zip://...::...``) are kept as
+written. A mapping given in Python (``load_run_config({...})``) has no folder: its paths
+are used as written, and it may leave ``inputs`` out (the defaults, the demo catalog).
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.config import build_config, read_yaml
+from pipeline.catalog import is_catalog_name
+from pipeline.config import build_config, config_error, read_yaml
 from pipeline.errors import ConfigError
 from pipeline.fields.predict import FieldsConfig
 from pipeline.model.split import SplitConfig
@@ -78,7 +87,8 @@ class InputsConfig:
     Attributes
     ----------
     catalog : str
-        Shipped catalog name (``demo``, ``ecopart``, ...) or path/URL of a catalog YAML.
+        Shipped catalog name (``demo``, ``ecopart``, ...) or path/URL of a catalog YAML;
+        required in a run file (the default, ``demo``, serves Python callers and tests).
     params : dict
         Catalog parameters (e.g. ``{"root": "demo-out/world"}``).
     particles : str
@@ -97,8 +107,8 @@ class InputsConfig:
         URL or path of a labels table (:mod:`pipeline.images.labels`: parquet, columns
         ``object_id, label[, prob]``) from ``oceanfields images classify`` or the
         morphological types; used when ``object_targets.labels`` is ``machine`` or
-        ``human_first``. A relative path is taken from the working directory (as
-        ``params.root``). Its file names, sizes and stamps are part of the targets
+        ``human_first``. In a run file, a relative path is taken from the file's folder
+        (as ``params.root``). Its file names, sizes and stamps are part of the targets
         step's key, so a changed table redoes the targets.
     """
 
@@ -114,9 +124,10 @@ class InputsConfig:
     def __post_init__(self) -> None:
         """Check the time range."""
         if self.environment_time is not None and len(self.environment_time) != 2:
-            raise ConfigError(
-                f"inputs.environment_time: {self.environment_time!r}; expected "
-                "[start, end], e.g. ['2020-01-01', '2020-12-31']."
+            raise config_error(
+                "inputs.environment_time",
+                self.environment_time,
+                "expected [start, end], e.g. ['2020-01-01', '2020-12-31']",
             )
 
 
@@ -151,15 +162,19 @@ class RunConfig:
         """Check what spans sections: machine labels need a labels table and objects."""
         use = self.object_targets.labels
         if use != "annotated" and not self.inputs.labels:
-            raise ConfigError(
-                f"object_targets.labels: {use!r} needs inputs.labels (the labels table, "
-                "e.g. OUT/labels of 'oceanfields images classify --out OUT'); set inputs.labels "
-                "or object_targets.labels: annotated."
+            raise config_error(
+                "object_targets.labels",
+                use,
+                "set inputs.labels or object_targets.labels: annotated",
+                problem="needs inputs.labels (the labels table, e.g. OUT/labels of "
+                "'oceanfields images classify --out OUT')",
             )
         if use != "annotated" and not self.inputs.objects:
-            raise ConfigError(
-                f"object_targets.labels: {use!r} labels the objects of inputs.objects, "
-                "which is not set; set inputs.objects (e.g. ecotaxa)."
+            raise config_error(
+                "object_targets.labels",
+                use,
+                "set inputs.objects (e.g. ecotaxa)",
+                problem="labels the objects of inputs.objects, which is not set",
             )
         if self.inputs.labels and use == "annotated":
             warnings.warn(
@@ -226,7 +241,8 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     Parameters
     ----------
     source : path or mapping
-        The run YAML (see the module docstring) or the same as a mapping.
+        The run YAML (see the module docstring) or the same as a mapping. Relative
+        paths in a file are taken from its folder; a mapping's are used as written.
 
     Returns
     -------
@@ -236,7 +252,8 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     ------
     ConfigError
         Naming the file and the dotted key: unknown section or key (lists the valid
-        ones), wrong type, an empty or inverted layer, and each step's own checks.
+        ones), wrong type, an empty or inverted layer, each step's own checks, and a
+        run file without ``inputs.catalog``.
 
     Examples
     --------
@@ -255,6 +272,10 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     out = doc.get("out")
     if out is not None and not isinstance(out, str):
         raise ConfigError(f"{where}: out: {out!r}; expected a folder or URL string.")
+    from_file = not isinstance(source, Mapping)
+    if from_file:
+        doc = _resolve_paths(doc, os.path.dirname(os.path.abspath(source)))
+        out = doc.get("out")
     classes = {
         "inputs": InputsConfig,
         "targets": TargetConfig,
@@ -279,10 +300,69 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     built["object_targets"] = dataclasses.replace(
         built["object_targets"], layers=built["targets"].layers
     )
+    if from_file:
+        _require_inputs(doc, where)
     try:
         return RunConfig(**built, out=out)
     except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from err
+        raise ConfigError(f"{where}: {err}", key=err.key) from err
+
+
+def _require_inputs(doc: Mapping[str, Any], where: str) -> None:
+    """Refuse a run file that does not say which catalog it reads."""
+    example = "inputs: {catalog: demo, params: {root: demo-out/world}}"
+    if "inputs" not in doc:
+        raise ConfigError(
+            f"{where}: inputs: missing; a run file names what it reads: add an inputs "
+            f"section with the catalog (a shipped name or a catalog YAML's path, relative "
+            f"to this file) and its params, e.g. '{example}'.",
+            key="inputs",
+        )
+    if "catalog" not in (doc.get("inputs") or {}):
+        raise ConfigError(
+            f"{where}: inputs.catalog: missing; add the catalog the run reads (a shipped "
+            f"name such as demo, or a catalog YAML's path), e.g. '{example}'.",
+            key="inputs.catalog",
+        )
+
+
+#: Catalog parameters that are locations: resolved against the run file's folder.
+_LOCATION_PARAM = re.compile(r"(^|_)(root|path|url|dir|folder|file)$")
+#: A URL with a protocol (``s3://``, ``zip://``, ``file://``): kept as written.
+_PROTOCOL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _resolve_paths(doc: Mapping[str, Any], folder: str) -> dict[str, Any]:
+    """Return ``doc`` with its relative local paths joined to the run file's ``folder``.
+
+    Values of the wrong type are left alone for the section checks to name.
+    """
+
+    def resolve(value: Any) -> Any:
+        if not isinstance(value, str) or not value or _PROTOCOL.match(value):
+            return value
+        path = os.path.expanduser(value)
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(folder, path))
+
+    out = dict(doc)
+    if "out" in out:
+        out["out"] = resolve(out["out"])
+    inputs = out.get("inputs")
+    if isinstance(inputs, Mapping):
+        inputs = dict(inputs)
+        if "labels" in inputs:
+            inputs["labels"] = resolve(inputs["labels"])
+        catalog = inputs.get("catalog")
+        if isinstance(catalog, str) and not is_catalog_name(catalog):
+            inputs["catalog"] = resolve(catalog)
+        params = inputs.get("params")
+        if isinstance(params, Mapping):
+            inputs["params"] = {
+                k: resolve(v) if isinstance(k, str) and _LOCATION_PARAM.search(k) else v
+                for k, v in params.items()
+            }
+        out["inputs"] = inputs
+    return out
 
 
 def run_config_to_dict(config: RunConfig) -> dict[str, Any]:

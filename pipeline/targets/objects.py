@@ -61,6 +61,13 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from pipeline.config import (
+    check_choice,
+    check_count,
+    check_range,
+    check_strings,
+    config_error,
+)
 from pipeline.errors import ConfigError
 from pipeline.targets.particles import DEFAULT_LAYERS, Layer
 
@@ -122,58 +129,47 @@ class ObjectTargetConfig:
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key."""
-        if self.categories is not None:
-            if isinstance(self.categories, str):
-                raise ConfigError(
-                    f"object_targets.categories: got the string {self.categories!r}; "
-                    f"write a list: categories=[{self.categories!r}]."
-                )
-            cats = tuple(str(c) for c in self.categories)
-            if not cats or "" in cats or len(set(cats)) != len(cats):
-                raise ConfigError(
-                    f"object_targets.categories: {list(cats)!r} must be distinct, non-empty "
-                    "names, or None for every category seen."
+        cats = check_strings(
+            "object_targets.categories",
+            self.categories,
+            min_items=1,
+            distinct=True,
+            allow_none=True,
+        )
+        if cats is not None:
+            if "" in cats:
+                raise config_error(
+                    "object_targets.categories",
+                    list(cats),
+                    "expected non-empty names, or None for every category seen",
+                    problem="holds ''",
                 )
             object.__setattr__(self, "categories", cats)
             _columns(cats)  # raises on two categories with one column name
-        if isinstance(self.statuses, str):
-            raise ConfigError(
-                f"object_targets.statuses: got the string {self.statuses!r}; write a list "
-                "such as ['V', 'P']."
-            )
-        statuses = tuple(self.statuses)
-        unknown = [s for s in statuses if s not in _STATUSES]
-        if not statuses or unknown:
-            raise ConfigError(
-                f"object_targets.statuses: {list(statuses)!r}; valid: 'V' (validated), "
-                "'P' (predicted), 'D' (dubious), '' (unclassified), at least one."
-            )
+        statuses = check_strings(
+            "object_targets.statuses",
+            self.statuses,
+            valid=_STATUSES,
+            min_items=1,
+            fix="'V' validated, 'P' predicted, 'D' dubious, '' unclassified",
+        )
         object.__setattr__(self, "statuses", statuses)
         layers = tuple(self.layers)
         for layer in layers:
             if not layer.bottom_m > layer.top_m >= 0:
-                raise ConfigError(
-                    f"object_targets.layers: {layer!r} must have 0 <= top_m < bottom_m."
+                raise config_error(
+                    "object_targets.layers", layer, "expected 0 <= top_m < bottom_m (m)"
                 )
         if len({layer.name for layer in layers}) != len(layers) or not layers:
-            raise ConfigError(
-                f"object_targets.layers: {[la.name for la in layers]!r} must be distinct "
-                "and at least one."
+            raise config_error(
+                "object_targets.layers",
+                [la.name for la in layers],
+                "expected distinct layers, at least one",
             )
         object.__setattr__(self, "layers", layers)
-        if int(self.min_objects) != self.min_objects or self.min_objects < 0:
-            raise ConfigError(
-                f"object_targets.min_objects: {self.min_objects!r} must be an integer >= 0."
-            )
-        if self.labels not in _LABEL_USES:
-            raise ConfigError(
-                f"object_targets.labels: {self.labels!r}; valid: "
-                f"{', '.join(map(repr, _LABEL_USES))}."
-            )
-        if not 0.0 <= self.min_prob <= 1.0:
-            raise ConfigError(
-                f"object_targets.min_prob: {self.min_prob!r} must be between 0 and 1."
-            )
+        check_count("object_targets.min_objects", self.min_objects, 0)
+        check_choice("object_targets.labels", self.labels, _LABEL_USES)
+        check_range("object_targets.min_prob", self.min_prob, low=0, high=1)
 
 
 @dataclass

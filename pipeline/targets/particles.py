@@ -35,6 +35,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from pipeline.config import check_choice, check_positive, check_range, config_error
 from pipeline.errors import ConfigError
 from pipeline.sizeclasses import class_column
 
@@ -110,14 +111,18 @@ class TargetConfig:
         """Check the options; raise ConfigError naming the key."""
         edges = self.size_edges_um
         if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
-            raise ConfigError(
-                f"targets.size_edges_um: {edges!r} must hold at least 2 ascending edges (µm)."
+            raise config_error(
+                "targets.size_edges_um", edges, "expected at least 2 ascending edges (µm)"
             )
-        if self.transform not in ("log10", "none"):
-            raise ConfigError(f"targets.transform: {self.transform!r}; valid: 'log10', 'none'.")
+        check_choice("targets.transform", self.transform, ("log10", "none"))
         for layer in self.layers:
             if not layer.bottom_m > layer.top_m >= 0:
-                raise ConfigError(f"targets.layers: {layer!r} must have 0 <= top_m < bottom_m.")
+                raise config_error("targets.layers", layer, "expected 0 <= top_m < bottom_m (m)")
+        check_range("targets.min_volume_l", self.min_volume_l, low=0, unit="L")
+        check_range("targets.min_coverage", self.min_coverage, low=0, high=1)
+        check_positive("targets.bin_m", self.bin_m, unit="m")
+        if self.transform == "log10":
+            check_positive("targets.epsilon_per_l", self.epsilon_per_l)
 
 
 @dataclass
