@@ -393,10 +393,10 @@ def test_parse_degrees_refuses_what_it_cannot_read(text):
         parse_degrees(text)
 
 
-def test_read_is_lazy_with_one_partition_per_file(data, tmp_path):
+def test_read_is_lazy_with_one_partition_per_batch_of_files(data, tmp_path):
     missing = str(tmp_path / "gone.tsv")
     result = read_ecotaxa([str(data / "loki_import" / "ecotaxa.PS122.txt"), missing])
-    assert result.accepted.npartitions == 2
+    assert result.accepted.npartitions == 1
     _, quarantine, stats = result.compute()
     gone = quarantine[quarantine["file"] == missing].iloc[0]
     assert gone["line"] == 0

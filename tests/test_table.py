@@ -120,7 +120,7 @@ def test_row_checker_keeps_first_reason_per_row():
     assert list(res.quarantine.columns) == list(QUARANTINE_META.columns)
 
 
-def test_read_many_is_lazy_one_task_per_file_and_quarantines_unreadable_files(tmp_path):
+def test_read_many_is_lazy_one_task_per_batch_and_quarantines_unreadable_files(tmp_path):
     good = tmp_path / "good.tsv"
     good.write_bytes(b"lat\n10\n95\n")
     empty = tmp_path / "empty.tsv"
@@ -132,14 +132,16 @@ def test_read_many_is_lazy_one_task_per_file_and_quarantines_unreadable_files(tm
             raise InputFormatError(f"{url}: file not found.")
         return _parse_lat(url)
 
-    res = read_many([str(good), str(empty), missing], parse, META)
-    assert res.accepted.npartitions == 3
+    assert read_many([str(good), str(empty), missing], parse, META).accepted.npartitions == 1
+    res = read_many([str(good), str(empty), missing], parse, META, files_per_task=2)
+    assert res.accepted.npartitions == res.quarantine.npartitions == res.stats.npartitions == 2
     accepted, quarantine, stats = res.compute()
     assert accepted["lat"].tolist() == [10.0]
     assert sorted(quarantine["line"].tolist()) == [0, 0, 3]
     file_level = quarantine[quarantine["line"] == 0]
     assert set(file_level["file"]) == {str(empty), missing}
     assert (stats["rows_read"] == stats["rows_accepted"] + stats["rows_quarantined"]).all()
+    assert stats["file"].tolist() == [str(good), str(empty), missing]  # one row per file, in order
 
 
 def test_read_many_parser_survives_a_pickle_round_trip(tmp_path):

@@ -14,7 +14,8 @@ Every tabular reader (EcoPart, EcoTaxa) follows the same three steps per file:
    rows_quarantined``.
 
 :func:`read_many` maps a per-file parser over many URLs lazily (one dask task per
-file, so the graph grows with files, not rows) into a :class:`ReadResult`. A file
+batch of :data:`FILES_PER_TASK` files, so the graph grows with batches, not files or
+rows) into a :class:`ReadResult`. A file
 that cannot be read at all (missing, truncated archive, empty) becomes one
 quarantine row with ``line = 0``; it never stops the other files.
 """
@@ -35,6 +36,7 @@ import pandas as pd
 from pipeline.errors import InputFormatError
 
 __all__ = [
+    "FILES_PER_TASK",
     "MISSING_SENTINELS",
     "QUARANTINE_META",
     "STATS_META",
@@ -50,6 +52,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Files parsed by one task of :func:`read_many` (one partition of the tables it returns).
+FILES_PER_TASK = 50
 
 #: Numeric "missing" codes seen in EcoTaxa/EcoPart exports (PSSdb standardizer NA_value).
 MISSING_SENTINELS: tuple[str, ...] = ("999999", "99999", "9999", "99999999999")
@@ -516,13 +521,15 @@ def read_many(
     urls: Sequence[str],
     parse_one: Callable[[str], FileResult],
     meta: pd.DataFrame,
+    *,
+    files_per_task: int | None = None,
 ) -> ReadResult:
-    """Map a per-file parser lazily over many files.
+    """Map a per-file parser lazily over many files, a batch of files per task.
 
     Parameters
     ----------
     urls : sequence of str
-        Files to read (one dask task each).
+        Files to read.
     parse_one : callable
         ``parse_one(url) -> FileResult``; an :class:`InputFormatError` it raises becomes
         a file-level quarantine row. Must be picklable (a module-level function or a
@@ -530,22 +537,54 @@ def read_many(
     meta : pandas.DataFrame
         Empty frame with the accepted table's columns and dtypes; each file's accepted
         rows are conformed to it.
+    files_per_task : int, optional
+        Files parsed by one task (one partition of each table), in the order given;
+        default :data:`FILES_PER_TASK`. Small files cost more to schedule than to
+        parse, so the graph grows with batches, not files.
 
     Returns
     -------
     ReadResult
-        Lazy accepted rows, quarantine and per-file stats.
+        Lazy accepted rows, quarantine and per-file stats (one row per file), each
+        partition the files of one batch in the order given.
 
     Raises
     ------
     InputFormatError
         When ``urls`` is empty.
+
+    Examples
+    --------
+    >>> def parse(url):
+    ...     rows = pd.DataFrame({"x": [float(len(url))]})
+    ...     return FileResult(url, rows, QUARANTINE_META.copy(), rows_read=1)
+    >>> meta = pd.DataFrame({"x": pd.Series([], dtype="float64")})
+    >>> res = read_many(["a", "bb", "ccc"], parse, meta, files_per_task=2)
+    >>> res.accepted.npartitions, res.accepted.compute()["x"].tolist()
+    (2, [1.0, 2.0, 3.0])
     """
     if not urls:
         raise InputFormatError("no input file given (the URL list is empty).")
-    parts = [dask.delayed(_safe_parse, nout=3, pure=True)(parse_one, url, meta) for url in urls]
+    size = FILES_PER_TASK if files_per_task is None else int(files_per_task)
+    if size < 1:
+        raise InputFormatError(f"files_per_task: {files_per_task!r}; expected an integer >= 1.")
+    urls = list(urls)
+    batches = [tuple(urls[i : i + size]) for i in range(0, len(urls), size)]
+    logger.info("%d file(s) in %d task(s) of up to %d file(s)", len(urls), len(batches), size)
+    parts = [
+        dask.delayed(_parse_batch, nout=3, pure=True)(parse_one, batch, meta) for batch in batches
+    ]
     return ReadResult(
         accepted=dd.from_delayed([p[0] for p in parts], meta=meta, verify_meta=False),
         quarantine=dd.from_delayed([p[1] for p in parts], meta=QUARANTINE_META),
         stats=dd.from_delayed([p[2] for p in parts], meta=STATS_META),
     )
+
+
+def _parse_batch(
+    parse_one: Callable[[str], FileResult], urls: Sequence[str], meta: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    results = [_safe_parse(parse_one, url, meta) for url in urls]
+    if len(results) == 1:
+        return results[0]
+    return tuple(pd.concat([r[i] for r in results]) for i in range(3))  # type: ignore[return-value]
