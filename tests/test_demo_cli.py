@@ -131,8 +131,7 @@ def test_without_torch_the_demo_keeps_the_types_and_year2_counts_the_human_label
     import sys
 
     from pipeline.catalog import open_catalog, read_entry
-    from pipeline.cli.images import demo_images
-    from pipeline.cli.main import _write_demo_year2_config
+    from pipeline.cli.demo import demo_images, write_demo_year2_config
     from pipeline.run.config import load_run_config
 
     out, _ = demo_run
@@ -146,10 +145,31 @@ def test_without_torch_the_demo_keeps_the_types_and_year2_counts_the_human_label
     assert not (tmp_path / "images" / "model").exists()
     assert "needs the images extra" in capsys.readouterr().out
     config = load_run_config(
-        _write_demo_year2_config(str(tmp_path), str(out / "world"), labels=None, quick=True)
+        write_demo_year2_config(str(tmp_path), str(out / "world"), labels=None, quick=True)
     )
     assert config.inputs.labels is None
     assert config.object_targets.labels == "annotated"
     assert [layer.name for layer in config.targets.layers] == ["0-200m"]
     assert config.split.n_folds == 3
     assert config.train.baselines == ("climatology",)
+
+
+def test_demo_run_files_load_back_as_the_demo_run_config(tmp_path):
+    from pipeline.cli.demo import demo_run_config, write_demo_run_config, write_demo_year2_config
+    from pipeline.demo.truth import GROUPS
+    from pipeline.run.config import load_run_config
+
+    world, types, labels = (str(tmp_path / name) for name in ("world", "types", "labels"))
+    year1 = load_run_config(write_demo_run_config(str(tmp_path), world, types=types, quick=True))
+    run = str((tmp_path / "run").resolve())
+    assert year1 == demo_run_config(world, labels=types, quick=True, out=run)
+    assert (year1.inputs.truth, year1.object_targets.labels) == ("truth_profiles", "machine")
+    assert (year1.split.n_folds, year1.train.n_estimators) == (3, 200)
+    path = write_demo_year2_config(str(tmp_path), world, labels=labels)
+    assert "  layers:\n  - - 0\n    - 200\n" in (tmp_path / "run-year2.yaml").read_text()
+    year2 = load_run_config(path)
+    assert year2.inputs.truth is None
+    assert year2.inputs.labels == str((tmp_path / "labels").resolve())
+    assert [layer.name for layer in year2.targets.layers] == ["0-200m"]
+    assert year2.object_targets.categories == GROUPS
+    assert year2.split == demo_run_config(world, labels=labels).split  # not quick: defaults

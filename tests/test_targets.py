@@ -9,11 +9,23 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.demo import generate_demo_world
 from pipeline.errors import ConfigError
 from pipeline.sources.ecopart_raw import read_par_raw
-from pipeline.targets.particles import Layer, TargetConfig, build_targets, transform
+from pipeline.targets.particles import (
+    Layer,
+    TargetConfig,
+    build_targets,
+    class_groups,
+    flux_diameters_mm,
+    guidry_flux,
+    inverse_transform,
+    particle_classes,
+    transform,
+)
 
 T0 = pd.Timestamp("2020-03-01", tz="UTC")
 
@@ -92,6 +104,58 @@ def test_custom_layers_and_transform_are_recorded():
     assert res.transform == {"name": "log10", "epsilon": 0.01}
     assert res.targets.compute()["layer"].tolist() == ["0-200m"]
     assert transform(np.array([0.99]), epsilon=0.01).tolist() == [0.0]
+
+
+def test_class_groups_and_guidry_flux_are_what_the_targets_step_computes():
+    rng = np.random.default_rng(0)
+    columns = ["n_80p6_102um", "n_102_128um", "n_128_161um", "n_203_256um"]
+    columns += ["n_1630_2050um", "n_2050_2580um", "n_2580_3250um", "n_26000_infum"]
+    frame = _profile(**{c: rng.poisson(3.0, 200).astype(float) for c in columns})
+    frame["volume_l"] = rng.uniform(5.0, 15.0, 200)
+    config = TargetConfig()
+    targets, _ = _targets(frame, config)
+    classes = particle_classes(frame.columns)
+    groups = class_groups(classes, config=config)
+    assert groups == {
+        "conc_102_203um_per_l": ["n_102_128um", "n_128_161um"],
+        "conc_203_512um_per_l": ["n_203_256um"],
+        "conc_512_2050um_per_l": ["n_1630_2050um"],
+        "conc_2050_infum_per_l": ["n_2050_2580um", "n_2580_3250um", "n_26000_infum"],
+    }
+    assert list(flux_diameters_mm(classes, config=config)) == columns[1:6]
+    for layer in config.layers:
+        inside = frame[(frame["depth_m"] >= layer.top_m) & (frame["depth_m"] < layer.bottom_m)]
+        conc = inside[[c for c, _, _ in classes]].sum() / inside["volume_l"].sum()
+        conc = conc.to_frame().T
+        row = targets.set_index("layer").loc[layer.name]
+        for name, cols in groups.items():
+            assert row[name] == pytest.approx(float(conc[cols].sum(axis=1).iloc[0]), rel=1e-12)
+        flux = guidry_flux(conc, classes, config=config)
+        assert row["flux_mgc_m2_d"] == pytest.approx(float(flux[0]), rel=1e-12)
+        reference = sum(  # the power law written out, over the classes in 102-2580 um
+            conc[c].iloc[0] * 1000.0 * 12.5 * (math.sqrt(lo * hi) / 1000.0) ** 3.81
+            for c, lo, hi in classes
+            if 102.0 <= lo and hi <= 2580.0
+        )
+        assert row["flux_mgc_m2_d"] == pytest.approx(reference, rel=1e-12)
+
+
+def test_guidry_flux_is_zero_without_a_class_in_the_flux_range():
+    classes = particle_classes(["n_80p6_102um", "n_2580_3250um"])
+    conc = pd.DataFrame({"n_80p6_102um": [1.0, 2.0], "n_2580_3250um": [3.0, 4.0]})
+    assert guidry_flux(conc, classes, config=TargetConfig()).tolist() == [0.0, 0.0]
+
+
+@given(st.lists(st.floats(0.0, 1e6, allow_subnormal=False), min_size=1, max_size=20))
+def test_inverse_transform_undoes_transform(values):
+    x = np.asarray(values)
+    for name in ("log10", "none"):
+        back = inverse_transform(transform(x, name=name, epsilon=1e-3), name=name, epsilon=1e-3)
+        np.testing.assert_allclose(back, x, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_inverse_transform_clips_below_zero_concentration():
+    assert inverse_transform(np.array([-6.0, -3.0]), epsilon=1e-3).tolist() == [0.0, 0.0]
 
 
 @pytest.mark.parametrize(

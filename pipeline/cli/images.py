@@ -5,14 +5,12 @@ Registered on the main command group by :mod:`pipeline.cli.main`. Only the CLI p
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
-__all__ = ["demo_images", "images"]
+__all__ = ["images"]
 
 _CLUSTER_HELP = "Cluster file (clusters/*.yaml); default: a LocalCluster on this machine."
 
@@ -307,85 +305,3 @@ def consistency_and_report(objects: Any, labels: str, out: str) -> Any:
     )
     click.echo(f"  report: {out.rstrip('/')}/index.html")
     return result
-
-
-def demo_images(out: str, objects: Any, client: Any, *, epochs: int = 12) -> dict[str, Any]:
-    """Run the image path of the demo under OUT/images; return what the chains need.
-
-    Morphological types of the particles (against the world's true types: adjusted Rand
-    index), a classifier trained on the validated images (held-out accuracy), every image
-    classified on the cluster, and the consistency report.
-    """
-    import pandas as pd
-    from sklearn.metrics import adjusted_rand_score
-
-    from pipeline.images.classify import ClassifyConfig
-    from pipeline.images.dataset import image_table
-    from pipeline.images.morphology import MorphologyConfig
-    from pipeline.images.training import ImageTrainConfig
-
-    base = Path(out) / "images"
-    world = Path(out) / "world"
-    done = base / "summary.json"
-    if done.is_file():
-        made = json.loads(done.read_text())
-        click.echo(
-            f"\nImages: already done in {base} (types ARI {made['ari']:.3f}, classifier "
-            f"held-out accuracy {made['classifier']['accuracy']:.3f}); reusing them."
-        )
-        return made
-    click.echo(f"\nImages: morphological particle types ({base / 'types'}):")
-    _, types = types_and_report(objects, str(base / "types"), config=MorphologyConfig())
-    truth = pd.read_parquet(world / "truth" / "objects.parquet", columns=["object_id", "kind"])
-    joined = types.merge(truth, on="object_id")
-    ari = float(adjusted_rand_score(joined["kind"], joined["label"]))
-    click.echo(f"  adjusted Rand index against the world's true particle types: {ari:.3f}")
-
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        click.echo(
-            "\nImages: the CNN classifier needs the images extra (pip install "
-            "'oceanfields[images]'); skipped: the year-2 chain uses the human labels."
-        )
-        return {
-            "types": str(base / "types" / "labels"),
-            "labels": None,
-            "ari": ari,
-            "classifier": None,
-        }  # not saved: a classifier may come later
-
-    click.echo(f"\nImages: classifier on the validated images ({base / 'model'}):")
-    table = image_table(objects, statuses=("V",))
-    config = ImageTrainConfig(size=48, canvas_px=96, width=12, epochs=epochs, patience=epochs)
-    trained = train_and_report(table, config=config, out=str(base / "model"))
-    click.echo("\nImages: every image classified on the cluster:")
-    _forget_other_model(base / "classified", trained.model.model_id)
-    classify_and_report(
-        objects,
-        str(base / "model"),
-        str(base / "classified"),
-        config=ClassifyConfig(partition_size=1000),
-        client=client,
-    )
-    labels = str(base / "classified" / "labels")
-    consistency_and_report(objects, labels, str(base / "consistency"))
-    made = {
-        "types": str(base / "types" / "labels"),
-        "labels": labels,
-        "ari": ari,
-        "classifier": trained.metrics.get("test"),
-        "model_id": trained.model.model_id,
-    }
-    done.write_text(json.dumps(made, indent=2, default=str))  # last: the image path is done
-    return made
-
-
-def _forget_other_model(folder: Path, model_id: str) -> None:
-    """Remove the demo's labels of an earlier model (a retrained demo model differs)."""
-    import shutil
-
-    manifest = folder / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("model_id") != model_id:
-        click.echo(f"  labels in {folder} are of another model; classifying again")
-        shutil.rmtree(folder)

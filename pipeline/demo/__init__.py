@@ -4,11 +4,20 @@
 (:mod:`~pipeline.demo.environment`), UVP5 casts as EcoPart detailed and raw exports
 (:mod:`~pipeline.demo.ecopart_writer`), EcoTaxa export TSVs with vignettes
 (:mod:`~pipeline.demo.ecotaxa_writer`) and the noise-free truth they were drawn from
-(:mod:`~pipeline.demo.truth`), so later steps can be scored against it.
+(:mod:`~pipeline.demo.truth`), so later steps can be scored against it:
+:func:`noise_ceiling` (:mod:`~pipeline.demo.ceiling`) is the skill of that truth against
+the observations, the bound a run's model is compared with in ``metrics.json``.
 """
 
 from __future__ import annotations
 
+from pipeline.demo.ceiling import expected_log_count, noise_ceiling, truth_targets
 from pipeline.demo.world import DemoWorld, generate_demo_world
 
-__all__ = ["DemoWorld", "generate_demo_world"]
+__all__ = [
+    "DemoWorld",
+    "expected_log_count",
+    "generate_demo_world",
+    "noise_ceiling",
+    "truth_targets",
+]

@@ -46,6 +46,7 @@ import xarray as xr
 import xgboost as xgb
 
 from pipeline.config import check_choice, check_count, check_range
+from pipeline.targets.particles import inverse_transform
 
 __all__ = [
     "FieldsConfig",
@@ -149,13 +150,6 @@ def _booster_from(raw: bytes, digest: str) -> xgb.Booster:
     return booster
 
 
-def _inverse(y: np.ndarray, name: str, epsilon: float) -> np.ndarray:
-    """Back-transform, clipped at 0 for log10 (a concentration is never negative)."""
-    if name == "none":
-        return y
-    return np.maximum(np.power(10.0, y) - epsilon, 0.0)
-
-
 @dataclass(frozen=True)
 class _BlockPredictor:
     """Per-block prediction, shipped to workers (small: no model inside).
@@ -190,10 +184,11 @@ class _BlockPredictor:
             booster = _booster_from(raw, self.digest)
             pred = np.asarray(booster.inplace_predict(Xv, missing=np.nan), dtype=np.float64)
             pred = pred.reshape(Xv.shape[0], -1)
-            cols = [_inverse(pred, self.transform, self.epsilon)]
+            back = {"name": self.transform, "epsilon": self.epsilon}
+            cols = [inverse_transform(pred, **back)]
             if self.q_lo is not None and self.q_hi is not None:
-                cols.append(_inverse(pred + np.asarray(self.q_lo), self.transform, self.epsilon))
-                cols.append(_inverse(pred + np.asarray(self.q_hi), self.transform, self.epsilon))
+                cols.append(inverse_transform(pred + np.asarray(self.q_lo), **back))
+                cols.append(inverse_transform(pred + np.asarray(self.q_hi), **back))
             values = np.concatenate(cols, axis=1)
             out[valid, : values.shape[1]] = values
             if self.env_lo is not None and self.env_hi is not None:

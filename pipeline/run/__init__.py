@@ -15,11 +15,7 @@ from pipeline.run.steps import (
     RunSummary,
     run_steps,
 )
-from pipeline.run.train import (
-    expected_log_count,
-    train_and_evaluate,
-    truth_targets,
-)
+from pipeline.run.train import train_and_evaluate
 
 __all__ = [
     "STEPS",
@@ -28,10 +24,8 @@ __all__ = [
     "RunConfig",
     "RunSummary",
     "config_hash",
-    "expected_log_count",
     "load_run_config",
     "run_config_to_dict",
     "run_steps",
     "train_and_evaluate",
-    "truth_targets",
 ]

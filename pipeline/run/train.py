@@ -10,7 +10,8 @@ From ``matchup.parquet`` (targets + predictors), :func:`train_and_evaluate`:
 3. cross-validates the multi-output xgboost model and the baselines on the spatial
    folds, and the model alone on the random folds (:func:`pipeline.model.crossval.cross_validate`);
 4. scores everything on the test blocks and per fold (:mod:`pipeline.model.evaluate`), adds
-   the noise ceiling when the inputs name a truth entry (demo world), the split-conformal
+   the noise ceiling when the inputs name a truth entry (demo world:
+   :func:`pipeline.demo.ceiling.noise_ceiling`), the split-conformal
    interval from the out-of-fold residuals and its coverage on the test blocks;
 5. writes ``model/`` (booster + card), ``folds.parquet``, ``predictions.parquet`` and
    ``metrics.json``.
@@ -18,81 +19,20 @@ From ``matchup.parquet`` (targets + predictors), :func:`train_and_evaluate`:
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.model.evaluate import interval_coverage, residual_quantiles, score
+from pipeline.demo.ceiling import noise_ceiling
+from pipeline.model.evaluate import interval_coverage, residual_quantiles
 from pipeline.run.config import RunConfig, config_hash
-from pipeline.targets.particles import TargetConfig, transform
+from pipeline.targets.particles import transform
 
-__all__ = ["expected_log_count", "train_and_evaluate", "truth_targets"]
+__all__ = ["train_and_evaluate"]
 
 logger = logging.getLogger(__name__)
-
-_CONC = re.compile(r"^conc_([0-9p]+)_([0-9p]+|inf)um_per_l$")
-
-
-def truth_targets(truth: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
-    """Noise-free targets from the demo truth's per-class concentrations.
-
-    The truth holds the expected concentration of every EcoPart detailed class per
-    profile and layer (``conc_<lo>_<hi>um_per_l``). They are merged into the target
-    classes by lower edge and summed into the Guidry flux exactly as
-    :func:`pipeline.targets.particles.build_targets` does with counts, so the truth and the
-    observations describe the same quantities.
-
-    Parameters
-    ----------
-    truth : pandas.DataFrame
-        ``profile_id, layer`` + per-class ``conc_<lo>_<hi>um_per_l`` (# L-1).
-    config : TargetConfig
-        Size classes and flux coefficients of the targets.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``id, layer`` + the target columns.
-
-    Examples
-    --------
-    >>> t = pd.DataFrame({"profile_id": ["p"], "layer": ["0-100m"],
-    ...                   "conc_102_128um_per_l": [1.0], "conc_128_161um_per_l": [2.0]})
-    >>> float(truth_targets(t, TargetConfig())["conc_102_203um_per_l"].iloc[0])
-    3.0
-    """
-    classes = []
-    for col in truth.columns:
-        match = _CONC.match(col)
-        if match:
-            lo, hi = (float(g.replace("p", ".")) for g in match.groups())
-            classes.append((col, lo, hi))
-    # only the finest classes: drop aggregated columns that span several detailed ones
-    los = sorted({lo for _, lo, _ in classes})
-    fine = [(c, lo, hi) for c, lo, hi in classes if not any(lo < x < hi for x in los)]
-    edges = np.asarray(config.size_edges_um)
-    out = pd.DataFrame({"id": truth["profile_id"].astype(str), "layer": truth["layer"]})
-    from pipeline.targets.particles import target_columns
-
-    names = target_columns(config)
-    sums = {n: np.zeros(len(truth)) for n in names}
-    for col, lo, hi in fine:
-        k = int(np.searchsorted(edges, lo, side="right")) - 1
-        if 0 <= k < len(edges) - 1:
-            sums[names[k]] += truth[col].to_numpy(dtype=float)
-        if config.flux_range_um[0] <= lo and hi <= config.flux_range_um[1]:
-            d_mm = math.sqrt(lo * hi) / 1000.0
-            sums["flux_mgc_m2_d"] += (
-                truth[col].to_numpy(dtype=float) * 1000.0 * config.flux_a * d_mm**config.flux_b
-            )
-    for name in names:
-        out[name] = sums[name]
-    return out
 
 
 def _transformed(frame: pd.DataFrame, targets: list[str], tr: dict[str, Any]) -> pd.DataFrame:
@@ -105,157 +45,6 @@ def _transformed(frame: pd.DataFrame, targets: list[str], tr: dict[str, Any]) ->
         },
         index=frame.index,
     )
-
-
-def _noise_ceiling(
-    config: RunConfig,
-    matchup: pd.DataFrame,
-    y: pd.DataFrame,
-    test: np.ndarray,
-    targets: list[str],
-    tr: dict[str, Any],
-) -> dict[str, Any] | None:
-    """Skill of the noise-free truth against the observations (demo world only).
-
-    The truth's prediction of a transformed observation is its expectation under the
-    counting noise, ``E[log10(N / V + eps)]`` with ``N ~ Poisson(c V)`` (``V`` the volume
-    imaged, times the EcoTaxa subsample fraction for categories), not ``log10(c + eps)``:
-    with a few objects per layer the two differ (Jensen), and only the former bounds what
-    a model of the transformed observations can reach. Categories use the concentration
-    as the demo annotated them (statuses, misclassification; :func:`_annotated`).
-    """
-    if not config.inputs.truth:
-        return None
-    from pipeline.catalog import open_catalog, read_entry
-
-    truth = read_entry(
-        open_catalog(config.inputs.catalog, **dict(config.inputs.params)), config.inputs.truth
-    )
-    truth = truth.compute() if hasattr(truth, "compute") else truth
-    expected = truth_targets(truth, config.targets)
-    info = _world_info(config)
-    # machine labels (classifier, morphological types) are not the demo's annotation
-    categories = (
-        _annotated(truth, config, info) if config.object_targets.labels == "annotated" else truth
-    )
-    fraction = {}
-    for name in targets:  # per-category targets are truth columns of the same name
-        if name not in expected.columns and name in categories.columns:
-            expected[name] = categories[name].to_numpy(dtype=float)
-            fraction[name] = float((info or {}).get("subsample_fraction", 1.0))
-    unknown = [name for name in targets if name not in expected.columns]
-    if unknown:
-        logger.info(
-            "noise ceiling not computed: the truth has no %s (e.g. morphological "
-            "types have no true counterpart)",
-            unknown,
-        )
-        return None
-    keyed = matchup[["id", "layer"]].astype(str).merge(expected, on=["id", "layer"], how="left")
-    found = keyed[targets].notna().all(axis=1).to_numpy()
-    if not found.any():
-        logger.warning("truth entry %r matches no matchup row", config.inputs.truth)
-        return None
-    t = _transformed(keyed, targets, tr)
-    volume = matchup["volume_l"].to_numpy(dtype=float)
-    for name in targets:
-        if name.startswith("conc_") and str(tr["name"]) == "log10":
-            t[name] = expected_log_count(
-                keyed[name].to_numpy(dtype=float),
-                volume * fraction.get(name, 1.0),
-                epsilon=float(tr["epsilon"]),
-            )
-    cov = np.cov(y[~test].to_numpy(dtype=float).T, bias=True)
-    out: dict[str, Any] = {}
-    sel = test & found
-    if sel.any():
-        out["test"] = score(y[sel], t[sel], targets=targets, cov=cov)
-    out["all"] = score(y[found], t[found], targets=targets, cov=cov)
-    out["rows_with_truth"] = int(found.sum())
-    return out
-
-
-def expected_log_count(
-    conc: np.ndarray, volume: np.ndarray, *, epsilon: float, exact_below: float = 2000.0
-) -> np.ndarray:
-    """Compute the expectation of ``log10(N / V + eps)`` with ``N ~ Poisson(conc V)``.
-
-    Exact sums over ``N`` where the expected count is below ``exact_below``; above it
-    the counting noise is negligible against ``eps``-free logs and ``log10(conc + eps)``
-    is used.
-
-    Parameters
-    ----------
-    conc : array of float
-        Expected concentrations (# L-1).
-    volume : array of float
-        Volumes (L) the counts come from.
-    epsilon : float
-        Offset of the transform.
-
-    Returns
-    -------
-    numpy.ndarray
-
-    Examples
-    --------
-    >>> float(expected_log_count(np.array([0.0]), np.array([10.0]), epsilon=1e-3)[0])
-    -3.0
-    >>> e = expected_log_count(np.array([0.1]), np.array([10.0]), epsilon=1e-3)
-    >>> bool(e[0] < np.log10(0.1 + 1e-3))   # Jensen: below the log of the mean
-    True
-    """
-    from scipy.stats import poisson
-
-    conc = np.asarray(conc, dtype=float)
-    volume = np.asarray(volume, dtype=float)
-    lam = conc * volume
-    out = np.log10(conc + epsilon)
-    small = np.isfinite(lam) & (lam < exact_below) & (volume > 0)
-    if small.any():
-        n_max = int(np.max(lam[small] + 12.0 * np.sqrt(lam[small]) + 20.0))
-        n = np.arange(n_max + 1)[None, :]
-        pmf = poisson.pmf(n, lam[small][:, None])
-        values = np.log10(n / volume[small][:, None] + epsilon)
-        out[small] = (pmf * values).sum(axis=1) / pmf.sum(axis=1)
-    return out
-
-
-def _world_info(config: RunConfig) -> dict[str, Any] | None:
-    """Read the ``ecotaxa`` part of the demo's ``world.json`` at the catalog root, if any."""
-    import fsspec
-
-    root = config.inputs.params.get("root")
-    if not root:
-        return None
-    try:
-        with fsspec.open(f"{str(root).rstrip('/')}/world.json", "rb") as f:
-            return dict(json.load(f).get("ecotaxa", {}))
-    except (OSError, ValueError):
-        return None
-
-
-def _annotated(truth: pd.DataFrame, config: RunConfig, info: dict[str, Any] | None) -> Any:
-    """Per-category truth as the demo's annotation would record it (else the raw truth).
-
-    The demo's EcoTaxa statuses and misclassification (``world.json``) make the observed
-    categories differ from the true kinds; the noise ceiling compares the observations
-    with their own noise-free expectation.
-    """
-    from pipeline.demo.truth import annotated_concentrations
-
-    if not info or "status_probabilities" not in info:
-        logger.info("noise ceiling: no world.json annotation info; raw truth per category")
-        return truth
-    try:
-        return annotated_concentrations(
-            truth,
-            statuses=config.object_targets.statuses,
-            status_probabilities=info["status_probabilities"],
-            misclassified_probability=info.get("predicted_misclassified_probability", 0.0),
-        )
-    except KeyError:
-        return truth
 
 
 def _predictions(
@@ -359,7 +148,7 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
         "n_rows": {"all": len(matchup), "test": n_test, "cv": int((~test).sum())},
         "best_iterations": list(cv.best_iterations),
     }
-    ceiling = _noise_ceiling(config, matchup, y, test, targets, tr)
+    ceiling = noise_ceiling(config, matchup, y, test=test, targets=targets, transform=tr)
     if ceiling is not None:
         metrics["noise_ceiling"] = ceiling
     train_rows = ~test

@@ -1,9 +1,10 @@
 """Targets: per (cast, layer) concentrations per size class and per category, carbon flux.
 
 :mod:`~pipeline.targets.particles` turns EcoPart particles into volume-weighted
-concentrations per depth layer and size class and the Guidry flux, with the transform
-used for training; :mod:`~pipeline.targets.objects` counts EcoTaxa objects per category
-in the same casts and layers.
+concentrations per depth layer and size class and the Guidry flux (the class merge and
+the flux as functions of their own, which the demo's noise ceiling uses too), with the
+transform used for training and its inverse; :mod:`~pipeline.targets.objects` counts
+EcoTaxa objects per category in the same casts and layers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from pipeline.targets.particles import (
     TargetConfig,
     TargetsResult,
     build_targets,
+    class_groups,
+    flux_diameters_mm,
+    guidry_flux,
+    inverse_transform,
     particle_classes,
     target_columns,
     transform,
@@ -35,6 +40,10 @@ __all__ = [
     "build_object_targets",
     "build_targets",
     "category_column",
+    "class_groups",
+    "flux_diameters_mm",
+    "guidry_flux",
+    "inverse_transform",
     "particle_classes",
     "target_columns",
     "transform",

@@ -45,6 +45,10 @@ __all__ = [
     "TargetConfig",
     "TargetsResult",
     "build_targets",
+    "class_groups",
+    "flux_diameters_mm",
+    "guidry_flux",
+    "inverse_transform",
     "particle_classes",
     "target_columns",
     "transform",
@@ -179,19 +183,125 @@ def _target_name(lo_um: float, hi_um: float) -> str:
     return "conc_" + class_column(lo_um / 1000.0, hi_um / 1000.0)[2:-2] + "um_per_l"
 
 
-def _layer_rows(part: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
-    classes = particle_classes(part.columns)
+def class_groups(
+    classes: Sequence[tuple[str, float, float]], *, config: TargetConfig
+) -> dict[str, list[str]]:
+    """Group size-class columns into the target classes holding their lower edge.
+
+    An EcoPart class ``[lo, hi)`` belongs to the target class ``[e_k, e_k+1)`` of
+    ``config.size_edges_um`` with ``e_k <= lo < e_k+1``; classes below the first edge or
+    at/above the last are in no target class.
+
+    Parameters
+    ----------
+    classes : sequence of (str, float, float)
+        ``(column, lo_um, hi_um)`` per size class, as :func:`particle_classes` finds them.
+    config : TargetConfig
+        The target size classes (``size_edges_um``, ESD in µm).
+
+    Returns
+    -------
+    dict of str to list of str
+        Target column -> the class columns it sums, both in the order of ``classes``;
+        target classes no column falls in are left out.
+
+    See Also
+    --------
+    guidry_flux : the flux target over the same classes.
+
+    Examples
+    --------
+    >>> classes = particle_classes(["n_80p6_102um", "n_102_128um", "n_128_161um", "n_203_256um"])
+    >>> class_groups(classes, config=TargetConfig())
+    {'conc_102_203um_per_l': ['n_102_128um', 'n_128_161um'],
+     'conc_203_512um_per_l': ['n_203_256um']}
+    """
     edges = np.asarray(config.size_edges_um)
     groups: dict[str, list[str]] = {}
     for col, lo, _ in classes:
         k = int(np.searchsorted(edges, lo, side="right")) - 1
         if 0 <= k < len(edges) - 1:
             groups.setdefault(_target_name(edges[k], edges[k + 1]), []).append(col)
-    flux_cols = [
-        (col, math.sqrt(lo * hi) / 1000.0)
-        for col, lo, hi in classes
-        if config.flux_range_um[0] <= lo and hi <= config.flux_range_um[1]
-    ]
+    return groups
+
+
+def flux_diameters_mm(
+    classes: Sequence[tuple[str, float, float]], *, config: TargetConfig
+) -> dict[str, float]:
+    """Geometric-mean ESD (mm) of the size classes inside ``config.flux_range_um``.
+
+    Parameters
+    ----------
+    classes : sequence of (str, float, float)
+        ``(column, lo_um, hi_um)`` per size class, as :func:`particle_classes` finds them.
+    config : TargetConfig
+        ``flux_range_um``: a class counts when ``lo >= range[0]`` and ``hi <= range[1]``.
+
+    Returns
+    -------
+    dict of str to float
+        Column -> ``sqrt(lo * hi) / 1000`` (mm), in the order of ``classes``.
+
+    Examples
+    --------
+    >>> classes = particle_classes(["n_80p6_102um", "n_250_1000um", "n_2050_2580um"])
+    >>> flux_diameters_mm(classes, config=TargetConfig(flux_range_um=(100.0, 2000.0)))
+    {'n_250_1000um': 0.5}
+    """
+    lo_um, hi_um = config.flux_range_um
+    return {
+        col: math.sqrt(lo * hi) / 1000.0 for col, lo, hi in classes if lo_um <= lo and hi <= hi_um
+    }
+
+
+def guidry_flux(
+    conc_per_l: pd.DataFrame,
+    classes: Sequence[tuple[str, float, float]],
+    *,
+    config: TargetConfig,
+) -> np.ndarray:
+    """Carbon flux of Guidry et al. (2008) from per-class concentrations.
+
+    ``F = sum_i C_i * A * d_i ** b`` (mg C m-2 d-1) with ``C_i`` in # m-3 (1000 x the
+    # L-1 given), ``d_i`` from :func:`flux_diameters_mm`, ``A = config.flux_a`` and
+    ``b = config.flux_b``; the terms are added in the order of ``classes``.
+
+    Parameters
+    ----------
+    conc_per_l : pandas.DataFrame
+        Concentration (# L-1) of each size class in the flux range, one column per class
+        named as in ``classes`` (other columns are ignored).
+    classes : sequence of (str, float, float)
+        ``(column, lo_um, hi_um)`` per size class.
+    config : TargetConfig
+        ``flux_a``, ``flux_b`` and ``flux_range_um``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The flux per row (mg C m-2 d-1); zeros where no class is in the range.
+
+    See Also
+    --------
+    class_groups : the concentration targets over the same classes.
+
+    Examples
+    --------
+    >>> classes = [("n_1000_1000um", 1000.0, 1000.0)]
+    >>> conc = pd.DataFrame({"n_1000_1000um": [0.0, 0.002]})
+    >>> guidry_flux(conc, classes, config=TargetConfig(flux_a=12.5)).tolist()   # d = 1 mm
+    [0.0, 25.0]
+    """
+    flux = np.zeros(len(conc_per_l))
+    for col, d_mm in flux_diameters_mm(classes, config=config).items():
+        flux += conc_per_l[col].to_numpy(dtype=float) * 1000.0 * config.flux_a * d_mm**config.flux_b
+    return flux
+
+
+def _layer_rows(part: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
+    classes = particle_classes(part.columns)
+    groups = class_groups(classes, config=config)
+    flux_cols = list(flux_diameters_mm(classes, config=config))
     rows = []
     for layer in config.layers:
         inside = part[(part["depth_m"] >= layer.top_m) & (part["depth_m"] < layer.bottom_m)]
@@ -210,14 +320,8 @@ def _layer_rows(part: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
         out["coverage"] = sums["depth_m"] * config.bin_m / (layer.bottom_m - layer.top_m)
         for name, cols in groups.items():
             out[name] = sums[cols].sum(axis=1) / sums["volume_l"]
-        flux = np.zeros(len(sums))
-        for col, d_mm in flux_cols:
-            flux += (
-                (sums[col] / sums["volume_l"] * 1000.0).to_numpy()
-                * config.flux_a
-                * (d_mm**config.flux_b)
-            )
-        out["flux_mgc_m2_d"] = flux
+        conc = sums[flux_cols].div(sums["volume_l"], axis=0)
+        out["flux_mgc_m2_d"] = guidry_flux(conc, classes, config=config)
         rows.append(out.reset_index().rename(columns={"profile_id": "id"}))
     if not rows:
         return _empty(config)
@@ -343,6 +447,10 @@ def transform(values: np.ndarray, *, name: str = "log10", epsilon: float = 1e-3)
     numpy.ndarray
         Transformed values.
 
+    See Also
+    --------
+    inverse_transform : back to concentrations.
+
     Examples
     --------
     >>> transform(np.array([0.999, 9.999]), epsilon=1e-3).round(6).tolist()
@@ -352,3 +460,37 @@ def transform(values: np.ndarray, *, name: str = "log10", epsilon: float = 1e-3)
     if name == "none":
         return values
     return np.log10(values + epsilon)
+
+
+def inverse_transform(
+    values: np.ndarray, *, name: str = "log10", epsilon: float = 1e-3
+) -> np.ndarray:
+    """Undo :func:`transform`, clipped at 0 for log10 (a concentration is never negative).
+
+    Parameters
+    ----------
+    values : array of float
+        Transformed values (e.g. a model's predictions).
+    name : {"log10", "none"}
+        The transform that was applied.
+    epsilon : float
+        Offset of ``log10(c + epsilon)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Concentrations (or flux): ``max(10 ** values - epsilon, 0)`` for log10.
+
+    See Also
+    --------
+    transform : the forward transform.
+
+    Examples
+    --------
+    >>> inverse_transform(np.array([0.0, 1.0, -4.0]), epsilon=1e-3).round(6).tolist()
+    [0.999, 9.999, 0.0]
+    """
+    values = np.asarray(values, dtype="float64")
+    if name == "none":
+        return values
+    return np.maximum(np.power(10.0, values) - epsilon, 0.0)

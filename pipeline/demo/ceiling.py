@@ -1,0 +1,296 @@
+"""The noise ceiling: the skill of the demo world's noise-free truth against its observations.
+
+The demo world draws its EcoPart counts and EcoTaxa objects from a known truth plus
+counting noise (:mod:`pipeline.demo.truth`), so the best any model of the observations can
+do is known: it is the skill of the truth's own expectation of each observation.
+:func:`noise_ceiling` computes it for the train step of a run whose inputs name the truth
+entry (``inputs.truth``), and the step writes it in ``metrics.json`` under
+``noise_ceiling``; the report shows it beside the model.
+
+:func:`truth_targets` turns the truth's per-class concentrations into the run's targets
+with the same class merge and flux as the targets step
+(:func:`pipeline.targets.class_groups`, :func:`pipeline.targets.guidry_flux`), and
+:func:`expected_log_count` takes the counting noise into account: the expectation of
+``log10(N / V + eps)`` with ``N ~ Poisson(c V)``, not ``log10(c + eps)``.
+
+This is the demo's only link into a run: ``pipeline/run/train.py`` calls
+:func:`noise_ceiling`; the science stages never import this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.demo.truth import annotated_concentrations
+from pipeline.targets.particles import (
+    TargetConfig,
+    class_groups,
+    guidry_flux,
+    target_columns,
+    transform,
+)
+
+if TYPE_CHECKING:
+    from pipeline.run.config import RunConfig
+
+__all__ = ["expected_log_count", "noise_ceiling", "truth_targets"]
+
+logger = logging.getLogger(__name__)
+
+_CONC = re.compile(r"^conc_([0-9p]+)_([0-9p]+|inf)um_per_l$")
+
+
+def truth_targets(truth: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
+    """Noise-free targets from the demo truth's per-class concentrations.
+
+    The truth holds the expected concentration of every EcoPart detailed class per
+    profile and layer (``conc_<lo>_<hi>um_per_l``). They are merged into the target
+    classes by lower edge (:func:`pipeline.targets.class_groups`) and summed into the
+    Guidry flux (:func:`pipeline.targets.guidry_flux`) as
+    :func:`pipeline.targets.build_targets` does with counts, so the truth and the
+    observations describe the same quantities.
+
+    Parameters
+    ----------
+    truth : pandas.DataFrame
+        ``profile_id, layer`` + per-class ``conc_<lo>_<hi>um_per_l`` (# L-1).
+    config : TargetConfig
+        Size classes and flux coefficients of the targets.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, layer`` + the target columns.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"profile_id": ["p"], "layer": ["0-100m"],
+    ...                   "conc_102_128um_per_l": [1.0], "conc_128_161um_per_l": [2.0]})
+    >>> float(truth_targets(t, TargetConfig())["conc_102_203um_per_l"].iloc[0])
+    3.0
+    """
+    classes = []
+    for col in truth.columns:
+        match = _CONC.match(col)
+        if match:
+            lo, hi = (float(g.replace("p", ".")) for g in match.groups())
+            classes.append((col, lo, hi))
+    # only the finest classes: drop aggregated columns that span several detailed ones
+    los = sorted({lo for _, lo, _ in classes})
+    fine = [(c, lo, hi) for c, lo, hi in classes if not any(lo < x < hi for x in los)]
+    out = pd.DataFrame({"id": truth["profile_id"].astype(str), "layer": truth["layer"]})
+    names = target_columns(config)
+    sums = {n: np.zeros(len(truth)) for n in names}
+    for name, cols in class_groups(fine, config=config).items():
+        for col in cols:  # one column after the other, in class order
+            sums[name] += truth[col].to_numpy(dtype=float)
+    sums["flux_mgc_m2_d"] = guidry_flux(truth, fine, config=config)
+    for name in names:
+        out[name] = sums[name]
+    return out
+
+
+def _transformed(frame: pd.DataFrame, targets: list[str], spec: Mapping[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            t: transform(
+                frame[t].to_numpy(dtype=float),
+                name=str(spec["name"]),
+                epsilon=float(spec["epsilon"]),
+            )
+            for t in targets
+        },
+        index=frame.index,
+    )
+
+
+def noise_ceiling(
+    config: RunConfig,
+    matchup: pd.DataFrame,
+    y: pd.DataFrame,
+    *,
+    test: np.ndarray,
+    targets: list[str],
+    transform: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """Skill of the noise-free truth against the observations (demo world only).
+
+    The truth's prediction of a transformed observation is its expectation under the
+    counting noise, ``E[log10(N / V + eps)]`` with ``N ~ Poisson(c V)`` (``V`` the volume
+    imaged, times the EcoTaxa subsample fraction for categories;
+    :func:`expected_log_count`), not ``log10(c + eps)``: with a few objects per layer the
+    two differ (Jensen), and only the former bounds what a model of the transformed
+    observations can reach. Categories use the concentration as the demo annotated them
+    (statuses, misclassification; ``world.json``).
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run: ``inputs.truth`` (the truth entry of ``inputs.catalog``), ``targets``,
+        ``object_targets.labels``; ``inputs.params["root"]`` locates ``world.json``.
+    matchup : pandas.DataFrame
+        The rows trained on: ``id, layer, volume_l`` (L).
+    y : pandas.DataFrame
+        The transformed observations of ``targets``, same rows as ``matchup``.
+    test : numpy.ndarray of bool
+        The held-out test rows; the others give the targets' covariance for ``mv_mse``.
+    targets : list of str
+        The target columns.
+    transform : mapping
+        The training transform recorded by the targets step (``{"name", "epsilon"}``).
+
+    Returns
+    -------
+    dict or None
+        ``{"test": scores, "all": scores, "rows_with_truth": n}`` (scores as
+        :func:`pipeline.model.evaluate.score`; ``test`` only when a test row has a truth);
+        None without ``inputs.truth``, when a target has no true counterpart (e.g.
+        morphological types) or when no row matches the truth.
+
+    Examples
+    --------
+    >>> from pipeline.run.config import RunConfig
+    >>> y = pd.DataFrame({"flux_mgc_m2_d": [0.0]})
+    >>> noise_ceiling(RunConfig(), pd.DataFrame(), y, test=np.array([True]),
+    ...               targets=["flux_mgc_m2_d"], transform={"name": "log10", "epsilon": 1e-3})
+    """
+    if not config.inputs.truth:
+        return None
+    from pipeline.catalog import open_catalog, read_entry
+    from pipeline.model.evaluate import score  # xgboost and scikit-learn: only when needed
+
+    truth = read_entry(
+        open_catalog(config.inputs.catalog, **dict(config.inputs.params)), config.inputs.truth
+    )
+    truth = truth.compute() if hasattr(truth, "compute") else truth
+    expected = truth_targets(truth, config.targets)
+    info = _world_info(config)
+    # machine labels (classifier, morphological types) are not the demo's annotation
+    categories = (
+        _annotated(truth, config, info) if config.object_targets.labels == "annotated" else truth
+    )
+    fraction = {}
+    for name in targets:  # per-category targets are truth columns of the same name
+        if name not in expected.columns and name in categories.columns:
+            expected[name] = categories[name].to_numpy(dtype=float)
+            fraction[name] = float((info or {}).get("subsample_fraction", 1.0))
+    unknown = [name for name in targets if name not in expected.columns]
+    if unknown:
+        logger.info(
+            "noise ceiling not computed: the truth has no %s (e.g. morphological "
+            "types have no true counterpart)",
+            unknown,
+        )
+        return None
+    keyed = matchup[["id", "layer"]].astype(str).merge(expected, on=["id", "layer"], how="left")
+    found = keyed[targets].notna().all(axis=1).to_numpy()
+    if not found.any():
+        logger.warning("truth entry %r matches no matchup row", config.inputs.truth)
+        return None
+    t = _transformed(keyed, targets, transform)
+    volume = matchup["volume_l"].to_numpy(dtype=float)
+    for name in targets:
+        if name.startswith("conc_") and str(transform["name"]) == "log10":
+            t[name] = expected_log_count(
+                keyed[name].to_numpy(dtype=float),
+                volume * fraction.get(name, 1.0),
+                epsilon=float(transform["epsilon"]),
+            )
+    cov = np.cov(y[~test].to_numpy(dtype=float).T, bias=True)
+    out: dict[str, Any] = {}
+    sel = test & found
+    if sel.any():
+        out["test"] = score(y[sel], t[sel], targets=targets, cov=cov)
+    out["all"] = score(y[found], t[found], targets=targets, cov=cov)
+    out["rows_with_truth"] = int(found.sum())
+    return out
+
+
+def expected_log_count(
+    conc: np.ndarray, volume: np.ndarray, *, epsilon: float, exact_below: float = 2000.0
+) -> np.ndarray:
+    """Compute the expectation of ``log10(N / V + eps)`` with ``N ~ Poisson(conc V)``.
+
+    Exact sums over ``N`` where the expected count is below ``exact_below``; above it
+    the counting noise is negligible against ``eps``-free logs and ``log10(conc + eps)``
+    is used.
+
+    Parameters
+    ----------
+    conc : array of float
+        Expected concentrations (# L-1).
+    volume : array of float
+        Volumes (L) the counts come from.
+    epsilon : float
+        Offset of the transform.
+    exact_below : float
+        Largest expected count ``conc * volume`` summed exactly.
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Examples
+    --------
+    >>> float(expected_log_count(np.array([0.0]), np.array([10.0]), epsilon=1e-3)[0])
+    -3.0
+    >>> e = expected_log_count(np.array([0.1]), np.array([10.0]), epsilon=1e-3)
+    >>> bool(e[0] < np.log10(0.1 + 1e-3))   # Jensen: below the log of the mean
+    True
+    """
+    from scipy.stats import poisson
+
+    conc = np.asarray(conc, dtype=float)
+    volume = np.asarray(volume, dtype=float)
+    lam = conc * volume
+    out = np.log10(conc + epsilon)
+    small = np.isfinite(lam) & (lam < exact_below) & (volume > 0)
+    if small.any():
+        n_max = int(np.max(lam[small] + 12.0 * np.sqrt(lam[small]) + 20.0))
+        n = np.arange(n_max + 1)[None, :]
+        pmf = poisson.pmf(n, lam[small][:, None])
+        values = np.log10(n / volume[small][:, None] + epsilon)
+        out[small] = (pmf * values).sum(axis=1) / pmf.sum(axis=1)
+    return out
+
+
+def _world_info(config: RunConfig) -> dict[str, Any] | None:
+    """Read the ``ecotaxa`` part of the demo's ``world.json`` at the catalog root, if any."""
+    import fsspec
+
+    root = config.inputs.params.get("root")
+    if not root:
+        return None
+    try:
+        with fsspec.open(f"{str(root).rstrip('/')}/world.json", "rb") as f:
+            return dict(json.load(f).get("ecotaxa", {}))
+    except (OSError, ValueError):
+        return None
+
+
+def _annotated(truth: pd.DataFrame, config: RunConfig, info: dict[str, Any] | None) -> Any:
+    """Per-category truth as the demo's annotation would record it (else the raw truth).
+
+    The demo's EcoTaxa statuses and misclassification (``world.json``) make the observed
+    categories differ from the true kinds; the noise ceiling compares the observations
+    with their own noise-free expectation.
+    """
+    if not info or "status_probabilities" not in info:
+        logger.info("noise ceiling: no world.json annotation info; raw truth per category")
+        return truth
+    try:
+        return annotated_concentrations(
+            truth,
+            statuses=config.object_targets.statuses,
+            status_probabilities=info["status_probabilities"],
+            misclassified_probability=info.get("predicted_misclassified_probability", 0.0),
+        )
+    except KeyError:
+        return truth

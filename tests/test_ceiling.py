@@ -1,0 +1,120 @@
+"""The demo's noise ceiling: truth as targets, the Poisson expectation, the skill of the truth."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import poisson
+
+from pipeline.demo import expected_log_count, generate_demo_world, noise_ceiling, truth_targets
+from pipeline.run.config import InputsConfig, RunConfig
+from pipeline.targets import TargetConfig, build_targets, target_columns, transform
+
+T0 = pd.Timestamp("2020-03-01", tz="UTC")
+
+#: Per-class concentrations (# L-1) of one profile: fine classes, inside and outside the
+#: target classes and the flux range.
+CONC = {"80p6_102": 9.0, "102_128": 2.0, "128_161": 1.5, "203_256": 0.5, "1630_2050": 0.02}
+CONC["2050_2580"] = 0.01
+
+
+def test_truth_targets_equal_the_targets_step_on_noise_free_counts():
+    depths = np.arange(20) * 5 + 2.5  # 0-100 m, 10 L per bin
+    frame = pd.DataFrame({"profile_id": "p", "lat": 0.0, "lon": 0.0, "time": T0, "depth_m": depths})
+    frame["volume_l"] = 10.0
+    for cls, conc in CONC.items():
+        frame[f"n_{cls}um"] = conc * 10.0
+    observed = build_targets(dd.from_pandas(frame, npartitions=1)).targets.compute()
+    truth = pd.DataFrame({"profile_id": ["p"], "layer": ["0-100m"]})
+    for cls, conc in CONC.items():
+        truth[f"conc_{cls}um_per_l"] = [conc]
+    expected = truth_targets(truth, TargetConfig())
+    assert list(expected.columns) == ["id", "layer", *target_columns(TargetConfig())]
+    for name in target_columns(TargetConfig()):
+        assert expected[name].iloc[0] == pytest.approx(observed[name].iloc[0], rel=1e-12), name
+    assert expected["conc_102_203um_per_l"].iloc[0] == pytest.approx(3.5)
+
+
+def test_truth_targets_leave_out_columns_that_aggregate_finer_classes():
+    truth = pd.DataFrame({"profile_id": ["p"], "layer": ["0-100m"]})
+    truth["conc_102_128um_per_l"] = [1.0]
+    truth["conc_128_161um_per_l"] = [2.0]
+    truth["conc_102_161um_per_l"] = [3.0]  # the two above together: not counted again
+    out = truth_targets(truth, TargetConfig())
+    assert out["conc_102_203um_per_l"].tolist() == [3.0]
+
+
+def test_expected_log_count_is_the_poisson_mean_of_the_transformed_count():
+    conc, volume, eps = np.array([0.05, 0.3, 4.0]), np.array([20.0, 5.0, 1.0]), 1e-3
+    n = np.arange(400)[None, :]
+    pmf = poisson.pmf(n, (conc * volume)[:, None])
+    reference = (pmf * np.log10(n / volume[:, None] + eps)).sum(axis=1)
+    got = expected_log_count(conc, volume, epsilon=eps)
+    np.testing.assert_allclose(got, reference, rtol=1e-10)
+    assert (got < np.log10(conc + eps)).all()  # Jensen
+
+
+def test_expected_log_count_is_the_log_of_the_mean_above_exact_below():
+    conc, volume = np.array([3.0]), np.array([1000.0])
+    got = expected_log_count(conc, volume, epsilon=1e-3, exact_below=2000.0)
+    assert got.tolist() == np.log10(conc + 1e-3).tolist()
+
+
+def test_noise_ceiling_is_none_without_a_truth_entry():
+    y = pd.DataFrame({"flux_mgc_m2_d": [0.0]})
+    got = noise_ceiling(
+        RunConfig(),
+        pd.DataFrame({"id": ["p"], "layer": ["0-100m"], "volume_l": [10.0]}),
+        y,
+        test=np.array([True]),
+        targets=["flux_mgc_m2_d"],
+        transform={"name": "log10", "epsilon": 1e-3},
+    )
+    assert got is None
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    return generate_demo_world(str(root), resolution=10.0, n_profiles=24, n_images=40, seed=5)
+
+
+def test_noise_ceiling_of_the_truth_itself_is_perfect_skill(world):
+    config = RunConfig(
+        inputs=InputsConfig(catalog="demo", params={"root": world.root}, truth="truth_profiles")
+    )
+    truth = pd.read_parquet(world.paths["truth_profiles"])
+    expected = truth_targets(truth, config.targets)
+    targets = target_columns(config.targets)
+    # so many litres that the counting noise vanishes: the truth predicts itself
+    matchup = expected[["id", "layer"]].assign(volume_l=1e9)
+    y = pd.DataFrame({t: transform(expected[t].to_numpy(), epsilon=1e-3) for t in targets})
+    test = np.arange(len(y)) % 4 == 0
+    got = noise_ceiling(
+        config,
+        matchup,
+        y,
+        test=test,
+        targets=targets,
+        transform={"name": "log10", "epsilon": 1e-3},
+    )
+    assert got["rows_with_truth"] == len(y) > 0
+    assert got["test"]["n"] == int(test.sum())
+    assert got["all"]["mv_mse"] == pytest.approx(0.0, abs=1e-12)
+    assert got["all"]["r2_mean"] == pytest.approx(1.0)
+    other = dataclasses.replace(config, inputs=dataclasses.replace(config.inputs, truth=None))
+    assert (
+        noise_ceiling(
+            other,
+            matchup,
+            y,
+            test=test,
+            targets=targets,
+            transform={"name": "log10", "epsilon": 1e-3},
+        )
+        is None
+    )
