@@ -326,6 +326,15 @@ def _layer_rows(part: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
     if not rows:
         return _empty(config)
     frame = pd.concat(rows, ignore_index=True)
+    # A partition holds a batch of files: rows go profile by profile in the order the
+    # profiles come (the files' order), each profile's layers in their order, as one
+    # partition per single-profile file gave them.
+    profiles = pd.Index(pd.unique(part["profile_id"]))
+    layer_index = {layer.name: i for i, layer in enumerate(config.layers)}
+    order = np.lexsort(
+        (frame["layer"].map(layer_index).to_numpy(), profiles.get_indexer(frame["id"]))
+    )
+    frame = frame.iloc[order]
     frame["weight"] = frame["volume_l"]
     return frame.reindex(columns=_empty(config).columns).reset_index(drop=True)
 
