@@ -10,6 +10,7 @@ from pipeline.run.config import (
     load_run_config,
     run_config_to_dict,
 )
+from pipeline.run.context import StepContext
 from pipeline.run.steps import (
     STEPS,
     RunSummary,
@@ -27,6 +28,7 @@ __all__ = [
     "ReportConfig",
     "RunConfig",
     "RunSummary",
+    "StepContext",
     "config_hash",
     "expected_log_count",
     "load_run_config",
