@@ -434,9 +434,8 @@ def _run_report(ctx: StepContext) -> dict:
     card = store.read_json("model/card.json")
     fields = None
     if store.exists("fields.zarr"):
-        fields = xr.open_zarr(
-            store.path("fields.zarr"), consolidated=False, storage_options=store.storage_options
-        )
+        remote = {"storage_options": store.storage_options} if store.storage_options else {}
+        fields = xr.open_zarr(store.path("fields.zarr"), consolidated=False, **remote)
     counts: dict[str, Any] = {}
     for step in ("targets", "matchup", "fields"):
         if store.exists(f"_state/{step}.json"):
