@@ -9,24 +9,24 @@
 - ``summary.json``: the counts, by reason, that the CLI prints.
 
 Accepted rows, quarantine and counts come from the same per-file tasks, computed in
-one pass (each file is parsed once).
+one pass (each file is parsed once). :func:`write_quarantine` is the one way a quarantine
+is written, here and by the targets step of a run (``OUT/quarantine/<table>.parquet``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import dask
-import fsspec
 import pandas as pd
 
+from pipeline.io import OutputStore, as_store
 from pipeline.sources.table import ReadResult
 
-__all__ = ["IngestSummary", "summarize", "write_ingest"]
+__all__ = ["IngestSummary", "summarize", "write_ingest", "write_quarantine"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,9 +125,39 @@ def summarize(
     )
 
 
+def write_quarantine(result: ReadResult, out: str | OutputStore, name: str) -> Any:
+    """Return the lazy write of a reader's quarantine as a parquet folder.
+
+    One part file per input file (the reader's partitions), each row ``file, line,
+    column, reason, raw``. Compute it together with the accepted rows and the counts, so
+    each file is parsed once.
+
+    Parameters
+    ----------
+    result : ReadResult
+        Lazy accepted rows, quarantine and per-file counts of a reader.
+    out : str or OutputStore
+        Output folder (local path or fsspec URL) or store.
+    name : str
+        Folder name in the store (``"quarantine.parquet"``,
+        ``"quarantine/particles.parquet"``).
+
+    Returns
+    -------
+    dask collection
+        Compute it (``dask.compute``) to write.
+
+    See Also
+    --------
+    write_ingest : writes the accepted rows, this quarantine, the per-file counts and a
+        summary.
+    """
+    return as_store(out).write_parquet_dataset(name, result.quarantine)
+
+
 def write_ingest(
     result: ReadResult,
-    out: str,
+    out: str | OutputStore,
     *,
     table: str,
     storage_options: Mapping[str, Any] | None = None,
@@ -139,12 +169,12 @@ def write_ingest(
     ----------
     result : ReadResult
         Lazy accepted rows, quarantine and per-file counts.
-    out : str
-        Output folder URL (local path or ``s3://bucket/prefix``).
+    out : str or OutputStore
+        Output folder URL (local path or ``s3://bucket/prefix``) or store.
     table : str
         Name of the canonical table (``particles``, ``objects``).
     storage_options : mapping, optional
-        Passed to fsspec/s3fs for the output.
+        Passed to fsspec/s3fs for the output when ``out`` is a URL.
     compute : callable
         Computes several dask collections at once (``dask.compute`` by default; the CLI
         passes one that shows a progress bar).
@@ -154,37 +184,31 @@ def write_ingest(
     IngestSummary
         Counts (reconciled), by reason, and the URLs written.
     """
-    so = dict(storage_options or {})
-    out = out.rstrip("/")
-    urls = {
-        table: f"{out}/{table}.parquet",
-        "quarantine": f"{out}/quarantine.parquet",
-        "files": f"{out}/files.parquet",
-        "summary": f"{out}/summary.json",
+    store = as_store(out, storage_options=storage_options)
+    names = {
+        table: f"{table}.parquet",
+        "quarantine": "quarantine.parquet",
+        "files": "files.parquet",
+        "summary": "summary.json",
     }
-    fs, root = fsspec.core.url_to_fs(out, **so)
-    fs.makedirs(root, exist_ok=True)
-    write_table = result.accepted.to_parquet(
-        urls[table], storage_options=so, write_index=False, overwrite=True, compute=False
-    )
-    write_quarantine = result.quarantine.to_parquet(
-        urls["quarantine"], storage_options=so, write_index=False, overwrite=True, compute=False
-    )
+    urls = {key: store.path(name) for key, name in names.items()}
+    store.makedirs()
+    write_table = store.write_parquet_dataset(names[table], result.accepted)
+    write_quarantined = write_quarantine(result, store, names["quarantine"])
     coords = [c for c in _EXTENT_COLUMNS if c in result.accepted.columns]
     logger.info("ingest: %d file(s) into %s", result.stats.npartitions, urls[table])
     _, _, stats, quarantine, lows, highs = compute(
         write_table,
-        write_quarantine,
+        write_quarantined,
         result.stats,
         result.quarantine,
         result.accepted[coords].min(),
         result.accepted[coords].max(),
     )
-    stats.to_parquet(urls["files"], storage_options=so, index=False)
+    store.write_parquet(names["files"], stats)
     summary = summarize(table, stats, quarantine, urls)
     summary = replace(
         summary, extents={c: (str(lows[c]), str(highs[c])) for c in coords if pd.notna(lows[c])}
     )
-    with fsspec.open(urls["summary"], "w", **so) as f:
-        json.dump(summary.to_dict(), f, indent=2)
+    store.write_json(names["summary"], summary.to_dict(), indent=2, newline=False)
     return summary

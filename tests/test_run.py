@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -281,6 +284,56 @@ def test_object_categories_become_targets_fields_and_a_noise_ceiling(
     assert np.nanmin(surface) >= 0
     assert np.isfinite(surface).mean() > 0.4
     assert summary.counts["rows_without_every_target"] >= 0
+
+
+def _with_bad_rows(world_root, dest):
+    """The world's EcoPart and EcoTaxa exports, with one unreadable row in each."""
+    src = Path(world_root)
+    shutil.copytree(src / "ecopart", dest / "ecopart")
+    (dest / "ecotaxa").mkdir()
+    for tsv in (src / "ecotaxa").glob("*.tsv"):
+        shutil.copy(tsv, dest / "ecotaxa" / tsv.name)
+    (dest / "ecotaxa" / "images").symlink_to(src / "ecotaxa" / "images")
+    par = sorted((dest / "ecopart").glob("export_detailed_*_PAR_*.tsv"))[0]
+    lines = par.read_bytes().split(b"\r\n")
+    cells = lines[2].split(b"\t")
+    cells[3] = b"abc"  # Depth [m]
+    lines[2] = b"\t".join(cells)
+    par.write_bytes(b"\r\n".join(lines))
+    tsv = sorted((dest / "ecotaxa").glob("*.tsv"))[0]
+    lines = tsv.read_bytes().split(b"\n")
+    cells = lines[1].split(b"\t")
+    cells[1] = b"north"  # object_lat
+    lines[1] = b"\t".join(cells)
+    tsv.write_bytes(b"\n".join(lines))
+    return SimpleNamespace(root=str(dest))
+
+
+def test_a_run_writes_the_readers_quarantine_and_its_counts_reconcile(
+    objects_world, tmp_path, client
+):
+    from pipeline.demo.truth import TYPES
+
+    world = _with_bad_rows(objects_world.root, tmp_path / "world")
+    config = _small_config(
+        world, inputs={"objects": "ecotaxa"}, object_targets={"categories": list(TYPES)}
+    )
+    out = tmp_path / "run"
+    summary = run_steps(config, out=str(out), client=client, steps=["targets"])
+    counts = summary.counts
+    state = json.loads((out / "_state" / "targets.json").read_text())
+    assert state["counts"] == counts
+    for table, prefix, column, bad in [
+        ("particles", "", "Depth [m]", "'abc'"),
+        ("objects", "objects_", "object_lat", "'north'"),
+    ]:
+        quarantine = pd.read_parquet(out / "quarantine" / f"{table}.parquet")
+        assert quarantine[["column"]].to_dict("list") == {"column": [column]}, table
+        assert bad in quarantine["reason"].iloc[0]
+        assert counts[f"{prefix}rows_quarantined"] == len(quarantine) == 1
+        assert counts[f"{prefix}rows_read"] == counts[f"{prefix}rows_accepted"] + 1 > 1
+    assert counts["files"] == len(list((tmp_path / "world" / "ecopart").glob("*_PAR_*.tsv")))
+    assert counts["target_rows"] > 0
 
 
 def test_object_targets_take_their_layers_from_the_targets_section():

@@ -126,20 +126,13 @@ def train_and_report(
     table: Any, *, config: Any, out: str, init: Any = None, holdout: float = 0.2
 ) -> Any:
     """Train with a stratified holdout and print the held-out scores (shared with the demo)."""
-    from pipeline.images.evaluation import stratified_holdout
-    from pipeline.images.training import train_classifier
+    from pipeline.images.outputs import train_with_holdout
 
-    counts = table["category"].value_counts()
-    table = table[table["category"].isin(counts[counts >= config.min_per_class].index)]
-    test = None
-    if holdout > 0:
-        train_idx, test_idx = stratified_holdout(
-            table["category"].tolist(), test_fraction=holdout, seed=config.seed
-        )
-        table, test = table.iloc[train_idx], table.iloc[test_idx]
     bar = _EpochBar(config.epochs)
     try:
-        res = train_classifier(table, config=config, out=out, init=init, test=test, progress=bar)
+        res, test = train_with_holdout(
+            table, config=config, out=out, init=init, holdout=holdout, progress=bar
+        )
     finally:
         bar.close()
     if res.dropped_classes:
@@ -247,24 +240,10 @@ def types_command(
 
 def types_and_report(objects: Any, out: str, *, config: Any) -> tuple[Any, Any]:
     """Fit, assign, describe and plot the types; print the table (shared with the demo)."""
-    import fsspec
+    from pipeline.images.outputs import write_types
 
-    from pipeline.images.morphology import assign_types, fit_types, save_model
-    from pipeline.images.morphology_describe import describe_types, plot_type_plate
-
-    model = fit_types(objects, config=config)
-    labels = assign_types(objects, model)
-    labels = labels.compute() if hasattr(labels, "compute") else labels
+    model, labels, table = write_types(objects, out, config=config)
     root = out.rstrip("/")
-    fs, path = fsspec.core.url_to_fs(root)
-    fs.makedirs(f"{path}/labels", exist_ok=True)
-    with fs.open(f"{path}/labels/part-0.parquet", "wb") as f:
-        labels.to_parquet(f, index=False)
-    save_model(model, f"{root}/model.json")
-    table = describe_types(objects, labels, model)
-    with fs.open(f"{path}/types.csv", "w") as f:
-        table.to_csv(f, index=False)
-    plot_type_plate(objects, labels, f"{root}/plate.png")
     shown = [
         c
         for c in ("label", "count", "share", "esd", "area", "mean", "elongation", "circ")
@@ -293,10 +272,9 @@ def consistency_command(source: str, labels: str, out: str) -> None:
 
 def consistency_and_report(objects: Any, labels: str, out: str) -> Any:
     """Compute, write and summarise the consistency report (shared with the demo)."""
-    from pipeline.images.consistency import consistency, write_consistency_report
+    from pipeline.images.outputs import write_consistency
 
-    result = consistency(objects, labels)
-    write_consistency_report(result, out)
+    result = write_consistency(objects, labels, out)
     worst = result.per_category.sort_values("disagreement", ascending=False).head(3)
     worst = worst.set_index("category")
     click.echo(

@@ -24,7 +24,6 @@ unmarked; the next run rewrites exactly the unmarked regions.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import re
 import time as _time
@@ -36,6 +35,7 @@ import numpy as np
 import xarray as xr
 
 from pipeline.errors import StoreMismatchError
+from pipeline.io import OutputStore
 
 __all__ = ["WriteReport", "write_fields"]
 
@@ -74,15 +74,14 @@ def _store_paths(url: str, storage_options: Mapping[str, Any] | None) -> tuple[A
     return fs, root.rstrip("/")
 
 
-def _marker(root: str, i: int) -> str:
-    return f"{root}/{_MARKERS}/regions/{i:04d}/zarr.json"
+def _marker(i: int) -> str:
+    return f"{_MARKERS}/regions/{i:04d}/zarr.json"
 
 
-def _put_group(fs: Any, path: str, attributes: Mapping[str, Any] | None = None) -> None:
+def _put_group(store: OutputStore, name: str, attributes: Mapping[str, Any] | None = None) -> None:
+    """Write an empty zarr group (a marker) at ``name`` in the store, whole."""
     doc = {**_GROUP_DOC, "attributes": dict(attributes or {})}
-    parent = path.rsplit("/", 1)[0]
-    fs.makedirs(parent, exist_ok=True)
-    fs.pipe_file(path, json.dumps(doc).encode())
+    store.write_json(name, doc, indent=None, newline=False)
 
 
 def _done_regions(fs: Any, root: str) -> set[int]:
@@ -270,6 +269,7 @@ def write_fields(
     attrs = dict(attrs or {})
     ds = _prepare(ds)
     fs, root = _store_paths(url, storage_options)
+    markers = OutputStore(url, storage_options=storage_options)  # zarr writes the arrays
     total = int(ds.sizes["time"])
     kw = _zarr_kwargs(storage_options)
     fs.invalidate_cache()
@@ -318,8 +318,8 @@ def write_fields(
             ),
         }
         template.to_zarr(url, mode="w", compute=False, zarr_format=3, **kw)
-        _put_group(fs, f"{root}/{_MARKERS}/regions/zarr.json")
-        _put_group(fs, f"{root}/{_MARKERS}/zarr.json", {"regions_total": total})
+        _put_group(markers, f"{_MARKERS}/regions/zarr.json")
+        _put_group(markers, f"{_MARKERS}/zarr.json", {"regions_total": total})
         logger.info("%s: template written (%d regions of one time step)", url, total)
 
     done = _done_regions(fs, root)
@@ -344,7 +344,7 @@ def write_fields(
             region.to_zarr(url, region={"time": slice(i, i + 1)}, mode="r+", **kw)
         value = np.asarray(ds["time"].values[i])
         stamp = str(np.datetime_as_string(value, unit="s") if value.dtype.kind == "M" else value)
-        _put_group(fs, _marker(root, i), {"time": stamp})
+        _put_group(markers, _marker(i), {"time": stamp})
         count += 1
         logger.info(
             "%s: region %d/%d (time %s) written in %.1f s",

@@ -20,8 +20,9 @@ On a worker, a task:
 With ``gpu=True`` (or ``"auto"`` on a cluster whose workers declare the Dask resource
 ``GPU``), tasks ask for ``resources={"GPU": 1}``, so they run on the GPU workers only.
 
-**Resumable**: a partition is done when its labels part exists (written last, whole:
-into a temporary name and then renamed; on S3 a PUT is atomic). A re-run skips the
+**Resumable**: a partition is done when its labels part exists (written last, whole,
+through the :class:`~pipeline.io.OutputStore`: a temporary name renamed on a local disk,
+one PUT on an object store). A re-run skips the
 done partitions. ``OUT/manifest.json`` records the model id, the partition size and a
 fingerprint of the table's object ids: a re-run with another model or table into the
 same ``OUT`` is refused (naming what differs) instead of mixing labels.
@@ -35,13 +36,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -49,12 +48,12 @@ from typing import Any, Literal
 
 import dask
 import dask.dataframe as dd
-import fsspec
 import numpy as np
 import pandas as pd
 
 from pipeline.config import check_choice, check_count
 from pipeline.errors import ConfigError, StoreMismatchError
+from pipeline.io import OutputStore, as_store
 
 __all__ = ["ClassifyConfig", "ClassifyResult", "classify_images"]
 
@@ -178,7 +177,7 @@ def _classify_part(
     index: int,
     *,
     model_url: str,
-    out: str,
+    store: OutputStore,
     config: ClassifyConfig,
     storage_options: Mapping[str, Any] | None,
 ) -> dict[str, int]:
@@ -231,8 +230,8 @@ def _classify_part(
     labels = _labels_frame(part["object_id"].astype(str).to_numpy()[ok], probs, model, config.top_k)
     bad = part.loc[~ok, ["object_id", "image"]].astype(str).reset_index(drop=True)
     bad["reason"] = [r for r in reasons if r]
-    _write_part(out, "quarantine", index, bad, storage_options)
-    _write_part(out, "labels", index, labels, storage_options)  # last: marks the part done
+    _write_part(store, "quarantine", index, bad)
+    _write_part(store, "labels", index, labels)  # last: marks the part done
     return {"images": int(ok.sum()), "quarantined": int((~ok).sum())}
 
 
@@ -256,20 +255,9 @@ def _part_name(kind: str, index: int) -> str:
     return f"{kind}/part-{index:05d}.parquet"
 
 
-def _write_part(
-    out: str, kind: str, index: int, frame: pd.DataFrame, storage_options: Mapping[str, Any] | None
-) -> None:
-    fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
-    final = f"{root}/{_part_name(kind, index)}"
-    fs.makedirs(f"{root}/{kind}", exist_ok=True)
-    if fs.protocol in ("file", "local") or "file" in fs.protocol:
-        tmp = f"{root}/{kind}/.tmp-{uuid.uuid4().hex}"
-        with fs.open(tmp, "wb") as f:
-            frame.to_parquet(f, index=False)
-        os.replace(tmp, final)
-    else:  # object stores: one PUT, visible whole or not at all
-        with fs.open(final, "wb") as f:
-            frame.to_parquet(f, index=False)
+def _write_part(store: OutputStore, kind: str, index: int, frame: pd.DataFrame) -> None:
+    """Write one part whole or not at all (a labels part marks its partition done)."""
+    store.write_parquet(_part_name(kind, index), frame)
 
 
 def _as_dask(table: pd.DataFrame | dd.DataFrame, partition_size: int) -> dd.DataFrame:
@@ -296,29 +284,24 @@ def _fingerprint(ddf: dd.DataFrame) -> str:
     return digest[:16]
 
 
-def _manifest(out: str, doc: dict[str, Any], storage_options: Mapping[str, Any] | None) -> None:
-    fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
-    path = f"{root}/manifest.json"
-    if fs.exists(path):
-        with fs.open(path, "r") as f:
-            old = json.load(f)
+def _manifest(store: OutputStore, doc: dict[str, Any]) -> None:
+    if store.exists("manifest.json"):
+        old = store.read_json("manifest.json")
         differ = [k for k in ("model_id", "table", "partitions") if old.get(k) != doc[k]]
         if differ:
             what = ", ".join(f"{k} {old.get(k)!r} != {doc[k]!r}" for k in differ)
             raise StoreMismatchError(
-                f"{out}: holds labels of another run ({what}); classify into a new --out, "
-                "or delete it."
+                f"{store.url}: holds labels of another run ({what}); classify into a new "
+                "--out, or delete it."
             )
         return
-    fs.makedirs(root, exist_ok=True)
-    with fs.open(path, "w") as f:
-        json.dump(doc, f, indent=2)
+    store.write_json("manifest.json", doc, indent=2, newline=False)
 
 
 def classify_images(
     table: pd.DataFrame | dd.DataFrame,
     model_url: str,
-    out: str,
+    out: str | OutputStore,
     *,
     config: ClassifyConfig | None = None,
     client: Any = None,
@@ -335,13 +318,14 @@ def classify_images(
     model_url : str
         Model directory (:func:`pipeline.images.model.save_model_dir`), readable from
         the workers.
-    out : str
-        Output folder (local or fsspec URL) readable and writable from the workers.
+    out : str or OutputStore
+        Output folder (local or fsspec URL, or its store) readable and writable from the
+        workers.
     config : ClassifyConfig, optional
     client : distributed.Client, optional
         Where the tasks run (default: dask's current scheduler).
     storage_options : mapping, optional
-        fsspec options of the images, the model and ``out``.
+        fsspec options of the images, the model and ``out`` (when it is a URL).
     progress : callable, optional
         Called ``progress(done, total)`` as partitions finish.
 
@@ -357,12 +341,13 @@ def classify_images(
     from pipeline.images.model import load_model_dir
 
     config = config or ClassifyConfig()
+    store = as_store(out, storage_options=storage_options)
     t0 = time.perf_counter()
     model_id = load_model_dir(model_url, storage_options=storage_options).model_id
     ddf = _as_dask(table, config.partition_size)
     n_parts = ddf.npartitions
     _manifest(
-        out,
+        store,
         {
             "model_id": model_id,
             "model": model_url,
@@ -370,10 +355,8 @@ def classify_images(
             "partitions": n_parts,
             "config": asdict(config),
         },
-        storage_options,
     )
-    fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
-    done = {p.rsplit("/", 1)[-1] for p in fs.glob(f"{root}/labels/part-*.parquet")}
+    done = set(store.listdir("labels"))
     todo = [i for i in range(n_parts) if _part_name("labels", i).split("/")[-1] not in done]
     logger.info(
         "classify: %d partitions, %d already done, %d to do",
@@ -390,7 +373,7 @@ def classify_images(
                 parts[i],
                 i,
                 model_url=model_url,
-                out=out,
+                store=store,
                 config=config,
                 storage_options=storage_options,
             )
@@ -398,7 +381,7 @@ def classify_images(
         ]
     counts = _compute(tasks, client, progress)
     return ClassifyResult(
-        out=out,
+        out=store.url,
         model_id=model_id,
         partitions=n_parts,
         skipped=n_parts - len(todo),

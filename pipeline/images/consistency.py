@@ -21,7 +21,6 @@ those small tables come back.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping
@@ -33,12 +32,11 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from fsspec.core import url_to_fs
 from matplotlib.figure import Figure
 
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.labels import _LABEL, _PROB, _check_objects, _joined, _label_columns, _open
-from pipeline.io import read_bytes
+from pipeline.io import OutputStore, as_store, read_bytes
 from pipeline.report import escape, figure_png, format_number, html_table, index_html
 
 __all__ = ["ConsistencyResult", "consistency", "write_consistency_report"]
@@ -352,7 +350,7 @@ def _examples_png(worst: pd.DataFrame, per_category: int) -> tuple[bytes, int, i
 
 def write_consistency_report(
     result: ConsistencyResult,
-    out_url: str,
+    out_url: str | OutputStore,
     *,
     examples_per_category: int = 8,
     storage_options: Mapping[str, Any] | None = None,
@@ -363,14 +361,14 @@ def write_consistency_report(
     ----------
     result : ConsistencyResult
         Output of :func:`consistency`.
-    out_url : str
-        Folder (local path or fsspec URL), created when missing; files there with the
-        same names are replaced.
+    out_url : str or OutputStore
+        Folder (local path or fsspec URL) or its store, created when missing; files there
+        with the same names are replaced, each written whole.
     examples_per_category : int
         Vignettes shown per human category on the plate (unreadable ones are skipped,
         counted and logged).
     storage_options : mapping, optional
-        Passed to the fsspec filesystem.
+        Passed to the fsspec filesystem when ``out_url`` is a URL.
 
     Returns
     -------
@@ -382,9 +380,8 @@ def write_consistency_report(
     consistency : computes the result.
     pipeline.report.write.write_report : the run's report, whose page layout this reuses.
     """
-    fs, root = url_to_fs(out_url, **dict(storage_options or {}))
-    root = root.rstrip("/")
-    fs.makedirs(root, exist_ok=True)
+    store = as_store(out_url, storage_options=storage_options)
+    store.makedirs()
     files = {
         "json": "consistency.json",
         "confusion": "confusion.png",
@@ -396,9 +393,9 @@ def write_consistency_report(
         logger.info("consistency report: %d vignette(s) unreadable, left off the plate", skipped)
     doc = result.to_dict()
     doc["plate"] = {"shown": shown, "unreadable": skipped}
-    fs.pipe_file(f"{root}/{files['json']}", (json.dumps(doc, indent=2) + "\n").encode())
-    fs.pipe_file(f"{root}/{files['confusion']}", _confusion_png(result.confusion))
-    fs.pipe_file(f"{root}/{files['worst_examples']}", plate)
+    store.write_json(files["json"], doc, indent=2)
+    store.write_bytes(files["confusion"], _confusion_png(result.confusion))
+    store.write_bytes(files["worst_examples"], plate)
     page = index_html(
         title="Machine labels against validated human categories",
         fields=None,
@@ -417,8 +414,8 @@ def write_consistency_report(
             (files["worst_examples"], "Worst disagreements (vignettes)"),
         ],
     )
-    fs.pipe_file(f"{root}/{files['index']}", page.encode("utf-8"))
-    logger.info("consistency report: %d file(s) written to %s", len(files), out_url)
+    store.write_text(files["index"], page)
+    logger.info("consistency report: %d file(s) written to %s", len(files), store.url)
     return files
 
 

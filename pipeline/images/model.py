@@ -36,6 +36,7 @@ from torch import nn
 
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.dataset import N_EXTRA, Preprocess
+from pipeline.io import OutputStore, as_store
 
 __all__ = [
     "CompactCNN",
@@ -252,26 +253,32 @@ def _weights_bytes(network: nn.Module) -> bytes:
 
 
 def save_model_dir(
-    model: ImageModel, url: str, *, storage_options: Mapping[str, Any] | None = None
+    model: ImageModel,
+    url: str | OutputStore,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> str:
     """Write a model directory (``model.json`` + ``weights.pt``); return the model id.
+
+    Each file is written whole (:class:`~pipeline.io.OutputStore`), ``model.json`` last:
+    a directory with a ``model.json`` is complete.
 
     Parameters
     ----------
     model : ImageModel
-    url : str
-        Directory (local path or fsspec URL); created if needed.
+    url : str or OutputStore
+        Directory (local path or fsspec URL), or its store; created if needed.
     storage_options : mapping, optional
+        Passed to fsspec when ``url`` is a URL.
 
     Returns
     -------
     str
         The model id, also set on ``model``.
     """
+    store = as_store(url, storage_options=storage_options)
     weights = _weights_bytes(model.network)
     model.model_id = f"{model.arch.replace(':', '-')}-{hashlib.sha256(weights).hexdigest()[:12]}"
-    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-    fs.makedirs(root, exist_ok=True)
     doc = {
         "format": _FORMAT,
         "model_id": model.model_id,
@@ -281,11 +288,10 @@ def save_model_dir(
         "preprocess": model.preprocess.to_dict(),
         **model.meta,
     }
-    with fs.open(f"{root}/weights.pt", "wb") as f:
-        f.write(weights)
-    with fs.open(f"{root}/model.json", "w") as f:  # written last: the directory is complete
-        json.dump(doc, f, indent=2, default=str)
-    logger.info("saved image model %s to %s", model.model_id, url)
+    store.write_bytes("weights.pt", weights)
+    # written last: the directory is complete
+    store.write_json("model.json", doc, indent=2, default=str, newline=False)
+    logger.info("saved image model %s to %s", model.model_id, store.url)
     return model.model_id
 
 

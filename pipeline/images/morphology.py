@@ -42,7 +42,6 @@ from typing import Any, Literal
 
 import dask
 import dask.dataframe as dd
-import fsspec
 import numpy as np
 import pandas as pd
 from dask.delayed import Delayed
@@ -51,7 +50,7 @@ from threadpoolctl import threadpool_limits
 
 from pipeline.config import check_choice, check_count, check_range, check_strings, config_error
 from pipeline.errors import ConfigError, InputFormatError
-from pipeline.io import read_bytes
+from pipeline.io import file_in_store, read_bytes
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -247,9 +246,9 @@ class MorphologyModel:
 def save_model(
     model: MorphologyModel, url: str, *, storage_options: Mapping[str, Any] | None = None
 ) -> None:
-    """Write a model as JSON to a local path or fsspec URL (see :func:`load_model`)."""
-    with fsspec.open(url, "w", **dict(storage_options or {})) as f:
-        json.dump(model.to_dict(), f, indent=1)
+    """Write a model as JSON to a local path or fsspec URL, whole (see :func:`load_model`)."""
+    store, name = file_in_store(url, storage_options=storage_options)
+    store.write_json(name, model.to_dict(), indent=1, newline=False)
 
 
 def load_model(url: str, *, storage_options: Mapping[str, Any] | None = None) -> MorphologyModel:

@@ -8,7 +8,8 @@ The types come from :mod:`pipeline.images.morphology`
   streamed partition-wise when the labels were made from the same partitions, else by a
   join on ``object_id``;
 - :func:`plot_type_plate`: a PNG with one row of example vignettes per type (a seeded
-  random choice by hash of the object id, so it does not depend on the partitioning).
+  random choice by hash of the object id, so it does not depend on the partitioning);
+  :func:`type_plate_png` draws it without writing.
 
 See Also
 --------
@@ -17,20 +18,20 @@ pipeline.images.morphology : fit and assign the types (config, model, save/load)
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import dask.dataframe as dd
-import fsspec
 import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputFormatError
 from pipeline.images.morphology import MorphologyModel, _as_dask
-from pipeline.io import read_bytes
+from pipeline.io import file_in_store, read_bytes
 
-__all__ = ["describe_types", "plot_type_plate"]
+__all__ = ["describe_types", "plot_type_plate", "type_plate_png"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +144,8 @@ def plot_type_plate(
         :func:`~pipeline.images.morphology.assign_types` output. Every type present gets
         a row, in name order.
     url_or_path : str
-        Where to write the PNG (local path or fsspec URL).
+        Where to write the PNG (local path or fsspec URL), whole
+        (:meth:`pipeline.io.OutputStore.open_atomic`).
     per_type : int
         Vignettes per row (a seeded random choice; images that fail to open are skipped).
     seed : int
@@ -155,6 +157,41 @@ def plot_type_plate(
     -------
     dict of str to list of str
         The object ids shown in each row, by type (the row order).
+
+    See Also
+    --------
+    type_plate_png : the same plate as PNG bytes (nothing written).
+    """
+    png, shown = type_plate_png(
+        objects, labels, per_type=per_type, seed=seed, storage_options=storage_options
+    )
+    store, name = file_in_store(url_or_path, storage_options=storage_options)
+    store.write_bytes(name, png)
+    logger.info("type plate: %d types x <= %d vignettes -> %s", len(shown), per_type, url_or_path)
+    return shown
+
+
+def type_plate_png(
+    objects: pd.DataFrame | dd.DataFrame,
+    labels: pd.DataFrame | dd.DataFrame,
+    *,
+    per_type: int = 8,
+    seed: int = 0,
+    storage_options: Mapping[str, Any] | None = None,
+) -> tuple[bytes, dict[str, list[str]]]:
+    """Draw the plate of :func:`plot_type_plate` and return it as PNG bytes.
+
+    Parameters
+    ----------
+    objects, labels, per_type, seed
+        As for :func:`plot_type_plate`.
+    storage_options : mapping, optional
+        fsspec options for the images.
+
+    Returns
+    -------
+    (bytes, dict of str to list of str)
+        The PNG, and the object ids shown in each row, by type.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -191,7 +228,6 @@ def plot_type_plate(
             if c < len(shown[name]):
                 ax.imshow(shown[name][c][1], cmap="gray", vmin=0, vmax=255)
         axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center")
-    with fsspec.open(url_or_path, "wb", **dict(storage_options or {})) as f:
-        fig.savefig(f, format="png", facecolor="white")
-    logger.info("type plate: %d types x <= %d vignettes -> %s", len(types), per_type, url_or_path)
-    return {name: [oid for oid, _ in shown[name]] for name in types}
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", facecolor="white")
+    return buf.getvalue(), {name: [oid for oid, _ in shown[name]] for name in types}

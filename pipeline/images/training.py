@@ -59,6 +59,7 @@ from pipeline.images.model import (
     save_model_dir,
     to_batch,
 )
+from pipeline.io import OutputStore, as_store
 
 __all__ = ["ImageTrainConfig", "TrainedClassifier", "train_classifier"]
 
@@ -233,7 +234,7 @@ def train_classifier(
     table: pd.DataFrame,
     *,
     config: ImageTrainConfig | None = None,
-    out: str | None = None,
+    out: str | OutputStore | None = None,
     init: ImageModel | None = None,
     validation: pd.DataFrame | None = None,
     test: pd.DataFrame | None = None,
@@ -247,8 +248,9 @@ def train_classifier(
     table : pandas.DataFrame
         Labelled images (``image``, ``category``; :func:`~pipeline.images.dataset.image_table`).
     config : ImageTrainConfig, optional
-    out : str, optional
-        Model directory to write (local or fsspec URL); nothing written when None.
+    out : str or OutputStore, optional
+        Model directory to write (local or fsspec URL, or its store); nothing written
+        when None.
     init : ImageModel, optional
         Model to fine-tune.
     validation : pandas.DataFrame, optional
@@ -256,7 +258,7 @@ def train_classifier(
     test : pandas.DataFrame, optional
         Held-out images scored once with the final model (never used to train or stop).
     storage_options : mapping, optional
-        fsspec options of the images and of ``out``.
+        fsspec options of the images, and of ``out`` when it is a URL.
     progress : callable, optional
         Called with each epoch's history entry (the CLI's progress bar).
 
@@ -272,6 +274,7 @@ def train_classifier(
     from pipeline.images.evaluation import classification_metrics
 
     config = config or ImageTrainConfig()
+    store = as_store(out, storage_options=storage_options) if out is not None else None
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -347,8 +350,8 @@ def train_classifier(
         config=config,
         device=device,
         progress=progress,
-        checkpoint=_Checkpoint(out, _run_key(config, classes, table, init), storage_options)
-        if out is not None
+        checkpoint=_Checkpoint(store, _run_key(config, classes, table, init))
+        if store is not None
         else None,
     )
     net.load_state_dict(best_state)
@@ -388,8 +391,8 @@ def train_classifier(
         "metrics": {k: metrics[k] for k in ("validation", "test") if k in metrics},
         "tta": config.tta,
     }
-    if out is not None:
-        _write(out, model, metrics, history, quarantine, storage_options)
+    if store is not None:
+        _write(store, model, metrics, history, quarantine)
     return TrainedClassifier(model, metrics, history, quarantine, dropped)
 
 
@@ -546,32 +549,25 @@ def _run_key(
 class _Checkpoint:
     """``OUT/checkpoint.pt``: the state after the last epoch, written whole each epoch."""
 
-    def __init__(self, out: str, key: str, storage_options: Mapping[str, Any] | None) -> None:
-        import fsspec
-
-        self.fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
-        self.fs.makedirs(root, exist_ok=True)
-        self.path, self.key, self.url = f"{root}/checkpoint.pt", key, f"{out}/checkpoint.pt"
+    def __init__(self, store: OutputStore, key: str) -> None:
+        self.store, self.key, self.url = store, key, store.path("checkpoint.pt")
 
     def load(self) -> dict[str, Any] | None:
         """Return the saved state of this run, or None (absent, or another run's)."""
-        if not self.fs.exists(self.path):
+        if not self.store.exists("checkpoint.pt"):
             return None
-        with self.fs.open(self.path, "rb") as f:
-            saved = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
+        data = self.store.read_bytes("checkpoint.pt")
+        saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
         if saved.get("key") != self.key:
             logger.info("checkpoint %s is of another training run; starting afresh", self.url)
             return None
         return saved
 
     def save(self, state: dict[str, Any]) -> None:
-        """Write the state (to a temporary name, then moved over the last one)."""
+        """Write the state over the last one, whole (:meth:`OutputStore.open_atomic`)."""
         buf = io.BytesIO()
         torch.save({**state, "key": self.key}, buf)
-        tmp = f"{self.path}.tmp"
-        with self.fs.open(tmp, "wb") as f:
-            f.write(buf.getvalue())
-        self.fs.mv(tmp, self.path)
+        self.store.write_bytes("checkpoint.pt", buf.getvalue())
 
 
 def _state(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -579,25 +575,20 @@ def _state(net: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _write(
-    out: str,
+    store: OutputStore,
     model: ImageModel,
     metrics: dict[str, Any],
     history: list[dict[str, float]],
     quarantine: pd.DataFrame,
-    storage_options: Mapping[str, Any] | None,
 ) -> None:
-    import fsspec
-
-    save_model_dir(model, out, storage_options=storage_options)
-    fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
-    with fs.open(f"{root}/metrics.json", "w") as f:
-        json.dump({"model_id": model.model_id, **metrics}, f, indent=2)
-    with fs.open(f"{root}/history.json", "w") as f:
-        json.dump(history, f, indent=2)
-    with fs.open(f"{root}/quarantine.parquet", "wb") as f:
-        quarantine.astype(str).to_parquet(f, index=False)
+    save_model_dir(model, store)
+    store.write_json(
+        "metrics.json", {"model_id": model.model_id, **metrics}, indent=2, newline=False
+    )
+    store.write_json("history.json", history, indent=2, newline=False)
+    store.write_parquet("quarantine.parquet", quarantine.astype(str))
     which = "test" if "test" in metrics else "validation"
-    with fs.open(f"{root}/confusion.png", "wb") as f:
+    with store.open_atomic("confusion.png") as f:
         plot_confusion(
             metrics[which]["confusion_matrix"],
             metrics["classes"],

@@ -29,11 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost
-from fsspec.core import url_to_fs
 
 from pipeline import __version__
 from pipeline.errors import InputFormatError
-from pipeline.io import read_bytes
+from pipeline.io import OutputStore, as_store, read_bytes
 from pipeline.model.train import TrainConfig, _params
 
 __all__ = ["hash_config", "hash_frame", "load_model", "model_card", "save_model"]
@@ -173,13 +172,14 @@ def _join(url: str, name: str) -> str:
 def save_model(
     booster: xgboost.Booster,
     card: Mapping[str, Any],
-    url: str,
+    url: str | OutputStore,
     *,
     storage_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``url/model.ubj`` (xgboost's UBJSON format) and ``url/card.json``.
 
-    The card is written last, so a folder with a card holds a complete model.
+    Each file is written whole (:class:`~pipeline.io.OutputStore`), the card last, so a
+    folder with a card holds a complete model.
 
     Parameters
     ----------
@@ -187,23 +187,19 @@ def save_model(
         The model.
     card : mapping
         Its :func:`model_card`.
-    url : str
-        Folder (local path or fsspec URL such as ``s3://bucket/run/model``).
+    url : str or OutputStore
+        Folder (local path or fsspec URL such as ``s3://bucket/run/model``) or its store.
     storage_options : mapping, optional
-        Passed to fsspec.
+        Passed to fsspec when ``url`` is a URL.
 
     See Also
     --------
     load_model : the reverse.
     """
-    fs, path = url_to_fs(url, **dict(storage_options or {}))
-    fs.makedirs(path, exist_ok=True)
-    with fs.open(_join(path, _MODEL_FILE), "wb") as f:
-        f.write(bytes(booster.save_raw("ubj")))
-    text = json.dumps(_jsonable(card), indent=2, sort_keys=True)
-    with fs.open(_join(path, _CARD_FILE), "wb") as f:
-        f.write(text.encode("utf-8"))
-    logger.info("model: wrote %s (%s and %s)", url, _MODEL_FILE, _CARD_FILE)
+    store = as_store(url, storage_options=storage_options)
+    store.write_bytes(_MODEL_FILE, bytes(booster.save_raw("ubj")))
+    store.write_json(_CARD_FILE, _jsonable(card), indent=2, sort_keys=True, newline=False)
+    logger.info("model: wrote %s (%s and %s)", store.url, _MODEL_FILE, _CARD_FILE)
 
 
 def load_model(

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from fsspec.core import url_to_fs
 
+from pipeline.io import OutputStore, as_store
 from pipeline.report.figures import (
     _MODEL,
     _NOISE,
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 
 def write_report(
-    out_url: str,
+    out_url: str | OutputStore,
     *,
     metrics: Mapping[str, Any],
     predictions: pd.DataFrame,
@@ -71,9 +71,10 @@ def write_report(
 
     Parameters
     ----------
-    out_url : str
-        Folder to write into, a local path or fsspec URL (``s3://bucket/run/report``);
-        created when missing. Files already there with the same names are replaced.
+    out_url : str or OutputStore
+        Folder to write into, a local path or fsspec URL (``s3://bucket/run/report``), or
+        its store; created when missing. Files already there with the same names are
+        replaced, each written whole (:meth:`~pipeline.io.OutputStore.open_atomic`).
     metrics : mapping
         Skill, as :mod:`pipeline.model.evaluate` writes it: ``{"model": {"test": {...},
         "cv": {"folds": [...], "mean": {...}, "std": {...}}, "random_cv": {...}},
@@ -100,7 +101,8 @@ def write_report(
         Numbers to print as a table (rows read, skipped, missing, ...), flat or nested
         (nested keys print as ``outer / inner``).
     storage_options : mapping, optional
-        Passed to the fsspec filesystem (e.g. ``{"client_kwargs": {"endpoint_url": …}}``).
+        Passed to the fsspec filesystem (e.g. ``{"client_kwargs": {"endpoint_url": …}}``)
+        when ``out_url`` is a URL.
     title : str
         Title of the HTML page.
 
@@ -143,15 +145,14 @@ def write_report(
             f"write_report: metrics has no 'model' entry (keys: {got!r}); pass the "
             "evaluation's output, {'model': {'test': {...}, 'cv': {...}}, ...}."
         )
-    fs, root = url_to_fs(out_url, **dict(storage_options or {}))
-    root = root.rstrip("/")
-    fs.makedirs(root, exist_ok=True)
+    store = as_store(out_url, storage_options=storage_options)
+    store.makedirs()
     written: dict[str, str] = {}
     used: set[str] = set()
 
     def put(name: str, stem: str, suffix: str, data: bytes) -> None:
         rel = _unique_name(stem, suffix, used)
-        fs.pipe_file(f"{root}/{rel}", data)
+        store.write_bytes(rel, data)
         written[name] = rel
         logger.debug("report: wrote %s (%d bytes)", rel, len(data))
 
@@ -202,7 +203,7 @@ def write_report(
         images=[(written[n], cap) for n, cap in figures],
     )
     put("index", "index", ".html", page.encode("utf-8"))
-    logger.info("report: %d file(s) written to %s", len(written), out_url)
+    logger.info("report: %d file(s) written to %s", len(written), store.url)
     return written
 
 

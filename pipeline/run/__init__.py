@@ -10,6 +10,7 @@ from pipeline.run.config import (
     load_run_config,
     run_config_to_dict,
 )
+from pipeline.run.context import StepContext
 from pipeline.run.steps import (
     STEPS,
     RunSummary,
@@ -23,6 +24,7 @@ __all__ = [
     "ReportConfig",
     "RunConfig",
     "RunSummary",
+    "StepContext",
     "config_hash",
     "load_run_config",
     "run_config_to_dict",

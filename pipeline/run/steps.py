@@ -5,6 +5,8 @@ output URL (a local folder or ``s3://bucket/run``; storage options come from the
 environment only) and writes::
 
     OUT/targets.parquet      one row per (profile, layer) + skipped.parquet (with reasons)
+    OUT/quarantine/          the readers' refused rows: particles.parquet (and
+                             objects.parquet), one part per input file
     OUT/matchup.parquet      targets + predictors + missing.parquet (with reasons)
     OUT/model/               model.ubj (xgboost) + card.json
     OUT/predictions.parquet  out-of-fold and test predictions of the model and baselines
@@ -15,7 +17,9 @@ environment only) and writes::
 
 A step whose ``_state`` file records the same inputs (config sections and the upstream
 step's key) is skipped, so re-running a finished run does no work; the fields write is
-resumable region by region (:func:`pipeline.fields.predict.write_fields`).
+resumable region by region (:func:`pipeline.fields.predict.write_fields`). Every output
+goes through one :class:`~pipeline.io.OutputStore` (each file written whole or not at
+all), handed to the steps in a :class:`~pipeline.run.context.StepContext`.
 
 Developer note: steps exchange small pandas tables (thousands of target rows) through
 parquet; the heavy parts (reading files, the environment, xgboost, fields) run on the
@@ -24,20 +28,18 @@ Dask cluster of the active ``Client``.
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
-import numpy as np
 import pandas as pd
 
 from pipeline import __version__
 from pipeline.errors import ConfigError
+from pipeline.io import OutputStore, as_store
 from pipeline.run.config import RunConfig, config_hash, run_config_to_dict
+from pipeline.run.context import StepContext
 
 __all__ = ["STEPS", "RunSummary", "run_steps"]
 
@@ -72,55 +74,10 @@ class RunSummary:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-class _Out:
-    """Reads and writes under the output URL through fsspec."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-        self.fs, self.root = fsspec.core.url_to_fs(self.url)
-
-    def path(self, name: str) -> str:
-        return f"{self.url}/{name}"
-
-    def exists(self, name: str) -> bool:
-        return bool(self.fs.exists(f"{self.root}/{name}"))
-
-    def write_bytes(self, name: str, data: bytes) -> None:
-        # one whole object per call; a step's outputs count as done only once its
-        # _state file is written after them, so a partial output is simply redone
-        self.fs.makedirs(f"{self.root}/{name}".rsplit("/", 1)[0], exist_ok=True)
-        self.fs.pipe_file(f"{self.root}/{name}", data)
-
-    def read_bytes(self, name: str) -> bytes:
-        return bytes(self.fs.cat_file(f"{self.root}/{name}"))
-
-    def write_json(self, name: str, obj: Any) -> None:
-        self.write_bytes(name, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
-
-    def read_json(self, name: str) -> Any:
-        return json.loads(self.read_bytes(name))
-
-    def write_parquet(self, name: str, frame: pd.DataFrame) -> None:
-        buf = io.BytesIO()
-        frame.to_parquet(buf, index=False)
-        self.write_bytes(name, buf.getvalue())
-
-    def read_parquet(self, name: str) -> pd.DataFrame:
-        return pd.read_parquet(io.BytesIO(self.read_bytes(name)))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
-
-
 def run_steps(
     config: RunConfig,
     *,
-    out: str | None = None,
+    out: str | OutputStore | None = None,
     steps: Sequence[str] | None = None,
     client: Any = None,
     echo: Callable[[str], None] | None = None,
@@ -132,8 +89,8 @@ def run_steps(
     ----------
     config : RunConfig
         The validated run (see :func:`pipeline.run.config.load_run_config`).
-    out : str, optional
-        Output URL; default ``config.out``.
+    out : str or OutputStore, optional
+        Output URL (or store); default ``config.out``.
     steps : sequence of str, optional
         Steps to run (default all, in order). A step needs its upstream outputs.
     client : dask.distributed.Client, optional
@@ -161,12 +118,13 @@ def run_steps(
     if unknown:
         raise ConfigError(f"unknown step(s) {unknown}; valid: {', '.join(STEPS)}")
     say = echo or logger.info
-    store = _Out(url)
+    store = as_store(url)
     summary = RunSummary(out=store.url)
     if client is None:
         from distributed import get_client
 
         client = get_client()
+    ctx = StepContext(config=config, store=store, client=client, echo=say, progress=progress)
     keys = _step_keys(config)
     store.write_json(
         "run.json",
@@ -186,7 +144,7 @@ def run_steps(
             info = store.read_json(state)
         else:
             say(f"[{step}] running")
-            info = _RUNNERS[step](config, store, client, say, progress)
+            info = _RUNNERS[step](ctx)
             store.write_json(state, {"key": keys[step], **info})
             summary.done.append(step)
         summary.counts.update(info.get("counts", {}))
@@ -239,7 +197,7 @@ def _features(config: RunConfig) -> Any:
     return layer_features(_environment(config), config.targets.layers, config=config.predictors)
 
 
-def _need(store: _Out, name: str, step: str) -> None:
+def _need(store: OutputStore, name: str, step: str) -> None:
     if not store.exists(name):
         raise ConfigError(
             f"{store.path(name)} is missing: run the '{step}' step first "
@@ -250,27 +208,23 @@ def _need(store: _Out, name: str, step: str) -> None:
 # --------------------------------------------------------------------------- steps
 
 
-def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
+def _run_targets(ctx: StepContext) -> dict:
     import dask
 
-    from pipeline.catalog import read_entry
-    from pipeline.sources.table import ReadResult
+    from pipeline.ingest import summarize, write_quarantine
     from pipeline.targets.particles import build_targets
 
-    result = read_entry(_catalog(config), config.inputs.particles)
-    if not isinstance(result, ReadResult):
-        raise ConfigError(
-            f"inputs.particles: entry {config.inputs.particles!r} is not read by a particles "
-            "reader (ecopart_par / ecopart_raw); pick an EcoPart entry."
-        )
-    res = build_targets(result.accepted, config=config.targets)
+    config, store, say = ctx.config, ctx.store, ctx.echo
+    reads = {"particles": _read_table(config, "particles")}
+    res = build_targets(reads["particles"].accepted, config=config.targets)
     names = list(res.targets_columns)
     label_counts: dict[str, int] = {}
+    ores, sources = None, None
     if config.inputs.objects:
         from pipeline.targets.objects import build_object_targets
 
-        objects = read_entry(_catalog(config), config.inputs.objects).accepted
-        sources = None
+        reads["objects"] = _read_table(config, "objects")
+        objects = reads["objects"].accepted
         if _uses_labels(config):
             from pipeline.images.labels import apply_labels
 
@@ -281,9 +235,21 @@ def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress
             )
             sources = objects["label_source"].value_counts(split_out=1)
         ores = build_object_targets(objects, res.targets, config=config.object_targets)
-        targets, skipped, stats, by_object, object_skipped, sources = dask.compute(
-            res.targets, res.skipped, result.stats, ores.targets, ores.skipped, sources
+    # one compute: the files are parsed once for the targets, the counts and the quarantine
+    read_parts = [
+        (
+            write_quarantine(read, store, _quarantine_name(table)),
+            read.stats,
+            read.quarantine,
         )
+        for table, read in reads.items()
+    ]
+    object_parts = (ores.targets, ores.skipped, sources) if ores is not None else ()
+    targets, skipped, read_parts, object_parts = dask.compute(
+        res.targets, res.skipped, read_parts, object_parts
+    )
+    if ores is not None:
+        by_object, object_skipped, sources = object_parts
         targets = targets.merge(by_object, on=["id", "layer"], how="left")
         store.write_parquet("skipped_objects.parquet", object_skipped.reset_index(drop=True))
         names += list(ores.targets_columns)
@@ -297,8 +263,6 @@ def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress
                 f"  labels ({config.object_targets.labels}, {config.inputs.labels}): "
                 + ", ".join(f"{k.removeprefix('objects_')} {v}" for k, v in label_counts.items())
             )
-    else:
-        targets, skipped, stats = dask.compute(res.targets, res.skipped, result.stats)
     targets = targets.reset_index(drop=True)
     skipped = skipped.reset_index(drop=True)
     if targets.empty:
@@ -309,20 +273,57 @@ def _run_targets(config: RunConfig, store: _Out, client: Any, say: Any, progress
         )
     store.write_parquet("targets.parquet", targets)
     store.write_parquet("skipped.parquet", skipped)
-    counts = {
-        "files": len(stats),
-        "rows_read": int(stats["rows_read"].sum()),
-        "rows_quarantined": int(stats["rows_quarantined"].sum()),
-        "target_rows": len(targets),
-        "skipped_layers": len(skipped),
-        **label_counts,
-    }
+    counts: dict[str, int] = {}
+    for table, (_, stats, quarantine) in zip(reads, read_parts, strict=True):
+        counts.update(_read_counts(table, summarize(table, stats, quarantine), store, say))
+    counts.update({"target_rows": len(targets), "skipped_layers": len(skipped), **label_counts})
     by_layer = targets["layer"].value_counts().to_dict()
     say(
         f"  {len(targets)} target rows ({by_layer}); {len(skipped)} layer(s) skipped"
         + (f" ({skipped['reason'].value_counts().to_dict()})" if len(skipped) else "")
     )
     return {"counts": counts, "targets": names, "transform": res.transform}
+
+
+_READERS = {
+    "particles": "a particles reader (ecopart_par / ecopart_raw); pick an EcoPart entry",
+    "objects": "an objects reader (ecotaxa); pick an EcoTaxa entry",
+}
+
+
+def _read_table(config: RunConfig, table: str) -> Any:
+    """Read an input table: accepted rows, quarantine and per-file counts (lazy)."""
+    from pipeline.catalog import read_entry
+    from pipeline.sources.table import ReadResult
+
+    entry = getattr(config.inputs, table)
+    result = read_entry(_catalog(config), entry)
+    if not isinstance(result, ReadResult):
+        raise ConfigError(f"inputs.{table}: entry {entry!r} is not read by {_READERS[table]}.")
+    return result
+
+
+def _quarantine_name(table: str) -> str:
+    return f"quarantine/{table}.parquet"
+
+
+def _read_counts(table: str, summary: Any, store: OutputStore, say: Any) -> dict[str, int]:
+    """State counts of one input table (read = accepted + quarantined), echoed."""
+    say(
+        f"  {table}: {summary.files} file(s), {summary.rows_read} rows read = "
+        f"{summary.rows_accepted} accepted + {summary.rows_quarantined} quarantined"
+        + (f" ({store.path(_quarantine_name(table))})" if summary.rows_quarantined else "")
+        + ("" if summary.reconciles else "  (COUNTS DO NOT RECONCILE)")
+    )
+    if not summary.reconciles:
+        logger.warning("%s: the %s counts do not reconcile: %s", store.url, table, summary)
+    prefix = "" if table == "particles" else f"{table}_"  # particles: the names of before
+    return {
+        f"{prefix}files": summary.files,
+        f"{prefix}rows_read": summary.rows_read,
+        f"{prefix}rows_accepted": summary.rows_accepted,
+        f"{prefix}rows_quarantined": summary.rows_quarantined,
+    }
 
 
 def _label_counts(sources: pd.Series) -> dict[str, int]:
@@ -336,10 +337,11 @@ def _label_counts(sources: pd.Series) -> dict[str, int]:
     return {name: int(sources.get(src, 0)) for src, name in names.items()}
 
 
-def _run_matchup(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
+def _run_matchup(ctx: StepContext) -> dict:
     from pipeline.predictors.features import feature_names
     from pipeline.predictors.matchup import match_predictors
 
+    config, store, say = ctx.config, ctx.store, ctx.echo
     _need(store, "targets.parquet", "targets")
     targets = store.read_parquet("targets.parquet")
     features = _features(config)
@@ -372,20 +374,21 @@ def _run_matchup(config: RunConfig, store: _Out, client: Any, say: Any, progress
     return {"counts": counts, "features": names}
 
 
-def _run_train(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
+def _run_train(ctx: StepContext) -> dict:
     from pipeline.run.train import train_and_evaluate
 
-    _need(store, "matchup.parquet", "matchup")
-    return train_and_evaluate(config, store, client, say)
+    _need(ctx.store, "matchup.parquet", "matchup")
+    return train_and_evaluate(ctx)
 
 
-def _run_fields(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
+def _run_fields(ctx: StepContext) -> dict:
     from pipeline.fields.predict import predict_fields
     from pipeline.fields.write import write_fields
     from pipeline.model.card import load_model
 
+    config, store, say = ctx.config, ctx.store, ctx.echo
     _need(store, "model/card.json", "train")
-    booster, card = load_model(store.path("model"))
+    booster, card = load_model(store.path("model"), storage_options=store.storage_options)
     extra = card.get("extra", {})
     features = _features(config)
     fields = predict_fields(
@@ -405,7 +408,13 @@ def _run_fields(config: RunConfig, store: _Out, client: Any, say: Any, progress:
         "config_hash": card.get("config_hash", ""),
         "software_version": f"oceanfields {__version__}",
     }
-    report = write_fields(fields, store.path("fields.zarr"), attrs=attrs, progress=progress)
+    report = write_fields(
+        fields,
+        store.path("fields.zarr"),
+        storage_options=store.storage_options,
+        attrs=attrs,
+        progress=ctx.progress,
+    )
     say(
         f"  fields: {report.regions_written} region(s) written, "
         f"{report.regions_skipped} already there, of {report.regions_total}"
@@ -415,22 +424,24 @@ def _run_fields(config: RunConfig, store: _Out, client: Any, say: Any, progress:
     }
 
 
-def _run_report(config: RunConfig, store: _Out, client: Any, say: Any, progress: Any) -> dict:
+def _run_report(ctx: StepContext) -> dict:
     import xarray as xr
 
     from pipeline.report.write import write_report
 
+    config, store, say = ctx.config, ctx.store, ctx.echo
     _need(store, "metrics.json", "train")
     card = store.read_json("model/card.json")
     fields = None
     if store.exists("fields.zarr"):
-        fields = xr.open_zarr(store.path("fields.zarr"), consolidated=False)
+        remote = {"storage_options": store.storage_options} if store.storage_options else {}
+        fields = xr.open_zarr(store.path("fields.zarr"), consolidated=False, **remote)
     counts: dict[str, Any] = {}
     for step in ("targets", "matchup", "fields"):
         if store.exists(f"_state/{step}.json"):
             counts.update(store.read_json(f"_state/{step}.json").get("counts", {}))
     files = write_report(
-        store.path("report"),
+        store.sub("report"),
         metrics=store.read_json("metrics.json"),
         predictions=store.read_parquet("predictions.parquet"),
         fields=fields,
@@ -442,7 +453,7 @@ def _run_report(config: RunConfig, store: _Out, client: Any, say: Any, progress:
     return {"files": files}
 
 
-_RUNNERS: dict[str, Callable[..., dict]] = {
+_RUNNERS: dict[str, Callable[[StepContext], dict]] = {
     "targets": _run_targets,
     "matchup": _run_matchup,
     "train": _run_train,

@@ -27,7 +27,8 @@ import pandas as pd
 
 from pipeline.demo.ceiling import noise_ceiling
 from pipeline.model.evaluate import interval_coverage, residual_quantiles
-from pipeline.run.config import RunConfig, config_hash
+from pipeline.run.config import config_hash
+from pipeline.run.context import StepContext
 from pipeline.targets.particles import transform
 
 __all__ = ["train_and_evaluate"]
@@ -71,17 +72,15 @@ def _predictions(
     return pd.concat(frames, ignore_index=True)
 
 
-def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> dict[str, Any]:
+def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
     """Run the train step under a run's output (see the module docstring).
 
     Parameters
     ----------
-    config : RunConfig
-    store : pipeline.run.steps._Out
-        The run's output (reads ``matchup.parquet`` and the targets/matchup state).
-    client : dask.distributed.Client
-    say : callable
-        Receives one line per event.
+    ctx : StepContext
+        The run, its output store (reads ``matchup.parquet`` and the targets/matchup
+        state; writes the model, folds, predictions and metrics), the Dask client and
+        the echo callback.
 
     Returns
     -------
@@ -93,6 +92,7 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
     from pipeline.model.crossval import cross_validate
     from pipeline.model.split import assign_folds, buffer_mask, random_folds
 
+    config, store, client, say = ctx.config, ctx.store, ctx.client, ctx.echo
     matchup = store.read_parquet("matchup.parquet")
     tstate = store.read_json("_state/targets.json")
     features = list(store.read_json("_state/matchup.json")["features"])
@@ -173,7 +173,7 @@ def train_and_evaluate(config: RunConfig, store: Any, client: Any, say: Any) -> 
         },
     )
     card.setdefault("model_id", f"{card.get('data_hash', '')[:8]}-{keys['config_hash'][:8]}")
-    save_model(cv.booster, card, store.path("model"))
+    save_model(cv.booster, card, store.sub("model"))
     store.write_parquet(
         "folds.parquet",
         pd.DataFrame({"id": matchup["id"], "layer": layer, "fold": folds, "random_fold": rfolds}),
