@@ -46,6 +46,8 @@ from pipeline.run.steps import run_steps
 from tests.dask_processes import WorkerKiller, two_worker_processes
 from tests.flaky_proxy import FlakyProxy
 
+pytestmark = pytest.mark.slow  # whole chains on demo worlds and clusters
+
 STEPS = ["targets", "matchup", "train", "fields"]
 N_REGIONS = 12  # months of the demo environment
 MARKERS = "fields.zarr/.oceanfields/regions"

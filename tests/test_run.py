@@ -19,6 +19,8 @@ from pipeline.run.config import load_run_config
 from pipeline.run.steps import run_steps
 from tests.dask_processes import two_worker_processes
 
+pytestmark = pytest.mark.slow  # whole chains on demo worlds and clusters
+
 
 @pytest.fixture(scope="module")
 def client():
@@ -46,21 +48,104 @@ def _config(root, **sections):
 # --------------------------------------------------------------------------- skill
 
 
+# The chain runs in three fixtures, one per group of steps (a run resumes where its
+# _state says it stopped), so each test's set-up pays for one group only; the tests
+# come in the order of the chain.
+
+
 @pytest.fixture(scope="module", params=[(2.0, 0), (3.0, 7)], ids=["2deg-seed0", "3deg-seed7"])
-def skill_run(request, tmp_path_factory, client):
+def skill_world(request, tmp_path_factory):
     resolution, seed = request.param
     base = tmp_path_factory.mktemp(f"skill{seed}")
     world = generate_demo_world(
         str(base / "world"), resolution=resolution, n_profiles=500, n_images=0, seed=seed
     )
-    config = _config(world.root, split={"seed": seed})
-    summary = run_steps(config, out=str(base / "run"), client=client)
-    return world, base / "run", summary
+    return world, base / "run"
+
+
+@pytest.fixture(scope="module")
+def skill_matchup(skill_world, client):
+    world, out = skill_world
+    config = _config(world.root, split={"seed": world.seed})
+    summary = run_steps(config, out=str(out), steps=["targets", "matchup"], client=client)
+    return world, out, summary
+
+
+@pytest.fixture(scope="module")
+def skill_trained(skill_matchup, client):
+    world, out, first = skill_matchup
+    config = _config(world.root, split={"seed": world.seed})
+    summary = run_steps(config, out=str(out), steps=["train"], client=client)
+    return world, out, [*first.done, *summary.done]
+
+
+@pytest.fixture(scope="module")
+def skill_run(skill_trained, client):
+    world, out, done = skill_trained
+    config = _config(world.root, split={"seed": world.seed})
+    summary = run_steps(config, out=str(out), client=client)
+    assert summary.skipped == ["targets", "matchup", "train"]
+    return world, out, [*done, *summary.done]
+
+
+def test_targets_and_matchup_keep_every_cast_and_match_every_row(skill_matchup):
+    _, out, summary = skill_matchup
+    assert summary.done == ["targets", "matchup"]
+    targets = pd.read_parquet(out / "targets.parquet")
+    skipped = pd.read_parquet(out / "skipped.parquet")
+    matchup = pd.read_parquet(out / "matchup.parquet")
+    # nearly every cast has a (cast, layer) kept or skipped (seen: 500 and 495 of 500)
+    assert pd.concat([targets["id"], skipped["id"]]).nunique() >= 490
+    assert sorted(targets["layer"].unique()) == ["0-100m", "100-500m", "500-1000m"]
+    kept = targets[["id", "layer"]].merge(skipped[["id", "layer"]])
+    assert kept.empty  # a (cast, layer) is kept or skipped, never both
+    assert len(matchup) == len(targets)
+    assert summary.counts["missing_rows"] == 0
+
+
+def test_model_beats_climatology_and_random_forest_on_the_test_blocks(skill_trained):
+    _, out, _ = skill_trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    model = metrics["model"]["test"]["mv_mse"]
+    base = metrics["baselines"]
+    ceiling = metrics["noise_ceiling"]["test"]["mv_mse"]
+    # the model's excess error over the noise ceiling is a fraction of the climatology's
+    assert model - ceiling < 0.3 * (base["climatology"]["test"]["mv_mse"] - ceiling)
+    assert model < base["random_forest"]["test"]["mv_mse"]
+
+
+def test_joint_model_is_as_good_as_independent_models_within_the_fold_spread(skill_trained):
+    _, out, _ = skill_trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    joint = metrics["model"]["test"]["mv_mse"]
+    independent = metrics["baselines"]["per_target"]["test"]["mv_mse"]
+    spread = metrics["model"]["cv"]["std"]["mv_mse"]
+    assert joint <= independent + spread
+
+
+def test_model_r2_is_close_to_the_noise_ceiling(skill_trained):
+    _, out, _ = skill_trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    ceiling = metrics["noise_ceiling"]["test"]
+    model = metrics["model"]["test"]
+    assert ceiling["r2_mean"] > 0.5  # the demo's signal dominates its counting noise
+    assert model["r2_mean"] > ceiling["r2_mean"] - 0.02
+    for target, r2 in model["r2"].items():
+        assert r2 > ceiling["r2"][target] - 0.03, target
+    assert model["mv_mse"] < 1.25 * ceiling["mv_mse"]
+
+
+def test_intervals_cover_the_test_observations_near_their_nominal_rate(skill_trained):
+    _, out, _ = skill_trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    coverage = metrics["model"]["test"]["interval_coverage"]
+    for target, rate in coverage.items():
+        assert 0.8 <= rate <= 0.98, (target, rate)  # nominal 0.9, ~290 test rows
 
 
 def test_run_writes_every_output_and_reports_block_and_random_cv(skill_run):
-    _, out, summary = skill_run
-    assert summary.done == ["targets", "matchup", "train", "fields", "report"]
+    _, out, done = skill_run
+    assert done == ["targets", "matchup", "train", "fields", "report"]
     for name in (
         "targets.parquet",
         "matchup.parquet",
@@ -79,46 +164,6 @@ def test_run_writes_every_output_and_reports_block_and_random_cv(skill_run):
     html = (out / "report" / "index.html").read_text()
     assert "random" in html.lower()
     assert "block" in html.lower()
-
-
-def test_model_beats_climatology_and_random_forest_on_the_test_blocks(skill_run):
-    _, out, _ = skill_run
-    metrics = json.loads((out / "metrics.json").read_text())
-    model = metrics["model"]["test"]["mv_mse"]
-    base = metrics["baselines"]
-    ceiling = metrics["noise_ceiling"]["test"]["mv_mse"]
-    # the model's excess error over the noise ceiling is a fraction of the climatology's
-    assert model - ceiling < 0.3 * (base["climatology"]["test"]["mv_mse"] - ceiling)
-    assert model < base["random_forest"]["test"]["mv_mse"]
-
-
-def test_joint_model_is_as_good_as_independent_models_within_the_fold_spread(skill_run):
-    _, out, _ = skill_run
-    metrics = json.loads((out / "metrics.json").read_text())
-    joint = metrics["model"]["test"]["mv_mse"]
-    independent = metrics["baselines"]["per_target"]["test"]["mv_mse"]
-    spread = metrics["model"]["cv"]["std"]["mv_mse"]
-    assert joint <= independent + spread
-
-
-def test_model_r2_is_close_to_the_noise_ceiling(skill_run):
-    _, out, _ = skill_run
-    metrics = json.loads((out / "metrics.json").read_text())
-    ceiling = metrics["noise_ceiling"]["test"]
-    model = metrics["model"]["test"]
-    assert ceiling["r2_mean"] > 0.5  # the demo's signal dominates its counting noise
-    assert model["r2_mean"] > ceiling["r2_mean"] - 0.02
-    for target, r2 in model["r2"].items():
-        assert r2 > ceiling["r2"][target] - 0.03, target
-    assert model["mv_mse"] < 1.25 * ceiling["mv_mse"]
-
-
-def test_intervals_cover_the_test_observations_near_their_nominal_rate(skill_run):
-    _, out, _ = skill_run
-    metrics = json.loads((out / "metrics.json").read_text())
-    coverage = metrics["model"]["test"]["interval_coverage"]
-    for target, rate in coverage.items():
-        assert 0.8 <= rate <= 0.98, (target, rate)  # nominal 0.9, ~290 test rows
 
 
 def test_fields_cover_every_ocean_cell_and_agree_with_the_truth(skill_run):

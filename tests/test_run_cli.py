@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from pipeline.cli.main import main
 from pipeline.demo import generate_demo_world
 
+pytestmark = pytest.mark.slow  # whole chains on demo worlds and clusters
+
 
 @pytest.fixture(scope="module")
 def run_file(tmp_path_factory):

@@ -18,6 +18,8 @@ from pipeline.demo import generate_demo_world
 from pipeline.run.config import load_run_config
 from pipeline.run.steps import run_steps
 
+pytestmark = pytest.mark.slow  # whole chains on demo worlds and clusters
+
 STEPS = ["targets", "matchup", "train", "fields"]
 
 

@@ -285,6 +285,7 @@ def test_partition_counter_and_config_survive_a_pickle_round_trip():
     pd.testing.assert_frame_equal(clone[0](part, *args), _count_part(part, *args))
 
 
+@pytest.mark.slow
 def test_object_targets_compute_on_a_process_cluster():
     distributed = pytest.importorskip("distributed")
     objects = _random_objects(1000)
@@ -344,6 +345,7 @@ def _status_factor(info: dict, statuses: tuple[str, ...]) -> tuple[float, float]
     return sum(share[s] for s in statuses) - wrong, wrong / (len(KINDS) - 1)
 
 
+@pytest.mark.slow
 def test_demo_sample_ids_are_the_ecopart_profile_ids(demo):
     assert set(demo["objects"]["sample_id"]) <= set(demo["sampled"]["id"])
     assert (
@@ -353,6 +355,7 @@ def test_demo_sample_ids_are_the_ecopart_profile_ids(demo):
     )
 
 
+@pytest.mark.slow
 def test_demo_object_targets_share_the_particle_targets_rows(demo):
     targets, counts, skipped = demo["results"]["VP"]
     assert len(skipped) == 0
@@ -368,6 +371,7 @@ def test_demo_object_targets_share_the_particle_targets_rows(demo):
         np.testing.assert_allclose(targets[f"conc_{kind}_per_l"], expected, rtol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("statuses", [("V", "P"), ("V", "P", "D")], ids=["VP", "VPD"])
 def test_demo_summed_concentrations_agree_with_the_truth_within_poisson_noise(demo, statuses):
     targets, counts, _ = demo["results"]["".join(statuses)]
@@ -396,6 +400,7 @@ def test_demo_summed_concentrations_agree_with_the_truth_within_poisson_noise(de
             assert est[kind] / true[kind] == pytest.approx(1.0, abs=0.15)
 
 
+@pytest.mark.slow
 def test_demo_concentrations_correlate_with_the_truth_across_rows(demo):
     targets, _, _ = demo["results"]["VP"]
     rows = targets.merge(demo["truth"], on=["id", "layer"], suffixes=("", "_truth"))
@@ -404,6 +409,7 @@ def test_demo_concentrations_correlate_with_the_truth_across_rows(demo):
         assert r > 0.3, (kind, r)
 
 
+@pytest.mark.slow
 def test_demo_object_targets_are_deterministic(demo):
     objects, sampled = demo["inputs"]
     again = build_object_targets(objects, sampled)
