@@ -53,6 +53,8 @@ from typing import Any
 import intake
 import yaml
 from intake.catalog.base import Catalog
+from intake.readers.datatypes import Parquet
+from intake.readers.readers import DaskParquet, PandasParquet
 from intake.source.base import DataSource
 
 from pipeline.errors import ConfigError, InputFormatError, OceanfieldsError
@@ -344,22 +346,16 @@ class ParquetSource(DataSource):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        from intake.readers.datatypes import Parquet
-
         super().__init__(storage_options=storage_options, metadata=metadata)
         self.data = Parquet(url=urlpath, storage_options=storage_options, metadata=metadata)
         self.kwargs = kwargs
 
     def to_dask(self) -> Any:
         """Return a lazy dask DataFrame."""
-        from intake.readers.readers import DaskParquet
-
         return DaskParquet(self.data).read(**self.kwargs)
 
     def read(self) -> Any:
         """Return a pandas DataFrame (reads everything)."""
-        from intake.readers.readers import PandasParquet
-
         return PandasParquet(self.data).read(**self.kwargs)
 
     def discover(self) -> Any:

@@ -26,6 +26,7 @@ from typing import IO, Any
 import fsspec
 import numpy as np
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.errors import InputFormatError
 
@@ -335,8 +336,6 @@ class OutputStore:
 
     @property
     def _is_local(self) -> bool:
-        from fsspec.implementations.local import LocalFileSystem
-
         return isinstance(self.fs, LocalFileSystem)
 
     def path(self, name: str = "") -> str:

@@ -36,15 +36,32 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import dask
+import distributed
 import numpy as np
 import pandas as pd
 import xarray as xr
+import xgboost
 
+from pipeline.catalog import open_catalog, read_entry
 from pipeline.clusters.client import cluster_client
 from pipeline.clusters.config import LocalConfig, load_cluster_config
 from pipeline.config import check_count, check_positive, check_strings, config_error
+from pipeline.demo import generate_demo_world
+from pipeline.fields.predict import envelope_of, predict_fields
+from pipeline.fields.write import write_fields
+from pipeline.images.classify import ClassifyConfig, classify_images
+from pipeline.images.dataset import Preprocess
+from pipeline.model.train import TrainConfig, fit_model
+from pipeline.predictors.features import feature_names, layer_features
+from pipeline.predictors.matchup import match_predictors
+from pipeline.sources.copernicus import open_environment
+from pipeline.targets.particles import DEFAULT_LAYERS
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = [
     "GRIDS",
@@ -134,7 +151,7 @@ class _Setup:
     points: pd.DataFrame
     X: pd.DataFrame
     Y: pd.DataFrame
-    booster: Any
+    booster: xgboost.Booster
     envelope: dict[str, tuple[float, float]]
     images: pd.DataFrame
     model_dir: str
@@ -157,17 +174,13 @@ def _points(features: xr.Dataset, n: int, rng: np.random.Generator) -> pd.DataFr
 
 def _prepare(config: ScalingConfig, root: str | os.PathLike[str]) -> _Setup:
     """Demo world, features, synthetic training data, a booster, images and a model."""
-    import torch
-    import xgboost
+    import torch  # deferred: the images extra
 
-    from pipeline.catalog import open_catalog, read_entry
-    from pipeline.demo import generate_demo_world
-    from pipeline.fields.predict import envelope_of
-    from pipeline.images.dataset import Preprocess
-    from pipeline.images.model import ImageModel, build_network, save_model_dir
-    from pipeline.predictors.features import feature_names, layer_features
-    from pipeline.sources.copernicus import open_environment
-    from pipeline.targets.particles import DEFAULT_LAYERS
+    from pipeline.images.model import (  # deferred: needs torch (images extra)
+        ImageModel,
+        build_network,
+        save_model_dir,
+    )
 
     root = Path(root)
     world = generate_demo_world(
@@ -245,14 +258,8 @@ def _rows(table: pd.DataFrame, n: int) -> pd.DataFrame:
 # --------------------------------------------------------------------------- parts
 
 
-def _run_part(part: str, setup: _Setup, config: ScalingConfig, units: float, client: Any):
+def _run_part(part: str, setup: _Setup, config: ScalingConfig, units: float, client: Client):
     """Run ``units`` units of ``part`` once; return (seconds, facts)."""
-    from pipeline.fields.predict import predict_fields
-    from pipeline.fields.write import write_fields
-    from pipeline.images.classify import ClassifyConfig, classify_images
-    from pipeline.model.train import TrainConfig, fit_model
-    from pipeline.predictors.matchup import match_predictors
-
     out = setup.root / "out" / f"{part}-{uuid.uuid4().hex[:8]}"
     start = time.perf_counter()
     if part == "matchup":
@@ -297,7 +304,7 @@ def _run_part(part: str, setup: _Setup, config: ScalingConfig, units: float, cli
     return seconds, facts
 
 
-def _measure(setup: _Setup, config: ScalingConfig, client: Any, k: int) -> list[dict]:
+def _measure(setup: _Setup, config: ScalingConfig, client: Client, k: int) -> list[dict]:
     """All parts, strong and weak, at ``k`` workers (one measurement when they coincide)."""
     rows = []
     k_max = max(config.workers)
@@ -419,7 +426,7 @@ def _plain(config: Any) -> dict[str, Any]:
     }
 
 
-def _scale(client: Any, k: int) -> int:
+def _scale(client: Client, k: int) -> int:
     """Scale a remote cluster to ``k`` workers when it can; return the count measured."""
     cluster = getattr(client, "cluster", None)
     if cluster is None or not hasattr(cluster, "scale"):
@@ -435,10 +442,7 @@ def _scale(client: Any, k: int) -> int:
 
 
 def _versions() -> dict[str, str]:
-    import dask
-    import distributed
-    import torch
-    import xgboost
+    import torch  # deferred: the images extra
 
     return {
         "python": platform.python_version(),

@@ -25,10 +25,14 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import fsspec
 import numpy as np
 import pandas as pd
+from scipy.stats import poisson
 
+from pipeline.catalog import open_catalog, read_entry
 from pipeline.demo.truth import annotated_concentrations
+from pipeline.model.evaluate import score
 from pipeline.targets.particles import (
     TargetConfig,
     class_groups,
@@ -163,9 +167,6 @@ def noise_ceiling(
     """
     if not config.inputs.truth:
         return None
-    from pipeline.catalog import open_catalog, read_entry
-    from pipeline.model.evaluate import score  # xgboost and scikit-learn: only when needed
-
     truth = read_entry(
         open_catalog(config.inputs.catalog, **dict(config.inputs.params)), config.inputs.truth
     )
@@ -245,8 +246,6 @@ def expected_log_count(
     >>> bool(e[0] < np.log10(0.1 + 1e-3))   # Jensen: below the log of the mean
     True
     """
-    from scipy.stats import poisson
-
     conc = np.asarray(conc, dtype=float)
     volume = np.asarray(volume, dtype=float)
     lam = conc * volume
@@ -263,8 +262,6 @@ def expected_log_count(
 
 def _world_info(config: RunConfig) -> dict[str, Any] | None:
     """Read the ``ecotaxa`` part of the demo's ``world.json`` at the catalog root, if any."""
-    import fsspec
-
     root = config.inputs.params.get("root")
     if not root:
         return None

@@ -36,6 +36,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -518,8 +519,6 @@ def write_environment(
             },
         ),
     }
-    import dask.array as da
-
     data_vars: dict[str, Any] = {}
     encoding: dict[str, Any] = {
         "time": {"units": "milliseconds since 1970-01-01 00:00:00", "dtype": "float64"}

@@ -55,7 +55,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import dask.array as da
 import numpy as np
+import pandas as pd
+import xarray as xr
 from scipy.special import ndtr
 
 from pipeline import sizeclasses
@@ -509,10 +512,6 @@ def write_truth_fields(path: str, *, resolution: float, years: Sequence[int]) ->
     dict
         Variables and shape (for ``world.json``).
     """
-    import dask.array as da
-    import pandas as pd
-    import xarray as xr
-
     lat, lon = grid(resolution)
     lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
     deptho = bathymetry(lat2, lon2)
@@ -611,8 +610,6 @@ def annotated_concentrations(
     >>> round(float(out["conc_fiber_per_l"].iloc[0]), 4), round(float(out.sum(axis=1).iloc[0]), 4)
     (0.935, 0.95)
     """
-    import pandas as pd
-
     kinds = list(TYPES) + list(GROUPS)
     cols = [f"conc_{k}_per_l" for k in kinds]
     values = truth[cols].to_numpy(dtype="float64")

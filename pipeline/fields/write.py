@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import dask.array as da
+import fsspec
 import numpy as np
 import xarray as xr
 
@@ -68,8 +70,6 @@ class WriteReport:
 
 
 def _store_paths(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
-    import fsspec
-
     fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     return fs, root.rstrip("/")
 
@@ -189,8 +189,6 @@ def _open_arrays(
 
 def _write_region(ds: xr.Dataset, i: int, arrays: Mapping[str, Any]) -> None:
     """Write time step ``i`` of the variables of ``arrays``: one dask compute for all."""
-    import dask.array as da
-
     sources, targets, regions = [], [], []
     for name, array in arrays.items():
         var = ds[name].variable

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dask
 import dask.dataframe as dd
@@ -53,7 +53,13 @@ import pandas as pd
 
 from pipeline.config import check_choice, check_count
 from pipeline.errors import ConfigError, StoreMismatchError
+from pipeline.images.dataset import prepare_images
 from pipeline.io import OutputStore, as_store
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from pipeline.images.model import ImageModel
 
 __all__ = ["ClassifyConfig", "ClassifyResult", "classify_images"]
 
@@ -135,9 +141,12 @@ class ClassifyResult:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _model(url: str, storage_options: Mapping[str, Any] | None, device: str) -> Any:
+def _model(url: str, storage_options: Mapping[str, Any] | None, device: str) -> ImageModel:
     """Return the worker process's copy of the model (loaded on first use)."""
-    from pipeline.images.model import load_model_dir, resolve_device
+    from pipeline.images.model import (  # deferred: needs torch (images extra)
+        load_model_dir,
+        resolve_device,
+    )
 
     with _LOCK:
         key = (url, device)
@@ -181,8 +190,7 @@ def _classify_part(
     config: ClassifyConfig,
     storage_options: Mapping[str, Any] | None,
 ) -> dict[str, int]:
-    from pipeline.images.dataset import prepare_images
-    from pipeline.images.model import predict_proba
+    from pipeline.images.model import predict_proba  # deferred: needs torch (images extra)
 
     model = _model(model_url, storage_options, config.device)
     device = next(model.network.parameters()).device
@@ -235,7 +243,9 @@ def _classify_part(
     return {"images": int(ok.sum()), "quarantined": int((~ok).sum())}
 
 
-def _labels_frame(object_ids: np.ndarray, probs: list[Any], model: Any, top_k: int) -> pd.DataFrame:
+def _labels_frame(
+    object_ids: np.ndarray, probs: list[Any], model: ImageModel, top_k: int
+) -> pd.DataFrame:
     import torch
 
     p = torch.cat(probs) if probs else torch.zeros((0, len(model.classes)))
@@ -304,7 +314,7 @@ def classify_images(
     out: str | OutputStore,
     *,
     config: ClassifyConfig | None = None,
-    client: Any = None,
+    client: Client | None = None,
     storage_options: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ClassifyResult:
@@ -338,7 +348,7 @@ def classify_images(
     StoreMismatchError
         ``out`` holds labels of another model or table.
     """
-    from pipeline.images.model import load_model_dir
+    from pipeline.images.model import load_model_dir  # deferred: needs torch (images extra)
 
     config = config or ClassifyConfig()
     store = as_store(out, storage_options=storage_options)
@@ -392,7 +402,7 @@ def classify_images(
     )
 
 
-def _resources(config: ClassifyConfig, client: Any) -> dict[str, float] | None:
+def _resources(config: ClassifyConfig, client: Client | None) -> dict[str, float] | None:
     if config.gpu is True:
         return {"GPU": 1}
     if config.gpu == "auto" and client is not None:
@@ -404,7 +414,7 @@ def _resources(config: ClassifyConfig, client: Any) -> dict[str, float] | None:
 
 
 def _compute(
-    tasks: list[Any], client: Any, progress: Callable[[int, int], None] | None
+    tasks: list[Any], client: Client | None, progress: Callable[[int, int], None] | None
 ) -> list[dict[str, int]]:
     if not tasks:
         return []

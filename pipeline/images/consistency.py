@@ -33,6 +33,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from PIL import Image, UnidentifiedImageError
 
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.labels import _LABEL, _PROB, _check_objects, _joined, _label_columns, _open
@@ -306,8 +307,6 @@ def _confusion_png(confusion: pd.DataFrame) -> bytes:
 
 
 def _vignette(url: str) -> np.ndarray | None:
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(BytesIO(read_bytes(url))) as img:
             return np.asarray(img.convert("L"))

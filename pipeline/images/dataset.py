@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
@@ -43,6 +44,7 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.config import check_count
 from pipeline.errors import InputFormatError
 from pipeline.io import expand_urls, read_bytes
+from pipeline.sources.ecotaxa import read_ecotaxa
 
 __all__ = [
     "IMAGE_COLUMNS",
@@ -397,12 +399,8 @@ def read_objects(source: Any, *, storage_options: Mapping[str, Any] | None = Non
     url = os.fspath(source)
     stripped = url.rstrip("/")
     if stripped.endswith(".parquet") or _is_parquet_dir(stripped, storage_options):
-        import dask.dataframe as dd
-
         return dd.read_parquet(stripped, storage_options=dict(storage_options or {}) or None)
     if any(stripped.endswith(s) for s in (".tsv", ".tsv.gz", ".txt", ".zip")) or "*" in url:
-        from pipeline.sources.ecotaxa import read_ecotaxa
-
         return read_ecotaxa(url, storage_options=storage_options).accepted
     if os.path.isdir(stripped):
         table = folder_images(stripped)

@@ -26,8 +26,11 @@ from typing import Any
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from pipeline.errors import InputFormatError
+from pipeline.images.dataset import decode_image  # the one image decoder
 from pipeline.images.morphology import MorphologyModel, _as_dask
 from pipeline.io import file_in_store, read_bytes
 
@@ -193,11 +196,6 @@ def type_plate_png(
     (bytes, dict of str to list of str)
         The PNG, and the object ids shown in each row, by type.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from pipeline.images.dataset import decode_image  # the one image decoder
-
     sample = (
         labels.map_partitions(_sample_part, 3 * per_type, seed).compute()
         if isinstance(labels, dd.DataFrame)

@@ -91,7 +91,10 @@ def train_with_holdout(
     --------
     pipeline.images.evaluation.stratified_holdout : the split.
     """
-    from pipeline.images.training import ImageTrainConfig, train_classifier
+    from pipeline.images.training import (  # deferred: needs torch (images extra)
+        ImageTrainConfig,
+        train_classifier,
+    )
 
     config = config or ImageTrainConfig()
     counts = table["category"].value_counts()

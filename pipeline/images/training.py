@@ -44,12 +44,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import train_test_split
 from torch import nn
 
 from pipeline.config import check_choice, check_count, check_positive, check_range
 from pipeline.errors import ConfigError
 from pipeline.images.dataset import Preprocess, prepare_images
-from pipeline.images.evaluation import plot_confusion
+from pipeline.images.evaluation import classification_metrics, plot_confusion
 from pipeline.images.model import (
     ImageModel,
     build_network,
@@ -193,8 +195,6 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def _split(codes: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
-
     idx = np.arange(codes.size)
     train, val = train_test_split(idx, test_size=fraction, stratify=codes, random_state=seed)
     return np.sort(train), np.sort(val)
@@ -271,8 +271,6 @@ def train_classifier(
     ConfigError
         Fewer than two classes with ``min_per_class`` readable images.
     """
-    from pipeline.images.evaluation import classification_metrics
-
     config = config or ImageTrainConfig()
     store = as_store(out, storage_options=storage_options) if out is not None else None
     torch.manual_seed(config.seed)
@@ -416,8 +414,6 @@ def _fit(
     progress: Callable[[dict[str, float]], None] | None,
     checkpoint: _Checkpoint | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
-    from sklearn.metrics import balanced_accuracy_score
-
     net = model.network
     n_classes = len(model.classes)
     gen = torch.Generator().manual_seed(config.seed)

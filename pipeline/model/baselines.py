@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from pipeline.model.train import (
     _train,
     predict,
 )
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["Climatology", "PerTargetModel", "RandomForestModel", "fit_baselines"]
 
@@ -142,7 +145,7 @@ def _fit_forest(
 
 
 def _fit_baselines(
-    client: Any,
+    client: Client,
     X: pd.DataFrame,
     Y: pd.DataFrame,
     w: np.ndarray | None,
@@ -179,7 +182,7 @@ def _fit_baselines(
 
 
 def fit_baselines(
-    client: Any,
+    client: Client,
     X: pd.DataFrame,
     Y: pd.DataFrame,
     *,

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from pipeline.model.train import (
     _train_device,
     predict,
 )
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["CVResult", "cross_validate"]
 
@@ -96,7 +99,7 @@ def _mean_rounds(best_iterations: Sequence[int]) -> int:
 
 
 def cross_validate(
-    client: Any,
+    client: Client,
     X: pd.DataFrame,
     Y: pd.DataFrame,
     folds: np.ndarray,

@@ -47,7 +47,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dask.dataframe as dd
 import numpy as np
@@ -57,6 +57,9 @@ import xgboost.dask as dxgb
 from distributed import KilledWorker
 
 from pipeline.config import check_choice, check_count, check_range, check_strings
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["BASELINES", "TrainConfig", "fit_model", "predict"]
 
@@ -230,7 +233,7 @@ def _worker_has_gpu() -> bool:
     return done.returncode == 0 and "GPU" in done.stdout
 
 
-def _resolve_device(client: Any, config: TrainConfig) -> str:
+def _resolve_device(client: Client, config: TrainConfig) -> str:
     """Choose the device: the configured one, or the workers' GPU when present."""
     if config.device != "auto":
         logger.info("train: device %s (configured)", config.device)
@@ -273,7 +276,7 @@ def _params(config: TrainConfig, *, device: str, n_targets: int) -> dict[str, An
     return params
 
 
-def _workers(client: Any) -> list[str]:
+def _workers(client: Client) -> list[str]:
     """Worker addresses in xgboost's rank order (its task id: name, then address)."""
     info = client.scheduler_info(n_workers=-1)["workers"]
     if not info:
@@ -282,7 +285,7 @@ def _workers(client: Any) -> list[str]:
     return sorted(info, key=rank_key.__getitem__)
 
 
-def _lost_workers(client: Any, workers: list[str], err: BaseException) -> set[str]:
+def _lost_workers(client: Client, workers: list[str], err: BaseException) -> set[str]:
     """Workers of a failed fit that have left the cluster (waits briefly for the news)."""
     deadline = time.monotonic() + (_LOSS_NOTICE_S if isinstance(err, _LOSS_ERRORS) else 0.0)
     while True:
@@ -292,7 +295,7 @@ def _lost_workers(client: Any, workers: list[str], err: BaseException) -> set[st
         time.sleep(0.1)
 
 
-def _restart_stuck(client: Any, survivors: list[str]) -> None:
+def _restart_stuck(client: Client, survivors: list[str]) -> None:
     """Restart surviving workers still running a broken fit (blocked in its allreduce).
 
     Their thread would wait for the lost peer until xgboost's collective timeout
@@ -309,7 +312,7 @@ def _restart_stuck(client: Any, survivors: list[str]) -> None:
         logger.warning("train: restarting workers: %s", failed)
 
 
-def _fit_surviving_worker_loss(client: Any, fit: Callable[[list[str]], Any]) -> Any:
+def _fit_surviving_worker_loss(client: Client, fit: Callable[[list[str]], Any]) -> Any:
     """``fit(workers)``, fitted again from scratch when a worker dies during it.
 
     ``xgboost.dask`` cannot continue a fit that lost a worker (the data scattered there
@@ -354,7 +357,7 @@ def _fit_surviving_worker_loss(client: Any, fit: Callable[[list[str]], Any]) -> 
 
 
 def _to_dask(
-    client: Any, frame: pd.DataFrame | pd.Series, workers: list[str], *, pinned: bool
+    client: Client, frame: pd.DataFrame | pd.Series, workers: list[str], *, pinned: bool
 ) -> dd.DataFrame | dd.Series:
     """One contiguous partition per worker; with ``pinned`` partition i lives on worker i."""
     n_parts = max(1, min(len(workers), len(frame)))
@@ -369,7 +372,7 @@ def _to_dask(
 
 
 def _dmatrix(
-    client: Any,
+    client: Client,
     X: pd.DataFrame,
     Y: pd.DataFrame,
     w: np.ndarray | None,
@@ -377,8 +380,8 @@ def _dmatrix(
     workers: list[str],
     *,
     pinned: bool,
-    ref: Any = None,
-) -> Any:
+    ref: dxgb.DaskQuantileDMatrix | None = None,
+) -> dxgb.DaskQuantileDMatrix:
     data = X.iloc[rows].reset_index(drop=True)
     label = Y.iloc[rows].reset_index(drop=True).astype("float64")
     weight = None if w is None else pd.Series(w[rows], name="weight")
@@ -392,7 +395,7 @@ def _dmatrix(
 
 
 def _train(
-    client: Any,
+    client: Client,
     X: pd.DataFrame,
     Y: pd.DataFrame,
     w: np.ndarray | None,
@@ -453,7 +456,7 @@ def _train(
 
 
 def _train_device(
-    client: Any,
+    client: Client,
     X: pd.DataFrame,
     Y: pd.DataFrame,
     w: np.ndarray | None,
@@ -480,7 +483,7 @@ def _train_device(
 
 
 def fit_model(
-    client: Any,
+    client: Client,
     X: pd.DataFrame,
     Y: pd.DataFrame,
     *,

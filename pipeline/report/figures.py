@@ -11,7 +11,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from pipeline.report.page import figure_png, format_number
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.collections import QuadMesh
 
 __all__ = ["LAND_GREY", "interval_png", "map_png", "scatter_png", "skill_png"]
 
@@ -76,7 +80,7 @@ def _grid_figure(n: int) -> tuple[Figure, list[Any]]:
     return fig, axes[:n]
 
 
-def _draw_map(ax: Any, da: xr.DataArray, *, cmap: Any, norm: Normalize) -> Any:
+def _draw_map(ax: Axes, da: xr.DataArray, *, cmap: Any, norm: Normalize) -> QuadMesh:
     lat = da["lat"].values if "lat" in da.coords else np.arange(da.sizes["lat"])
     lon = da["lon"].values if "lon" in da.coords else np.arange(da.sizes["lon"])
     values = np.ma.masked_invalid(da.transpose("lat", "lon").values.astype("float64"))
@@ -87,7 +91,7 @@ def _draw_map(ax: Any, da: xr.DataArray, *, cmap: Any, norm: Normalize) -> Any:
     return mesh
 
 
-def _hatch_extrapolation(ax: Any, step: xr.Dataset, layer_index: int) -> bool:
+def _hatch_extrapolation(ax: Axes, step: xr.Dataset, layer_index: int) -> bool:
     if "extrapolation" not in step.data_vars:
         return False
     flag = step["extrapolation"]

@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline.io import OutputStore
 from pipeline.run.config import RunConfig
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["StepContext"]
 
@@ -48,6 +51,6 @@ class StepContext:
 
     config: RunConfig
     store: OutputStore
-    client: Any = None
+    client: Client | None = None
     echo: Callable[[str], None] = logger.info
     progress: Callable[[int, int], None] | None = None

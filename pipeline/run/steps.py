@@ -31,15 +31,35 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import dask
 import pandas as pd
+import xarray as xr
+from distributed import get_client
 
 from pipeline import __version__
+from pipeline.catalog import open_catalog, read_entry
 from pipeline.errors import ConfigError
+from pipeline.fields.predict import predict_fields
+from pipeline.fields.write import write_fields
+from pipeline.images.labels import apply_labels, labels_fingerprint
+from pipeline.ingest import summarize, write_quarantine
 from pipeline.io import OutputStore, as_store
+from pipeline.model.card import load_model
+from pipeline.predictors.features import feature_names, layer_features
+from pipeline.predictors.matchup import match_predictors
+from pipeline.report.write import write_report
 from pipeline.run.config import RunConfig, config_hash, run_config_to_dict
 from pipeline.run.context import StepContext
+from pipeline.run.train import train_and_evaluate
+from pipeline.sources.table import ReadResult
+from pipeline.targets.objects import build_object_targets
+from pipeline.targets.particles import build_targets
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from intake.catalog.base import Catalog
 
 __all__ = ["STEPS", "RunSummary", "run_steps"]
 
@@ -79,7 +99,7 @@ def run_steps(
     *,
     out: str | OutputStore | None = None,
     steps: Sequence[str] | None = None,
-    client: Any = None,
+    client: Client | None = None,
     echo: Callable[[str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunSummary:
@@ -121,8 +141,6 @@ def run_steps(
     store = as_store(url)
     summary = RunSummary(out=store.url)
     if client is None:
-        from distributed import get_client
-
         client = get_client()
     ctx = StepContext(config=config, store=store, client=client, echo=say, progress=progress)
     keys = _step_keys(config)
@@ -161,8 +179,6 @@ def _step_keys(config: RunConfig) -> dict[str, str]:
     keys: dict[str, str] = {}
     parts: list[Any] = [config.inputs, config.targets, config.object_targets]
     if _uses_labels(config) and config.inputs.labels:
-        from pipeline.images.labels import labels_fingerprint
-
         # one listing of the labels table: a rewritten or added part file redoes targets
         parts.append({"labels_fingerprint": labels_fingerprint(config.inputs.labels)})
     keys["targets"] = config_hash(*parts)
@@ -176,24 +192,18 @@ def _step_keys(config: RunConfig) -> dict[str, str]:
 # --------------------------------------------------------------------------- inputs
 
 
-def _catalog(config: RunConfig) -> Any:
-    from pipeline.catalog import open_catalog
-
+def _catalog(config: RunConfig) -> Catalog:
     return open_catalog(config.inputs.catalog, **dict(config.inputs.params))
 
 
-def _environment(config: RunConfig) -> Any:
-    from pipeline.catalog import read_entry
-
+def _environment(config: RunConfig) -> xr.Dataset:
     options: dict[str, Any] = {}
     if config.inputs.environment_time is not None:
         options["time"] = tuple(config.inputs.environment_time)
     return read_entry(_catalog(config), config.inputs.environment, **options)
 
 
-def _features(config: RunConfig) -> Any:
-    from pipeline.predictors.features import layer_features
-
+def _features(config: RunConfig) -> xr.Dataset:
     return layer_features(_environment(config), config.targets.layers, config=config.predictors)
 
 
@@ -209,11 +219,6 @@ def _need(store: OutputStore, name: str, step: str) -> None:
 
 
 def _run_targets(ctx: StepContext) -> dict:
-    import dask
-
-    from pipeline.ingest import summarize, write_quarantine
-    from pipeline.targets.particles import build_targets
-
     config, store, say = ctx.config, ctx.store, ctx.echo
     reads = {"particles": _read_table(config, "particles")}
     res = build_targets(reads["particles"].accepted, config=config.targets)
@@ -221,13 +226,9 @@ def _run_targets(ctx: StepContext) -> dict:
     label_counts: dict[str, int] = {}
     ores, sources = None, None
     if config.inputs.objects:
-        from pipeline.targets.objects import build_object_targets
-
         reads["objects"] = _read_table(config, "objects")
         objects = reads["objects"].accepted
         if _uses_labels(config):
-            from pipeline.images.labels import apply_labels
-
             ocfg = config.object_targets
             use = "human_first" if ocfg.labels == "human_first" else "machine"
             objects = apply_labels(
@@ -291,11 +292,8 @@ _READERS = {
 }
 
 
-def _read_table(config: RunConfig, table: str) -> Any:
+def _read_table(config: RunConfig, table: str) -> ReadResult:
     """Read an input table: accepted rows, quarantine and per-file counts (lazy)."""
-    from pipeline.catalog import read_entry
-    from pipeline.sources.table import ReadResult
-
     entry = getattr(config.inputs, table)
     result = read_entry(_catalog(config), entry)
     if not isinstance(result, ReadResult):
@@ -338,9 +336,6 @@ def _label_counts(sources: pd.Series) -> dict[str, int]:
 
 
 def _run_matchup(ctx: StepContext) -> dict:
-    from pipeline.predictors.features import feature_names
-    from pipeline.predictors.matchup import match_predictors
-
     config, store, say = ctx.config, ctx.store, ctx.echo
     _need(store, "targets.parquet", "targets")
     targets = store.read_parquet("targets.parquet")
@@ -375,17 +370,11 @@ def _run_matchup(ctx: StepContext) -> dict:
 
 
 def _run_train(ctx: StepContext) -> dict:
-    from pipeline.run.train import train_and_evaluate
-
     _need(ctx.store, "matchup.parquet", "matchup")
     return train_and_evaluate(ctx)
 
 
 def _run_fields(ctx: StepContext) -> dict:
-    from pipeline.fields.predict import predict_fields
-    from pipeline.fields.write import write_fields
-    from pipeline.model.card import load_model
-
     config, store, say = ctx.config, ctx.store, ctx.echo
     _need(store, "model/card.json", "train")
     booster, card = load_model(store.path("model"), storage_options=store.storage_options)
@@ -425,10 +414,6 @@ def _run_fields(ctx: StepContext) -> dict:
 
 
 def _run_report(ctx: StepContext) -> dict:
-    import xarray as xr
-
-    from pipeline.report.write import write_report
-
     config, store, say = ctx.config, ctx.store, ctx.echo
     _need(store, "metrics.json", "train")
     card = store.read_json("model/card.json")

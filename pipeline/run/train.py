@@ -26,7 +26,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline.demo.ceiling import noise_ceiling
+from pipeline.fields.predict import envelope_of
+from pipeline.model.card import hash_frame, model_card, save_model
+from pipeline.model.crossval import cross_validate
 from pipeline.model.evaluate import interval_coverage, residual_quantiles
+from pipeline.model.split import assign_folds, buffer_mask, random_folds
 from pipeline.run.config import config_hash
 from pipeline.run.context import StepContext
 from pipeline.targets.particles import transform
@@ -87,11 +91,6 @@ def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
     dict
         The step's state: counts, targets, features, model id.
     """
-    from pipeline.fields.predict import envelope_of
-    from pipeline.model.card import hash_frame, model_card, save_model
-    from pipeline.model.crossval import cross_validate
-    from pipeline.model.split import assign_folds, buffer_mask, random_folds
-
     config, store, client, say = ctx.config, ctx.store, ctx.client, ctx.echo
     matchup = store.read_parquet("matchup.parquet")
     tstate = store.read_json("_state/targets.json")
