@@ -1,6 +1,6 @@
 """Scaling benchmark: strong and weak scaling of matchup, training, fields and images.
 
-Each part is measured on a cluster file (:func:`pipeline.clusters.config.cluster_client`) at
+Each part is measured on a cluster file (:func:`pipeline.clusters.client.cluster_client`) at
 several worker counts ``k``:
 
 - **strong** scaling: a fixed amount of work (``max(workers)`` units) at every ``k``;

@@ -17,7 +17,7 @@ environment only) and writes::
 
 A step whose ``_state`` file records the same inputs (config sections and the upstream
 step's key) is skipped, so re-running a finished run does no work; the fields write is
-resumable region by region (:func:`pipeline.fields.predict.write_fields`). Every output
+resumable region by region (:func:`pipeline.fields.write.write_fields`). Every output
 goes through one :class:`~pipeline.io.OutputStore` (each file written whole or not at
 all), handed to the steps in a :class:`~pipeline.run.context.StepContext`.
 
