@@ -138,6 +138,8 @@ def test_without_torch_the_demo_keeps_the_types_and_year2_counts_the_human_label
     (tmp_path / "world").symlink_to(out / "world")
     objects = read_entry(open_catalog("demo", root=str(out / "world")), "ecotaxa").accepted
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    for name in ("pipeline.images.training", "pipeline.images.model"):  # imported with torch
+        monkeypatch.delitem(sys.modules, name, raising=False)
     made = demo_images(str(tmp_path), objects, None)
     assert made["labels"] is None
     assert made["ari"] > 0.8

@@ -413,7 +413,6 @@ def demo_images(out: str, objects: Any, client: Any, *, epochs: int = 12) -> dic
     from pipeline.images.classify import ClassifyConfig
     from pipeline.images.dataset import image_table
     from pipeline.images.morphology import MorphologyConfig
-    from pipeline.images.training import ImageTrainConfig
 
     base = Path(out) / "images"
     world = Path(out) / "world"
@@ -445,6 +444,8 @@ def demo_images(out: str, objects: Any, client: Any, *, epochs: int = 12) -> dic
             "ari": ari,
             "classifier": None,
         }  # not saved: a classifier may come later
+
+    from pipeline.images.training import ImageTrainConfig  # deferred: needs torch (images extra)
 
     click.echo(f"\nImages: classifier on the validated images ({base / 'model'}):")
     table = image_table(objects, statuses=("V",))
