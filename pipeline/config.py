@@ -25,12 +25,12 @@ import os
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InputFormatError
+from pipeline.io import read_bytes
 
 __all__ = [
     "build_config",
@@ -52,17 +52,19 @@ def read_yaml(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dict[
     Parameters
     ----------
     source : path or mapping
-        A YAML file holding a mapping, or the mapping itself.
+        A YAML file holding a mapping (local path or fsspec URL such as
+        ``s3://bucket/run.yaml``, read with :func:`pipeline.io.read_bytes`; storage
+        options from the environment), or the mapping itself.
 
     Returns
     -------
     (dict, str)
-        The document and where it came from (the path, or ``"<mapping>"``).
+        The document and where it came from (the path or URL, or ``"<mapping>"``).
 
     Raises
     ------
     ConfigError
-        When the file is missing, is not YAML, or does not hold a mapping.
+        When the file is missing or unreadable, is not YAML, or does not hold a mapping.
 
     Examples
     --------
@@ -71,11 +73,13 @@ def read_yaml(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dict[
     """
     if isinstance(source, Mapping):
         return dict(source), "<mapping>"
-    where = str(source)
+    where = os.fspath(source)
     try:
-        doc = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ConfigError(f"{where}: file not found.") from err
+        doc = yaml.safe_load(read_bytes(where).decode("utf-8"))
+    except InputFormatError as err:
+        if isinstance(err.__cause__, FileNotFoundError):
+            raise ConfigError(f"{where}: file not found.") from err
+        raise ConfigError(str(err)) from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{where}: not valid YAML ({err}).") from err
     if doc is None:

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli.main import main
+from pipeline.io import read_bytes
 
 ARGS = [
     "--resolution",
@@ -16,7 +17,7 @@ ARGS = [
     "--profiles",
     "12",
     "--images",
-    "400",
+    "200",
     "--seed",
     "3",
     "--image-epochs",
@@ -175,3 +176,99 @@ def test_demo_run_files_load_back_as_the_demo_run_config(tmp_path):
     assert [layer.name for layer in year2.targets.layers] == ["0-200m"]
     assert year2.object_targets.categories == GROUPS
     assert year2.split == demo_run_config(world, labels=labels).split  # not quick: defaults
+
+
+def test_demo_run_files_on_s3_load_back_as_the_demo_run_config(tmp_path, s3, monkeypatch):
+    from pipeline.cli.demo import demo_run_config, write_demo_run_config, write_demo_year2_config
+    from pipeline.run.config import load_run_config
+
+    endpoint_url, _ = s3
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint_url)
+    world = str(tmp_path / "world")
+    out, types = s3.url("demo"), s3.url("demo/images/types/labels")
+    path = write_demo_run_config(out, world, types=types, quick=True)
+    assert path == s3.url("demo/run.yaml")
+    year1 = load_run_config(path)  # read back over S3
+    assert year1 == demo_run_config(world, labels=types, quick=True, out=s3.url("demo/run"))
+    assert year1.inputs.params["root"] == str(tmp_path / "world")  # a local world stays absolute
+    year2 = load_run_config(write_demo_year2_config(out, world, labels=types))
+    assert (year2.out, year2.inputs.labels) == (s3.url("demo/run-year2"), types)
+    # a run file on S3 takes its relative paths from its URL's folder
+    fs = _s3fs_of(s3)
+    fs.pipe_file(f"{s3.bucket}/demo/rel.yaml", b"inputs: {catalog: demo}\nout: runs/../run\n")
+    assert load_run_config(s3.url("demo/rel.yaml")).out == s3.url("demo/run")
+    local = write_demo_year2_config(str(tmp_path), world, labels=types)
+    remote = read_bytes(s3.url("demo/run-year2.yaml"))
+    assert remote == read_bytes(local).replace(
+        str(tmp_path / "run-year2").encode(), s3.url("demo/run-year2").encode()
+    )
+
+
+def _s3fs_of(s3):
+    import s3fs
+
+    return s3fs.S3FileSystem(**s3.storage_options)
+
+
+def test_demo_refuses_a_world_at_a_url_and_says_to_give_a_local_folder():
+    res = CliRunner().invoke(main, ["demo", "--out", "s3://b/demo", "--world", "s3://b/w"])
+    assert res.exit_code == 2
+    assert "'s3://b/w': the demo world is written as local files; give a local folder" in (
+        res.output
+    )
+
+
+def _json_on(fs, url):
+    return json.loads(fs.cat_file(url))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # a whole demo in the call (and the local one's set-up, run alone)
+def test_demo_writes_its_outputs_to_s3_equal_to_the_local_demo(demo_run, s3, monkeypatch):
+    import xarray as xr
+
+    out, _ = demo_run
+    endpoint_url, storage_options = s3
+    # Only the environment says where S3 is (the cluster's workers inherit it).
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint_url)
+    url = s3.url("demo")
+    # The world stays local: reuse the local demo's (same parameters) instead of a new one.
+    args = ["demo", "--out", url, "--world", str(out / "world"), *ARGS]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert f"Demo world already in {out / 'world'} with these parameters; reusing it." in (
+        res.output
+    )
+    assert f"oceanfields run {url}/run.yaml" in res.output
+    assert "testing" not in res.output  # no credentials printed
+    fs = _s3fs_of(s3)
+    for run in ("run", "run-year2"):
+        remote = _json_on(fs, f"{url}/{run}/metrics.json")
+        local = json.loads((out / run / "metrics.json").read_text())
+        assert remote == local, run
+    fields = xr.open_zarr(
+        f"{url}/run/fields.zarr", storage_options=storage_options, consolidated=False
+    ).load()
+    local_fields = xr.open_zarr(out / "run" / "fields.zarr", consolidated=False).load()
+    xr.testing.assert_identical(fields.drop_attrs(), local_fields.drop_attrs())
+    for entry in ("ecopart_detailed", "ecopart_raw", "ecotaxa"):
+        remote = _json_on(fs, f"{url}/tables/{entry}/summary.json")
+        local = json.loads((out / "tables" / entry / "summary.json").read_text())
+        outputs = remote.pop("outputs")
+        assert outputs["summary"] == f"{url}/tables/{entry}/summary.json"
+        local.pop("outputs")  # local paths
+        assert remote == local, entry
+    made = _json_on(fs, f"{url}/images/summary.json")
+    local_made = json.loads((out / "images" / "summary.json").read_text())
+    assert made["labels"] == f"{url}/images/classified/labels"
+    assert (made["ari"], made["classifier"]) == (local_made["ari"], local_made["classifier"])
+    labels = pd.read_parquet(f"{url}/images/classified/labels", storage_options=storage_options)
+    local_labels = pd.read_parquet(out / "images" / "classified" / "labels")
+    key = ["object_id"]
+    pd.testing.assert_frame_equal(
+        labels.sort_values(key, ignore_index=True),
+        local_labels.sort_values(key, ignore_index=True),
+    )
+    for name in ("types/plate.png", "model/weights.pt", "consistency/index.html"):
+        assert fs.exists(f"{url}/images/{name}"), name
+    assert not fs.exists(f"{url}/world")  # the world is local

@@ -5,12 +5,20 @@ demo world (:func:`pipeline.demo.generate_demo_world`); ``demo`` reads it throug
 catalog, runs the image path (:func:`demo_images`) and the year-1 and year-2 chains from
 the run files it writes (:func:`write_demo_run_config`, :func:`write_demo_year2_config`:
 :func:`demo_run_config` with ``dataclasses.replace``). Only the CLI prints.
+
+The demo's output folder is a local path or an fsspec URL (``s3://bucket/demo``): every
+file the tour writes (tables, images, run files, runs) goes through one
+:class:`~pipeline.io.OutputStore`, and it reads its own outputs back through it. The demo
+world is always a local folder (its generator writes local files): OUT/world for a local
+OUT, ``./demo-world`` (or ``--world``) for a URL. Storage options (endpoint, credentials)
+come from the environment only (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +33,8 @@ from pipeline.cli.images import (
     types_and_report,
 )
 from pipeline.cli.output import CLUSTER_HELP, echo_skill, echo_summary, run_with, write_read_result
+from pipeline.errors import InputFormatError
+from pipeline.io import OutputStore, read_bytes
 
 if TYPE_CHECKING:
     from pipeline.run.config import RunConfig
@@ -37,6 +47,11 @@ __all__ = [
     "write_demo_run_config",
     "write_demo_year2_config",
 ]
+
+#: Where ``demo`` keeps the demo world when OUT is a URL and ``--world`` is not given.
+URL_WORLD = "demo-world"
+
+_PROTOCOL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 # --------------------------------------------------------------------------- demo-data
@@ -106,7 +121,19 @@ def _echo_environment(info: dict[str, Any], *, indent: str = "  ") -> None:
 
 @click.command("demo")
 @click.option(
-    "--out", default="demo-out", show_default=True, help="Output folder (local path or URL)."
+    "--out",
+    default="demo-out",
+    show_default=True,
+    help="Output folder: a local path or a URL (s3://bucket/demo; endpoint and credentials "
+    f"from the environment). For a URL the demo world stays local, in ./{URL_WORLD} "
+    "unless --world says where.",
+)
+@click.option(
+    "--world",
+    "world",
+    default=None,
+    help="Local folder of the demo world (reused when it holds one with the same "
+    f"parameters). Default: OUT/world, or ./{URL_WORLD} when OUT is a URL.",
 )
 @click.option("--resolution", default=1.0, show_default=True, help="Grid step, degrees.")
 @click.option("--years", default="2020", show_default=True, help="Comma-separated years.")
@@ -128,6 +155,7 @@ def _echo_environment(info: dict[str, Any], *, indent: str = "  ") -> None:
 @click.option("--cluster", "cluster_file", default=None, help=CLUSTER_HELP)
 def demo(
     out: str,
+    world: str | None,
     resolution: float,
     years: str,
     profiles: int,
@@ -137,17 +165,23 @@ def demo(
     quick: bool,
     cluster_file: str | None,
 ) -> None:
-    """Run oceanfields end to end on the demo world (LocalCluster, local files).
+    """Run oceanfields end to end on the demo world (LocalCluster by default).
 
     Generates the world in OUT/world (reused when already there with the same
-    parameters), reads every entry of the demo catalog through the readers and writes
-    the canonical tables with their quarantine under OUT/tables, then the image path
-    (OUT/images: morphological particle types, a CNN trained on the validated images,
-    every image classified on the cluster, the consistency report), then the year-1
-    chain (OUT/run.yaml: targets incl. the particle types, matchup, block-CV training,
-    fields, report) into OUT/run and the year-2 chain (OUT/run-year2.yaml: plankton groups
-    in 0-200 m from the classifier's labels) into OUT/run-year2, printing the skill
-    tables. A finished chain is not redone.
+    parameters; elsewhere with --world), reads every entry of the demo catalog through
+    the readers and writes the canonical tables with their quarantine under OUT/tables,
+    then the image path (OUT/images: morphological particle types, a CNN trained on the
+    validated images, every image classified on the cluster, the consistency report),
+    then the year-1 chain (OUT/run.yaml: targets incl. the particle types, matchup,
+    block-CV training, fields, report) into OUT/run and the year-2 chain
+    (OUT/run-year2.yaml: plankton groups in 0-200 m from the classifier's labels) into
+    OUT/run-year2, printing the skill tables. A finished chain is not redone.
+
+    OUT may be a URL (s3://bucket/demo, storage options from the environment only:
+    AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...): the tables, images, run files and runs are
+    written there, while the world, which the generator writes as local files, stays in a
+    local folder (./demo-world unless --world says where; printed) that the run files
+    name by its absolute path.
     """
     from pipeline.catalog import list_entries, open_catalog, read_entry
     from pipeline.clusters.client import cluster_client
@@ -155,7 +189,8 @@ def demo(
     from pipeline.sources.copernicus import describe_environment
     from pipeline.sources.table import ReadResult
 
-    root = f"{out.rstrip('/')}/world"
+    store = _store(out)
+    root = _world_folder(out, world)
     params = {
         "resolution": resolution,
         "years": list(_parse_years(years)),
@@ -178,7 +213,7 @@ def demo(
             result = read_entry(catalog, name)
             if isinstance(result, ReadResult):
                 table = "objects" if "ecotaxa" in name else "particles"
-                dest = f"{out.rstrip('/')}/tables/{name}"
+                dest = store.path(f"tables/{name}")
                 summary = write_read_result(result, dest, table, client)
                 echo_summary(summary)
                 click.echo(f"  written: {dest}/{table}.parquet, {dest}/quarantine.parquet")
@@ -187,7 +222,7 @@ def demo(
             else:
                 click.echo(f"  {type(result).__name__}: {_short(result)}")
         made = demo_images(
-            out, read_entry(catalog, "ecotaxa").accepted, client, epochs=image_epochs
+            out, read_entry(catalog, "ecotaxa").accepted, client, epochs=image_epochs, world=root
         )
         config_file = write_demo_run_config(out, root, types=made["types"], quick=quick)
         click.echo(
@@ -203,12 +238,51 @@ def demo(
         )
         summary2 = run_with(client, load_run_config(year2_file), None, None)
     echo_skill(summary2.metrics)
+    world_note = (
+        "world/ (the demo world), "
+        if root == f"{store.url}/world"
+        else f"(the demo world is in {Path(root).resolve()}) "
+    )
     click.echo(
-        f"\nEverything is under {out}/: world/ (the demo world), tables/ (what was read), "
+        f"\nEverything is under {store.url}/: {world_note}tables/ (what was read), "
         f"images/ (types, classifier, labels, consistency report), run/ and run-year2/ "
         f"(targets, matchup, model, metrics.json, fields.zarr, report/index.html).\n"
         f"Re-run a chain alone with: oceanfields run {config_file}"
     )
+
+
+def _is_url(location: str) -> bool:
+    """Tell whether LOCATION is a URL with a protocol (``s3://...``), not a local path."""
+    return bool(_PROTOCOL.match(location))
+
+
+def _store(out: str) -> OutputStore:
+    """Return the demo's output store: a URL as given, a local path spelled as ``Path`` does."""
+    return OutputStore(out if _is_url(out) else str(Path(out)))
+
+
+def _location(location: str) -> str:
+    """How a run file names LOCATION: a URL as given, a local path made absolute."""
+    return location.rstrip("/") if _is_url(location) else str(Path(location).resolve())
+
+
+def _world_folder(out: str, world: str | None) -> str:
+    """Local folder of the demo world: WORLD, else OUT/world, else ./demo-world for a URL."""
+    if world is not None:
+        if _is_url(world):
+            raise click.BadParameter(
+                f"{world!r}: the demo world is written as local files; give a local "
+                "folder (the outputs may still go to a URL with --out).",
+                param_hint="--world",
+            )
+        return world
+    if _is_url(out):
+        click.echo(
+            f"The output folder {out} is a URL: the demo world is kept in the local "
+            f"folder {Path(URL_WORLD).resolve()} (--world sets another)."
+        )
+        return URL_WORLD
+    return f"{_store(out).url}/world"
 
 
 # --------------------------------------------------------------------------- run files
@@ -222,10 +296,10 @@ def demo_run_config(
     Parameters
     ----------
     root : str
-        Folder of the demo world (made absolute).
+        Folder of the demo world (a local path is made absolute, a URL kept).
     labels : str, optional
-        Labels folder of the objects (made absolute): machine labels when given, else
-        the annotated EcoTaxa categories.
+        Labels folder of the objects (a local path is made absolute, a URL kept): machine
+        labels when given, else the annotated EcoTaxa categories.
     quick : bool
         3 CV folds, at most 200 boosting rounds and the climatology baseline only.
     out : str, optional
@@ -252,12 +326,12 @@ def demo_run_config(
     inputs = dataclasses.replace(
         base.inputs,
         catalog="demo",
-        params={"root": str(Path(root).resolve())},
+        params={"root": _location(root)},
         particles="ecopart_detailed",
         environment="environment",
         objects="ecotaxa",
         truth="truth_profiles",
-        labels=str(Path(labels).resolve()) if labels else None,
+        labels=_location(labels) if labels else None,
     )
     object_targets = dataclasses.replace(
         base.object_targets, labels="machine" if labels else "annotated"
@@ -281,7 +355,7 @@ def write_demo_run_config(out: str, root: str, *, types: str, quick: bool = Fals
     Parameters
     ----------
     out : str
-        The demo's output folder; the run writes under OUT/run.
+        The demo's output folder (local path or URL); the run writes under OUT/run.
     root : str
         Folder of the demo world.
     types : str
@@ -292,12 +366,11 @@ def write_demo_run_config(out: str, root: str, *, types: str, quick: bool = Fals
     Returns
     -------
     str
-        Path of the run file.
+        Path or URL of the run file.
     """
-    config = demo_run_config(
-        root, labels=types, quick=quick, out=str((Path(out) / "run").resolve())
-    )
-    return _write_yaml(Path(out) / "run.yaml", _run_doc(config), "year-1")
+    store = _store(out)
+    config = demo_run_config(root, labels=types, quick=quick, out=_location(store.path("run")))
+    return _write_yaml(store, "run.yaml", _run_doc(config), "year-1")
 
 
 def write_demo_year2_config(out: str, root: str, *, labels: str | None, quick: bool = False) -> str:
@@ -309,7 +382,7 @@ def write_demo_year2_config(out: str, root: str, *, labels: str | None, quick: b
     Parameters
     ----------
     out : str
-        The demo's output folder; the run writes under OUT/run-year2.
+        The demo's output folder (local path or URL); the run writes under OUT/run-year2.
     root : str
         Folder of the demo world.
     labels : str, optional
@@ -320,13 +393,14 @@ def write_demo_year2_config(out: str, root: str, *, labels: str | None, quick: b
     Returns
     -------
     str
-        Path of the run file.
+        Path or URL of the run file.
     """
     from pipeline.demo.truth import GROUPS
     from pipeline.targets.particles import Layer
 
+    store = _store(out)
     config = demo_run_config(
-        root, labels=labels, quick=quick, out=str((Path(out) / "run-year2").resolve())
+        root, labels=labels, quick=quick, out=_location(store.path("run-year2"))
     )
     layers = (Layer(0, 200),)
     config = dataclasses.replace(
@@ -338,7 +412,7 @@ def write_demo_year2_config(out: str, root: str, *, labels: str | None, quick: b
     doc = _run_doc(config)
     # the demo has always written its year-2 layer as a [top, bottom] pair
     doc["targets"]["layers"] = [[layer.top_m, layer.bottom_m] for layer in layers]
-    return _write_yaml(Path(out) / "run-year2.yaml", doc, "year-2")
+    return _write_yaml(store, "run-year2.yaml", doc, "year-2")
 
 
 def _run_doc(config: RunConfig) -> dict[str, Any]:
@@ -350,24 +424,22 @@ def _run_doc(config: RunConfig) -> dict[str, Any]:
     return doc
 
 
-def _write_yaml(path: Path, doc: dict[str, Any], what: str) -> str:
+def _write_yaml(store: OutputStore, name: str, doc: dict[str, Any], what: str) -> str:
+    """Write DOC as the run file NAME of STORE (whole or not at all); return its path."""
     import yaml
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = (
         f"# The demo's {what} run file (oceanfields demo); run it with: oceanfields run THIS_FILE\n"
     )
-    path.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return str(path)
+    store.write_text(name, header + yaml.safe_dump(doc, sort_keys=False))
+    return store.path(name)
 
 
 def _same_world(root: str, params: dict[str, Any]) -> bool:
-    path = Path(root) / "world.json"
-    if not path.is_file():
-        return False
+    """Tell whether ROOT holds a demo world made with PARAMS (its world.json says so)."""
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        info = json.loads(read_bytes(f"{root.rstrip('/')}/world.json"))
+    except (InputFormatError, ValueError):
         return False
     saved = info.get("parameters", info)
     return all(saved.get(k) == v for k, v in params.items())
@@ -382,7 +454,9 @@ def _short(obj: Any) -> str:
 # --------------------------------------------------------------------------- images
 
 
-def demo_images(out: str, objects: Any, client: Any, *, epochs: int = 12) -> dict[str, Any]:
+def demo_images(
+    out: str, objects: Any, client: Any, *, epochs: int = 12, world: str | None = None
+) -> dict[str, Any]:
     """Run the image path of the demo under OUT/images; return what the chains need.
 
     Morphological types of the particles (against the world's true types: adjusted Rand
@@ -392,13 +466,16 @@ def demo_images(out: str, objects: Any, client: Any, *, epochs: int = 12) -> dic
     Parameters
     ----------
     out : str
-        The demo's output folder (its world in OUT/world).
+        The demo's output folder (local path or URL); the image path writes under
+        OUT/images.
     objects : dask.dataframe.DataFrame
         The demo's EcoTaxa objects.
     client : dask.distributed.Client
         Where the images are classified.
     epochs : int
         Most epochs of the classifier.
+    world : str, optional
+        Folder of the demo world (its true particle types); default OUT/world.
 
     Returns
     -------
@@ -414,19 +491,20 @@ def demo_images(out: str, objects: Any, client: Any, *, epochs: int = 12) -> dic
     from pipeline.images.dataset import image_table
     from pipeline.images.morphology import MorphologyConfig
 
-    base = Path(out) / "images"
-    world = Path(out) / "world"
-    done = base / "summary.json"
-    if done.is_file():
-        made = json.loads(done.read_text())
+    base = _store(out).sub("images")
+    world = world if world is not None else f"{_store(out).url}/world"
+    if base.exists("summary.json"):
+        made = base.read_json("summary.json")
         click.echo(
-            f"\nImages: already done in {base} (types ARI {made['ari']:.3f}, classifier "
+            f"\nImages: already done in {base.url} (types ARI {made['ari']:.3f}, classifier "
             f"held-out accuracy {made['classifier']['accuracy']:.3f}); reusing them."
         )
         return made
-    click.echo(f"\nImages: morphological particle types ({base / 'types'}):")
-    _, types = types_and_report(objects, str(base / "types"), config=MorphologyConfig())
-    truth = pd.read_parquet(world / "truth" / "objects.parquet", columns=["object_id", "kind"])
+    click.echo(f"\nImages: morphological particle types ({base.path('types')}):")
+    _, types = types_and_report(objects, base.path("types"), config=MorphologyConfig())
+    truth = pd.read_parquet(
+        f"{world.rstrip('/')}/truth/objects.parquet", columns=["object_id", "kind"]
+    )
     joined = types.merge(truth, on="object_id")
     ari = float(adjusted_rand_score(joined["kind"], joined["label"]))
     click.echo(f"  adjusted Rand index against the world's true particle types: {ari:.3f}")
@@ -439,7 +517,7 @@ def demo_images(out: str, objects: Any, client: Any, *, epochs: int = 12) -> dic
             "'oceanfields[images]'); skipped: the year-2 chain uses the human labels."
         )
         return {
-            "types": str(base / "types" / "labels"),
+            "types": base.path("types/labels"),
             "labels": None,
             "ari": ari,
             "classifier": None,
@@ -447,37 +525,36 @@ def demo_images(out: str, objects: Any, client: Any, *, epochs: int = 12) -> dic
 
     from pipeline.images.training import ImageTrainConfig  # deferred: needs torch (images extra)
 
-    click.echo(f"\nImages: classifier on the validated images ({base / 'model'}):")
+    click.echo(f"\nImages: classifier on the validated images ({base.path('model')}):")
     table = image_table(objects, statuses=("V",))
     config = ImageTrainConfig(size=48, canvas_px=96, width=12, epochs=epochs, patience=epochs)
-    trained = train_and_report(table, config=config, out=str(base / "model"))
+    trained = train_and_report(table, config=config, out=base.path("model"))
     click.echo("\nImages: every image classified on the cluster:")
-    _forget_other_model(base / "classified", trained.model.model_id)
+    _forget_other_model(base, "classified", trained.model.model_id)
     classify_and_report(
         objects,
-        str(base / "model"),
-        str(base / "classified"),
+        base.path("model"),
+        base.path("classified"),
         config=ClassifyConfig(partition_size=1000),
         client=client,
     )
-    labels = str(base / "classified" / "labels")
-    consistency_and_report(objects, labels, str(base / "consistency"))
+    labels = base.path("classified/labels")
+    consistency_and_report(objects, labels, base.path("consistency"))
     made = {
-        "types": str(base / "types" / "labels"),
+        "types": base.path("types/labels"),
         "labels": labels,
         "ari": ari,
         "classifier": trained.metrics.get("test"),
         "model_id": trained.model.model_id,
     }
-    done.write_text(json.dumps(made, indent=2, default=str))  # last: the image path is done
+    # last: the image path is done
+    base.write_json("summary.json", made, default=str, newline=False)
     return made
 
 
-def _forget_other_model(folder: Path, model_id: str) -> None:
+def _forget_other_model(store: OutputStore, folder: str, model_id: str) -> None:
     """Remove the demo's labels of an earlier model (a retrained demo model differs)."""
-    import shutil
-
-    manifest = folder / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("model_id") != model_id:
-        click.echo(f"  labels in {folder} are of another model; classifying again")
-        shutil.rmtree(folder)
+    manifest = f"{folder}/manifest.json"
+    if store.exists(manifest) and store.read_json(manifest).get("model_id") != model_id:
+        click.echo(f"  labels in {store.path(folder)} are of another model; classifying again")
+        store.remove(folder)

@@ -104,6 +104,9 @@ def read_labels(url: str, *, storage_options: Mapping[str, Any] | None = None) -
     [{'object_id': 'a', 'label': 'Copepoda'}]
     """
     try:
+        # listed afresh: the classify workers (other processes) may have just written it
+        fs, path = url_to_fs(url, **dict(storage_options or {}))
+        fs.invalidate_cache(path)
         table = dd.read_parquet(url, storage_options=dict(storage_options or {}))
     except Exception as err:  # missing path, not parquet: one clear error
         raise InputFormatError(

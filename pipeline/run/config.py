@@ -31,7 +31,9 @@ YAML (not a shipped catalog's name), and the catalog parameters that are locatio
 (``inputs.params`` keys ``root``, ``path``, ``url``, ``dir``, ``folder``, ``file`` or
 ending in ``_root``, ``_path``, ``_url``, ``_dir``, ``_folder``, ``_file``). Absolute
 paths and URLs with a protocol (``s3://``, ``gs://``, ``zip://...::...``) are kept as
-written. A mapping given in Python (``load_run_config({...})``) has no folder: its paths
+written. A run file may itself be at a URL (``oceanfields run s3://bucket/demo/run.yaml``,
+storage options from the environment); its relative paths are then taken from its URL's
+folder. A mapping given in Python (``load_run_config({...})``) has no folder: its paths
 are used as written, and it may leave ``inputs`` out (the defaults, the demo catalog).
 """
 
@@ -42,6 +44,7 @@ import hashlib
 import json
 import math
 import os
+import posixpath
 import re
 import warnings
 from collections.abc import Mapping
@@ -52,6 +55,7 @@ from pipeline.catalog import is_catalog_name
 from pipeline.config import build_config, config_error, read_yaml
 from pipeline.errors import ConfigError
 from pipeline.fields.predict import FieldsConfig
+from pipeline.io import parent_url
 from pipeline.model.split import SplitConfig
 from pipeline.model.train import TrainConfig
 from pipeline.predictors.features import PredictorConfig
@@ -241,8 +245,9 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     Parameters
     ----------
     source : path or mapping
-        The run YAML (see the module docstring) or the same as a mapping. Relative
-        paths in a file are taken from its folder; a mapping's are used as written.
+        The run YAML (local path or URL; see the module docstring) or the same as a
+        mapping. Relative paths in a file are taken from its folder; a mapping's are used
+        as written.
 
     Returns
     -------
@@ -274,7 +279,7 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
         raise ConfigError(f"{where}: out: {out!r}; expected a folder or URL string.")
     from_file = not isinstance(source, Mapping)
     if from_file:
-        doc = _resolve_paths(doc, os.path.dirname(os.path.abspath(source)))
+        doc = _resolve_paths(doc, _folder_of(os.fspath(source)))
         out = doc.get("out")
     classes = {
         "inputs": InputsConfig,
@@ -332,17 +337,31 @@ _LOCATION_PARAM = re.compile(r"(^|_)(root|path|url|dir|folder|file)$")
 _PROTOCOL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+def _folder_of(source: str) -> str:
+    """Folder of a run file: its URL's folder, or its local folder made absolute."""
+    if _PROTOCOL.match(source):
+        return parent_url(source)
+    return os.path.dirname(os.path.abspath(source))
+
+
 def _resolve_paths(doc: Mapping[str, Any], folder: str) -> dict[str, Any]:
     """Return ``doc`` with its relative local paths joined to the run file's ``folder``.
 
-    Values of the wrong type are left alone for the section checks to name.
+    ``folder`` is a local path or a URL (a run file read from an object store). Values of
+    the wrong type are left alone for the section checks to name.
     """
+    protocol = _PROTOCOL.match(folder)
 
     def resolve(value: Any) -> Any:
         if not isinstance(value, str) or not value or _PROTOCOL.match(value):
             return value
         path = os.path.expanduser(value)
-        return path if os.path.isabs(path) else os.path.normpath(os.path.join(folder, path))
+        if os.path.isabs(path):
+            return path
+        if protocol:
+            head = protocol.group(0)
+            return head + posixpath.normpath(posixpath.join(folder[len(head) :], path))
+        return os.path.normpath(os.path.join(folder, path))
 
     out = dict(doc)
     if "out" in out:
