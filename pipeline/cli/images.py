@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-__all__ = ["images"]
+from pipeline.cli.output import CLUSTER_HELP
 
-_CLUSTER_HELP = "Cluster file (clusters/*.yaml); default: a LocalCluster on this machine."
+__all__ = ["images"]
 
 
 @click.group()
@@ -150,7 +150,7 @@ def train_and_report(
 @click.argument("source")
 @click.argument("model_dir")
 @click.option("--out", required=True, help="Output folder (local path or URL).")
-@click.option("--cluster", "cluster_file", default=None, help=_CLUSTER_HELP)
+@click.option("--cluster", "cluster_file", default=None, help=CLUSTER_HELP)
 @click.option("--partition-size", default=None, type=int, help="Images per task.")
 @click.option("--batch-size", default=None, type=int, help="Images per forward pass.")
 @click.option("--top-k", default=None, type=int, help="Labels kept per image.")
@@ -215,7 +215,7 @@ def classify_and_report(table: Any, model_dir: str, out: str, *, config: Any, cl
     default=None,
     help="Objects whose lineage starts with this are particles (default not-living).",
 )
-@click.option("--cluster", "cluster_file", default=None, help=_CLUSTER_HELP)
+@click.option("--cluster", "cluster_file", default=None, help=CLUSTER_HELP)
 def types_command(
     source: str,
     out: str,
