@@ -58,7 +58,9 @@ from pipeline.targets.particles import Layer
 __all__ = [
     "PredictorConfig",
     "feature_names",
+    "features_from_means",
     "layer_features",
+    "layer_means",
     "ocean_mask",
 ]
 
@@ -184,21 +186,117 @@ def layer_features(
             )
     names, store_vars = _select_variables(env, config)
     env = _normalise_chunks(env[store_vars])
-    nt, ny, nx = env.sizes["time"], env.sizes["lat"], env.sizes["lon"]
-    lat_chunks = _lat_chunks(env)
-    chunks = ((1,) * nt, (len(layers),), lat_chunks, (nx,))
+    means = layer_means(env, layers)
+    return features_from_means(
+        means, layers, names=names, config=config, source=env.attrs.get("source")
+    )
+
+
+def layer_means(env: xr.Dataset, layers: Sequence[Layer]) -> xr.Dataset:
+    """Average each variable over each depth layer (thickness-weighted, NaN-aware).
+
+    Parameters
+    ----------
+    env : xarray.Dataset
+        Normalised environment (depth positive down, ascending); any leading dims
+        (``time``, ``month`` or none) are kept. Variables without ``depth`` are repeated
+        over the layers.
+    layers : sequence of Layer
+        Depth layers ``[top_m, bottom_m)``.
+
+    Returns
+    -------
+    xarray.Dataset
+        float32, dims ``(..., layer, lat, lon)``, lazy when ``env`` is; coords ``layer``
+        (names), ``layer_top_m``, ``layer_bottom_m``; the averaging rules of the module
+        docstring. Depth must be one chunk (it is rechunked to one when not).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> env = xr.Dataset({"t": (("depth", "lat", "lon"),
+    ...                         np.array([10.0, 20.0, 40.0]).reshape(3, 1, 1))},
+    ...                  coords={"depth": [5.0, 15.0, 25.0], "lat": [0.0], "lon": [0.0]})
+    >>> layer_means(env, [Layer(0, 20), Layer(20, 30)])["t"].values.ravel().tolist()
+    [15.0, 40.0]
+    """
+    _check_layers(layers)
     weights = None
     if "depth" in env.dims:
         weights = _layer_weights(np.asarray(env["depth"].values, dtype="float64"), layers)
-    means = {v: _to_layers(env[v], weights, chunks) for v in store_vars}
+    out: dict[str, xr.DataArray] = {}
+    for name, var in env.data_vars.items():
+        if "depth" in var.dims:
+            assert weights is not None
+            var = var.chunk({"depth": -1}) if var.chunks is not None else var
+            mean = xr.apply_ufunc(
+                _layer_mean_last,
+                var,
+                kwargs={"weights": weights},
+                input_core_dims=[["depth"]],
+                output_core_dims=[["layer"]],
+                dask="parallelized",
+                output_dtypes=["float32"],
+                dask_gufunc_kwargs={"output_sizes": {"layer": len(layers)}},
+            )
+        else:
+            mean = var.astype("float32").expand_dims(layer=len(layers))
+        lead = [d for d in mean.dims if d not in ("layer", "lat", "lon")]
+        out[str(name)] = mean.transpose(*lead, "layer", "lat", "lon")
+        out[str(name)].attrs = _cf_attrs(var)
+    coords = _layer_coords(layers)
+    return xr.Dataset(out).assign_coords(coords).assign_attrs(source=env.attrs.get("source"))
+
+
+def features_from_means(
+    means: xr.Dataset,
+    layers: Sequence[Layer],
+    *,
+    names: Sequence[str],
+    config: PredictorConfig,
+    source: Any = None,
+) -> xr.Dataset:
+    """Feature fields from layer means on one grid: the named variables and the derived.
+
+    Parameters
+    ----------
+    means : xarray.Dataset
+        Layer means, dims ``(time, layer, lat, lon)`` (as :func:`layer_means`), holding
+        ``names`` and ``uo``/``vo`` when speed or vorticity are asked for.
+    layers : sequence of Layer
+        The layers of ``means``, in order.
+    names : sequence of str
+        Variables of ``means`` that are features, in order.
+    config : PredictorConfig
+        The derived features to add.
+    source : optional
+        Recorded as ``attrs["source"]``.
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`layer_features` returns.
+    """
+    nt, ny, nx = means.sizes["time"], means.sizes["lat"], means.sizes["lon"]
+    lat_chunks = _lat_chunks(means)
+    chunks = ((1,) * nt, (len(layers),), lat_chunks, (nx,))
+    wanted = {"time": 1, "layer": -1, "lat": lat_chunks, "lon": -1}
+
+    def arr(name: str) -> da.Array:
+        var = means[name]
+        if "time" not in var.dims:
+            var = var.expand_dims(time=nt)
+        var = var.transpose("time", "layer", "lat", "lon").chunk(wanted)
+        return var.data.astype("float32")
+
     data: dict[str, tuple[da.Array, dict[str, Any]]] = {
-        v: (means[v], _cf_attrs(env[v])) for v in names
+        v: (arr(v), _cf_attrs(means[v])) for v in names
     }
     if "speed" in config.derived:
-        u, v = means["uo"], means["vo"]
+        u, v = arr("uo"), arr("vo")
         data["speed"] = (da.sqrt(u * u + v * v).astype("float32"), _DERIVED_ATTRS["speed"])
     if "vorticity" in config.derived:
-        zeta = _vorticity(means["uo"], means["vo"], env["lat"].values, env["lon"].values)
+        zeta = _vorticity(arr("uo"), arr("vo"), means["lat"].values, means["lon"].values)
         data["vorticity"] = (zeta, _DERIVED_ATTRS["vorticity"])
     if "depth" in config.derived:
         mid = np.array([(layer.top_m + layer.bottom_m) / 2.0 for layer in layers], "float32")
@@ -208,7 +306,7 @@ def layer_features(
             _DERIVED_ATTRS["layer_mid_m"],
         )
     if "doy" in config.derived:
-        month = pd.DatetimeIndex(env["time"].values).month.to_numpy()
+        month = pd.DatetimeIndex(means["time"].values).month.to_numpy()
         angle = 2.0 * np.pi * (month - 0.5) / 12.0
         for name, values in (("doy_sin", np.sin(angle)), ("doy_cos", np.cos(angle))):
             column = da.from_array(values.astype("float32"), chunks=1)[:, None, None, None]
@@ -218,20 +316,20 @@ def layer_features(
             )
     dims = ("time", "layer", "lat", "lon")
     coords = {
-        "time": env["time"].variable,
-        "layer": ("layer", np.array([layer.name for layer in layers], dtype=object)),
-        "layer_top_m": ("layer", np.array([layer.top_m for layer in layers], dtype="float64")),
-        "layer_bottom_m": (
-            "layer",
-            np.array([layer.bottom_m for layer in layers], dtype="float64"),
-        ),
-        "lat": env["lat"].variable,
-        "lon": env["lon"].variable,
+        "time": means["time"].variable,
+        **_layer_coords(layers),
+        "lat": means["lat"].variable,
+        "lon": means["lon"].variable,
+    }
+    extra = {
+        str(k): v.variable
+        for k, v in means.coords.items()
+        if k not in coords and set(v.dims) <= {"time"}
     }
     features = xr.Dataset(
-        {name: (dims, arr, attrs) for name, (arr, attrs) in data.items()},
-        coords=coords,
-        attrs={"features": list(data), "source": env.attrs.get("source")},
+        {name: (dims, a, attrs) for name, (a, attrs) in data.items()},
+        coords={**coords, **extra},
+        attrs={"features": list(data), "source": source},
     )
     logger.info(
         "features: %d (%s) on %d layer(s), chunks per dim %s",
@@ -241,6 +339,17 @@ def layer_features(
         {d: len(c) for d, c in zip(dims, chunks, strict=True)},
     )
     return features
+
+
+def _layer_coords(layers: Sequence[Layer]) -> dict[str, Any]:
+    return {
+        "layer": ("layer", np.array([layer.name for layer in layers], dtype=object)),
+        "layer_top_m": ("layer", np.array([layer.top_m for layer in layers], dtype="float64")),
+        "layer_bottom_m": (
+            "layer",
+            np.array([layer.bottom_m for layer in layers], dtype="float64"),
+        ),
+    }
 
 
 def feature_names(features: xr.Dataset) -> list[str]:
@@ -414,40 +523,16 @@ def _layer_weights(depth: np.ndarray, layers: Sequence[Layer]) -> np.ndarray:
     return weights
 
 
-def _layer_mean_block(block: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(time, depth, lat, lon) block -> (time, layer, lat, lon) thickness-weighted means."""
-    x = np.array(block, dtype="float64")  # a copy: zeroed in place below
+def _layer_mean_last(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(..., depth) array -> (..., layer) thickness-weighted means, NaN levels left out."""
+    x = np.asarray(x, dtype="float64")
     finite = np.isfinite(x)
-    x[~finite] = 0.0
-    nt, nz = x.shape[:2]
-    num = np.matmul(weights, x.reshape(nt, nz, -1))  # BLAS, no transposed copy
-    den = np.matmul(weights, finite.reshape(nt, nz, -1).astype("float64"))
+    filled = np.where(finite, x, 0.0)
+    num = filled @ weights.T
+    den = finite.astype("float64") @ weights.T
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(den > 0, num / den, np.nan)
-    return out.reshape(nt, weights.shape[0], *x.shape[2:]).astype("float32")
-
-
-def _to_layers(
-    var: xr.DataArray, weights: np.ndarray | None, chunks: tuple[tuple[int, ...], ...]
-) -> da.Array:
-    var = var.transpose(*[d for d in _ENV_DIMS if d in var.dims])
-    data = var.data
-    if "time" not in var.dims:
-        data = data[None]
-    if "depth" in var.dims:
-        assert weights is not None
-        n_layers = weights.shape[0]
-        data = da.map_blocks(
-            _layer_mean_block,
-            data,
-            weights,
-            chunks=(data.chunks[0], (n_layers,), data.chunks[2], data.chunks[3]),
-            dtype="float32",
-        )
-    else:
-        data = data[:, None].astype("float32")
-    shape = tuple(sum(c) for c in chunks)
-    return da.broadcast_to(data, shape, chunks=chunks)
+    return out.astype("float32")
 
 
 def _vorticity(u: da.Array, v: da.Array, lat: np.ndarray, lon: np.ndarray) -> da.Array:

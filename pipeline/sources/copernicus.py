@@ -50,7 +50,7 @@ import xarray as xr
 
 from pipeline.errors import ConfigError, InputFormatError
 
-__all__ = ["describe_environment", "open_environment"]
+__all__ = ["describe_environment", "normalise_environment", "open_environment"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def open_environment(
     """
     ds = _open_store(url, storage_options=storage_options, zarr_format=zarr_format)
     ds = _select_variables(ds, variables, url)
-    ds = _normalise(ds, url)
+    ds = normalise_environment(ds, url)
     if time is not None:
         ds = _select_time(ds, time, url)
     if chunks != "store":
@@ -341,7 +341,28 @@ def _rechunk(ds: xr.Dataset, chunks: Mapping[str, int], url: str) -> xr.Dataset:
 # --------------------------------------------------------------------------- normalising
 
 
-def _normalise(ds: xr.Dataset, url: str) -> xr.Dataset:
+def normalise_environment(ds: xr.Dataset, url: str) -> xr.Dataset:
+    """Normalise any gridded Dataset to the project's layout (see the module table).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        With ``lat``/``lon`` (or ``latitude``/``longitude``) dims, optionally ``depth``
+        (positive down) or ``elevation`` (negative up) and ``time``.
+    url : str
+        Where it came from, named in the log and in errors.
+
+    Returns
+    -------
+    xarray.Dataset
+        Lat and depth ascending, lon in [-180, 180) ascending, dims in
+        ``(time, depth, lat, lon)`` order; each change logged at INFO.
+
+    Raises
+    ------
+    InputFormatError
+        No latitude/longitude dimension, a non-monotonic axis, repeated longitudes.
+    """
     renames = {old: new for old, new in _RENAMES.items() if old in ds.variables}
     ds = ds.rename(renames)
     for name in ("lat", "lon"):
