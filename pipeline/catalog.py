@@ -83,6 +83,7 @@ READERS: dict[str, str] = {
     "ecopart_par": "pipeline.sources.ecopart:read_par_export",
     "ecopart_raw": "pipeline.sources.ecopart:read_par_raw",
     "ecotaxa": "pipeline.sources.ecotaxa:read_ecotaxa",
+    "netcdf": "pipeline.sources.netcdf:open_netcdf",
 }
 
 #: Readers that take one store URL (no glob expansion); the others take a list of files.

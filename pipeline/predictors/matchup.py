@@ -32,6 +32,7 @@ import xarray as xr
 
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.geo import EARTH_RADIUS_KM
+from pipeline.predictors.environment import time_kind_columns
 from pipeline.predictors.features import (
     PredictorConfig,
     _is_global,
@@ -58,8 +59,10 @@ class MatchupResult:
     matchup : pandas.DataFrame
         The matched target rows (index and columns of the targets table) plus
         ``env_time`` (time step used, UTC; NaT for climatology), ``env_source``
-        (``"year"`` or ``"climatology"``), ``cell_lat``, ``cell_lon`` (centre of the cell
-        used), ``distance_km`` (0 for the target's own cell) and one float64 column per
+        (``"year"`` or ``"climatology"``), ``env_source_<source>`` per environment
+        source of :func:`~pipeline.predictors.environment.build_features` (what that
+        source gave the row: ``"year"``, ``"climatology"`` or ``"static"``),
+        ``cell_lat``, ``cell_lon`` (centre of the cell used), ``distance_km`` (0 for the target's own cell) and one float64 column per
         feature, in :func:`feature_names` order.
     missing : pandas.DataFrame
         ``id, layer, lat, lon, time, reason`` of every other target row (same index).
@@ -443,6 +446,12 @@ def _assemble(
     env_time = pd.Series(env_times[np.maximum(t, 0)], index=matched.index)
     matched["env_time"] = env_time.where(t >= 0).astype("datetime64[ns, UTC]")
     matched["env_source"] = np.where(t >= 0, "year", "climatology")
+    for label, kinds in time_kind_columns(features).items():
+        # what each source gave: its own month, its climatology (also for every row
+        # matched by the climatology of the whole output axis), or its static field
+        fallback = np.where(kinds == "static", "static", "climatology")
+        at = np.maximum(t, 0)
+        matched[f"env_source_{label}"] = np.where(t >= 0, kinds[at], fallback[at])
     matched["cell_lat"] = glat[plan.y[ok]]
     matched["cell_lon"] = glon[plan.x[ok]]
     matched["distance_km"] = plan.distance_km[ok]

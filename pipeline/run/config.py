@@ -6,7 +6,8 @@ A run file is YAML (``oceanfields run RUN.yaml``)::
       catalog: demo                 # shipped catalog name or path to a catalog YAML
       params: {root: demo-out/world}
       particles: ecopart_detailed   # catalog entry of the particles table
-      environment: environment      # catalog entry of the environment store
+      environment: environment      # catalog entry of the environment store, or a list of
+                                    # sources: {entry, variables, time, depth, surface, month}
       truth: truth_profiles         # optional: noise-free truth (demo) for the noise ceiling
       objects: ecotaxa              # optional: EcoTaxa objects -> concentration per category
       labels: out/labels            # optional: machine labels of the objects (parquet)
@@ -17,6 +18,7 @@ A run file is YAML (``oceanfields run RUN.yaml``)::
     train:      {...}               # pipeline.model.train.TrainConfig
     fields:     {...}               # pipeline.fields.predict.FieldsConfig
     report:     {month: 1}
+    grid:       {resolution: 0.25}  # pipeline.predictors.grid.GridConfig (default: 1st source's)
     out: demo-out/run               # output URL (``--out`` wins)
 
 A run file must say what it reads: ``inputs.catalog`` is required (a file without it is
@@ -59,6 +61,8 @@ from pipeline.io import parent_url
 from pipeline.model.split import SplitConfig
 from pipeline.model.train import TrainConfig
 from pipeline.predictors.features import PredictorConfig
+from pipeline.predictors.grid import GridConfig
+from pipeline.sources.environment import EnvironmentSource, parse_sources
 from pipeline.targets.objects import ObjectTargetConfig
 from pipeline.targets.particles import Layer, TargetConfig
 
@@ -73,6 +77,7 @@ __all__ = [
 
 _SECTIONS = (
     "inputs",
+    "grid",
     "targets",
     "object_targets",
     "predictors",
@@ -97,10 +102,15 @@ class InputsConfig:
         Catalog parameters (e.g. ``{"root": "demo-out/world"}``).
     particles : str
         Entry of the particles table (an EcoPart reader).
-    environment : str
-        Entry of the environment store (the copernicus reader).
+    environment : str or list
+        The environment sources: one catalog entry name (a dated store on its own grid,
+        as before), or a list of entry names and mappings ``{entry, name, variables,
+        time, month, depth, surface, options}``
+        (:class:`~pipeline.sources.environment.EnvironmentSource`); read as a tuple of
+        those.
     environment_time : (str, str), optional
-        Inclusive time range of the environment used (default: all of it).
+        Inclusive range of the output months (default: every month of the dated
+        sources; required when every source is a climatology or static).
     objects : str, optional
         Entry of an EcoTaxa objects table: adds one target per category
         (``object_targets``), concentration in the volume the casts imaged.
@@ -119,14 +129,15 @@ class InputsConfig:
     catalog: str = "demo"
     params: dict[str, Any] = field(default_factory=dict)
     particles: str = "ecopart_detailed"
-    environment: str = "environment"
+    environment: tuple[EnvironmentSource, ...] | Any = "environment"
     environment_time: tuple[str, str] | None = None
     objects: str | None = None
     truth: str | None = None
     labels: str | None = None
 
     def __post_init__(self) -> None:
-        """Check the time range."""
+        """Read the environment sources; check the time range."""
+        object.__setattr__(self, "environment", parse_sources(self.environment))
         if self.environment_time is not None and len(self.environment_time) != 2:
             raise config_error(
                 "inputs.environment_time",
@@ -153,6 +164,7 @@ class RunConfig:
     """A whole run: inputs, one config per step and the output URL."""
 
     inputs: InputsConfig = field(default_factory=InputsConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
     targets: TargetConfig = field(default_factory=TargetConfig)
     object_targets: ObjectTargetConfig = field(default_factory=ObjectTargetConfig)
     predictors: PredictorConfig = field(default_factory=PredictorConfig)
@@ -283,6 +295,7 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
         out = doc.get("out")
     classes = {
         "inputs": InputsConfig,
+        "grid": GridConfig,
         "targets": TargetConfig,
         "object_targets": ObjectTargetConfig,
         "predictors": PredictorConfig,

@@ -47,12 +47,14 @@ from pipeline.images.labels import apply_labels, labels_fingerprint
 from pipeline.ingest import summarize, write_quarantine
 from pipeline.io import OutputStore, as_store
 from pipeline.model.card import load_model
-from pipeline.predictors.features import feature_names, layer_features
+from pipeline.predictors.environment import build_features
+from pipeline.predictors.features import feature_names
 from pipeline.predictors.matchup import match_predictors
 from pipeline.report.write import write_report
 from pipeline.run.config import RunConfig, config_hash, run_config_to_dict
 from pipeline.run.context import StepContext
 from pipeline.run.train import train_and_evaluate
+from pipeline.sources.environment import SourceData, open_source
 from pipeline.sources.table import ReadResult
 from pipeline.targets.objects import build_object_targets
 from pipeline.targets.particles import build_targets
@@ -182,7 +184,7 @@ def _step_keys(config: RunConfig) -> dict[str, str]:
         # one listing of the labels table: a rewritten or added part file redoes targets
         parts.append({"labels_fingerprint": labels_fingerprint(config.inputs.labels)})
     keys["targets"] = config_hash(*parts)
-    keys["matchup"] = config_hash(keys["targets"], config.predictors)
+    keys["matchup"] = config_hash(keys["targets"], config.predictors, config.grid)
     keys["train"] = config_hash(keys["matchup"], config.split, config.train)
     keys["fields"] = config_hash(keys["train"], config.fields)
     keys["report"] = config_hash(keys["fields"], config.report)
@@ -196,15 +198,23 @@ def _catalog(config: RunConfig) -> Catalog:
     return open_catalog(config.inputs.catalog, **dict(config.inputs.params))
 
 
-def _environment(config: RunConfig) -> xr.Dataset:
-    options: dict[str, Any] = {}
-    if config.inputs.environment_time is not None:
-        options["time"] = tuple(config.inputs.environment_time)
-    return read_entry(_catalog(config), config.inputs.environment, **options)
+def _sources(config: RunConfig) -> list[SourceData]:
+    catalog = _catalog(config)
+    return [
+        open_source(read_entry(catalog, spec.entry, **dict(spec.options)), spec)
+        for spec in config.inputs.environment
+    ]
 
 
 def _features(config: RunConfig) -> xr.Dataset:
-    return layer_features(_environment(config), config.targets.layers, config=config.predictors)
+    time = config.inputs.environment_time
+    return build_features(
+        _sources(config),
+        config.targets.layers,
+        grid=config.grid,
+        config=config.predictors,
+        time=None if time is None else (str(time[0]), str(time[1])),
+    )
 
 
 def _need(store: OutputStore, name: str, step: str) -> None:
@@ -391,7 +401,8 @@ def _run_fields(ctx: StepContext) -> dict:
     )
     attrs = {
         "title": "oceanfields: particle concentrations and flux per depth layer",
-        "source_catalog": f"{config.inputs.catalog}:{config.inputs.environment}",
+        "source_catalog": f"{config.inputs.catalog}:"
+        + ",".join(s.entry for s in config.inputs.environment),
         "environment": str(features.attrs.get("source")),
         "model_id": card.get("model_id", ""),
         "config_hash": card.get("config_hash", ""),

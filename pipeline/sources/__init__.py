@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pipeline.sources.copernicus import (
     describe_environment,
+    normalise_environment,
     open_environment,
 )
 from pipeline.sources.ecopart import (
@@ -34,6 +35,13 @@ from pipeline.sources.ecotaxa import (
 from pipeline.sources.ecotaxa_columns import (
     parse_degrees,
 )
+from pipeline.sources.environment import (
+    EnvironmentSource,
+    SourceData,
+    open_source,
+    parse_sources,
+)
+from pipeline.sources.netcdf import open_netcdf
 from pipeline.sources.table import (
     MISSING_SENTINELS,
     QUARANTINE_META,
@@ -55,16 +63,22 @@ __all__ = [
     "QUARANTINE_META",
     "STATS_META",
     "SUMMARY_META",
+    "EnvironmentSource",
     "FileResult",
     "RawTable",
     "ReadResult",
     "RowChecker",
+    "SourceData",
     "conform",
     "describe_environment",
     "file_failure",
+    "normalise_environment",
     "objects_meta",
     "open_environment",
+    "open_netcdf",
+    "open_source",
     "parse_degrees",
+    "parse_sources",
     "particles_meta",
     "read_ecopart",
     "read_ecotaxa",
