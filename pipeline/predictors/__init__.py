@@ -1,11 +1,11 @@
-"""Predictors: layer-mean environment features on the grid and their matchup to the targets.
+"""Predictors: environment features on the output grid and their matchup to the targets.
 
 :mod:`~pipeline.predictors.features` builds lazy layer means and derived variables
 (speed, vorticity, layer mid-depth, season) on the environment's grid;
-:mod:`~pipeline.predictors.grid` chooses the run's output grid and regrids each source onto it; :mod:`~pipeline.predictors.environment` builds
-the features of several sources (own grids, levels and time kinds) on that grid;
-:mod:`~pipeline.predictors.matchup` attaches them to each target row at its month and
-cell, chunk by chunk.
+:mod:`~pipeline.predictors.grid` chooses the run's output grid and regrids each source
+onto it; :mod:`~pipeline.predictors.environment` builds the features of several sources
+(own grids, levels and time kinds) on that grid; :mod:`~pipeline.predictors.matchup`
+attaches them to each target row at its month and cell, chunk by chunk.
 """
 
 from __future__ import annotations

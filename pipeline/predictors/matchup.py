@@ -62,8 +62,9 @@ class MatchupResult:
         (``"year"`` or ``"climatology"``), ``env_source_<source>`` per environment
         source of :func:`~pipeline.predictors.environment.build_features` (what that
         source gave the row: ``"year"``, ``"climatology"`` or ``"static"``),
-        ``cell_lat``, ``cell_lon`` (centre of the cell used), ``distance_km`` (0 for the target's own cell) and one float64 column per
-        feature, in :func:`feature_names` order.
+        ``cell_lat``, ``cell_lon`` (centre of the cell used), ``distance_km`` (0 for
+        the target's own cell) and one float64 column per feature, in
+        :func:`feature_names` order.
     missing : pandas.DataFrame
         ``id, layer, lat, lon, time, reason`` of every other target row (same index).
     """
