@@ -33,6 +33,7 @@ from pipeline.cli.images import (
     types_and_report,
 )
 from pipeline.cli.output import CLUSTER_HELP, echo_skill, echo_summary, run_with, write_read_result
+from pipeline.demo.products import DEMO_SOURCES
 from pipeline.errors import InputFormatError
 from pipeline.io import OutputStore, read_bytes
 
@@ -328,7 +329,7 @@ def demo_run_config(
         catalog="demo",
         params={"root": _location(root)},
         particles="ecopart_detailed",
-        environment="environment",
+        environment=DEMO_SOURCES,
         objects="ecotaxa",
         truth="truth_profiles",
         labels=_location(labels) if labels else None,

@@ -3,7 +3,9 @@
 Layout written under ``out`` (see ``design.md``)::
 
     world.json                        parameters, seed, counts, files, the truth's formulas
-    environment.zarr                  Copernicus-like monthly fields (zarr v3)
+    environment.zarr                  Copernicus-like monthly fields (zarr v3): the physics
+    products/                         biogeochemistry, ocean colour, bathymetry (zarr) and an
+                                      SST climatology (NetCDF), each on its own grid
     ecopart/export_detailed_20210101_00_00_Export_metadata_summary.tsv
     ecopart/export_detailed_20210101_00_00_PAR_<profile>.tsv
     ecopart/raw/export_raw_20210101_00_00_Export_metadata_summary.tsv
@@ -42,6 +44,7 @@ from pipeline.demo import ecopart_writer as ew
 from pipeline.demo import ecotaxa_writer as etw
 from pipeline.demo import environment as envmod
 from pipeline.demo import truth
+from pipeline.demo.products import write_products
 
 __all__ = ["DemoWorld", "generate_demo_world"]
 
@@ -260,7 +263,7 @@ def generate_demo_world(
     _check_args(resolution, years, n_profiles, n_images)
     years = tuple(int(y) for y in years)
     root = Path(out)
-    for sub in ("environment.zarr", "ecopart", "ecotaxa", "truth"):
+    for sub in ("environment.zarr", "products", "ecopart", "ecotaxa", "truth"):
         if (root / sub).exists():
             shutil.rmtree(root / sub)
     ecopart = root / "ecopart"
@@ -273,6 +276,7 @@ def generate_demo_world(
     env_info = envmod.write_environment(
         str(root / "environment.zarr"), resolution=resolution, years=years
     )
+    env_info["products"] = write_products(root, resolution=resolution, years=years)
     specs = _choose_profiles(int(n_profiles), resolution, years, seed)
     truth_rows: list[dict[str, Any]] = []
     objects: list[pd.DataFrame] = []
