@@ -23,6 +23,10 @@ from pipeline.errors import ConfigError, InputFormatError
 SHIPPED = sorted(p.stem for p in CATALOG_DIR.glob("*.yaml"))
 DEMO_ENTRIES = [
     "environment",
+    "biogeochemistry",
+    "ocean_colour",
+    "bathymetry",
+    "sst_climatology",
     "ecopart_detailed",
     "ecopart_raw",
     "ecotaxa",
@@ -30,7 +34,7 @@ DEMO_ENTRIES = [
     "truth_objects",
     "truth_fields",
 ]
-STANDARD_DRIVERS = {"csv", "zarr", "pipeline.catalog:ParquetSource"}
+STANDARD_DRIVERS = {"csv", "zarr", "netcdf", "pipeline.catalog:ParquetSource"}
 
 
 def yaml_keys(node):
@@ -141,8 +145,8 @@ def test_every_shipped_catalog_opens_with_plain_intake_and_documents_its_entries
         assert reader is None or reader in READERS
 
 
-def test_shipped_catalogs_are_the_four_documented_ones():
-    assert SHIPPED == ["copernicus", "demo", "ecopart", "ecotaxa"]
+def test_shipped_catalogs_are_the_five_documented_ones():
+    assert SHIPPED == ["climatologies", "copernicus", "demo", "ecopart", "ecotaxa"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -195,6 +199,10 @@ def test_list_entries_describes_demo_entries_readers_parameters_and_urls(demo, d
     assert list(entries) == DEMO_ENTRIES
     assert {n: e["reader"] for n, e in entries.items()} == {
         "environment": "copernicus",
+        "biogeochemistry": "copernicus",
+        "ocean_colour": "copernicus",
+        "bathymetry": "copernicus",
+        "sst_climatology": "netcdf",
         "ecopart_detailed": "ecopart_par",
         "ecopart_raw": "ecopart_raw",
         "ecotaxa": "ecotaxa",
@@ -368,7 +376,7 @@ def test_read_entry_reads_the_demo_environment_from_s3(s3):
 def test_open_catalog_lists_the_shipped_catalogs_for_an_unknown_name():
     with pytest.raises(
         ConfigError,
-        match=r"no catalog named 'dmeo' .*available: copernicus, demo, ecopart, ecotaxa",
+        match=r"no catalog named 'dmeo' .*available: climatologies, copernicus, demo, ecopart, ecotaxa",
     ):
         open_catalog("dmeo")
 
@@ -409,7 +417,7 @@ def test_open_catalog_lists_valid_parameters_for_an_unknown_one():
 
 def test_read_entry_lists_entries_for_an_unknown_entry(demo):
     with pytest.raises(
-        ConfigError, match=r"demo\.yaml: no entry 'enviroment'; entries: environment, ecopart"
+        ConfigError, match=r"demo\.yaml: no entry 'enviroment'; entries: environment, biogeochemistry, ocean_colour"
     ):
         read_entry(demo, "enviroment")
 

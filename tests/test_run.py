@@ -14,9 +14,12 @@ import pytest
 import xarray as xr
 
 from pipeline.demo import generate_demo_world
+from pipeline.demo.products import DEMO_SOURCES
 from pipeline.errors import ConfigError
+from pipeline.model.card import load_model
 from pipeline.run.config import load_run_config
 from pipeline.run.steps import run_steps
+from pipeline.targets import inverse_transform
 from tests.dask_processes import two_worker_processes
 
 pytestmark = pytest.mark.slow  # whole chains on demo worlds and clusters
@@ -235,6 +238,47 @@ def clean_small_run(small_world, client, tmp_path_factory):
     steps = ["targets", "matchup", "train", "fields"]
     run_steps(_small_config(small_world), out=str(out), client=client, steps=steps)
     return out
+
+
+def test_five_sources_on_their_own_grids_give_fields_equal_to_the_matchups_predictions(
+    small_world, client, tmp_path
+):
+    """The demo's five products (4 grids, 3 time kinds) -> one output grid, for both steps."""
+    config = _small_config(
+        small_world, inputs={"environment": list(DEMO_SOURCES)}, grid={"resolution": 5.0}
+    )
+    run_steps(
+        config, out=str(tmp_path), client=client, steps=["targets", "matchup", "train", "fields"]
+    )
+    matchup = pd.read_parquet(tmp_path / "matchup.parquet")
+    kinds = {
+        "env_source_physics": {"year"},
+        "env_source_biogeochemistry": {"year"},
+        "env_source_ocean_colour": {"year"},
+        "env_source_bathymetry": {"static"},
+        "env_source_sst_climatology": {"climatology"},
+    }
+    for column, expected in kinds.items():
+        assert set(matchup[column]) == expected, column
+    fields = xr.open_zarr(tmp_path / "fields.zarr", consolidated=False)
+    assert (fields.sizes["lat"], fields.sizes["lon"]) == (34, 72)  # 5 deg, 80S..90N
+    booster, card = load_model(str(tmp_path / "model"))
+    assert {"chl_surface", "sst_climatology", "o2", "deptho"} <= set(card["features"])
+    rows = matchup[matchup["env_source"] == "year"]
+    pred = booster.inplace_predict(rows[card["features"]].to_numpy("float32"), missing=np.nan)
+    pred = np.asarray(pred).reshape(len(rows), -1)
+    months = pd.DatetimeIndex(fields.time.values).tz_localize("UTC")
+    ti = months.get_indexer(pd.DatetimeIndex(rows["env_time"]))
+    li = pd.Index(fields.layer.values).get_indexer(rows["layer"])
+    yi = pd.Index(fields.lat.values).get_indexer(rows["cell_lat"])
+    xi = pd.Index(fields.lon.values).get_indexer(rows["cell_lon"])
+    for index in (ti, li, yi, xi):
+        assert (index >= 0).all()
+    for j, name in enumerate(card["targets"]):
+        got = fields[name].values[ti, li, yi, xi]
+        back = card["transform"]
+        want = inverse_transform(pred[:, j], name=back["name"], epsilon=back.get("epsilon", 0.0))
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6, err_msg=name)
 
 
 def test_an_interrupted_fields_write_completes_only_the_missing_regions(
