@@ -110,6 +110,25 @@ def test_catalog_show_prints_description_and_parameters_of_one_entry(runner):
     assert "parameter size_classes (default 'detailed')" in res.output
 
 
+def test_catalog_show_opens_environment_entries_and_shows_grid_depth_and_time_kind(
+    runner, shared_data
+):
+    folder = shared_data / "copernicus_like" / "monthly_1deg_climatologies"
+    res = runner.invoke(main, ["catalog", "show", "climatologies", "--param", f"folder={folder}"])
+    assert res.exit_code == 0, res.output
+    blocks = {b.split()[0]: b for b in res.output.strip().split("\n\n")}
+    diatoms = blocks["diatoms_cmems"]
+    assert "grid: lat -89.5..89.5 step 1 (180), lon -179.5..179.5 step 1 (360)" in diatoms
+    assert "time: climatology (12 steps, months 1..12 in the time values)" in diatoms
+    assert "depth: none (2-D)" in diatoms
+    assert "not opened: InputFormatError" in blocks["local_folder"]  # no file given
+    assert "(remote: not opened" in blocks["woa23"]
+    copernicus = runner.invoke(main, ["catalog", "show", "copernicus", "glo_oc_l4_my_monthly"])
+    assert "OCEANCOLOUR_GLO_BGC_L4_MY_009_104" in copernicus.output
+    assert "not opened: ConfigError" in copernicus.output
+    assert "parameter 'bucket' is required" in copernicus.output
+
+
 @pytest.mark.parametrize(
     ("args", "match"),
     [

@@ -133,11 +133,29 @@ def catalog_list(name: str) -> None:
 @catalog.command("show")
 @click.argument("name")
 @click.argument("entry", required=False)
-def catalog_show(name: str, entry: str | None) -> None:
-    """Show the description and parameters of every entry of NAME (or of ENTRY)."""
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Catalog parameter (repeatable), e.g. --param root=demo-out/world.",
+)
+@click.option(
+    "--open-remote",
+    is_flag=True,
+    help="Also open environment entries at remote URLs to show their grid (network).",
+)
+def catalog_show(name: str, entry: str | None, params: tuple[str, ...], open_remote: bool) -> None:
+    """Show the description and parameters of every entry of NAME (or of ENTRY).
+
+    Environment entries (readers copernicus and netcdf) that can be opened are opened
+    lazily to show their grid, depth levels and time kind.
+    """
     from pipeline.catalog import list_entries, open_catalog
 
-    entries = list_entries(open_catalog(name))
+    values = dict(_key_value(p) for p in params)
+    cat = open_catalog(name, **values)
+    entries = list_entries(cat)
     if entry is not None:
         names = [e["name"] for e in entries]
         if entry not in names:
@@ -152,7 +170,32 @@ def catalog_show(name: str, entry: str | None) -> None:
             default = p.get("default") if isinstance(p, dict) else None
             desc = p.get("description", "") if isinstance(p, dict) else ""
             click.echo(f"    parameter {pname} (default {default!r}): {desc}")
+        if e.get("reader") in ("copernicus", "netcdf"):
+            for line in _environment_lines(cat, e, open_remote):
+                click.echo(f"    {line}")
         click.echo("")
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise click.BadParameter(f"{text!r}: expected KEY=VALUE", param_hint="--param")
+    key, value = text.split("=", 1)
+    return key.strip(), value
+
+
+def _environment_lines(cat: Any, entry: dict[str, Any], open_remote: bool) -> list[str]:
+    """Grid, depth and time kind of an environment entry, or why it was not opened."""
+    from pipeline.catalog import read_entry
+    from pipeline.sources.environment import source_summary
+
+    url = str(entry.get("url") or "")
+    if "://" in url and not url.startswith("file://") and not open_remote:
+        return ["(remote: not opened; --open-remote shows its grid)"]
+    try:
+        summary = source_summary(read_entry(cat, entry["name"]))
+    except Exception as err:  # any reader error: shown, never fatal for a listing
+        return [f"(not opened: {type(err).__name__}: {str(err).splitlines()[0][:160]})"]
+    return [f"{k}: {v}" for k, v in summary.items()]
 
 
 # --------------------------------------------------------------------------- ingest

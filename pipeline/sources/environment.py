@@ -42,6 +42,7 @@ __all__ = [
     "SourceData",
     "open_source",
     "parse_sources",
+    "source_summary",
 ]
 
 logger = logging.getLogger(__name__)
@@ -356,3 +357,55 @@ def _depth_axis(ds: xr.Dataset, spec: EnvironmentSource, where: str) -> xr.Datas
     for name in ds.data_vars:
         ds[name].attrs["surface_only"] = int(spec.surface_only(str(name)))
     return ds
+
+
+# --------------------------------------------------------------------------- describing
+
+
+def source_summary(ds: xr.Dataset) -> dict[str, str]:
+    """Describe a gridded Dataset as a source: its grid, depth and (guessed) time kind.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        As a reader returns it (normalised or not).
+
+    Returns
+    -------
+    dict
+        ``grid``, ``depth`` and ``time`` as one-line texts (``oceanfields catalog show``).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"LAYER": (("time", "lat", "lon"), np.zeros((12, 2, 3)))},
+    ...                 coords={"time": np.arange(1, 13), "lat": [10.0, -10.0],
+    ...                         "lon": [0.0, 120.0, 240.0]})
+    >>> source_summary(ds)["time"]
+    'climatology (12 steps, months 1..12 in the time values)'
+    """
+    ds = normalise_environment(ds, str(ds.attrs.get("source") or "source"))
+    parts = []
+    for axis in ("lat", "lon"):
+        v = np.asarray(ds[axis].values, dtype="float64")
+        step = float(np.median(np.diff(v))) if v.size > 1 else float("nan")
+        parts.append(f"{axis} {v.min():g}..{v.max():g} step {step:.4g} ({v.size})")
+    depth = "none (2-D)"
+    if "depth" in ds.dims:
+        z = np.asarray(ds["depth"].values, dtype="float64")
+        depth = f"{z.size} levels {z.min():g}..{z.max():g} m (levels)"
+    if "time" not in ds.dims:
+        time = "static (no time axis)"
+    else:
+        values = np.asarray(ds["time"].values)
+        n = values.size
+        if np.issubdtype(values.dtype, np.datetime64):
+            t = pd.DatetimeIndex(values)
+            time = f"year-month ({n} steps, {t.min():%Y-%m} .. {t.max():%Y-%m})"
+        elif np.issubdtype(values.dtype, np.number) and np.all((values >= 1) & (values <= 12)):
+            time = f"climatology ({n} steps, months 1..12 in the time values)"
+        elif n == 12:
+            time = "climatology (12 steps, months by position)"
+        else:
+            time = f"undecoded ({n} steps, units {ds['time'].attrs.get('units')!r})"
+    return {"grid": ", ".join(parts), "depth": depth, "time": time}
