@@ -243,8 +243,10 @@ def test_copernicus_entries_build_the_arco_url_from_dataset_version_and_layout()
     assert sorted(entries) == [
         "glo_bgc_anfc",
         "glo_bgc_my_monthly",
+        "glo_oc_l4_my_monthly",
         "glo_phy_anfc",
         "glo_phy_my_monthly",
+        "glo_phy_my_static",
     ]
     assert all(e["reader"] == "copernicus" for e in entries.values())
     assert entries["glo_phy_my_monthly"]["url"] == (
@@ -257,6 +259,8 @@ def test_copernicus_entries_build_the_arco_url_from_dataset_version_and_layout()
     assert layout["allowed"] == ["timeChunked", "geoChunked"]
     # the bucket number of the BGC reanalysis is unknown here: required, URL left open
     assert entries["glo_bgc_my_monthly"]["url"] is None
+    assert entries["glo_oc_l4_my_monthly"]["url"] is None
+    assert entries["glo_phy_my_static"]["url"] is None
 
 
 def test_copernicus_geo_layout_switches_bucket_and_store(monkeypatch):
@@ -376,7 +380,8 @@ def test_read_entry_reads_the_demo_environment_from_s3(s3):
 def test_open_catalog_lists_the_shipped_catalogs_for_an_unknown_name():
     with pytest.raises(
         ConfigError,
-        match=r"no catalog named 'dmeo' .*available: climatologies, copernicus, demo, ecopart, ecotaxa",
+        match=r"no catalog named 'dmeo' .*available: climatologies, copernicus, demo, "
+        r"ecopart, ecotaxa",
     ):
         open_catalog("dmeo")
 
@@ -417,7 +422,8 @@ def test_open_catalog_lists_valid_parameters_for_an_unknown_one():
 
 def test_read_entry_lists_entries_for_an_unknown_entry(demo):
     with pytest.raises(
-        ConfigError, match=r"demo\.yaml: no entry 'enviroment'; entries: environment, biogeochemistry, ocean_colour"
+        ConfigError,
+        match=r"demo\.yaml: no entry 'enviroment'; entries: environment, biogeochemistry",
     ):
         read_entry(demo, "enviroment")
 
