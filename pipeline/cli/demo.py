@@ -137,6 +137,14 @@ def _echo_environment(info: dict[str, Any], *, indent: str = "  ") -> None:
     f"parameters). Default: OUT/world, or ./{URL_WORLD} when OUT is a URL.",
 )
 @click.option("--resolution", default=1.0, show_default=True, help="Grid step, degrees.")
+@click.option(
+    "--grid",
+    "grid_step",
+    type=float,
+    default=None,
+    help="Output grid step of the fields (degrees, e.g. 0.5 or 0.25); default the grid of "
+    "the physics product (--resolution). The five environment products are regridded onto it.",
+)
 @click.option("--years", default="2020", show_default=True, help="Comma-separated years.")
 @click.option("--profiles", default=300, show_default=True, help="Number of UVP profiles.")
 @click.option("--images", default=3000, show_default=True, help="About this many images.")
@@ -158,6 +166,7 @@ def demo(
     out: str,
     world: str | None,
     resolution: float,
+    grid_step: float | None,
     years: str,
     profiles: int,
     images: int,
@@ -225,14 +234,18 @@ def demo(
         made = demo_images(
             out, read_entry(catalog, "ecotaxa").accepted, client, epochs=image_epochs, world=root
         )
-        config_file = write_demo_run_config(out, root, types=made["types"], quick=quick)
+        config_file = write_demo_run_config(
+            out, root, types=made["types"], quick=quick, grid=grid_step
+        )
         click.echo(
             f"\nThe year-1 chain on the demo world ({config_file}): particle size "
             "classes, flux and the morphological particle types, per layer"
         )
         summary = run_with(client, load_run_config(config_file), None, None)
         echo_skill(summary.metrics)
-        year2_file = write_demo_year2_config(out, root, labels=made["labels"], quick=quick)
+        year2_file = write_demo_year2_config(
+            out, root, labels=made["labels"], quick=quick, grid=grid_step
+        )
         click.echo(
             f"\nThe year-2 chain ({year2_file}): plankton groups in 0-200 m from the "
             + ("classifier's labels" if made["labels"] else "human labels")
@@ -290,7 +303,12 @@ def _world_folder(out: str, world: str | None) -> str:
 
 
 def demo_run_config(
-    root: str, *, labels: str | None, quick: bool = False, out: str | None = None
+    root: str,
+    *,
+    labels: str | None,
+    quick: bool = False,
+    out: str | None = None,
+    grid: float | None = None,
 ) -> RunConfig:
     """Build the demo's year-1 run: every entry of the demo catalog at ROOT, the noise ceiling.
 
@@ -305,6 +323,8 @@ def demo_run_config(
         3 CV folds, at most 200 boosting rounds and the climatology baseline only.
     out : str, optional
         Output folder of the run.
+    grid : float, optional
+        Output grid step (degrees); default the physics product's grid.
 
     Returns
     -------
@@ -321,6 +341,7 @@ def demo_run_config(
     >>> config.inputs.truth, config.object_targets.labels, config.split.n_folds
     ('truth_profiles', 'annotated', 3)
     """
+    from pipeline.predictors.grid import GridConfig
     from pipeline.run.config import RunConfig
 
     base = RunConfig()
@@ -338,6 +359,8 @@ def demo_run_config(
         base.object_targets, labels="machine" if labels else "annotated"
     )
     config = dataclasses.replace(base, inputs=inputs, object_targets=object_targets, out=out)
+    if grid is not None:
+        config = dataclasses.replace(config, grid=GridConfig(resolution=grid))
     if quick:
         config = dataclasses.replace(
             config,
@@ -347,7 +370,9 @@ def demo_run_config(
     return config
 
 
-def write_demo_run_config(out: str, root: str, *, types: str, quick: bool = False) -> str:
+def write_demo_run_config(
+    out: str, root: str, *, types: str, quick: bool = False, grid: float | None = None
+) -> str:
     """Write OUT/run.yaml: the demo's year-1 run file, every default spelled out.
 
     Its per-type targets are the morphological particle types (``types``: their labels
@@ -363,6 +388,8 @@ def write_demo_run_config(out: str, root: str, *, types: str, quick: bool = Fals
         Labels folder of the morphological types.
     quick : bool
         The quick tour (see :func:`demo_run_config`).
+    grid : float, optional
+        Output grid step (degrees); default the physics product's grid.
 
     Returns
     -------
@@ -370,11 +397,15 @@ def write_demo_run_config(out: str, root: str, *, types: str, quick: bool = Fals
         Path or URL of the run file.
     """
     store = _store(out)
-    config = demo_run_config(root, labels=types, quick=quick, out=_location(store.path("run")))
+    config = demo_run_config(
+        root, labels=types, quick=quick, out=_location(store.path("run")), grid=grid
+    )
     return _write_yaml(store, "run.yaml", _run_doc(config), "year-1")
 
 
-def write_demo_year2_config(out: str, root: str, *, labels: str | None, quick: bool = False) -> str:
+def write_demo_year2_config(
+    out: str, root: str, *, labels: str | None, quick: bool = False, grid: float | None = None
+) -> str:
     """Write OUT/run-year2.yaml: plankton groups in 0-200 m from the classifier's labels.
 
     Without labels (no classifier: the images extra is not installed) the validated and
@@ -390,6 +421,8 @@ def write_demo_year2_config(out: str, root: str, *, labels: str | None, quick: b
         Labels folder of the classifier.
     quick : bool
         The quick tour (see :func:`demo_run_config`).
+    grid : float, optional
+        Output grid step (degrees); default the physics product's grid.
 
     Returns
     -------
@@ -401,7 +434,7 @@ def write_demo_year2_config(out: str, root: str, *, labels: str | None, quick: b
 
     store = _store(out)
     config = demo_run_config(
-        root, labels=labels, quick=quick, out=_location(store.path("run-year2"))
+        root, labels=labels, quick=quick, out=_location(store.path("run-year2")), grid=grid
     )
     layers = (Layer(0, 200),)
     config = dataclasses.replace(
