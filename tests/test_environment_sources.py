@@ -252,3 +252,44 @@ def test_bad_environment_configurations_get_one_clear_error_each(caplog):
         f = build_features([srcs[0], bgc_chl], layers, grid=fine, config=cfg)
     assert f.sizes["lat"] == 8
     assert "finer than every source" in caplog.text
+
+
+def test_a_surface_only_variable_is_missing_below_the_surface_layer_but_drops_nothing():
+    phy, _ = _two_sources()
+    t = pd.to_datetime(["2020-01-01", "2020-02-01"])
+    colour = xr.Dataset(
+        {"CHL": (("time", "lat", "lon"), np.full((2, 8, 8), 0.3))},
+        coords={"time": t, "lat": np.arange(8) / 2 + 0.25, "lon": np.arange(8) / 2 + 0.25},
+    )
+    srcs = [
+        open_source(phy, EnvironmentSource(entry="phy")),
+        open_source(
+            colour,
+            EnvironmentSource(
+                entry="oc", depth="surface", surface={"chl": "surface"}, variables={"CHL": "chl"}
+            ),
+        ),
+    ]
+    layers = [Layer(0, 20), Layer(20, 100)]
+    cfg = PredictorConfig(derived=())
+    f = build_features(srcs, layers, grid=GridConfig(like="phy"), config=cfg)
+    chl = f.chl.values
+    np.testing.assert_allclose(chl[:, 0], 0.3, rtol=1e-6)  # 4 fine cells per output cell
+    assert np.isnan(chl[:, 1]).all()
+    assert f.chl.attrs["surface_only"] == 1
+    from pipeline.predictors import ocean_mask
+
+    assert bool(ocean_mask(f).values.all())  # the missing deep chl limits no cell
+    rows = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "lat": [1.5, 1.5],
+            "lon": [2.5, 2.5],
+            "layer": ["0-20m", "20-100m"],
+            "time": pd.to_datetime(["2020-01-10", "2020-01-10"], utc=True),
+        }
+    )
+    result = match_predictors(rows, f, config=cfg)
+    assert len(result.matchup) == 2
+    assert result.matchup["chl"].iloc[0] == pytest.approx(0.3)
+    assert np.isnan(result.matchup["chl"].iloc[1])

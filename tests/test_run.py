@@ -243,10 +243,14 @@ def clean_small_run(small_world, client, tmp_path_factory):
 def test_five_sources_on_their_own_grids_give_fields_equal_to_the_matchups_predictions(
     small_world, client, tmp_path
 ):
-    """The demo's five products (4 grids, 3 time kinds) -> one output grid, for both steps."""
-    config = _small_config(
-        small_world, inputs={"environment": list(DEMO_SOURCES)}, grid={"resolution": 5.0}
-    )
+    """The demo's five products (4 grids, 3 time kinds) -> one output grid, for both steps.
+
+    The ocean colour is made surface-only: missing below 100 m, it drops no row or cell.
+    """
+    sources = [
+        {**s, "surface": "surface"} if s["entry"] == "ocean_colour" else s for s in DEMO_SOURCES
+    ]
+    config = _small_config(small_world, inputs={"environment": sources}, grid={"resolution": 5.0})
     run_steps(
         config, out=str(tmp_path), client=client, steps=["targets", "matchup", "train", "fields"]
     )
@@ -260,8 +264,12 @@ def test_five_sources_on_their_own_grids_give_fields_equal_to_the_matchups_predi
     }
     for column, expected in kinds.items():
         assert set(matchup[column]) == expected, column
+    assert matchup.loc[matchup["layer"] != "0-100m", "chl_surface"].isna().all()
+    assert matchup.loc[matchup["layer"] == "0-100m", "chl_surface"].notna().all()
     fields = xr.open_zarr(tmp_path / "fields.zarr", consolidated=False)
     assert (fields.sizes["lat"], fields.sizes["lon"]) == (34, 72)  # 5 deg, 80S..90N
+    deep = fields["flux_mgc_m2_d"].isel(layer=1).values
+    assert np.isfinite(deep).mean() > 0.3  # deep-layer fields where chl_surface is missing
     booster, card = load_model(str(tmp_path / "model"))
     assert {"chl_surface", "sst_climatology", "o2", "deptho"} <= set(card["features"])
     rows = matchup[matchup["env_source"] == "year"]

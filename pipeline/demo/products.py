@@ -116,7 +116,7 @@ def write_products(root: str | Path, *, resolution: float, years: Sequence[int])
     bathy.to_zarr(out / "bathymetry.zarr", mode="w", zarr_format=3, consolidated=False)
     info["bathymetry"] = {"step_deg": fine, "dims": dict(bathy.sizes)}
     # a 12-month surface temperature climatology as NetCDF, as the collections ship them
-    sst = env["thetao"].isel(depth=0).groupby("time.month").mean("time")
+    sst = env["thetao"].isel(depth=0, drop=True).groupby("time.month").mean("time")
     sst = sst.coarsen(latitude=2, longitude=2, boundary="trim").mean()
     sst = sst.isel(latitude=slice(None, None, -1)).rename(month="time")
     clim = xr.Dataset(

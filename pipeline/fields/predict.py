@@ -46,6 +46,7 @@ import xarray as xr
 import xgboost as xgb
 
 from pipeline.config import check_choice, check_count, check_range
+from pipeline.predictors.features import optional_features
 from pipeline.targets.particles import inverse_transform
 
 __all__ = [
@@ -168,6 +169,7 @@ class _BlockPredictor:
     q_hi: tuple[float, ...] | None
     env_lo: tuple[float, ...] | None
     env_hi: tuple[float, ...] | None
+    optional: tuple[bool, ...] | None = None  # features that may be missing (surface-only)
 
     @property
     def n_channels(self) -> int:
@@ -177,7 +179,12 @@ class _BlockPredictor:
         shape = block.shape[:-1]
         X = np.ascontiguousarray(block.reshape(-1, block.shape[-1]), dtype=np.float32)
         out = np.full((X.shape[0], self.n_channels), np.nan, dtype=np.float32)
-        valid = ~np.isnan(X).any(axis=1)
+        required = (
+            slice(None)
+            if self.optional is None
+            else np.array([not o for o in self.optional], dtype=bool)
+        )
+        valid = ~np.isnan(X[:, required]).any(axis=1)
         out[~valid, -2:] = -1.0
         if valid.any():
             Xv = X[valid]
@@ -405,7 +412,11 @@ def predict_fields(
     raw = bytes(booster.save_raw("ubj"))
     digest = hashlib.sha256(raw).hexdigest()
     model = dask.delayed(raw, name=f"xgboost-model-{digest[:16]}", pure=True)
-    predictor = _BlockPredictor(digest, n_targets, name, epsilon, q_lo, q_hi, env_lo, env_hi)
+    optional_names = set(optional_features(features))
+    optional = tuple(n in optional_names for n in names) if optional_names else None
+    predictor = _BlockPredictor(
+        digest, n_targets, name, epsilon, q_lo, q_hi, env_lo, env_hi, optional
+    )
     channels = predictor.n_channels
     pred = da.map_blocks(
         predictor,

@@ -18,6 +18,7 @@ from pipeline.predictors.features import (
     layer_features,
     layer_means,
     ocean_mask,
+    optional_features,
 )
 from pipeline.predictors.grid import (
     DEFAULT_BOUNDS,
@@ -48,6 +49,7 @@ __all__ = [
     "layer_means",
     "match_predictors",
     "ocean_mask",
+    "optional_features",
     "output_grid",
     "regrid",
     "time_kind_columns",

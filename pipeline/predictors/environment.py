@@ -150,7 +150,14 @@ def build_features(
     merged = xr.merge(parts, compat="override", join="exact", combine_attrs="drop_conflicts")
     mask_src = _mask_source(sources, grid, by_label)
     valid = _valid(parts[sources.index(mask_src)])
+    optional = {n for p in parts for n, v in p.data_vars.items() if v.attrs.get("surface_only")}
+    attrs = {n: dict(v.attrs) for p in parts for n, v in p.data_vars.items()}
     merged = merged.where(valid)
+    for name in merged.data_vars:
+        merged[name].attrs = {
+            **attrs.get(name, {}),
+            **({"surface_only": 1} if name in optional else {}),
+        }
     logger.info(
         "environment: %d source(s) on the output grid %g deg (%d x %d), %d month(s); "
         "ocean mask from %s",
@@ -253,7 +260,9 @@ def _surface_only(means: xr.Dataset, src: SourceData, layers: Sequence[Layer]) -
     keep = xr.DataArray(np.arange(len(layers)) == top, dims="layer")
     for name, var in src.data.data_vars.items():
         if var.attrs.get("surface_only"):
+            attrs = dict(means[name].attrs)
             means[name] = means[name].where(keep)
+            means[name].attrs = {**attrs, "surface_only": 1}
     return means
 
 

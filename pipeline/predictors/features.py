@@ -62,6 +62,7 @@ __all__ = [
     "layer_features",
     "layer_means",
     "ocean_mask",
+    "optional_features",
 ]
 
 logger = logging.getLogger(__name__)
@@ -382,8 +383,25 @@ def feature_names(features: xr.Dataset) -> list[str]:
     return [str(n) for n, v in features.data_vars.items() if "layer" in v.dims]
 
 
+def optional_features(features: xr.Dataset) -> list[str]:
+    """Features that may be missing (NaN) at a valid cell: surface-only ones.
+
+    A source variable configured ``surface: surface`` is NaN below the surface layer (and
+    wherever its own grid has no value): xgboost treats a missing value natively, so it
+    neither limits the ocean mask nor drops a matchup row nor blanks a field cell.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"a": ("layer", [1.0]), "b": ("layer", [np.nan], {"surface_only": 1})})
+    >>> optional_features(ds)
+    ['b']
+    """
+    return [n for n in feature_names(features) if features[n].attrs.get("surface_only")]
+
+
 def ocean_mask(features: xr.Dataset) -> xr.DataArray:
-    """Cells where every feature is finite at the first time step.
+    """Cells where every feature (but the optional ones) is finite at the first time step.
 
     Parameters
     ----------
@@ -404,7 +422,7 @@ def ocean_mask(features: xr.Dataset) -> xr.DataArray:
     >>> ocean_mask(ds).values.tolist()
     [[[True, False]]]
     """
-    names = feature_names(features)
+    names = [n for n in feature_names(features) if n not in optional_features(features)]
     if not names:
         raise ConfigError("features: no feature variable (none with a 'layer' dimension).")
     first = features[names].isel(time=0)
@@ -492,7 +510,8 @@ def _lat_chunks(env: xr.Dataset) -> tuple[int, ...]:
 
 
 def _cf_attrs(var: xr.DataArray) -> dict[str, Any]:
-    return {k: var.attrs[k] for k in ("standard_name", "long_name", "units") if k in var.attrs}
+    keys = ("standard_name", "long_name", "units", "surface_only")
+    return {k: var.attrs[k] for k in keys if k in var.attrs}
 
 
 def _layer_weights(depth: np.ndarray, layers: Sequence[Layer]) -> np.ndarray:

@@ -38,6 +38,7 @@ from pipeline.predictors.features import (
     _is_global,
     feature_names,
     ocean_mask,
+    optional_features,
 )
 
 __all__ = [
@@ -429,9 +430,15 @@ def _assemble(
 ) -> MatchupResult:
     reason = plan.reason.copy()
     ok = reason == ""
-    nonfinite = ok & ~np.isfinite(values).all(axis=1)
+    optional = set(optional_features(features))
+    required = np.array([n not in optional for n in names], dtype=bool)
+    nonfinite = ok & ~np.isfinite(values[:, required]).all(axis=1)
     for i in np.flatnonzero(nonfinite):
-        bad = [n for n, v in zip(names, values[i], strict=True) if not np.isfinite(v)]
+        bad = [
+            n
+            for n, v in zip(names, values[i], strict=True)
+            if not np.isfinite(v) and n not in optional
+        ]
         reason[i] = (
             f"feature(s) {', '.join(bad)} not finite at the matched cell and time "
             "(valid at the first time step only)"

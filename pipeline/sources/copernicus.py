@@ -198,7 +198,7 @@ def describe_environment(ds: xr.Dataset) -> dict[str, Any]:
         "time": _time_extent(ds),
         "lat": _axis_extent(ds, "lat"),
         "lon": _axis_extent(ds, "lon"),
-        "depth": [float(d) for d in ds["depth"].values] if "depth" in ds.coords else None,
+        "depth": [float(d) for d in ds["depth"].values] if "depth" in ds.dims else None,
         "chunks": chunks,
         "n_chunks": n_chunks,
     }
