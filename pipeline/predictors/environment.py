@@ -33,6 +33,7 @@ import xarray as xr
 from pipeline.errors import ConfigError
 from pipeline.predictors.features import (
     PredictorConfig,
+    _select_variables,
     features_from_means,
     layer_means,
 )
@@ -50,7 +51,6 @@ __all__ = ["build_features", "time_kind_columns"]
 
 logger = logging.getLogger(__name__)
 
-_NOT_FEATURES = ("mask", "deptho")
 _KIND_PREFIX = "time_kind_"
 
 
@@ -342,23 +342,5 @@ def _valid(part: xr.Dataset) -> xr.DataArray:
 
 
 def _feature_names(merged: xr.Dataset, config: PredictorConfig) -> list[str]:
-    available = sorted(map(str, merged.data_vars))
-    if config.variables is None:
-        names = [v for v in available if v not in _NOT_FEATURES]
-    else:
-        names = list(dict.fromkeys(config.variables))
-    if config.bathymetry and "deptho" in merged.data_vars and "deptho" not in names:
-        names.append("deptho")
-    needed = list(names)
-    wanted_uv = [d for d in ("speed", "vorticity") if d in config.derived]
-    if wanted_uv:
-        needed += [v for v in ("uo", "vo") if v not in needed]
-    missing = [v for v in needed if v not in merged.data_vars]
-    if missing:
-        why = "" if set(missing) <= set(names) else f" (needed by {', '.join(wanted_uv)})"
-        raise ConfigError(
-            f"environment: predictor(s) {', '.join(map(repr, missing))}{why} not given by "
-            f"any source; available: {', '.join(available)}. Fix predictors.variables"
-            + (" or drop speed/vorticity from predictors.derived." if why else ".")
-        )
+    names, _ = _select_variables(merged, config, dims=("time", "layer", "lat", "lon"))
     return names

@@ -454,8 +454,13 @@ def _check_layers(layers: Sequence[Layer]) -> None:
         raise ConfigError(f"predictors: layers {names} repeat a name; give each layer once.")
 
 
-def _select_variables(env: xr.Dataset, config: PredictorConfig) -> tuple[list[str], list[str]]:
-    """Feature variables (store names, in order) and every store variable needed."""
+def _select_variables(
+    env: xr.Dataset, config: PredictorConfig, *, dims: tuple[str, ...] = _ENV_DIMS
+) -> tuple[list[str], list[str]]:
+    """Feature variables (store names, in order) and every store variable needed.
+
+    ``dims``: the dims a feature variable may have (the store's, or the layer means').
+    """
     available = sorted(str(v) for v in env.data_vars)
     if config.variables is None:
         names = [
@@ -463,7 +468,7 @@ def _select_variables(env: xr.Dataset, config: PredictorConfig) -> tuple[list[st
             for v in available
             if v not in _NOT_FEATURES
             and {"lat", "lon"} <= set(env[v].dims)
-            and set(env[v].dims) <= set(_ENV_DIMS)
+            and set(env[v].dims) <= set(dims)
         ]
     else:
         names = list(dict.fromkeys(config.variables))
@@ -482,11 +487,10 @@ def _select_variables(env: xr.Dataset, config: PredictorConfig) -> tuple[list[st
             + (" or drop speed/vorticity from predictors.derived." if why else ".")
         )
     for v in needed:
-        dims = set(env[v].dims)
-        if not ({"lat", "lon"} <= dims <= set(_ENV_DIMS)):
+        if not ({"lat", "lon"} <= set(env[v].dims) <= set(dims)):
             raise ConfigError(
                 f"{_where(env)}: variable {v!r} has dims {env[v].dims}; a feature needs lat "
-                f"and lon and no dims beyond {_ENV_DIMS}. Drop it from predictors.variables."
+                f"and lon and no dims beyond {dims}. Drop it from predictors.variables."
             )
     return names, needed
 
