@@ -293,3 +293,18 @@ def test_a_surface_only_variable_is_missing_below_the_surface_layer_but_drops_no
     assert len(result.matchup) == 2
     assert result.matchup["chl"].iloc[0] == pytest.approx(0.3)
     assert np.isnan(result.matchup["chl"].iloc[1])
+
+
+def test_a_coarse_source_reaches_the_coast_and_the_edges_of_the_output_grid():
+    lat = np.arange(-79.0, 90.0, 2.0)  # 2-degree centres -79..89: the output reaches 90 N
+    lon = np.arange(-179.0, 180.0, 2.0)
+    values = np.ones((lat.size, lon.size))
+    values[:, 10:14] = np.nan  # a coarse "continent" four cells wide
+    src = xr.Dataset({"t": (("lat", "lon"), values)}, coords={"lat": lat, "lon": lon})
+    out = regrid(src, output_grid(GridConfig(resolution=1.0)))
+    t = out.t.values
+    assert np.isfinite(t[-1]).sum() > 300  # the northern edge row
+    # one source cell of sea over land each side: only the two middle land columns stay NaN
+    cols = np.isnan(t).all(axis=0)
+    assert 2 <= cols.sum() <= 5
+    np.testing.assert_allclose(t[np.isfinite(t)], 1.0)

@@ -14,8 +14,10 @@ Regridding (:func:`regrid`) uses `xarray-regrid <https://github.com/xarray-contr
   left out of the weights), and is NaN only when all of them are land;
 - **linear** (bilinear in lat/lon) when the source is as coarse or coarser, NaN-aware in
   the same way (the interpolation weights of land neighbours are dropped and the others
-  renormalised), periodic across the date line for a global source; ``nearest`` on
-  request.
+  renormalised), after extending the source's ocean by one cell over its land (the mean
+  of its ocean neighbours, "sea over land"), so that an output ocean cell on a coast the
+  coarse source draws as land still gets a value; periodic across the date line for a
+  global source; ``nearest`` on request.
 
 The conservative weights (one dense matrix per axis, the library's factorised scheme
 with its spherical correction) are computed once per (source axis, output axis) and
@@ -385,6 +387,17 @@ def _interpolate(ds: xr.Dataset, grid: xr.Dataset, method: str) -> xr.Dataset:
             ],
             dim="lon",
         )
+    lat = np.asarray(ds.lat.values, dtype="float64")
+    if lat.size > 1:  # the edge rows repeated one step out: the edge cells' outer halves
+        lat_step = axis_step(lat)
+        ds = xr.concat(
+            [
+                ds.isel(lat=[0]).assign_coords(lat=[lat[0] - lat_step]),
+                ds,
+                ds.isel(lat=[-1]).assign_coords(lat=[lat[-1] + lat_step]),
+            ],
+            dim="lat",
+        )
     target = {"lat": grid["lat"].values, "lon": grid["lon"].values}
     out: dict[Hashable, xr.DataArray] = {}
     for name, var in ds.data_vars.items():
@@ -394,6 +407,9 @@ def _interpolate(ds: xr.Dataset, grid: xr.Dataset, method: str) -> xr.Dataset:
         if method == "nearest":
             out[name] = var.interp(target, method="nearest")
             continue
+        # sea-over-land by one source cell (the NaN-aware 3 x 3 mean), so that an ocean
+        # cell of the output next to the coast of a coarser source still has neighbours
+        var = var.fillna(var.rolling(lat=3, lon=3, center=True, min_periods=1).mean())
         valid = var.notnull().astype(var.dtype if var.dtype.kind == "f" else "float32")
         num = var.fillna(0).interp(target, method="linear")
         den = valid.interp(target, method="linear")
