@@ -374,6 +374,19 @@ def _format_weights(weights: xr.DataArray, var: xr.DataArray, axis: str) -> xr.D
     return out
 
 
+def _sea_over_land(x: np.ndarray) -> np.ndarray:
+    """Fill each NaN cell that has ocean neighbours with their mean (3 x 3, last two axes)."""
+    from scipy.ndimage import uniform_filter
+
+    finite = np.isfinite(x)
+    size = (1,) * (x.ndim - 2) + (3, 3)
+    total = uniform_filter(np.where(finite, x, 0.0).astype("float64"), size=size, mode="nearest")
+    count = uniform_filter(finite.astype("float64"), size=size, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 1e-9, total / count, np.nan)
+    return np.where(finite, x, mean).astype(x.dtype)
+
+
 def _interpolate(ds: xr.Dataset, grid: xr.Dataset, method: str) -> xr.Dataset:
     """NaN-aware interpolation: land neighbours dropped, the other weights renormalised."""
     lon = np.asarray(ds.lon.values, dtype="float64")
@@ -398,6 +411,9 @@ def _interpolate(ds: xr.Dataset, grid: xr.Dataset, method: str) -> xr.Dataset:
             ],
             dim="lat",
         )
+    # a source as coarse as the output or coarser is small per map: one lat/lon chunk keeps
+    # the interpolation one task per (time, layer) block instead of one per chunk pair
+    ds = ds.chunk({"lat": -1, "lon": -1}) if any(v.chunks for v in ds.data_vars.values()) else ds
     target = {"lat": grid["lat"].values, "lon": grid["lon"].values}
     out: dict[Hashable, xr.DataArray] = {}
     for name, var in ds.data_vars.items():
@@ -409,7 +425,14 @@ def _interpolate(ds: xr.Dataset, grid: xr.Dataset, method: str) -> xr.Dataset:
             continue
         # sea-over-land by one source cell (the NaN-aware 3 x 3 mean), so that an ocean
         # cell of the output next to the coast of a coarser source still has neighbours
-        var = var.fillna(var.rolling(lat=3, lon=3, center=True, min_periods=1).mean())
+        var = xr.apply_ufunc(
+            _sea_over_land,
+            var,
+            input_core_dims=[["lat", "lon"]],
+            output_core_dims=[["lat", "lon"]],
+            dask="parallelized",
+            output_dtypes=[var.dtype],
+        ).transpose(*var.dims)
         valid = var.notnull().astype(var.dtype if var.dtype.kind == "f" else "float32")
         num = var.fillna(0).interp(target, method="linear")
         den = valid.interp(target, method="linear")
