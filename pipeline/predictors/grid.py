@@ -348,8 +348,6 @@ def _conservative_weights(axis: str, source: np.ndarray, target: np.ndarray) -> 
 
 
 def _conservative(ds: xr.Dataset, grid: xr.Dataset) -> xr.Dataset:
-    from xarray_regrid.methods import conservative
-
     src = {a: np.asarray(ds[a].values, dtype="float64") for a in ("lat", "lon")}
     tgt = {a: np.asarray(grid[a].values, dtype="float64") for a in ("lat", "lon")}
     weights = {a: _conservative_weights(a, src[a], tgt[a]) for a in ("lat", "lon")}
@@ -361,8 +359,22 @@ def _conservative(ds: xr.Dataset, grid: xr.Dataset) -> xr.Dataset:
         formatted = {a: _format_weights(weights[a], var, a) for a in ("lat", "lon")}
         # assign the source's exact coordinates: xr.dot aligns on them
         var = var.assign_coords({a: src[a] for a in ("lat", "lon")})
-        out[name] = conservative.apply_weights(var, formatted, skipna=True, nan_threshold=1.0)
+        out[name] = _apply_weights(var, formatted)
     return xr.Dataset(out)
+
+
+def _apply_weights(var: xr.DataArray, weights: dict[str, xr.DataArray]) -> xr.DataArray:
+    """Apply the weights as the library's NaN-aware ``apply_weights``, without 0/0.
+
+    An output cell is ``sum(w x) / sum(w over the finite x)``; with no finite sub-cell
+    the denominator is masked first, so land gives NaN without a division warning.
+    """
+    dims = list(weights)
+    arrays = list(weights.values())
+    valid = xr.dot(var.notnull(), *arrays, dim=dims, optimize=True)
+    total = xr.dot(var.fillna(0), *arrays, dim=dims, optimize=True)
+    out = total / valid.where(valid >= 1e-6)
+    return out.rename({f"target_{d}": d for d in dims}).transpose(*var.dims)
 
 
 def _format_weights(weights: xr.DataArray, var: xr.DataArray, axis: str) -> xr.DataArray:
