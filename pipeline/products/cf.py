@@ -128,6 +128,25 @@ def _edges(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.stack([edges[:-1], edges[1:]], axis=1)
 
 
+def _layer_bounds(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Top and bottom (m) of each layer: its coordinates, else its name (``"0-100m"``)."""
+    if "layer_top_m" in ds.coords and "layer_bottom_m" in ds.coords:
+        top = np.asarray(ds["layer_top_m"].values, dtype="f8")
+        return top, np.asarray(ds["layer_bottom_m"].values, dtype="f8")
+    pairs = []
+    for name in ds["layer"].values:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*m\s*", str(name))
+        if m is None:
+            raise ValueError(
+                f"fields: layer {str(name)!r} has no layer_top_m/layer_bottom_m coordinate "
+                "and its name is not 'TOP-BOTTOMm' (e.g. '0-100m'); the layer bounds are "
+                "needed for depth_bnds. Keep the features' layer coordinates."
+            )
+        pairs.append((float(m.group(1)), float(m.group(2))))
+    arr = np.array(pairs, dtype="f8").reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
 def _month_bounds(time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Month start of each time and the bounds ``(n, 2)`` of its month."""
     t = pd.DatetimeIndex(time)
@@ -177,14 +196,7 @@ def cf_fields(ds: xr.Dataset, *, area_mean: bool = False) -> xr.Dataset:
     time_attrs = dict(out["time"].attrs)
     out = out.assign_coords(time=("time", start, time_attrs))
     out = out.assign_coords(time_bnds=(("time", nv), tb))
-    missing = [c for c in ("layer_top_m", "layer_bottom_m") if c not in out.coords]
-    if missing:
-        raise ValueError(
-            f"fields: no coordinate {missing!r} along 'layer'; the layer bounds (m, positive "
-            "down) are needed for depth_bnds. Keep the features' layer coordinates."
-        )
-    top = np.asarray(out["layer_top_m"].values, dtype="f8")
-    bottom = np.asarray(out["layer_bottom_m"].values, dtype="f8")
+    top, bottom = _layer_bounds(out)
     out = out.assign_coords(
         depth=("layer", (top + bottom) / 2),
         depth_bnds=(("layer", nv), np.stack([top, bottom], axis=1)),
