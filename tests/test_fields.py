@@ -569,10 +569,11 @@ def test_store_carries_cf_bounds_cell_methods_and_acdd_coverage(written):
     a = back.attrs
     assert (a["time_coverage_start"], a["time_coverage_end"]) == (
         "2020-01-01T00:00:00Z",
-        "2020-04-01T00:00:00Z",
+        "2020-03-01T00:00:00Z",
     )
-    assert (a["geospatial_vertical_min"], a["geospatial_vertical_max"]) == (0.0, 1000.0)
-    assert (a["geospatial_lat_min"], a["geospatial_lat_max"]) == (-90.0, 90.0)
+    assert a["time_coverage_duration"] == "P3M"
+    assert (a["geospatial_vertical_min"], a["geospatial_vertical_max"]) == (50.0, 750.0)
+    assert (a["geospatial_lat_min"], a["geospatial_lat_max"]) == (-85.0, 85.0)
     for key in (
         "title",
         "summary",

@@ -210,6 +210,7 @@ def cf_fields(ds: xr.Dataset, *, area_mean: bool = False) -> xr.Dataset:
             "long_name": "time: start of the month the field averages",
             "axis": "T",
             "bounds": "time_bnds",
+            "units_metadata": "leap_seconds: none",
         }
     )
     out["depth"].attrs.update(
@@ -305,19 +306,20 @@ def product_attributes(
     ...           "lat": [0.0], "lon": [0.0]}
     >>> f = cf_fields(xr.Dataset(coords=coords))
     >>> a = product_attributes(f, {"config_hash": "ab12", "environment": "/x/env.zarr"})
-    >>> a["id"], a["time_coverage_start"], a["time_coverage_end"], a["environment"]
-    ('oceanfields-ab12', '2020-01-01T00:00:00Z', '2020-02-01T00:00:00Z', 'env.zarr')
+    >>> a["id"], a["time_coverage_start"], a["time_coverage_duration"], a["environment"]
+    ('oceanfields-ab12', '2020-01-01T00:00:00Z', 'P1M', 'env.zarr')
     >>> a["geospatial_vertical_min"], a["geospatial_vertical_max"], a["Conventions"]
-    (0.0, 100.0, 'CF-1.12, ACDD-1.3')
+    (50.0, 50.0, 'CF-1.12, ACDD-1.3')
     """
     given = dict(attrs or {})
     now = now or _dt.datetime.now(_dt.UTC)
     created = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    tb = ds["time_bnds"].values
-    lat_b, lon_b = ds["lat_bnds"].values, ds["lon_bnds"].values
-    depth_b = ds["depth_bnds"].values
-    lat0, lat1 = float(np.min(lat_b)), float(np.max(lat_b))
-    lon0, lon1 = float(np.min(lon_b)), float(np.max(lon_b))
+    # ACDD extents are those of the coordinate values (as ERDDAP writes them, and as
+    # compliance-checker compares them); the cells' extents are in the *_bnds variables.
+    times, tb = ds["time"].values, ds["time_bnds"].values
+    lat0, lat1 = float(ds["lat"].min()), float(ds["lat"].max())
+    lon0, lon1 = float(ds["lon"].min()), float(ds["lon"].max())
+    depth = np.asarray(ds["depth"].values, dtype="f8")
     targets = [str(t) for t in ds.attrs.get("targets", given.get("targets", []))]
     layers = [str(v) for v in ds["layer"].values]
     key = str(given.get("config_hash") or given.get("model_id") or "fields")
@@ -375,11 +377,14 @@ def product_attributes(
         "acknowledgement": "EcoTaxa and EcoPart (Institut de la Mer de Villefranche); "
         "Copernicus Marine Service environmental products",
         "comment": "Time stamps are the start of each month (time_bnds: the month); "
-        "values are layer means (depth_bnds). Intervals: <target>_lower and "
+        "values are layer means (depth: the layer middle, depth_bnds: its top and "
+        "bottom); the geospatial and time coverage attributes give the extremes of the "
+        "coordinate values, the cells extend to their bounds. Intervals: <target>_lower and "
         "<target>_upper; extrapolation: 1 where a predictor lies outside the training "
         "envelope.",
         "standard_name_vocabulary": STANDARD_NAME_VOCABULARY,
-        "platform": "Underwater Vision Profiler casts",
+        "platform": "In Situ Ocean-based Platforms (UVP casts from ships and floats)",
+        "platform_vocabulary": "GCMD Platform Keywords",
         "instrument": "Underwater Vision Profiler 5/6 (UVP)",
         "date_created": created,
         "date_modified": created,
@@ -391,16 +396,17 @@ def product_attributes(
         "geospatial_lon_min": lon0,
         "geospatial_lon_max": lon1,
         "geospatial_lon_units": "degrees_east",
-        "geospatial_vertical_min": float(np.min(depth_b)),
-        "geospatial_vertical_max": float(np.max(depth_b)),
+        "geospatial_vertical_min": float(np.min(depth)),
+        "geospatial_vertical_max": float(np.max(depth)),
         "geospatial_vertical_units": "m",
         "geospatial_vertical_positive": "down",
+        "geospatial_vertical_resolution": "layers " + ", ".join(layers),
         "geospatial_bounds": f"POLYGON(({lat0} {lon0}, {lat1} {lon0}, {lat1} {lon1}, "
         f"{lat0} {lon1}, {lat0} {lon0}))",
         "geospatial_bounds_crs": "EPSG:4326",
         "geospatial_bounds_vertical_crs": "EPSG:5831",
-        "time_coverage_start": _iso(tb.min()),
-        "time_coverage_end": _iso(tb.max()),
+        "time_coverage_start": _iso(times.min()),
+        "time_coverage_end": _iso(times.max()),
         "time_coverage_duration": _duration(tb.min(), tb.max()),
         "time_coverage_resolution": "P1M",
     }

@@ -1,0 +1,68 @@
+"""The ``oceanfields export`` and ``oceanfields serve`` commands: products of a run's output.
+
+``export netcdf`` writes the fields as one CF NetCDF-4 file; ``serve`` answers OGC API
+EDR queries on the fields over HTTP. Only the CLI prints.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+__all__ = ["export", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def _pairs(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. creator_email=me@x.org")
+        out[key.strip()] = value
+    return out
+
+
+@click.group()
+def export() -> None:
+    """Export a run's products in community formats (NetCDF, Darwin Core Archive)."""
+
+
+@export.command("netcdf")
+@click.argument("run_out")
+@click.option("--out", default=None, help="File or URL to write (default RUN_OUT/fields.nc).")
+@click.option(
+    "--attr",
+    "attrs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Global attribute to add or override (creator_email, publisher_url, license, ...).",
+)
+def export_netcdf_command(run_out: str, out: str | None, attrs: tuple[str, ...]) -> None:
+    """Write RUN_OUT/fields.zarr as one CF-1.11/ACDD-1.3 NetCDF-4 file.
+
+    RUN_OUT is the run's output folder or URL (s3://...; endpoint and credentials from
+    the environment).
+    """
+    from pipeline.products.netcdf import export_netcdf
+
+    path = export_netcdf(run_out, out, attrs=_pairs(attrs))
+    click.echo(f"NetCDF written: {path}")
+
+
+@click.command("serve")
+@click.argument("run_out")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+def serve(run_out: str, host: str, port: int) -> None:
+    """Serve RUN_OUT/fields.zarr over OGC API EDR (position, area, cube queries).
+
+    Open http://HOST:PORT/docs for the API; e.g.
+    /datasets/fields/edr/position?coords=POINT(-30 45)&parameter-name=flux_mgc_m2_d
+    """
+    from pipeline.products.serve import serve_fields
+
+    click.echo(f"Serving {run_out} on http://{host}:{port} (EDR under /datasets/fields/edr/)")
+    serve_fields(run_out, host=host, port=port)
