@@ -111,11 +111,8 @@ def test_area_query_answers_every_cell_inside_the_polygon(server, store):
     )
     assert r.status_code == 200, r.text
     got = pd.read_csv(io.StringIO(r.text))
-    inside = (
-        store["conc_fiber_per_l"].sel(depth=300.0, method="nearest")
-        if "depth" in store.dims
-        else (store["conc_fiber_per_l"].isel(layer=1))
-    )
+    assert float(store["depth"][1]) == 300.0  # z=300: the 100-500 m layer
+    inside = store["conc_fiber_per_l"].isel(layer=1)
     inside = inside.sel(lon=slice(x0, x1), lat=slice(y0, y1))
     expected = inside.to_dataframe().reset_index()[["time", "lat", "lon", "conc_fiber_per_l"]]
     assert len(got) == len(expected) == 12 * 4 * 4
