@@ -52,6 +52,29 @@ def export_netcdf_command(run_out: str, out: str | None, attrs: tuple[str, ...])
     click.echo(f"NetCDF written: {path}")
 
 
+@export.command("dwca")
+@click.argument("run_out")
+@click.option("--out", default=None, help="Zip file or URL to write (default RUN_OUT/dwca.zip).")
+@click.option(
+    "--taxon",
+    "taxa",
+    multiple=True,
+    metavar="CATEGORY=NAME",
+    help="A category that is a taxon, and its scientific name (default: the capitalised "
+    "categories, as named).",
+)
+def export_dwca_command(run_out: str, out: str | None, taxa: tuple[str, ...]) -> None:
+    """Write the sample-level targets of RUN_OUT as a Darwin Core Archive (OBIS-ENV-DATA).
+
+    Event core (casts and their layers), occurrences of the counted taxa, and every
+    concentration, the carbon flux and the volume imaged as extended MeasurementOrFact.
+    """
+    from pipeline.products.dwca import export_dwca
+
+    path = export_dwca(run_out, out, taxa=_pairs(taxa) if taxa else None)
+    click.echo(f"Darwin Core Archive written: {path}")
+
+
 @click.command("serve")
 @click.argument("run_out")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
