@@ -50,6 +50,36 @@ def export_netcdf_command(run_out: str, out: str | None, attrs: tuple[str, ...])
 
     path = export_netcdf(run_out, out, attrs=_pairs(attrs))
     click.echo(f"NetCDF written: {path}")
+    _refresh_entries(run_out, out)
+
+
+def _refresh_entries(run_out: str, out: str | None) -> None:
+    """Rewrite the run's STAC entry, which lists the products beside the fields."""
+    if out is None:
+        from pipeline.products.entries import write_entries
+
+        write_entries(run_out)
+        click.echo(f"STAC entry updated: {run_out.rstrip('/')}/stac/collection.json")
+
+
+@export.command("zarr")
+@click.argument("run_out")
+@click.option(
+    "--chunking",
+    type=click.Choice(["series", "map"]),
+    default="series",
+    show_default=True,
+    help="series: all months and layers of a block of cells per chunk (time series); "
+    "map: one month and layer of the whole grid per chunk.",
+)
+@click.option("--out", default=None, help="Store to write (default RUN_OUT/fields-CHUNKING.zarr).")
+def export_zarr_command(run_out: str, chunking: str, out: str | None) -> None:
+    """Write a copy of RUN_OUT/fields.zarr chunked for time series or for maps."""
+    from pipeline.products.chunking import write_rechunked
+
+    path = write_rechunked(run_out, chunking, out)  # type: ignore[arg-type]
+    click.echo(f"zarr ({chunking} chunks) written: {path}")
+    _refresh_entries(run_out, out)
 
 
 @export.command("dwca")

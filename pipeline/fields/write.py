@@ -39,6 +39,7 @@ import xarray as xr
 from pipeline.errors import StoreMismatchError
 from pipeline.io import OutputStore
 from pipeline.products.cf import CONVENTIONS, VOLATILE, cf_fields, product_attributes
+from pipeline.products.chunking import consolidate_metadata
 
 __all__ = ["WriteReport", "write_fields"]
 
@@ -205,26 +206,6 @@ def _write_region(ds: xr.Dataset, i: int, arrays: Mapping[str, Any]) -> None:
         da.store(sources, targets, regions=regions, lock=False, compute=True)
 
 
-def _consolidate(url: str, storage_options: Mapping[str, Any] | None) -> None:
-    """Consolidate the store's metadata, so ``xarray.open_zarr(url)`` opens it in one read.
-
-    zarr-python warns that consolidated metadata is not (yet) in the v3 specification:
-    it is an addition readers may ignore, never needed for correctness, so the warning
-    is silenced here.
-    """
-    import warnings
-
-    import zarr
-
-    store = zarr.storage.FsspecStore.from_url(
-        url, storage_options=dict(storage_options or {}) or None, read_only=False
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        zarr.consolidate_metadata(store, zarr_format=3)
-    logger.debug("%s: metadata consolidated", url)
-
-
 def write_fields(
     ds: xr.Dataset,
     url: str,
@@ -347,7 +328,7 @@ def write_fields(
         template.to_zarr(url, mode="w", compute=False, zarr_format=3, **kw)
         _put_group(markers, f"{_MARKERS}/regions/zarr.json")
         _put_group(markers, f"{_MARKERS}/zarr.json", {"regions_total": total})
-        _consolidate(url, storage_options)
+        consolidate_metadata(url, storage_options)
         logger.info("%s: template written (%d regions of one time step)", url, total)
 
     done = _done_regions(fs, root)
@@ -385,5 +366,5 @@ def write_fields(
         if progress is not None:
             progress(count, total)
     if todo:
-        _consolidate(url, storage_options)
+        consolidate_metadata(url, storage_options)
     return WriteReport(url, total, len(todo), skipped)

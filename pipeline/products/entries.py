@@ -133,7 +133,23 @@ def _cube(ds: xr.Dataset) -> tuple[dict[str, Any], dict[str, Any]]:
     return dims, variables
 
 
-def stac_collection(ds: xr.Dataset, *, asset_href: str) -> Any:
+#: Other products of a run, given as more assets of the Item when present:
+#: (file in the run's output, asset key, media type, title).
+_OTHER_ASSETS = (
+    (
+        "fields-series.zarr",
+        "fields-series",
+        "application/vnd+zarr",
+        "fields chunked for time series (zarr v3)",
+    ),
+    ("fields-map.zarr", "fields-map", "application/vnd+zarr", "fields chunked for maps (zarr v3)"),
+    ("fields.nc", "netcdf", "application/x-netcdf", "fields, CF NetCDF-4"),
+)
+
+
+def stac_collection(
+    ds: xr.Dataset, *, asset_href: str, others: Mapping[str, str] | None = None
+) -> Any:
     """Build the STAC Collection (with one Item) describing a fields store.
 
     Parameters
@@ -143,6 +159,9 @@ def stac_collection(ds: xr.Dataset, *, asset_href: str) -> Any:
         its CF bounds and ACDD attributes).
     asset_href : str
         Href of the zarr store, relative to the Item's file.
+    others : mapping of str to str, optional
+        File name in the run's output -> href of the other products present
+        (``fields-series.zarr``, ``fields-map.zarr``, ``fields.nc``).
 
     Returns
     -------
@@ -220,6 +239,25 @@ def stac_collection(ds: xr.Dataset, *, asset_href: str) -> Any:
             },
         ),
     )
+    for name, key, media, title in _OTHER_ASSETS:
+        if others and name in others:
+            extra: dict[str, Any] = {}
+            if media == "application/vnd+zarr":
+                extra = {
+                    "zarr:zarr_format": 3,
+                    "zarr:consolidated": True,
+                    "xarray:open_kwargs": {"engine": "zarr", "consolidated": True, "chunks": {}},
+                }
+            item.add_asset(
+                key,
+                pystac.Asset(
+                    href=others[name],
+                    media_type=media,
+                    roles=["data"],
+                    title=title,
+                    extra_fields=extra,
+                ),
+            )
     collection.add_item(item)
     return collection
 
@@ -284,8 +322,10 @@ def write_entries(
         logger.info("entries: pystac not installed (the products extra); no STAC entry")
         return written
     item_name = f"{_STAC_DIR}/{_ITEM}/{_ITEM}.json"
-    href = posixpath.relpath("fields.zarr", posixpath.dirname(item_name))
-    collection = stac_collection(ds, asset_href=href)
+    folder = posixpath.dirname(item_name)
+    href = posixpath.relpath("fields.zarr", folder)
+    present = {n: posixpath.relpath(n, folder) for n, *_ in _OTHER_ASSETS if store.exists(n)}
+    collection = stac_collection(ds, asset_href=href, others=present)
     item = next(iter(collection.get_items()))
     collection.set_self_href(None)
     col = collection.to_dict(include_self_link=False, transform_hrefs=False)
