@@ -41,6 +41,7 @@ import xarray as xr
 __all__ = [
     "CONVENTIONS",
     "STANDARD_NAME_VOCABULARY",
+    "VOLATILE",
     "bounds_names",
     "cf_fields",
     "product_attributes",
