@@ -168,7 +168,7 @@ def stac_collection(
     pystac.Collection
     """
     import pystac
-    from pystac.extensions.datacube import DatacubeExtension
+    from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
 
     attrs = ds.attrs
     lat_b, lon_b = ds["lat_bnds"].values, ds["lon_bnds"].values
@@ -182,8 +182,7 @@ def stac_collection(
         ],
     }
     tb = ds["time_bnds"].values
-    start, end = pd.Timestamp(tb.min()).to_pydatetime(), pd.Timestamp(tb.max()).to_pydatetime()
-    start, end = (t.replace(tzinfo=pd.Timestamp(0, tz="UTC").tzinfo) for t in (start, end))
+    start, end = (pd.Timestamp(t, tz="UTC").to_pydatetime() for t in (tb.min(), tb.max()))
     ident = str(attrs.get("id", "oceanfields-fields"))
     keywords = [k.strip() for k in str(attrs.get("keywords", "")).split(",") if k.strip()]
     collection = pystac.Collection(
@@ -219,8 +218,6 @@ def stac_collection(
     )
     dims, variables = _cube(ds)
     cube = DatacubeExtension.ext(item, add_if_missing=True)
-    from pystac.extensions.datacube import Dimension, Variable
-
     cube.apply(
         dimensions={k: Dimension.from_dict(v) for k, v in dims.items()},
         variables={k: Variable.from_dict(v) for k, v in variables.items()},
