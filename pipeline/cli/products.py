@@ -27,7 +27,7 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
 
 @click.group()
 def export() -> None:
-    """Export a run's products in community formats (NetCDF, Darwin Core Archive)."""
+    """Export a run's products: CF NetCDF, rechunked zarr, Darwin Core Archive."""
 
 
 @export.command("netcdf")
