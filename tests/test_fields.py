@@ -20,6 +20,7 @@ from pipeline.fields import WriteReport
 from pipeline.fields import predict as fields_module
 from pipeline.fields.predict import DIMS, FieldsConfig, envelope_of, predict_fields
 from pipeline.fields.write import write_fields
+from pipeline.products.cf import cf_fields
 
 NAMES = ["temp_c", "chl_log", "depth_mid_m", "coslat"]
 TARGETS = ["conc_102_203um_per_l", "flux_mgc_m2_d"]
@@ -387,7 +388,7 @@ def test_fields_compute_on_a_process_cluster_deserialising_the_model_once_per_wo
     )
     assert report.regions_written == 3
     back = xr.open_zarr(tmp_path / "f.zarr", consolidated=False)
-    xr.testing.assert_equal(back[TARGETS].compute(), fields[TARGETS])
+    xr.testing.assert_equal(back[TARGETS].compute(), cf_fields(fields)[TARGETS])
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -409,16 +410,16 @@ def test_write_fields_writes_non_numeric_variables_along_time_through_xarray(fie
     assert write_fields(flagged, url).regions_written == 3
     back = xr.open_zarr(url, consolidated=False).compute()
     assert back["extrapolated"].dtype == bool
-    xr.testing.assert_equal(back, flagged.compute())
+    xr.testing.assert_equal(back, cf_fields(flagged.compute()))
 
 
 def test_write_fields_round_trips_through_zarr_v3(written, fields):
     url, report = written
     assert report == WriteReport(url, 3, 3, 0)
     back = xr.open_zarr(url, consolidated=False)
-    xr.testing.assert_equal(back.compute(), fields)
+    xr.testing.assert_equal(back.compute(), cf_fields(fields))
     assert back["extrapolation"].dtype == np.int8
-    assert back.attrs["Conventions"] == "CF-1.10"
+    assert back.attrs["Conventions"] == "CF-1.12, ACDD-1.3"
     assert "oceanfields write_fields" in back.attrs["history"]
     assert {k: back.attrs[k] for k in PROVENANCE} == PROVENANCE
     assert back[TARGETS[0]].attrs["units"] == "L-1"
@@ -465,7 +466,7 @@ def test_interrupted_write_resumes_only_the_missing_regions_and_equals_a_clean_r
     report = write_fields(fields_lazy, url, attrs=PROVENANCE, progress=lambda *a: calls.append(a))
     assert (report.regions_written, report.regions_skipped) == (2, 1)
     assert calls == [(1, 3), (2, 3), (3, 3)]
-    xr.testing.assert_equal(xr.open_zarr(url, consolidated=False).compute(), fields)
+    xr.testing.assert_equal(xr.open_zarr(url, consolidated=False).compute(), cf_fields(fields))
 
 
 def test_region_written_but_not_marked_is_rewritten_alone(written, fields_lazy, fields):
@@ -478,7 +479,7 @@ def test_region_written_but_not_marked_is_rewritten_alone(written, fields_lazy, 
     marker.rmdir()  # ... and before its marker
     report = write_fields(fields_lazy, url, attrs=PROVENANCE)
     assert (report.regions_written, report.regions_skipped) == (1, 2)
-    xr.testing.assert_equal(xr.open_zarr(url, consolidated=False).compute(), fields)
+    xr.testing.assert_equal(xr.open_zarr(url, consolidated=False).compute(), cf_fields(fields))
 
 
 @pytest.mark.parametrize(
@@ -537,3 +538,67 @@ def test_given_history_is_kept_and_the_write_appended(fields_lazy, tmp_path):
     lines = xr.open_zarr(url, consolidated=False).attrs["history"].splitlines()
     assert lines[0] == "2026-01-02 trained m-1"
     assert lines[1].endswith("oceanfields write_fields: predicted fields")
+
+
+def test_written_store_opens_with_open_zarr_defaults_without_any_warning(written):
+    url, _ = written
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = xr.open_zarr(url)  # consolidated=None: reads the consolidated metadata
+        assert back[TARGETS[0]].shape == (3, 3, 18, 36)
+    assert zarr.open_group(url, mode="r").metadata.consolidated_metadata is not None
+
+
+def test_store_carries_cf_bounds_cell_methods_and_acdd_coverage(written):
+    url, _ = written
+    back = xr.open_zarr(url)
+    assert back["time"].attrs["bounds"] == "time_bnds"
+    tb = back["time_bnds"].values
+    assert (tb[:, 0] == back["time"].values).all()  # stamped at the interval start
+    assert str(tb[-1, 1])[:10] == "2020-04-01"
+    assert back["depth_bnds"].values.tolist() == [[0, 100], [100, 500], [500, 1000]]
+    assert back["depth"].attrs["positive"] == "down"
+    assert back["lat_bnds"].values[0].tolist() == [-90.0, -80.0]
+    assert back["lon_bnds"].values[-1].tolist() == [170.0, 180.0]
+    flux = back["flux_mgc_m2_d"].attrs
+    assert flux["standard_name"] == "sinking_mass_flux_of_particulate_carbon_in_sea_water"
+    assert flux["cell_methods"] == "time: mean depth: mean"
+    assert back[TARGETS[0]].attrs["grid_mapping"] == "crs"
+    a = back.attrs
+    assert (a["time_coverage_start"], a["time_coverage_end"]) == (
+        "2020-01-01T00:00:00Z",
+        "2020-03-01T00:00:00Z",
+    )
+    assert a["time_coverage_duration"] == "P3M"
+    assert (a["geospatial_vertical_min"], a["geospatial_vertical_max"]) == (50.0, 750.0)
+    assert (a["geospatial_lat_min"], a["geospatial_lat_max"]) == (-85.0, 85.0)
+    for key in (
+        "title",
+        "summary",
+        "keywords",
+        "id",
+        "naming_authority",
+        "license",
+        "creator_name",
+        "publisher_name",
+        "product_version",
+        "references",
+    ):
+        assert a[key], key
+
+
+def test_no_attribute_of_the_store_names_a_local_path(fields_lazy, tmp_path):
+    url = str(tmp_path / "fields.zarr")
+    local = str(tmp_path / "world" / "environment.zarr")
+    write_fields(fields_lazy, url, attrs={**PROVENANCE, "environment": local})
+    back = xr.open_zarr(url)
+    texts = [json.dumps(back.attrs)] + [json.dumps(back[v].attrs) for v in back.variables]
+    assert back.attrs["environment"] == "environment.zarr"
+    assert not [t for t in texts if str(tmp_path) in t or "/tmp/" in t]
+    # a re-run with the same (local) provenance resumes: the cleaned value is compared
+    assert (
+        write_fields(fields_lazy, url, attrs={**PROVENANCE, "environment": local}).regions_skipped
+        == 3
+    )

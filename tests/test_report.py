@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import html
+import re
 from io import BytesIO
 
 import fsspec
@@ -15,6 +17,7 @@ from PIL import Image
 
 from pipeline.report import LAND_GREY, format_number, write_report
 from pipeline.report.figures import _test_rows
+from tests.browser import chromium, page_problems, serve_folder
 
 TARGETS = ["conc_102_203um_per_l", "conc<1um_per_l"]
 LAYERS = ["0-100m", "100-500m"]
@@ -135,6 +138,8 @@ def _grey_pixels(data: bytes) -> int:
 def test_report_returns_every_file_it_wrote_with_maps_per_target_and_one_interval(report):
     out, written, _ = report
     assert written == {
+        "months_conc_102_203um_per_l": "months_conc_102_203um_per_l.html",
+        "months_conc<1um_per_l": "months_conc_1um_per_l.html",
         "maps_conc_102_203um_per_l": "maps_conc_102_203um_per_l.png",
         "interval_conc_102_203um_per_l": "interval_conc_102_203um_per_l.png",
         "maps_conc<1um_per_l": "maps_conc_1um_per_l.png",
@@ -378,3 +383,88 @@ def test_lazy_fields_without_a_layer_dimension_map_in_one_panel(tmp_path):
     image = _png((tmp_path / written[f"maps_{TARGETS[0]}"]).read_bytes())
     assert image.width < 1.6 * image.height  # one panel, not two side by side
     assert "predicted field, 2021-02" in (tmp_path / "index.html").read_text()
+
+
+def test_every_month_of_every_layer_is_one_click_from_the_index(report):
+    out, written, page = report
+    for target in TARGETS:
+        name = written[f"months_{target}"]
+        assert f'href="{name}"' in page
+        months = (out / name).read_text(encoding="utf-8")
+        tiles = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="([^"]+)"', months)
+        alts = [html.unescape(alt) for _, alt in tiles]
+        expected = [
+            f"{target}, {layer}, {m}" for m in ("2021-01", "2021-02", "2021-03") for layer in LAYERS
+        ]
+        assert alts[0] == f"colour scale of {target}"
+        assert alts[1:] == expected
+        assert 'href="index.html"' in months
+
+
+def test_month_tiles_paint_land_grey_north_up_and_follow_the_values(report):
+    out, written, _ = report
+    months = (out / written[f"months_{TARGETS[0]}"]).read_text(encoding="utf-8")
+    alt = html.escape(f"{TARGETS[0]}, {LAYERS[0]}, 2021-01")
+    first = re.search(rf'<img src="data:image/png;base64,([^"]+)" alt="{alt}"', months).group(1)
+    rgb = np.asarray(_png(base64.b64decode(first)).convert("RGB"))
+    fields = _fields()
+    land = np.isnan(fields[TARGETS[0]].isel(time=0, layer=0).values)[::-1]  # north up
+    scale = rgb.shape[1] // land.shape[1]
+    cells = rgb[::scale, ::scale][: land.shape[0], : land.shape[1]]
+    grey = (cells == np.array(GREY)).all(axis=-1)
+    np.testing.assert_array_equal(grey, land)
+
+
+def test_index_has_the_test_skill_of_each_target_in_each_layer(report):
+    _, _, page = report
+    test = _test_rows(_predictions())
+    for target in TARGETS:
+        for layer in LAYERS:
+            part = test[test["layer"] == layer]
+            obs, pred = part[f"{target}_obs"], part[f"{target}_pred"]
+            r2 = 1 - ((obs - pred) ** 2).sum() / ((obs - obs.mean()) ** 2).sum()
+            row = (
+                f"<td>{html.escape(target)}</td><td>{layer}</td><td>{len(part)}</td>"
+                f"<td>{format_number(r2)}</td><td>{format_number((pred - obs).mean())}</td>"
+            )
+            assert row in page
+
+
+def test_provenance_names_no_local_path_and_the_page_asks_for_no_favicon(tmp_path):
+    fields = _fields().assign_attrs(environment=str(tmp_path / "world" / "environment.zarr"))
+    write_report(
+        str(tmp_path / "r"),
+        metrics=METRICS,
+        predictions=_predictions(),
+        fields=fields,
+        targets=TARGETS,
+    )
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert str(tmp_path) not in page
+    assert "<td>environment.zarr</td>" in page
+    assert '<link rel="icon" href="data:,">' in page
+
+
+@pytest.mark.skipif(chromium() is None, reason="no Chromium (.ci/run installs it)")
+def test_report_loads_in_headless_chromium_without_console_error_or_broken_image(report):
+    out, written, _ = report
+    pages = ["index.html", written[f"months_{TARGETS[0]}"]]
+    with serve_folder(out) as url:
+        problems = page_problems([f"{url}/{p}" for p in pages])
+    assert {k: v for k, v in problems.items() if not k.endswith("#images")} == {
+        f"{url}/{p}": [] for p in pages
+    }
+    assert int(problems[f"{url}/index.html#images"][0]) == 5  # every figure of the index
+    assert int(problems[f"{url}/{pages[1]}#images"][0]) == 1 + 3 * len(LAYERS)
+
+
+@pytest.mark.skipif(chromium() is None, reason="no Chromium (.ci/run installs it)")
+def test_the_browser_check_catches_a_broken_image_and_a_console_error(tmp_path):
+    (tmp_path / "bad.html").write_text(
+        '<html><head><link rel="icon" href="data:,"></head><body><img src="gone.png">'
+        '<script>console.error("boom")</script></body></html>'
+    )
+    with serve_folder(tmp_path) as url:
+        problems = page_problems([f"{url}/bad.html"])[f"{url}/bad.html"]
+    assert "broken image: gone.png" in problems
+    assert "console: boom" in problems

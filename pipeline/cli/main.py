@@ -20,6 +20,8 @@ from pipeline.cli.demo import demo as demo_command
 from pipeline.cli.demo import demo_data as demo_data_command
 from pipeline.cli.images import images as images_group
 from pipeline.cli.output import CLUSTER_HELP, echo_skill, echo_summary, run_with, write_read_result
+from pipeline.cli.products import export as export_group
+from pipeline.cli.products import serve as serve_command
 from pipeline.errors import OceanfieldsError
 
 __all__ = ["main"]
@@ -261,3 +263,5 @@ main.add_command(demo_data_command)
 main.add_command(images_group)
 main.add_command(cluster_group)
 main.add_command(bench_command)
+main.add_command(export_group)
+main.add_command(serve_command)

@@ -38,6 +38,8 @@ import xarray as xr
 
 from pipeline.errors import StoreMismatchError
 from pipeline.io import OutputStore
+from pipeline.products.cf import CONVENTIONS, VOLATILE, cf_fields, product_attributes
+from pipeline.products.chunking import consolidate_metadata
 
 __all__ = ["WriteReport", "write_fields"]
 
@@ -169,7 +171,7 @@ def _differences(
                 f"variable {name!s}: store {existing[name].dtype}, fields {ds[name].dtype}"
             )
     for key, value in attrs.items():
-        if key in ("history", "Conventions"):
+        if key in VOLATILE:
             continue
         stored = existing.attrs.get(key)
         if _plain(stored) != _plain(value):
@@ -211,11 +213,17 @@ def write_fields(
     storage_options: Mapping[str, Any] | None = None,
     attrs: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    area_mean: bool = False,
 ) -> WriteReport:
     """Write fields to a zarr v3 store, one time step at a time, resumably.
 
     The store is created from a template (metadata and coordinates) when absent; when
-    present it must hold the same variables, coordinates, shapes and provenance. Each
+    present it must hold the same variables, coordinates, shapes and provenance. The
+    fields get CF-1.12 coordinates, bounds and cell methods and ACDD-1.3 global
+    attributes (:func:`pipeline.products.cf.cf_fields`,
+    :func:`~pipeline.products.cf.product_attributes`; no local path in any attribute),
+    and the store's metadata is consolidated after the template and after the last
+    region, so ``xarray.open_zarr(url)`` opens it without a warning. Each
     region (one time step, all layers, lat and lon) is computed and written, *then*
     marked done; regions already marked are skipped, so re-running a finished write
     writes nothing, and re-running an interrupted one writes only what is missing.
@@ -235,6 +243,8 @@ def write_fields(
     progress : callable, optional
         Called as ``progress(regions_done, regions_total)`` at the start and after each
         region (for a progress bar).
+    area_mean : bool
+        The fields are means over each grid cell (``cell_methods`` says ``area: mean``).
 
     Returns
     -------
@@ -264,7 +274,8 @@ def write_fields(
     >>> write_fields(f.chunk(time=1), url).regions_written
     0
     """
-    attrs = dict(attrs or {})
+    ds = cf_fields(ds, area_mean=area_mean)
+    attrs = product_attributes(ds, {**ds.attrs, **dict(attrs or {})})
     ds = _prepare(ds)
     fs, root = _store_paths(url, storage_options)
     markers = OutputStore(url, storage_options=storage_options)  # zarr writes the arrays
@@ -281,7 +292,7 @@ def write_fields(
                 f"{url}: exists but cannot be opened as a zarr store ({err}). "
                 "Write to a new --out, or delete it to start over."
             ) from err
-        diffs = _differences(url, existing, ds, {**ds.attrs, **attrs})
+        diffs = _differences(url, existing, ds, attrs)
         if diffs and template_done:
             raise StoreMismatchError(
                 f"{url}: the existing store differs from the fields to write: "
@@ -302,13 +313,12 @@ def write_fields(
     if not (has_store and template_done):
         template = ds.copy()
         template.attrs = {
-            **ds.attrs,
             **attrs,
-            "Conventions": "CF-1.10",
+            "Conventions": CONVENTIONS,
             "history": "\n".join(
                 h
                 for h in (
-                    str(attrs.get("history", ds.attrs.get("history", ""))),
+                    str(attrs.get("history", "")),
                     f"{_dt.datetime.now(_dt.UTC):%Y-%m-%dT%H:%M:%SZ} "
                     "oceanfields write_fields: predicted fields",
                 )
@@ -318,6 +328,7 @@ def write_fields(
         template.to_zarr(url, mode="w", compute=False, zarr_format=3, **kw)
         _put_group(markers, f"{_MARKERS}/regions/zarr.json")
         _put_group(markers, f"{_MARKERS}/zarr.json", {"regions_total": total})
+        consolidate_metadata(url, storage_options)
         logger.info("%s: template written (%d regions of one time step)", url, total)
 
     done = _done_regions(fs, root)
@@ -354,4 +365,6 @@ def write_fields(
         )
         if progress is not None:
             progress(count, total)
+    if todo:
+        consolidate_metadata(url, storage_options)
     return WriteReport(url, total, len(todo), skipped)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.collections import QuadMesh
 
-__all__ = ["LAND_GREY", "interval_png", "map_png", "scatter_png", "skill_png"]
+__all__ = ["LAND_GREY", "colour_scale", "interval_png", "map_png", "scatter_png", "skill_png"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,33 @@ def _hatch_extrapolation(ax: Axes, step: xr.Dataset, layer_index: int) -> bool:
     return True
 
 
+def colour_scale(values: np.ndarray) -> tuple[Any, Normalize, str]:
+    """Colour map, norm and scale name (``"log"`` or ``"linear"``) of a field's values.
+
+    Non-negative values with some positive ones (concentrations, fluxes) get a log
+    scale over the positive range, zeros the lowest colour; others a linear scale. NaN
+    (land) is :data:`LAND_GREY`.
+
+    Examples
+    --------
+    >>> _, norm, scale = colour_scale(np.array([0.0, 0.1, 10.0, np.nan]))
+    >>> scale, norm.vmin, norm.vmax
+    ('log', 0.1, 10.0)
+    >>> colour_scale(np.array([-1.0, 1.0]))[2]
+    'linear'
+    """
+    finite = np.asarray(values, dtype="float64").ravel()
+    finite = finite[np.isfinite(finite)]
+    positive = finite[finite > 0]
+    cmap = colormaps["viridis"].with_extremes(bad=LAND_GREY)
+    if finite.size and positive.size and (finite >= 0).all():
+        vmin, vmax = float(positive.min()), float(positive.max())
+        norm: Normalize = LogNorm(vmin=vmin, vmax=vmax if vmax > vmin else vmin * 10)
+        return cmap.with_extremes(under=cmap(0.0)), norm, "log"  # zeros: lowest colour
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return cmap, Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1), "linear"
+
+
 def map_png(step: xr.Dataset, target: str, when: str) -> bytes:
     """Draw one target's field for one time step, one panel per layer.
 
@@ -132,20 +159,9 @@ def map_png(step: xr.Dataset, target: str, when: str) -> bytes:
         PNG; land grey (:data:`LAND_GREY`), extrapolated cells hatched.
     """
     panels = _panels(step, target)
-    finite = np.concatenate([np.ravel(p.values) for _, p in panels]).astype("float64")
-    finite = finite[np.isfinite(finite)]
-    positive = finite[finite > 0]
-    cmap = colormaps["viridis"].with_extremes(bad=LAND_GREY)
-    vmin = math.nan
-    if finite.size and positive.size and (finite >= 0).all():
-        vmin, vmax = float(positive.min()), float(positive.max())
-        norm: Normalize = LogNorm(vmin=vmin, vmax=vmax if vmax > vmin else vmin * 10)
-        cmap = cmap.with_extremes(under=cmap(0.0))  # zeros: the lowest colour, not land
-        scale = "log"
-    else:
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        norm = Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1)
-        scale = "linear"
+    values = np.concatenate([np.ravel(p.values) for _, p in panels])
+    cmap, norm, scale = colour_scale(values)
+    vmin = norm.vmin if scale == "log" else math.nan
     logger.info("report: %s map on a %s colour scale", target, scale)
     attrs = step[target].attrs
     fig, axes = _grid_figure(len(panels))

@@ -21,7 +21,9 @@ import xarray as xr
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["escape", "figure_png", "format_number", "html_table", "index_html"]
+from pipeline.products.cf import public_attributes
+
+__all__ = ["escape", "figure_png", "format_number", "html_table", "index_html", "page_head"]
 
 _DPI = 100
 
@@ -66,7 +68,26 @@ _CSS = (
     "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
     "th:first-child,td:first-child{text-align:left}th{background:#f0f0f0}"
     "figure{margin:1em 0}img{max-width:100%}.note{color:#555}"
+    "table.months img{width:22em;image-rendering:pixelated}"
 )
+
+
+def page_head(title: str) -> str:
+    """Return the start of a report page, up to ``<body>``: charset, title, style.
+
+    The page declares an empty icon, so a browser does not ask the server for
+    ``/favicon.ico`` (a 404 and a console error wherever the report is published).
+
+    Examples
+    --------
+    >>> page_head("a < b").splitlines()[4]
+    '<title>a &lt; b</title>'
+    """
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<title>{escape(title)}</title>\n<link rel="icon" href="data:,">\n'
+        f"<style>{_CSS}</style>\n</head>\n<body>\n"
+    )
 
 
 def escape(x: Any) -> str:
@@ -122,8 +143,9 @@ def index_html(
     counts: Mapping[str, Any] | None,
     skill: str,
     images: Sequence[tuple[str, str]],
+    links: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """Build a whole report page: title, provenance, counts, skill, every figure.
+    """Build a whole report page: title, provenance, counts, skill, pages, every figure.
 
     Parameters
     ----------
@@ -137,24 +159,28 @@ def index_html(
         An HTML fragment placed after the counts.
     images : sequence of (str, str)
         Relative link and caption of each figure.
+    links : sequence of (str, str)
+        Relative link and text of other pages of the report (listed under "Maps").
 
     Returns
     -------
     str
         The HTML document.
     """
-    parts = [
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
-        f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n",
-        f"<h1>{escape(title)}</h1>\n",
-    ]
+    parts = [page_head(title), f"<h1>{escape(title)}</h1>\n"]
     if fields is not None and fields.attrs:
-        rows = [[k, v] for k, v in fields.attrs.items()]
+        rows = [[k, v] for k, v in public_attributes(fields.attrs).items()]
         parts += ["<h2>Provenance</h2>\n", html_table(["attribute", "value"], rows, "provenance")]
     if counts:
         rows = [[k, format_number(v)] for k, v in _flatten(counts)]
         parts += ["<h2>Counts</h2>\n", html_table(["count", "value"], rows, "counts")]
     parts.append(skill)
+    if links:
+        parts.append("<h2>Maps of every month and layer</h2>\n<ul>\n")
+        parts += [
+            f'<li><a href="{escape(quote(rel))}">{escape(txt)}</a></li>\n' for rel, txt in links
+        ]
+        parts.append("</ul>\n")
     parts.append("<h2>Figures</h2>\n<ul>\n")
     parts += [f'<li><a href="{escape(quote(rel))}">{escape(cap)}</a></li>\n' for rel, cap in images]
     parts.append("</ul>\n")

@@ -48,6 +48,7 @@ from pipeline.report.figures import (
     scatter_png,
     skill_png,
 )
+from pipeline.report.months import layer_skill_html, months_html
 from pipeline.report.page import _MISSING, escape, format_number, html_table, index_html
 
 __all__ = ["write_report"]
@@ -157,6 +158,13 @@ def write_report(
         logger.debug("report: wrote %s (%d bytes)", rel, len(data))
 
     figures: list[tuple[str, str]] = []  # (name, caption) in page order
+    pages: list[tuple[str, str]] = []  # (name, link text) of the month pages
+    if fields is not None and "time" in fields.dims:
+        for target in targets:
+            if target in fields.data_vars:
+                html = months_html(fields, target, title=title)
+                put(f"months_{target}", f"months_{target}", ".html", html.encode("utf-8"))
+                pages.append((f"months_{target}", f"{target}: every month and layer"))
     if fields is not None:
         step, when = _select_time(fields, month)
         layer_order = _layer_order(step)
@@ -199,8 +207,9 @@ def write_report(
         title=title,
         fields=fields,
         counts=counts,
-        skill=fragment,
+        skill=fragment + layer_skill_html(predictions, targets),
         images=[(written[n], cap) for n, cap in figures],
+        links=[(written[n], text) for n, text in pages],
     )
     put("index", "index", ".html", page.encode("utf-8"))
     logger.info("report: %d file(s) written to %s", len(written), store.url)

@@ -50,6 +50,7 @@ from pipeline.model.card import load_model
 from pipeline.predictors.environment import build_features
 from pipeline.predictors.features import feature_names
 from pipeline.predictors.matchup import match_predictors
+from pipeline.products.entries import write_entries
 from pipeline.report.write import write_report
 from pipeline.run.config import RunConfig, config_hash, run_config_to_dict
 from pipeline.run.context import StepContext
@@ -419,6 +420,8 @@ def _run_fields(ctx: StepContext) -> dict:
         f"  fields: {report.regions_written} region(s) written, "
         f"{report.regions_skipped} already there, of {report.regions_total}"
     )
+    entries = write_entries(store)  # STAC + intake entries beside the store
+    say(f"  catalogue entries: {', '.join(entries.values())}")
     return {
         "counts": {"regions_written": report.regions_written, "regions_total": report.regions_total}
     }
