@@ -15,7 +15,7 @@ import pipeline
 from pipeline.catalog import CATALOG_DIR
 from tests.conftest import ROOT
 
-GROUPS = ("images", "cluster", "bench", "run", "demo")
+GROUPS = ("images", "cluster", "bench", "run", "demo", "export", "serve", "catalog")
 #: The catalogs users see in the checkout (top-level catalogs/).
 CATALOGS = sorted(p.name for p in (ROOT / "catalogs").glob("*.yaml"))
 
@@ -41,7 +41,13 @@ def test_python_m_lists_every_command_group(module, tmp_path):
 
 def test_the_shipped_catalogs_are_package_data_with_one_copy():
     assert CATALOG_DIR == Path(pipeline.__file__).parent / "catalogs"
-    assert {"demo.yaml", "ecopart.yaml", "ecotaxa.yaml", "copernicus.yaml"} <= set(CATALOGS)
+    assert {
+        "demo.yaml",
+        "ecopart.yaml",
+        "ecotaxa.yaml",
+        "copernicus.yaml",
+        "climatologies.yaml",
+    } <= set(CATALOGS)
     # The top-level catalogs/ users see is a link to the package's folder, not a copy.
     assert (ROOT / "catalogs").resolve() == (ROOT / "pipeline" / "catalogs").resolve()
 
