@@ -37,7 +37,8 @@ def _config(root, **sections):
             "catalog": "demo",
             "params": {"root": str(root)},
             "particles": "ecopart_detailed",
-            "environment": "environment",
+            # the demo's five products on their own grids, onto the physics grid
+            "environment": list(DEMO_SOURCES),
             "truth": "truth_profiles",
         },
         "split": {"block_deg": 15.0, "n_folds": 4, "seed": 0},

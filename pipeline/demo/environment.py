@@ -169,7 +169,8 @@ def grid(resolution: float) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     latitude, longitude : numpy.ndarray
-        Latitudes -80 ... 90 and longitudes -180 ... 180 - ``resolution`` (degrees).
+        Latitudes -80 ... 90 (the last step at or below 90) and longitudes -180 ...
+        180 - ``resolution`` (degrees).
 
     Examples
     --------
@@ -182,7 +183,7 @@ def grid(resolution: float) -> tuple[np.ndarray, np.ndarray]:
             f"resolution={resolution!r} deg: expected a positive step dividing 180, "
             "e.g. 0.25, 0.5, 1, 2, 4 or 5"
         )
-    n_lat = round(170.0 / resolution) + 1
+    n_lat = int(np.floor(170.0 / resolution + 1e-9)) + 1  # never beyond 90 N (3 deg: 88 N)
     n_lon = round(360.0 / resolution)
     lat = -80.0 + resolution * np.arange(n_lat)
     lon = -180.0 + resolution * np.arange(n_lon)
