@@ -42,6 +42,7 @@ def demo_run(tmp_path_factory: Any) -> Path:
         "object_targets": {"categories": ["dark_aggregate", "fiber"]},
         "split": {"block_deg": 30.0, "n_folds": 3, "seed": 0},
         "train": {"n_estimators": 20, "baselines": [], "early_stopping_rounds": 5},
+        "product": {"license": "CC-BY-4.0", "creator_name": "oceanfields test suite"},
     }
     out = base / "run"
     with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as c:

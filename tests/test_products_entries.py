@@ -33,6 +33,13 @@ def _open_item_asset(collection_url, **open_kwargs):
         return collection, item, xr.open_dataset(item.assets["fields"], **open_kwargs)
 
 
+def test_the_run_files_product_section_becomes_the_stores_acdd_attributes(run_out):
+    attrs = xr.open_zarr(run_out / "fields.zarr").attrs
+    assert attrs["license"] == "CC-BY-4.0"
+    assert attrs["creator_name"] == "oceanfields test suite"
+    assert attrs["Conventions"] == "CF-1.12, ACDD-1.3"
+
+
 def test_a_run_writes_a_stac_collection_and_item_with_relative_links(run_out):
     col = json.loads((run_out / "stac" / "collection.json").read_text())
     item = json.loads((run_out / "stac" / "fields" / "fields.json").read_text())

@@ -28,10 +28,12 @@ averages the environment over each cell).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,7 @@ __all__ = [
     "CONVENTIONS",
     "STANDARD_NAME_VOCABULARY",
     "VOLATILE",
+    "ProductConfig",
     "bounds_names",
     "cf_fields",
     "product_attributes",
@@ -49,6 +52,51 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProductConfig:
+    """Who publishes the fields and under which terms (``product:`` section of a run file).
+
+    Every attribute set here is written as the ACDD-1.3 global attribute of the same name
+    on the fields store and its exports, over the defaults of :func:`product_attributes`
+    (which already fill title, summary, coverage, provenance and the software version).
+    Contacts are never invented: a published product names its own.
+
+    Attributes
+    ----------
+    title, summary, keywords, license, institution, project, references, naming_authority,
+    creator_name, creator_email, creator_url, publisher_name, publisher_email,
+    publisher_url, acknowledgement : str, optional
+        ACDD-1.3 attributes.
+    """
+
+    title: str | None = None
+    summary: str | None = None
+    keywords: str | None = None
+    license: str | None = None
+    institution: str | None = None
+    project: str | None = None
+    references: str | None = None
+    naming_authority: str | None = None
+    creator_name: str | None = None
+    creator_email: str | None = None
+    creator_url: str | None = None
+    publisher_name: str | None = None
+    publisher_email: str | None = None
+    publisher_url: str | None = None
+    acknowledgement: str | None = None
+
+    def attributes(self) -> dict[str, str]:
+        """Return the attributes that are set.
+
+        Examples
+        --------
+        >>> ProductConfig(license="CC-BY-4.0").attributes()
+        {'license': 'CC-BY-4.0'}
+        """
+        return {k: str(v) for k, v in dataclasses.asdict(self).items() if v not in (None, "")}
+
 
 #: The ``Conventions`` attribute of every product.
 CONVENTIONS = "CF-1.12, ACDD-1.3"

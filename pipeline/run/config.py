@@ -19,6 +19,7 @@ A run file is YAML (``oceanfields run RUN.yaml``)::
     fields:     {...}               # pipeline.fields.predict.FieldsConfig
     report:     {month: 1}
     grid:       {resolution: 0.25}  # pipeline.predictors.grid.GridConfig (default: 1st source's)
+    product:    {license: CC-BY-4.0, creator_name: ...}  # ACDD attributes of the fields
     out: demo-out/run               # output URL (``--out`` wins)
 
 A run file must say what it reads: ``inputs.catalog`` is required (a file without it is
@@ -62,6 +63,7 @@ from pipeline.model.split import SplitConfig
 from pipeline.model.train import TrainConfig
 from pipeline.predictors.features import PredictorConfig
 from pipeline.predictors.grid import GridConfig
+from pipeline.products.cf import ProductConfig
 from pipeline.sources.environment import EnvironmentSource, parse_sources
 from pipeline.targets.objects import ObjectTargetConfig
 from pipeline.targets.particles import Layer, TargetConfig
@@ -78,6 +80,7 @@ __all__ = [
 _SECTIONS = (
     "inputs",
     "grid",
+    "product",
     "targets",
     "object_targets",
     "predictors",
@@ -165,6 +168,7 @@ class RunConfig:
 
     inputs: InputsConfig = field(default_factory=InputsConfig)
     grid: GridConfig = field(default_factory=GridConfig)
+    product: ProductConfig = field(default_factory=ProductConfig)
     targets: TargetConfig = field(default_factory=TargetConfig)
     object_targets: ObjectTargetConfig = field(default_factory=ObjectTargetConfig)
     predictors: PredictorConfig = field(default_factory=PredictorConfig)
@@ -296,6 +300,7 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunCo
     classes = {
         "inputs": InputsConfig,
         "grid": GridConfig,
+        "product": ProductConfig,
         "targets": TargetConfig,
         "object_targets": ObjectTargetConfig,
         "predictors": PredictorConfig,

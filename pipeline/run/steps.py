@@ -187,7 +187,7 @@ def _step_keys(config: RunConfig) -> dict[str, str]:
     keys["targets"] = config_hash(*parts)
     keys["matchup"] = config_hash(keys["targets"], config.predictors, config.grid)
     keys["train"] = config_hash(keys["matchup"], config.split, config.train)
-    keys["fields"] = config_hash(keys["train"], config.fields)
+    keys["fields"] = config_hash(keys["train"], config.fields, config.product)
     keys["report"] = config_hash(keys["fields"], config.report)
     return keys
 
@@ -408,6 +408,7 @@ def _run_fields(ctx: StepContext) -> dict:
         "model_id": card.get("model_id", ""),
         "config_hash": card.get("config_hash", ""),
         "software_version": f"oceanfields {__version__}",
+        **config.product.attributes(),
     }
     report = write_fields(
         fields,
