@@ -450,7 +450,7 @@ def test_object_targets_take_their_layers_from_the_targets_section():
         ({"split": {"blok_deg": 5}}, r"split\.blok_deg: unknown key; valid: .*block_deg"),
         ({"targets": {"layers": [[100, 100]]}}, r"targets\.layers: layer \[100, 100\] is empty"),
         ({"targets": {"layers": ["0-100m", "0-100m"]}}, r"given twice"),
-        ({"fieldz": {}}, r"fieldz: unknown section; valid: inputs, targets"),
+        ({"fieldz": {}}, r"fieldz: unknown section; valid: inputs, grid, product, targets"),
         ({"train": {"n_estimators": "many"}}, r"train\.n_estimators: 'many' is not int"),
     ],
     ids=["unknown-key", "empty-layer", "duplicate-layer", "unknown-section", "wrong-type"],
