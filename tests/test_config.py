@@ -270,6 +270,13 @@ CONFIGS = [
     ("pipeline.targets.objects", "ObjectTargetConfig", {"statuses": ()}, "object_targets.statuses"),
     ("pipeline.predictors.features", "PredictorConfig", {"derived": ("x",)}, "predictors.derived"),
     ("pipeline.fields.predict", "FieldsConfig", {"lat_chunk": 0}, "fields.lat_chunk"),
+    ("pipeline.predictors.grid", "GridConfig", {"method": "cubic"}, "grid.method"),
+    (
+        "pipeline.sources.environment",
+        "EnvironmentSource",
+        {"entry": "sst", "time": "monthly"},
+        "inputs.environment[sst].time",
+    ),
     (
         "pipeline.run.config",
         "InputsConfig",
