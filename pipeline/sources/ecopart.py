@@ -46,17 +46,16 @@ Developer note
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import dask.dataframe as dd
 
 from pipeline.errors import InputFormatError
-from pipeline.io import expand_urls
+from pipeline.sources.archive import inventory_frame, list_files
 from pipeline.sources.ecopart_export import SizeClasses, read_par_export
 from pipeline.sources.ecopart_raw import read_par_raw
-from pipeline.sources.ecopart_summary import _basename
+from pipeline.sources.ecopart_summary import PAR_EXPORT, PAR_RAW, SUMMARY, _action, _file_kind
 from pipeline.sources.table import ReadResult
 
 __all__ = [
@@ -70,27 +69,16 @@ logger = logging.getLogger(__name__)
 
 _SUPPORTED = (
     "detailed/reduced PAR exports ('*_PAR_<profile>.tsv', '*_PAR_Aggregated.tsv') and raw "
-    "PAR exports ('*_PAR_raw_*.tsv'), optionally .gz or inside a zip:// archive"
+    "PAR exports ('*_PAR_raw_*.tsv'), optionally .gz, in folders, zips or s3:// prefixes"
 )
 
-
-def _kind_of(url: str) -> str:
-    name = re.sub(r"\.(gz|bz2|xz|zst)$", "", _basename(url))
-    if "_PAR_raw_" in name and name.endswith(".tsv"):
-        return "raw"
-    if "_PAR_" in name and name.endswith(".tsv") and "_odv" not in name:
-        return "export"
-    if "_Export_metadata_summary" in name:
-        what = "a metadata summary (read beside the PAR files, or pass it as metadata_url=)"
-    elif "_ZOO_" in name:
-        what = "a ZOO (plankton) export"
-    elif "_CTD_" in name:
-        what = "a CTD export"
-    elif "_odv" in name:
-        what = "an ODV export"
-    else:
-        what = "not an EcoPart PAR export by its name"
-    raise InputFormatError(f"{url}: {what}; read_ecopart reads {_SUPPORTED}. Remove it from urls.")
+_WHAT = {
+    SUMMARY: "a metadata summary (read beside the PAR files, or pass it as metadata_url=)",
+    "ZOO export": "a ZOO (plankton) export",
+    "CTD export": "a CTD export",
+    "ODV export": "an ODV export",
+    "unknown": "not an EcoPart PAR export by its name",
+}
 
 
 def read_ecopart(
@@ -99,63 +87,91 @@ def read_ecopart(
     storage_options: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> ReadResult:
-    """Read EcoPart PAR exports of any supported kind, choosing the reader by file name.
+    """Read an EcoPart export as exported, choosing the reader of each file by its name.
 
-    ``*_PAR_raw_*.tsv`` go to :func:`read_par_raw`, other ``*_PAR_*.tsv`` (per profile
-    or aggregated, detailed or reduced) to :func:`read_par_export`; both kinds together
-    are concatenated (they give the same table). ZOO, CTD, ODV files and metadata
-    summaries are refused.
+    The inputs may be files, folders, globs, ``.zip`` archives (zips of zips) or ``s3://``
+    prefixes (:func:`pipeline.sources.archive.list_files`). ``*_PAR_raw_*.tsv`` go to
+    :func:`read_par_raw`, other ``*_PAR_*.tsv`` (per profile or aggregated, detailed or
+    reduced) to :func:`read_par_export`; both kinds together are concatenated (they give
+    the same table). Each kind takes the metadata summary found among the inputs that
+    goes with it (same folder, same export stamp). ZOO, CTD and ODV files and anything
+    unknown are not read: they are listed in ``inventory`` (``action`` "not read by this
+    reader" or "unknown: not read"), never fatal.
 
     Parameters
     ----------
     urls : str or iterable of str
-        Files, fsspec URLs or glob patterns.
+        Files, folders, fsspec URLs, glob patterns, zips or object-store prefixes.
     storage_options : mapping, optional
         Passed to fsspec.
     **kwargs
         Options of the readers (``metadata_url``, ``encoding``, ``size_classes``,
-        ``bin_m``); each reader gets those it knows. Leave ``metadata_url`` unset when
-        mixing raw and detailed files: each kind then finds its own summary.
+        ``bin_m``, ``batch_bytes``); each reader gets those it knows. Leave
+        ``metadata_url`` unset when mixing raw and detailed files: each kind then finds
+        its own summary.
 
     Returns
     -------
     ReadResult
-        As :func:`read_par_export`.
+        As :func:`read_par_export`, with ``inventory`` listing every file found.
 
     Raises
     ------
     InputFormatError
-        When a file is of another kind (naming the file and the supported kinds), no
-        file is given, or an option is unknown.
+        When no PAR file is among the inputs (naming the files found, their kinds and the
+        supported kinds), no file is given, or an option is unknown.
     """
-    urls = expand_urls(urls, storage_options=storage_options)
-    if not urls:
-        raise InputFormatError("read_ecopart: no input file given (the URL list is empty).")
-    known = {"metadata_url", "encoding", "size_classes", "bin_m"}
+    known = {"metadata_url", "encoding", "size_classes", "bin_m", "batch_bytes"}
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise InputFormatError(
             f"read_ecopart: unknown option(s) {unknown}; valid: {sorted(known)}."
         )
-    kinds = {url: _kind_of(url) for url in urls}
-    raw_urls = [u for u in urls if kinds[u] == "raw"]
-    export_urls = [u for u in urls if kinds[u] == "export"]
+    if isinstance(urls, str):
+        urls = [urls]
+    files = list_files(list(urls), storage_options=storage_options)
+    if not files:
+        raise InputFormatError("read_ecopart: no input file given (the URL list is empty).")
+    kinds = [_file_kind(f.url) for f in files]
+    raw_files = [f for f, k in zip(files, kinds, strict=True) if k == PAR_RAW]
+    export_files = [f for f, k in zip(files, kinds, strict=True) if k == PAR_EXPORT]
+    summaries = [f for f, k in zip(files, kinds, strict=True) if k == SUMMARY]
+    if not raw_files and not export_files:
+        shown = "; ".join(
+            f"{f.url}: {_WHAT.get(k, k)}" for f, k in list(zip(files, kinds, strict=True))[:5]
+        )
+        more = f" (and {len(files) - 5} more)" if len(files) > 5 else ""
+        raise InputFormatError(
+            f"read_ecopart: no PAR file among the {len(files)} file(s) found: {shown}{more}; "
+            f"read_ecopart reads {_SUPPORTED}."
+        )
     logger.info(
-        "read_ecopart: %d detailed/reduced and %d raw PAR file(s)", len(export_urls), len(raw_urls)
+        "read_ecopart: %d detailed/reduced and %d raw PAR file(s); %d other file(s) not read",
+        len(export_files),
+        len(raw_files),
+        len(files) - len(export_files) - len(raw_files) - len(summaries),
     )
     results = []
-    if export_urls:
-        opts = {
-            k: v for k, v in kwargs.items() if k in {"metadata_url", "encoding", "size_classes"}
-        }
-        results.append(read_par_export(export_urls, storage_options=storage_options, **opts))
-    if raw_urls:
-        opts = dict(kwargs)
-        if export_urls and opts.get("size_classes") is None:
+    options = {k: v for k, v in kwargs.items() if v is not None}
+    if export_files:
+        opts = {k: v for k, v in options.items() if k != "bin_m"}
+        results.append(
+            read_par_export(export_files + summaries, storage_options=storage_options, **opts)
+        )
+    if raw_files:
+        opts = dict(options)
+        if export_files and opts.get("size_classes") is None:
             opts["size_classes"] = _meta_kind(results[0].accepted)
-        opts = {k: v for k, v in opts.items() if v is not None}
-        results.append(read_par_raw(raw_urls, storage_options=storage_options, **opts))
+        results.append(read_par_raw(raw_files + summaries, storage_options=storage_options, **opts))
+    inventory = inventory_frame(
+        (f, k, _action(k) if k not in (PAR_RAW, PAR_EXPORT) else "read")
+        for f, k in zip(files, kinds, strict=True)
+    )
+    for r in results:
+        used = r.inventory.loc[r.inventory["action"] == "metadata summary: used", "file"]
+        inventory.loc[inventory["file"].isin(used), "action"] = "metadata summary: used"
     if len(results) == 1:
+        results[0].inventory = inventory
         return results[0]
     if list(results[0].accepted.columns) != list(results[1].accepted.columns):
         raise InputFormatError(
@@ -166,6 +182,11 @@ def read_ecopart(
         accepted=dd.concat([r.accepted for r in results]),
         quarantine=dd.concat([r.quarantine for r in results]),
         stats=dd.concat([r.stats for r in results]),
+        inventory=inventory,
+        parts=[p for r in results for p in r.parts or []],
+        part_names=[
+            f"{tag}-{n}" for tag, r in zip("er", results, strict=True) for n in r.part_names or []
+        ],
     )
 
 

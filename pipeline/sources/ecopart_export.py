@@ -22,12 +22,16 @@ import pandas as pd
 
 from pipeline import sizeclasses
 from pipeline.errors import InputFormatError
-from pipeline.io import expand_urls, read_bytes
+from pipeline.io import read_bytes
+from pipeline.sources.archive import ArchiveFile
 from pipeline.sources.ecopart_summary import (
+    PAR_EXPORT,
     _flag_values,
     _load_summary,
+    _mark_used,
     _missing_profile_reason,
     _show_columns,
+    _sort_files,
 )
 from pipeline.sources.table import (
     FileResult,
@@ -97,12 +101,13 @@ def _count_columns(size_classes: SizeClasses) -> list[str]:
 
 
 def read_par_export(
-    urls: str | Sequence[str],
+    urls: str | Sequence[str] | Sequence[ArchiveFile],
     *,
     metadata_url: str | None = None,
     size_classes: SizeClasses | None = None,
     storage_options: Mapping[str, Any] | None = None,
     encoding: str | None = None,
+    batch_bytes: int | None = None,
 ) -> ReadResult:
     """Read EcoPart detailed or reduced PAR exports into the particles table, lazily.
 
@@ -114,10 +119,14 @@ def read_par_export(
     Parameters
     ----------
     urls : str or sequence of str
-        Files, fsspec URLs or glob patterns (one dask task per file).
+        Files, folders, glob patterns, ``.zip`` archives (zips of zips) or ``s3://``
+        prefixes (:func:`pipeline.sources.archive.list_files`): files found in folders,
+        globs and archives are read when their name is a PAR export's, the others listed
+        in ``inventory``; files named as they are are always read. Batched by
+        :func:`~pipeline.sources.table.read_many`.
     metadata_url : str, optional
-        The export's ``*_Export_metadata_summary.tsv``; by default the one in the folder
-        of the first file (same export time stamp preferred).
+        The export's ``*_Export_metadata_summary.tsv``; by default the one found among the
+        inputs or in the folder of the first file (same export time stamp preferred).
     size_classes : {"detailed", "reduced"}, optional
         Class set of the output; by default detected from the first file's header (45
         classes: detailed, 15: reduced). A file of the other set is quarantined whole.
@@ -126,6 +135,10 @@ def read_par_export(
     encoding : str, optional
         ``None`` (default) detects UTF-8 or latin-1 per file; an explicit encoding is
         strict (undecodable lines are quarantined).
+    batch_bytes : int, optional
+        Input bytes per task, at most (default
+        :data:`~pipeline.sources.table.BATCH_BYTES`); see
+        :func:`~pipeline.sources.table.plan_batches`.
 
     Returns
     -------
@@ -147,11 +160,15 @@ def read_par_export(
     read_par_raw : the same table from raw exports.
     read_ecopart : dispatch by file name.
     """
-    urls = expand_urls(urls, storage_options=storage_options)
-    if not urls:
-        raise InputFormatError("read_par_export: no input file given (the URL list is empty).")
+    files, found, inventory = _sort_files(urls, storage_options, (PAR_EXPORT,))
+    if not files:
+        raise InputFormatError(
+            "read_par_export: no PAR export file among the inputs "
+            f"({len(inventory)} file(s) found: {_kinds(inventory)})."
+        )
+    urls = [f.url for f in files]
     summary_url, summary, bad = _load_summary(
-        urls, metadata_url, storage_options, encoding, "detailed/reduced"
+        urls, metadata_url, storage_options, encoding, "detailed/reduced", found
     )
     if size_classes is None:
         size_classes = _sniff_size_classes(urls, storage_options=storage_options)
@@ -168,7 +185,14 @@ def read_par_export(
         storage_options=dict(storage_options) if storage_options else None,
         encoding=encoding,
     )
-    return read_many(urls, parse, particles_meta(size_classes))
+    result = read_many(files, parse, particles_meta(size_classes), batch_bytes=batch_bytes)
+    result.inventory = _mark_used(inventory, summary_url)
+    return result
+
+
+def _kinds(inventory: pd.DataFrame) -> str:
+    counts = inventory["kind"].value_counts()
+    return ", ".join(f"{n} {k}" for k, n in counts.items()) or "none"
 
 
 def _class_set(header: Sequence[str]) -> tuple[SizeClasses | None, dict[str, int]]:

@@ -94,8 +94,9 @@ import numpy as np
 import pandas as pd
 from fsspec.core import url_to_fs
 
-from pipeline.errors import ConfigError
-from pipeline.io import expand_urls, join_under, parent_url, read_bytes
+from pipeline.errors import ConfigError, InputFormatError
+from pipeline.io import join_under, parent_url, read_bytes
+from pipeline.sources.archive import ArchiveFile, inventory_frame, list_files
 from pipeline.sources.ecotaxa_columns import (
     _coordinate,
     _feature_name,
@@ -268,6 +269,7 @@ def read_ecotaxa(
     encoding: str | None = None,
     check_images: bool = True,
     features: Sequence[str] | None = None,
+    batch_bytes: int | None = None,
 ) -> ReadResult:
     """Read EcoTaxa TSVs (imports or exports) into the canonical objects table, lazily.
 
@@ -276,7 +278,9 @@ def read_ecotaxa(
     urls : str or iterable of str
         TSV files: paths, fsspec URLs, glob patterns, ``file.tsv.gz``, or a member of an
         archive (``zip://ecotaxa_x.tsv::s3://b/x.zip``; nested zips chain:
-        ``zip://ecotaxa_x.tsv::zip://inner.zip::/data/outer.zip``).
+        ``zip://ecotaxa_x.tsv::zip://inner.zip::/data/outer.zip``); or folders, ``.zip``
+        exports and ``s3://`` prefixes as exported, where the ``*.tsv`` (``.tsv.gz``) are
+        read, the images counted and anything else listed in ``inventory`` as not read.
     storage_options : mapping, optional
         Passed to fsspec (endpoint, anonymous access); never logged.
     encoding : {None, 'utf-8', 'latin-1'} or str, optional
@@ -289,6 +293,10 @@ def read_ecotaxa(
         Morphological feature columns, named as in the TSV with or without ``object_``
         (``perim.`` and ``perim`` alike); default :data:`DEFAULT_FEATURES`. Missing ones
         are NaN.
+    batch_bytes : int, optional
+        Input bytes per task, at most (default
+        :data:`~pipeline.sources.table.BATCH_BYTES`); see
+        :func:`~pipeline.sources.table.plan_batches`.
 
     Returns
     -------
@@ -336,7 +344,12 @@ def read_ecotaxa(
                 f"read_ecotaxa: encoding {encoding!r} is unknown; use None (automatic), "
                 "'utf-8' or 'latin-1'."
             ) from err
-    files = expand_urls(urls, storage_options=storage_options)
+    files, inventory = _sort_files(urls, storage_options)
+    if not files:
+        raise InputFormatError(
+            f"read_ecotaxa: no TSV file among the {len(inventory)} file(s) found "
+            f"({', '.join(inventory['file'].head(5))}); EcoTaxa exports are '*.tsv' files."
+        )
     logger.info(
         "read_ecotaxa: %d file(s), %d feature column(s), check_images=%s",
         len(files),
@@ -350,7 +363,31 @@ def read_ecotaxa(
         check_images=check_images,
         features=names,
     )
-    return read_many(files, parse, objects_meta(names))
+    result = read_many(files, parse, objects_meta(names), batch_bytes=batch_bytes)
+    result.inventory = inventory
+    return result
+
+
+_TABLE_SUFFIXES = (".tsv", ".tsv.gz", ".tsv.bz2", ".tsv.xz", ".tsv.zst", ".txt")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def _sort_files(
+    urls: str | Iterable[str], storage_options: Mapping[str, Any] | None
+) -> tuple[list[ArchiveFile], pd.DataFrame]:
+    """Files to read (named ones, and the TSVs found) and the inventory of all found."""
+    found = list_files(urls, storage_options=storage_options)
+    read, rows = [], []
+    for f in found:
+        name = f.name.lower()
+        if not f.expanded or name.endswith(_TABLE_SUFFIXES):
+            read.append(f)
+            rows.append((f, "EcoTaxa TSV", "read"))
+        elif name.endswith(_IMAGE_SUFFIXES):
+            rows.append((f, "image", "not read (images are read by the image commands)"))
+        else:
+            rows.append((f, "unknown", "unknown: not read"))
+    return read, inventory_frame(rows)
 
 
 def _check_features(features: Sequence[str] | None) -> tuple[str, ...]:

@@ -13,9 +13,11 @@ Every tabular reader (EcoPart, EcoTaxa) follows the same three steps per file:
    :class:`FileResult` whose counts reconcile: ``rows_read == rows_accepted +
    rows_quarantined``.
 
-:func:`read_many` maps a per-file parser over many URLs lazily (one dask task per
-batch of :data:`FILES_PER_TASK` files, so the graph grows with batches, not files or
-rows) into a :class:`ReadResult`. A file
+:func:`read_many` maps a per-file parser over many URLs lazily into a
+:class:`ReadResult`: :func:`plan_batches` cuts the files into batches of about
+:data:`BATCH_BYTES` of input (at least :data:`FILES_PER_TASK` files each while the bytes
+allow), and one dask task parses a batch, so the graph grows with bytes, not with files
+or rows. A file
 that cannot be read at all (missing, truncated archive, empty) becomes one
 quarantine row with ``line = 0``; it never stops the other files.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +37,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputFormatError
+from pipeline.sources.archive import ArchiveFile
 
 __all__ = [
+    "BATCH_BYTES",
     "FILES_PER_TASK",
+    "MIN_BATCHES",
     "MISSING_SENTINELS",
     "QUARANTINE_META",
     "STATS_META",
@@ -46,6 +52,7 @@ __all__ = [
     "RowChecker",
     "conform",
     "file_failure",
+    "plan_batches",
     "read_many",
     "to_float",
     "tokenize",
@@ -53,8 +60,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Files parsed by one task of :func:`read_many` (one partition of the tables it returns).
+#: Fewest files parsed by one task of :func:`read_many` (while the bytes allow).
 FILES_PER_TASK = 50
+
+#: Input bytes read by one task of :func:`read_many`, at most (about): 128 MiB.
+BATCH_BYTES = 128 * 2**20
+
+#: Tasks :func:`read_many` makes, at most, from inputs smaller than :data:`BATCH_BYTES`
+#: (so a few thousand small files still keep the workers of a cluster busy).
+MIN_BATCHES = 32
 
 #: Numeric "missing" codes seen in EcoTaxa/EcoPart exports (PSSdb standardizer NA_value).
 MISSING_SENTINELS: tuple[str, ...] = ("999999", "99999", "9999", "99999999999")
@@ -162,11 +176,24 @@ class ReadResult:
     stats : dask.dataframe.DataFrame
         One row per file: ``file, rows_read, rows_accepted, rows_quarantined``; for each
         file ``rows_read == rows_accepted + rows_quarantined``.
+    inventory : pandas.DataFrame, optional
+        Every file found in the inputs (folders, archives) and what the reader did with it
+        (:data:`pipeline.sources.archive.INVENTORY_META`: ``file, size_bytes, kind,
+        action``): read, used as metadata, or listed as not read (ZOO, CTD, unknown).
+    parts : list of dask.delayed.Delayed, optional
+        One per batch of files: the ``(accepted, quarantine, stats)`` pandas frames of the
+        batch, from one task (what ``accepted``, ``quarantine`` and ``stats`` split).
+    part_names : list of str, optional
+        A stable name per batch (its position and a hash of its files, sizes and parser):
+        the same inputs give the same names, so a writer can skip batches already written.
     """
 
     accepted: dd.DataFrame
     quarantine: dd.DataFrame
     stats: dd.DataFrame
+    inventory: pd.DataFrame | None = None
+    parts: list[Any] | None = None
+    part_names: list[str] | None = None
 
     def compute(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Compute accepted rows, quarantine and stats in one pass over the files."""
@@ -517,19 +544,98 @@ def _safe_parse(parse_one: Callable[[str], FileResult], url: str, meta: pd.DataF
     return conform(res.accepted, meta), res.quarantine, res.stats
 
 
+def plan_batches(
+    files: Sequence[str | ArchiveFile],
+    *,
+    batch_bytes: int | None = None,
+    files_per_task: int | None = None,
+    min_batches: int | None = None,
+) -> list[list[ArchiveFile]]:
+    """Cut files, in the order given, into batches of about equal input bytes.
+
+    The number of batches is the larger of ``ceil(total bytes / batch_bytes)`` (so no
+    batch reads much more than ``batch_bytes``) and ``min(min_batches, ceil(files /
+    files_per_task))`` (so small inputs still give the workers several tasks, but never
+    many fewer than ``files_per_task`` files each): the graph grows with the bytes, not with
+    the files, and a batch of small files costs one task. A file of unknown size counts
+    as the median known size (1 byte when none is known).
+
+    Parameters
+    ----------
+    files : sequence of str or ArchiveFile
+        Files (with their sizes, from :func:`pipeline.sources.archive.list_files`).
+    batch_bytes : int, optional
+        Input bytes per batch, at most (about); default :data:`BATCH_BYTES`.
+    files_per_task : int, optional
+        Fewest files per batch while the bytes allow; default :data:`FILES_PER_TASK`.
+    min_batches : int, optional
+        Batches made from small inputs, at most; default :data:`MIN_BATCHES`.
+
+    Returns
+    -------
+    list of list of ArchiveFile
+        Contiguous batches, none empty.
+
+    Raises
+    ------
+    InputFormatError
+        When an option is not a positive integer.
+
+    Examples
+    --------
+    >>> files = [ArchiveFile(f"f{i}", 10) for i in range(7)]
+    >>> [len(b) for b in plan_batches(files, batch_bytes=30)]
+    [3, 2, 2]
+    >>> [len(b) for b in plan_batches(files, files_per_task=2)]
+    [2, 2, 2, 1]
+    """
+    size = _positive(files_per_task, FILES_PER_TASK, "files_per_task")
+    limit = _positive(batch_bytes, BATCH_BYTES, "batch_bytes")
+    most = _positive(min_batches, MIN_BATCHES, "min_batches")
+    items = [f if isinstance(f, ArchiveFile) else ArchiveFile(str(f), None) for f in files]
+    if not items:
+        return []
+    known = [f.size for f in items if f.size is not None]
+    fill = int(np.median(known)) if known else 1
+    sizes = np.array([max(f.size if f.size is not None else fill, 1) for f in items], "float64")
+    total = float(sizes.sum())
+    n = max(math.ceil(total / limit), min(most, math.ceil(len(items) / size)))
+    n = max(1, min(n, len(items)))
+    # batch k ends at the first file whose cumulative bytes reach (k + 1) / n of the total
+    ends = np.searchsorted(np.cumsum(sizes), total * np.arange(1, n + 1) / n - 1e-9 * total)
+    batches: list[list[ArchiveFile]] = []
+    start = 0
+    for end in ends:
+        stop = max(int(end) + 1, start + 1)
+        if start < len(items):
+            batches.append(items[start:stop])
+        start = stop
+    if start < len(items):
+        batches[-1].extend(items[start:])
+    return [b for b in batches if b]
+
+
+def _positive(value: int | None, default: int, name: str) -> int:
+    out = default if value is None else value
+    if not isinstance(out, int | np.integer) or out < 1:
+        raise InputFormatError(f"{name}: {value!r}; expected an integer >= 1.")
+    return int(out)
+
+
 def read_many(
-    urls: Sequence[str],
+    urls: Sequence[str | ArchiveFile],
     parse_one: Callable[[str], FileResult],
     meta: pd.DataFrame,
     *,
     files_per_task: int | None = None,
+    batch_bytes: int | None = None,
 ) -> ReadResult:
     """Map a per-file parser lazily over many files, a batch of files per task.
 
     Parameters
     ----------
-    urls : sequence of str
-        Files to read.
+    urls : sequence of str or ArchiveFile
+        Files to read (with their sizes in bytes when known, for the batching).
     parse_one : callable
         ``parse_one(url) -> FileResult``; an :class:`InputFormatError` it raises becomes
         a file-level quarantine row. Must be picklable (a module-level function or a
@@ -538,15 +644,18 @@ def read_many(
         Empty frame with the accepted table's columns and dtypes; each file's accepted
         rows are conformed to it.
     files_per_task : int, optional
-        Files parsed by one task (one partition of each table), in the order given;
-        default :data:`FILES_PER_TASK`. Small files cost more to schedule than to
-        parse, so the graph grows with batches, not files.
+        Fewest files per batch (default :data:`FILES_PER_TASK`); see :func:`plan_batches`.
+    batch_bytes : int, optional
+        Input bytes per batch, at most (default :data:`BATCH_BYTES`, 128 MiB).
 
     Returns
     -------
     ReadResult
         Lazy accepted rows, quarantine and per-file stats (one row per file), each
-        partition the files of one batch in the order given.
+        partition the files of one batch in the order given. One task per batch parses its
+        files and returns the three tables together (one output, split lazily), so each
+        file is parsed once whatever is computed from them; ``parts`` and ``part_names``
+        give those batch outputs to writers that stream them (:mod:`pipeline.ingest`).
 
     Raises
     ------
@@ -565,20 +674,40 @@ def read_many(
     """
     if not urls:
         raise InputFormatError("no input file given (the URL list is empty).")
-    size = FILES_PER_TASK if files_per_task is None else int(files_per_task)
-    if size < 1:
-        raise InputFormatError(f"files_per_task: {files_per_task!r}; expected an integer >= 1.")
-    urls = list(urls)
-    batches = [tuple(urls[i : i + size]) for i in range(0, len(urls), size)]
-    logger.info("%d file(s) in %d task(s) of up to %d file(s)", len(urls), len(batches), size)
+    batches = plan_batches(urls, batch_bytes=batch_bytes, files_per_task=files_per_task)
+    n_files = sum(len(b) for b in batches)
+    logger.info(
+        "%d file(s) (%s) in %d task(s)",
+        n_files,
+        _human_bytes(sum(f.size or 0 for b in batches for f in b)),
+        len(batches),
+    )
+    token = dask.base.tokenize(parse_one, meta)
+    names = [
+        f"{i:05d}-" + dask.base.tokenize(token, [(f.url, f.size) for f in batch])[:12]
+        for i, batch in enumerate(batches)
+    ]
     parts = [
-        dask.delayed(_parse_batch, nout=3, pure=True)(parse_one, batch, meta) for batch in batches
+        dask.delayed(_parse_batch, nout=3, pure=True)(
+            parse_one, tuple(f.url for f in batch), meta, dask_key_name=f"read-batch-{name}"
+        )
+        for name, batch in zip(names, batches, strict=True)
     ]
     return ReadResult(
         accepted=dd.from_delayed([p[0] for p in parts], meta=meta, verify_meta=False),
         quarantine=dd.from_delayed([p[1] for p in parts], meta=QUARANTINE_META),
         stats=dd.from_delayed([p[2] for p in parts], meta=STATS_META),
+        parts=parts,
+        part_names=names,
     )
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 def _parse_batch(
