@@ -31,7 +31,7 @@ import pandas as pd
 
 from pipeline.errors import InputFormatError
 from pipeline.io import OutputStore, as_store
-from pipeline.sources.table import ReadResult
+from pipeline.sources.table import Batch, ReadResult
 
 __all__ = ["IngestSummary", "summarize", "write_ingest", "write_quarantine"]
 
@@ -200,7 +200,7 @@ def write_ingest(
     Parameters
     ----------
     result : ReadResult
-        Lazy accepted rows, quarantine and per-file counts, with their batches (``parts``).
+        Lazy accepted rows, quarantine and per-file counts, with their ``batches``.
     out : str or OutputStore
         Output folder URL (local path or ``s3://bucket/prefix``) or store.
     table : str
@@ -224,9 +224,9 @@ def write_ingest(
     InputFormatError
         When ``result`` has no batches (not made by :func:`~pipeline.sources.table.read_many`).
     """
-    if not result.parts or not result.part_names:
+    if not result.batches:
         raise InputFormatError(
-            "write_ingest: the read has no batches (ReadResult.parts); read the files with a "
+            "write_ingest: the read has no batches (ReadResult.batches); read the files with a "
             "reader of pipeline.sources (they batch them through read_many)."
         )
     store = as_store(out, storage_options=storage_options)
@@ -238,10 +238,10 @@ def write_ingest(
     urls = {key: store.path(name) for key, name in folders.items()}
     urls.update(summary=store.path("summary.json"))
     store.makedirs()
-    names = list(result.part_names)
+    names = [b.name for b in result.batches]
     done = {n.removesuffix(".json") for n in store.listdir(_STATE)} if resume else set()
     coords = [c for c in _EXTENT_COLUMNS if c in result.accepted.columns]
-    todo = [(n, p) for n, p in zip(names, result.parts, strict=True) if n not in done]
+    todo = [b for b in result.batches if b.name not in done]
     logger.info(
         "ingest: %d batch(es) into %s, %d already written",
         len(names),
@@ -250,9 +250,9 @@ def write_ingest(
     )
     writes = [
         dask.delayed(_write_batch, pure=False)(
-            part, store, name, folders, table, coords, dask_key_name=f"write-batch-{name}"
+            batch, store, folders, table, coords, dask_key_name=f"ingest-batch-{batch.name}"
         )
-        for name, part in todo
+        for batch in todo
     ]
     written = list(compute(*writes)) if writes else []
     counts = {c["name"]: c for c in written}
@@ -275,15 +275,18 @@ _STATE = "_state/ingest"
 
 
 def _write_batch(
-    part: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    batch: Batch,
     store: OutputStore,
-    name: str,
     folders: Mapping[str, str],
     table: str,
     coords: list[str],
 ) -> dict[str, Any]:
-    """Write one batch's three tables, then its marker; return its counts (on a worker)."""
-    accepted, quarantine, stats = part
+    """Read one batch, write its three tables, then its marker; return its counts.
+
+    Runs on a worker, as one task: the tables never leave it.
+    """
+    name = batch.name
+    accepted, quarantine, stats = batch.read()
     file = f"part-{name}.parquet"
     store.write_parquet(f"{folders[table]}/{file}", accepted.reset_index(drop=True))
     store.write_parquet(f"{folders['quarantine']}/{file}", quarantine.reset_index(drop=True))

@@ -52,11 +52,18 @@ from typing import Any
 import dask.dataframe as dd
 
 from pipeline.errors import InputFormatError
-from pipeline.sources.archive import inventory_frame, list_files
+from pipeline.sources.archive import ArchiveFile, inventory_frame, list_files
 from pipeline.sources.ecopart_export import SizeClasses, read_par_export
 from pipeline.sources.ecopart_raw import read_par_raw
-from pipeline.sources.ecopart_summary import PAR_EXPORT, PAR_RAW, SUMMARY, _action, _file_kind
-from pipeline.sources.table import ReadResult
+from pipeline.sources.ecopart_summary import (
+    PAR_EXPORT,
+    PAR_RAW,
+    SUMMARY,
+    _action,
+    _file_kind,
+    _pick_summary,
+)
+from pipeline.sources.table import ReadResult, result_of
 
 __all__ = [
     "read_ecopart",
@@ -151,18 +158,20 @@ def read_ecopart(
         len(raw_files),
         len(files) - len(export_files) - len(raw_files) - len(summaries),
     )
-    results = []
     options = {k: v for k, v in kwargs.items() if v is not None}
-    if export_files:
-        opts = {k: v for k, v in options.items() if k != "bin_m"}
-        results.append(
-            read_par_export(export_files + summaries, storage_options=storage_options, **opts)
-        )
-    if raw_files:
-        opts = dict(options)
-        if export_files and opts.get("size_classes") is None:
-            opts["size_classes"] = _meta_kind(results[0].accepted)
-        results.append(read_par_raw(raw_files + summaries, storage_options=storage_options, **opts))
+    groups = _by_summary(export_files, raw_files, summaries, options.get("metadata_url"))
+    results = []
+    for (kind, summary), group in groups.items():
+        opts = {**options, "metadata_url": summary} if summary else dict(options)
+        if kind == "export":
+            opts.pop("bin_m", None)
+            results.append(
+                read_par_export(group + summaries, storage_options=storage_options, **opts)
+            )
+        else:
+            if export_files and opts.get("size_classes") is None:
+                opts["size_classes"] = _meta_kind(results[0].accepted)
+            results.append(read_par_raw(group + summaries, storage_options=storage_options, **opts))
     inventory = inventory_frame(
         (f, k, _action(k) if k not in (PAR_RAW, PAR_EXPORT) else "read")
         for f, k in zip(files, kinds, strict=True)
@@ -173,21 +182,37 @@ def read_ecopart(
     if len(results) == 1:
         results[0].inventory = inventory
         return results[0]
-    if list(results[0].accepted.columns) != list(results[1].accepted.columns):
+    if len({tuple(r.accepted.columns) for r in results}) > 1:
         raise InputFormatError(
             "read_ecopart: the PAR exports and raw files give different class sets; pass "
             "size_classes= or read them separately."
         )
-    return ReadResult(
-        accepted=dd.concat([r.accepted for r in results]),
-        quarantine=dd.concat([r.quarantine for r in results]),
-        stats=dd.concat([r.stats for r in results]),
-        inventory=inventory,
-        parts=[p for r in results for p in r.parts or []],
-        part_names=[
-            f"{tag}-{n}" for tag, r in zip("er", results, strict=True) for n in r.part_names or []
-        ],
-    )
+    batches = [b.renamed(i) for i, b in enumerate(b for r in results for b in r.batches or [])]
+    joined = result_of(batches)
+    joined.inventory = inventory
+    return joined
+
+
+def _by_summary(
+    export_files: list[ArchiveFile],
+    raw_files: list[ArchiveFile],
+    summaries: list[ArchiveFile],
+    metadata_url: str | None,
+) -> dict[tuple[str, str | None], list[ArchiveFile]]:
+    """Group the PAR files by kind and by the metadata summary found for them.
+
+    An archive may hold several exports (zips of zips, one per cruise): each PAR file goes
+    with the summary of its folder and export stamp. ``None``: no summary found among the
+    inputs (the reader looks beside the files, or uses ``metadata_url``).
+    """
+    groups: dict[tuple[str, str | None], list[ArchiveFile]] = {}
+    for kind, files in (("export", export_files), ("raw", raw_files)):
+        for f in files:
+            summary = metadata_url or _pick_summary(f.url, summaries, kind)
+            groups.setdefault((kind, summary), []).append(f)
+    if len(groups) > 2:
+        logger.info("read_ecopart: %d (kind, metadata summary) groups of PAR files", len(groups))
+    return groups
 
 
 def _meta_kind(frame: dd.DataFrame) -> SizeClasses:

@@ -11,6 +11,7 @@ time-organised and duplicate-bin checks). The choices made are listed in
 from __future__ import annotations
 
 import functools
+import io
 import itertools
 import logging
 import math
@@ -34,6 +35,8 @@ from pipeline.sources.ecopart_summary import (
     _sort_files,
 )
 from pipeline.sources.table import (
+    MISSING_SENTINELS,
+    QUARANTINE_META,
     FileResult,
     ReadResult,
     RowChecker,
@@ -79,6 +82,11 @@ def particles_meta(size_classes: SizeClasses = "detailed") -> pd.DataFrame:
     >>> list(meta.columns[:6]), len(meta.columns), meta.columns[-1]
     (['profile_id', 'lat', 'lon', 'time', 'depth_m', 'volume_l'], 21, 'n_16400_infum')
     """
+    return _particles_meta(size_classes).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _particles_meta(size_classes: SizeClasses) -> pd.DataFrame:
     edges = sizeclasses.edges_mm(size_classes)
     columns: dict[str, pd.Series] = {
         "profile_id": pd.Series([], dtype=str),
@@ -94,7 +102,7 @@ def particles_meta(size_classes: SizeClasses = "detailed") -> pd.DataFrame:
 
 
 def _count_columns(size_classes: SizeClasses) -> list[str]:
-    return list(particles_meta(size_classes).columns[6:])
+    return list(_particles_meta(size_classes).columns[6:])
 
 
 # ----------------------------------------------------------------------- PAR exports
@@ -197,6 +205,12 @@ def _kinds(inventory: pd.DataFrame) -> str:
 
 def _class_set(header: Sequence[str]) -> tuple[SizeClasses | None, dict[str, int]]:
     """Detect the class set from count-concentration headers: (kind, column -> index)."""
+    kind, index = _class_set_cached(tuple(header))
+    return kind, dict(index)
+
+
+@functools.lru_cache(maxsize=64)
+def _class_set_cached(header: tuple[str, ...]) -> tuple[SizeClasses | None, dict[str, int]]:
     # "Âµ": a UTF-8 "µ" decoded as latin-1 (a UTF-8 file with one stray latin-1 byte).
     found = [(h, sizeclasses.parse_export_label(h.replace("Âµ", "µ"))) for h in header]
     found = [(h, edges) for h, edges in found if edges is not None]
@@ -246,7 +260,11 @@ def _parse_par_export(
     encoding: str | None = None,
 ) -> FileResult:
     """Parse one detailed/reduced PAR export file (module level: picklable)."""
-    raw = tokenize(read_bytes(url, storage_options=storage_options), url, encoding=encoding)
+    data = read_bytes(url, storage_options=storage_options)
+    fast = _parse_clean_par_export(data, url, summary, size_classes, encoding)
+    if fast is not None:
+        return fast
+    raw = tokenize(data, url, encoding=encoding)
     kind, class_index = _class_set(raw.header)
     if kind is None:
         raise InputFormatError(
@@ -275,7 +293,7 @@ def _parse_par_export(
 
     profile = cells[profile_col].astype(str).str.strip()
     check.flag(profile.to_numpy() == "", profile_col, "empty profile id")
-    unknown = ~profile.isin(summary.index).to_numpy() & (profile.to_numpy() != "")
+    unknown = (summary.index.get_indexer(profile.to_numpy()) < 0) & (profile.to_numpy() != "")
     if unknown.any():
         reasons = np.full(len(cells), "", dtype=object)
         for i in np.flatnonzero(unknown):
@@ -328,6 +346,106 @@ def _parse_par_export(
     return res
 
 
+def _parse_clean_par_export(
+    data: bytes,
+    url: str,
+    summary: pd.DataFrame,
+    size_classes: SizeClasses,
+    encoding: str | None,
+) -> FileResult | None:
+    """Read a clean PAR export with pandas' C parser; None when any row needs checking.
+
+    Clean: every line has the header's fields, depth, volume and the class columns are
+    plain numbers (no missing code, no decimal comma), every profile is in the summary and
+    depth-organised, depths are 5 m bin centres, volumes > 0, no concentration < 0, no
+    duplicate (profile, bin). Such a file gives exactly the table of the careful path
+    (which every other file takes, to quarantine what is wrong), in a tenth of the time.
+    """
+    if not _FAST_PATHS or b'"' in data:
+        return None
+    try:
+        text = data.decode(encoding or "utf-8")
+    except UnicodeDecodeError:
+        if encoding is not None:
+            return None
+        encoding = "latin-1"
+        text = data.decode(encoding)
+    except LookupError:
+        return None
+    end = text.find("\n")
+    header = [h.strip() for h in text[: end if end >= 0 else None].rstrip("\r").split("\t")]
+    kind, class_index = _class_set(header)
+    profile_col = next((c for c in ("Profile", "profile") if c in header), None)
+    if kind != size_classes or profile_col is None or _DEPTH not in header or _VOLUME not in header:
+        return None
+    if len(set(header)) != len(header):
+        return None
+    n_lines = sum(1 for line in text.split("\n")[1:] if line.strip())
+    n_tabs = text.count("\t")
+    if n_tabs != (n_lines + 1) * (len(header) - 1):
+        return None  # a line with too few or too many fields
+    wanted = [profile_col, _DEPTH, _VOLUME, *class_index]
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data),
+            encoding=encoding or "utf-8",
+            sep="\t",
+            header=0,
+            names=header,
+            usecols=wanted,
+            dtype={profile_col: str},
+            keep_default_na=False,
+            na_values=[""],
+            engine="c",
+        )
+    except (pd.errors.ParserError, ValueError):
+        return None
+    order = [_DEPTH, _VOLUME, *class_index]
+    if len(frame) != n_lines or any(frame[c].dtype.kind not in "fi" for c in order):
+        return None
+    values = np.column_stack([frame[c].to_numpy(dtype="float64") for c in order])
+    depth, volume, concs = values[:, 0], values[:, 1], values[:, 2:]
+    if np.isin(values, _SENTINEL_VALUES).any() or np.isnan(values[:, :2]).any():
+        return None
+    profile = frame[profile_col].fillna("").astype(str).str.strip().to_numpy()
+    rows = summary.index.get_indexer(profile)
+    if (rows < 0).any() or summary["organized_by_depth"].eq(False).any():
+        return None
+    bins = sizeclasses.depth_bin_centre(depth)
+    if (
+        (depth < 0).any()
+        or (np.abs(depth - bins) > 1e-6).any()
+        or (volume <= 0).any()
+        or (concs < 0).any()
+        or pd.DataFrame({"p": profile, "b": bins}).duplicated().any()
+    ):
+        return None
+    count_names = _count_columns(size_classes)
+    counts = np.full((len(frame), len(count_names)), np.nan)
+    counts[:, list(class_index.values())] = concs
+    counts *= volume[:, None]
+    rounded = np.round(counts)
+    close = np.abs(counts - rounded) <= _ROUND_RTOL * np.maximum(np.abs(rounded), 1e-3)
+    counts = np.where(close, rounded, counts)
+    columns: dict[str, Any] = {
+        "profile_id": pd.array(profile, dtype=_PROFILE_DTYPE),
+        "lat": summary["lat"].to_numpy()[rows],
+        "lon": summary["lon"].to_numpy()[rows],
+        "time": summary["time"].array.take(rows),
+        "depth_m": depth,
+        "volume_l": volume,
+    }
+    columns.update(zip(count_names, counts.T, strict=True))
+    table = pd.DataFrame(columns)
+    return FileResult(url, table, QUARANTINE_META.iloc[:0], rows_read=len(frame))
+
+
+#: Clean files take a fast path (tests switch it off to compare with the careful one).
+_FAST_PATHS = True
+_SENTINEL_VALUES = [float(m) for m in MISSING_SENTINELS]
+_PROFILE_DTYPE = pd.Series([], dtype=str).dtype
+
+
 def _flag_time_organised(
     check: RowChecker,
     cells: pd.DataFrame,
@@ -342,7 +460,7 @@ def _flag_time_organised(
     share_off = frame.groupby("p")["off"].mean()
     declared = summary["organized_by_depth"].eq(False).fillna(False).to_numpy(dtype=bool)
     timed = set(share_off.index[share_off > 0.5]) | set(summary.index[declared])
-    is_timed = profile.isin(timed).to_numpy()
+    is_timed = np.fromiter((p in timed for p in profile.to_numpy()), bool, len(profile))
     check.flag(
         is_timed,
         _DEPTH,
