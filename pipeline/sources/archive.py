@@ -29,6 +29,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.errors import InputFormatError
+from pipeline.io import chain_options
 
 __all__ = ["INVENTORY_META", "ArchiveFile", "inventory_frame", "list_files"]
 
@@ -192,7 +193,7 @@ def _file_or_zip(
         logger.warning("%s: zips nested deeper than %d; not opened", url, _MAX_DEPTH)
         return [ArchiveFile(url, size)]
     try:
-        fs, _ = url_to_fs(f"zip://::{url}", **options)
+        fs, _ = url_to_fs(f"zip://::{url}", **chain_options(f"zip://::{url}", options))
         members = fs.find("", detail=True)
     except Exception as err:  # a corrupt or truncated archive: say which
         raise InputFormatError(
@@ -212,7 +213,7 @@ def _file_or_zip(
 def _expand_chained(url: str, options: dict[str, Any]) -> list[ArchiveFile]:
     head, _, tail = url.partition("::")
     try:
-        fs, path = url_to_fs(url, **options)
+        fs, path = url_to_fs(url, **chain_options(url, options))
         if fs.isdir(path):
             found = fs.find(path, detail=True)
             proto = head.split("://", 1)[0] + "://"
