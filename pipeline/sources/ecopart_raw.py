@@ -148,24 +148,44 @@ def read_par_raw(
         bin_m=float(bin_m),
         storage_options=dict(storage_options) if storage_options else None,
         encoding=encoding,
+        by_file=_profiles_by_file(summary),
     )
     result = read_many(files, parse, particles_meta(size_classes), batch_bytes=batch_bytes)
     result.inventory = _mark_used(inventory, summary_url)
     return result
 
 
-def _raw_profile(url: str, summary: pd.DataFrame) -> str | None:
+def _raw_profile(
+    url: str, summary: pd.DataFrame, by_file: Mapping[str, str] | None = None
+) -> str | None:
+    """Find the profile of a raw PAR file: by ``Particle filename``, else by its name.
+
+    Hash lookups only (``by_file``: file name -> profile, made once per read), so each
+    file costs the same whatever the number of profiles in the summary.
+    """
     name = _basename(url)
     plain = re.sub(r"\.(gz|bz2|xz|zst)$", "", name)
-    by_file = summary.index[summary["particle_file"].to_numpy() == plain]
-    if len(by_file):
-        return str(by_file[0])
+    if by_file is None:
+        by_file = _profiles_by_file(summary)
+    if plain in by_file:
+        return by_file[plain]
     m = _RAW_NAME.match(plain)
     if not m:
         return None
-    head = m["head"]
-    hits = [p for p in summary.index if head == p or head.endswith("_" + p)]
+    parts = m["head"].split("_")
+    # the longest tail of the name's head that is a profile id ("<stamp>_<profile>")
+    tails = ["_".join(parts[k:]) for k in range(len(parts))]
+    found = summary.index.get_indexer(tails)
+    hits = [t for t, i in zip(tails, found, strict=True) if i >= 0]
     return max(hits, key=len) if hits else None
+
+
+def _profiles_by_file(summary: pd.DataFrame) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pid, file in zip(summary.index, summary["particle_file"].to_numpy(), strict=True):
+        if file and file not in out:
+            out[str(file)] = str(pid)
+    return out
 
 
 def _parse_par_raw(
@@ -178,6 +198,7 @@ def _parse_par_raw(
     bin_m: float = 5.0,
     storage_options: Mapping[str, Any] | None = None,
     encoding: str | None = None,
+    by_file: Mapping[str, str] | None = None,
 ) -> FileResult:
     """Parse one raw PAR export file into 5 m bins (module level: picklable)."""
     raw = tokenize(read_bytes(url, storage_options=storage_options), url, encoding=encoding)
@@ -199,7 +220,7 @@ def _parse_par_raw(
     if missing:
         logger.warning("%s: required column(s) %s missing; every line quarantined", url, missing)
         return done()
-    pid = _raw_profile(url, summary)
+    pid = _raw_profile(url, summary, by_file)
     if pid is None:
         m = _RAW_NAME.match(_basename(url))
         guess = m["head"].split("_", 1)[-1] if m else _basename(url)
