@@ -301,7 +301,7 @@ def _write_batch(
             extents[c] = [_plain(low), _plain(high)]
     counts = {
         "name": name,
-        "files": len(stats),
+        "files": len(stats) - int(batch.continues),
         "rows_read": int(stats["rows_read"].sum()),
         "rows_accepted": int(stats["rows_accepted"].sum()),
         "rows_quarantined": int(stats["rows_quarantined"].sum()),

@@ -168,3 +168,34 @@ def test_ingest_on_worker_processes_writes_from_the_workers(many_casts, tmp_path
     assert summary.batches_written == summary.batches == len(res.batches)
     names = os.listdir(tmp_path / "out" / "particles.parquet")
     assert all(re.fullmatch(r"part-\d{5}-[0-9a-f]{16}\.parquet", n) for n in names)
+
+
+# ------------------------------------------------------------- EcoTaxa in byte ranges
+
+
+def test_a_big_ecotaxa_tsv_is_read_in_byte_range_blocks_with_the_files_line_numbers(
+    shared_data, tmp_path
+):
+    from pipeline.sources.ecotaxa import read_ecotaxa
+
+    src = shared_data / "ecotaxar_tara_zooscan"
+    head, *rows = (src / "export.tsv").read_bytes().rstrip(b"\n").split(b"\n")
+    body = [r.split(b"\t") for r in rows if r.strip()]
+    # 40 copies of the real export's rows under new object ids, one bad line near the end
+    lines = [head]
+    for k in range(40):
+        lines += [b"\t".join([f[0].rstrip(b'"') + f'_{k}"'.encode(), *f[1:]]) for f in body]
+    lines.insert(len(lines) - 5, b"short\tline")
+    big = tmp_path / "big_export.tsv"
+    big.write_bytes(b"\n".join(lines) + b"\n")
+    whole = read_ecotaxa(str(big), check_images=False, batch_bytes=10 * 2**20)
+    blocks = read_ecotaxa(str(big), check_images=False, batch_bytes=big.stat().st_size // 7)
+    assert len(whole.batches) == 1
+    assert len(blocks.batches) >= 7
+    a1, q1, s1 = whole.compute()
+    a2, q2, s2 = blocks.compute()
+    assert len(a1) == 40 * len(body) > 0
+    pd.testing.assert_frame_equal(a1.reset_index(drop=True), a2.reset_index(drop=True))
+    pd.testing.assert_frame_equal(q1.reset_index(drop=True), q2.reset_index(drop=True))
+    assert q2["line"].tolist() == [len(lines) - 5]  # the line number in the whole file
+    assert s2["rows_read"].sum() == s1["rows_read"].sum() == len(lines) - 1

@@ -90,9 +90,12 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import dask
+import fsspec
 import numpy as np
 import pandas as pd
 from fsspec.core import url_to_fs
+from fsspec.utils import read_block
 
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.io import join_under, parent_url, read_bytes
@@ -110,11 +113,14 @@ from pipeline.sources.ecotaxa_columns import (
     _volume,
 )
 from pipeline.sources.table import (
+    BATCH_BYTES,
+    Batch,
     FileResult,
     ReadResult,
     RowChecker,
     conform,
     read_many,
+    result_of,
     to_float,
     tokenize,
 )
@@ -363,9 +369,78 @@ def read_ecotaxa(
         check_images=check_images,
         features=names,
     )
-    result = read_many(files, parse, objects_meta(names), batch_bytes=batch_bytes)
+    limit = BATCH_BYTES if batch_bytes is None else int(batch_bytes)
+    big = [f for f in files if _splittable(f, limit)]
+    small = [f for f in files if f not in big]
+    meta = objects_meta(names)
+    batches = read_many(small, parse, meta, batch_bytes=batch_bytes).batches if small else []
+    for f in big:
+        batches += _block_batches(f, limit, parse, meta, storage_options)
+    result = result_of([b.renamed(i) for i, b in enumerate(batches or [])])
     result.inventory = inventory
     return result
+
+
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def _splittable(f: ArchiveFile, limit: int) -> bool:
+    """Tell whether ``f`` is read in blocks (a plain file bigger than a batch)."""
+    return (
+        f.size is not None
+        and f.size > limit
+        and "::" not in f.url
+        and not f.url.lower().endswith(_COMPRESSED)
+    )
+
+
+def _block_batches(
+    f: ArchiveFile,
+    limit: int,
+    parse: Any,
+    meta: pd.DataFrame,
+    storage_options: Mapping[str, Any] | None,
+) -> list[Batch]:
+    """Batches of byte-range blocks of one big TSV (whole lines, each line in one block).
+
+    The line number of each block's first line comes from a first pass that counts the
+    line ends of every block on the workers (at disk speed, one integer per block back),
+    so the quarantine names the file's own line numbers.
+    """
+    size = int(f.size or 0)
+    offsets = list(range(0, size, limit))
+    options = dict(storage_options) if storage_options else None
+    counts = dask.compute(*[dask.delayed(_count_lines)(f.url, o, limit, options) for o in offsets])
+    before = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
+    logger.info("%s: %d bytes read in %d byte-range blocks", f.url, size, len(offsets))
+    token = dask.base.tokenize(parse, meta, f.url, f.size)[:16]
+    return [
+        Batch(
+            name=f"{k:05d}-{token[:11]}b{k:04d}",
+            urls=(f.url,),
+            parse_one=functools.partial(parse, block=(o, limit, int(shift))),
+            meta=meta,
+            continues=k > 0,
+        )
+        for k, (o, shift) in enumerate(zip(offsets, before, strict=True))
+    ]
+
+
+def _count_lines(
+    url: str, offset: int, length: int, storage_options: Mapping[str, Any] | None
+) -> int:
+    return _read_block(url, offset, length, storage_options).count(b"\n")
+
+
+def _read_block(
+    url: str, offset: int, length: int, storage_options: Mapping[str, Any] | None
+) -> bytes:
+    """Whole lines of ``url`` starting in ``[offset, offset + length)``."""
+    try:
+        with fsspec.open(url, "rb", **dict(storage_options or {})) as fh:
+            return read_block(fh, offset, length, delimiter=b"\n")
+    except FileNotFoundError as err:
+        raise InputFormatError(f"{url}: file not found.") from err
 
 
 _TABLE_SUFFIXES = (".tsv", ".tsv.gz", ".tsv.bz2", ".tsv.xz", ".tsv.zst", ".txt")
@@ -416,12 +491,31 @@ def _parse_file(
     encoding: str | None,
     check_images: bool,
     features: Sequence[str],
+    block: tuple[int, int, int] | None = None,
 ) -> FileResult:
-    """Parse one EcoTaxa TSV into a FileResult (module level, so it pickles)."""
-    data = read_bytes(url, storage_options=storage_options)
+    """Parse one EcoTaxa TSV (or one byte-range block of it) into a FileResult.
+
+    ``block`` is ``(offset, length, lines before the block)``: the block's whole lines,
+    after the file's header line, numbered as in the file (module level, so it pickles).
+    """
+    shift = 0
+    if block is None:
+        data = read_bytes(url, storage_options=storage_options)
+    elif block[0] == 0:
+        data = _read_block(url, 0, block[1], storage_options)
+    else:
+        offset, length, before = block
+        head = read_bytes(url, storage_options=storage_options, first_line=True)
+        data = head + _read_block(url, offset, length, storage_options)
+        shift = before - 1  # the block's first line is line before + 1; here it is line 2
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
-    raw = tokenize(data, url, encoding=encoding, skip_type_row=True)
+    raw = tokenize(data, url, encoding=encoding, skip_type_row=shift == 0)
+    if shift:
+        raw.cells["_line"] += shift
+        raw.lines = {k + shift: v for k, v in raw.lines.items()}
+        for q in raw.quarantine:
+            q["line"] += shift
     reader = _Rows(raw)
     check = RowChecker(raw)
 

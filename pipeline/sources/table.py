@@ -181,12 +181,16 @@ class Batch:
         ``parse_one(url) -> FileResult`` (picklable).
     meta : pandas.DataFrame
         Empty accepted table (columns and dtypes).
+    continues : bool
+        A byte-range block after the first of a big file (its ``stats`` row is another
+        part of a file already counted).
     """
 
     name: str
     urls: tuple[str, ...]
     parse_one: Callable[[str], FileResult]
     meta: pd.DataFrame
+    continues: bool = False
 
     def read(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Parse the files: ``(accepted, quarantine, stats)``, each in file order."""
