@@ -199,3 +199,28 @@ def test_a_big_ecotaxa_tsv_is_read_in_byte_range_blocks_with_the_files_line_numb
     pd.testing.assert_frame_equal(q1.reset_index(drop=True), q2.reset_index(drop=True))
     assert q2["line"].tolist() == [len(lines) - 5]  # the line number in the whole file
     assert s2["rows_read"].sum() == s1["rows_read"].sum() == len(lines) - 1
+
+
+# -------------------------------------------------------------------- the scale world
+
+
+def test_demo_data_writes_an_ecotaxa_export_of_n_objects_without_images(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli.main import main
+    from pipeline.sources.ecotaxa import read_ecotaxa
+
+    out = tmp_path / "world"
+    args = ["demo-data", str(out), "--resolution", "10", "--profiles", "3", "--images", "5"]
+    refused = CliRunner().invoke(main, [*args, "--objects", "1200"])
+    assert refused.exit_code != 0
+    assert "add --no-images" in refused.output
+    res = CliRunner().invoke(main, [*args, "--objects", "1200", "--no-images"])
+    assert res.exit_code == 0, res.output
+    assert "1200 objects without images in 1 TSV(s)" in res.output
+    objects, quarantine, _stats = read_ecotaxa(str(out / "ecotaxa_scale")).compute()
+    assert len(objects) == 1200
+    assert len(quarantine) == 0
+    assert objects["object_id"].is_unique
+    assert set(objects["sample_id"]) <= {f"demo_{i:04d}" for i in range(1, 4)}
+    assert objects["image"].eq("").all()
