@@ -199,3 +199,31 @@ def test_fast_paths_give_exactly_the_careful_paths_tables(shared_data, monkeypat
             got.reset_index(drop=True), want.reset_index(drop=True), check_exact=True
         )
     assert len(fast[0]) > 0
+
+
+def test_a_catalog_entry_may_name_an_export_folder_or_a_glob_of_everything(shared_data, tmp_path):
+    from pipeline.catalog import open_catalog, read_entry
+
+    doc = {
+        "metadata": {"version": 1},
+        "sources": {
+            name: {
+                "driver": "csv",
+                "args": {"urlpath": url},
+                "metadata": {"oceanfields": {"reader": "ecopart_raw"}},
+            }
+            for name, url in (
+                ("folder", str(shared_data / BATS)),
+                ("glob", str(shared_data / RAW / "*")),
+            )
+        },
+    }
+    path = tmp_path / "cat.yaml"
+    path.write_text(json.dumps(doc))
+    catalog = open_catalog(str(path))
+    folder = read_entry(catalog, "folder")
+    assert set(folder.accepted.compute()["profile_id"]) == BATS_CASTS
+    assert (folder.inventory["kind"] == "ZOO export").sum() == 4
+    glob = read_entry(catalog, "glob")
+    assert len(glob.accepted.compute()) == 600
+    assert set(glob.inventory.loc[glob.inventory["action"] == "read", "kind"]) == {"raw PAR export"}

@@ -458,9 +458,10 @@ def _sort_files(
 ) -> tuple[list[ArchiveFile], list[ArchiveFile], pd.DataFrame]:
     """Split the inputs into the files to read, the summaries found and an inventory.
 
-    Files named as they are (not found in a folder, glob or archive) are read whatever
-    their name (a wrong one is quarantined whole); expanded ones only when their name says
-    they are of one of ``kinds``. Everything else is listed in the inventory, never fatal.
+    Files found in a folder, glob or archive are read when their name says they are of one
+    of ``kinds``; files named as they are also when their name is another PAR kind's or
+    unknown (a wrong one is then quarantined whole). ZOO, CTD and ODV exports and summaries
+    are never read as data. Everything not read is listed in the inventory, never fatal.
     """
     if isinstance(urls, str):
         urls = [urls]
@@ -473,7 +474,7 @@ def _sort_files(
     rows = []
     for f in items:
         kind = _file_kind(f.url)
-        if kind != SUMMARY and (kind in kinds or not f.expanded):
+        if kind in kinds or (not f.expanded and kind in (PAR_RAW, PAR_EXPORT, "unknown")):
             read.append(f)
             rows.append((f, kind, "read"))
             continue
