@@ -36,6 +36,9 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from pipeline.errors import InputFormatError
 from pipeline.sources.archive import ArchiveFile
@@ -378,7 +381,7 @@ def _tokenize_fast(
     comment: str | None,
     skip_type_row: bool,
 ) -> RawTable | None:
-    """Tokenise a well-formed file with pandas' C parser; None when it needs the careful path.
+    """Tokenise a well-formed file with pyarrow's CSV parser; None when it needs care.
 
     Well-formed: decodable, no blank line between data lines, every line with the
     header's number of fields, no line end inside quotes, no comment lines. The result is
@@ -401,31 +404,28 @@ def _tokenize_fast(
     lines = text.replace("\r\n", "\n").split("\n")
     while lines and not lines[-1].strip():
         lines.pop()
-    if len(lines) < 2 or "\r" in text.replace("\r\n", "") or any(not x.strip() for x in lines):
+    if len(lines) < 2 or "\r" in text.replace("\r\n", ""):
         return None
     header = [f.strip() for f in _split(lines[0], sep)]
-    if any(len(_split(x, sep)) != len(header) for x in lines[1:] if '"' in x):
-        return None  # a quoted line with the wrong number of fields
-    seps = len(header) - 1
-    if any(x.count(sep) != seps for x in lines[1:] if '"' not in x):
-        return None  # a line with the wrong number of fields: the careful path says which
+    # pyarrow refuses a line with the wrong number of fields and skips blank lines (then the
+    # counts differ): either way the careful path reads the file and says which line
     try:
-        cells = pd.read_csv(
-            io.StringIO(text),
-            sep=sep,
-            dtype=str,
-            header=None,
-            skiprows=1,
-            na_filter=False,
-            skip_blank_lines=False,
-            engine="c",
-            index_col=False,
-            names=range(len(header)),
+        names = [str(i) for i in range(len(header))]
+        table = pacsv.read_csv(
+            io.BytesIO(data if encoding == "utf-8" else text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
         )
-    except (pd.errors.ParserError, ValueError):
+    except (pa.ArrowInvalid, ValueError):
         return None
-    if len(cells) != len(lines) - 1 or cells.isna().to_numpy().any():
-        return None  # a short line, a line end inside quotes: the careful path says which
+    cells = table.to_pandas()
+    if len(cells) != len(lines) - 1:
+        return None  # a blank line, a line end inside quotes
     first = 2
     if skip_type_row and len(cells) and str(cells.iat[0, 0]).strip().startswith("["):
         cells = cells.iloc[1:].reset_index(drop=True)
@@ -529,9 +529,15 @@ def _to_float_fast(values: pd.Series | pd.DataFrame, missing: Sequence[str]) -> 
     The careful path then gives the same numbers, so this only saves time.
     """
     try:
-        numbers = values.to_numpy(dtype=object).astype("float64")
-    except (ValueError, TypeError):
+        columns = [values] if isinstance(values, pd.Series) else [values[c] for c in values]
+        cast = [
+            pc.cast(pa.array(c, from_pandas=True), pa.float64()).to_numpy(zero_copy_only=False)
+            for c in columns
+        ]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError):
         return None
+    numbers = cast[0] if isinstance(values, pd.Series) else np.column_stack(cast)
+    numbers = np.asarray(numbers, dtype="float64").reshape(values.shape)
     if np.isnan(numbers).any():
         return None
     codes = [float(m) for m in missing if _is_number(m)]
