@@ -43,6 +43,8 @@ import pandas as pd
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The old code is given this long, at most (its time then reads "> 600 s").
+BEFORE_TIMEOUT_S = 600
 
 
 class PeakRSS(threading.Thread):
@@ -153,9 +155,17 @@ def before(checkout: str, folder: str, files: list[str], out: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "pipeline", "ingest", "ecopart"]
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [*cmd, pattern, "--out", out], cwd=checkout, env=env, capture_output=True, text=True
-    )
+    try:
+        proc = subprocess.run(
+            [*cmd, pattern, "--out", out],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BEFORE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return {"checkout": checkout, "timed_out_after_s": BEFORE_TIMEOUT_S}
     seconds = time.perf_counter() - t0
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     rows = re.search(r"(\d+) rows read", proc.stdout)
@@ -313,7 +323,10 @@ def main() -> None:
             print(f"targets: {doc['targets']}")
         if args.before:
             doc["before"] = before(args.before, folder, files, f"{scratch}/before")
-            doc["before"]["throughput_vs_pandas_loop"] = loop["seconds"] / doc["before"]["seconds"]
+            if "seconds" in doc["before"]:
+                doc["before"]["throughput_vs_pandas_loop"] = (
+                    loop["seconds"] / doc["before"]["seconds"]
+                )
             print(f"before: {doc['before']}")
     if args.ecotaxa:
         doc["ecotaxa"] = ecotaxa(args.ecotaxa, 2, f"{scratch}/ecotaxa")

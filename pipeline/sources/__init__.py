@@ -2,12 +2,20 @@
 
 Each tabular reader returns a :class:`~pipeline.sources.table.ReadResult`: the accepted
 rows, a quarantine (file, line, column, reason, raw line) and per-file counts that
-reconcile (read = accepted + quarantined). :mod:`~pipeline.sources.table` holds the
+reconcile (read = accepted + quarantined), read from exports as exported (folders, globs,
+zips of zips, ``s3://`` prefixes: :mod:`~pipeline.sources.archive`) in batches of files
+sized by bytes (:func:`~pipeline.sources.table.plan_batches`), with an inventory of every
+file found and what was done with it. :mod:`~pipeline.sources.table` holds the
 shared tokenizer, cell parsers and lazy per-file reads.
 """
 
 from __future__ import annotations
 
+from pipeline.sources.archive import (
+    INVENTORY_META,
+    ArchiveFile,
+    list_files,
+)
 from pipeline.sources.copernicus import (
     describe_environment,
     open_environment,
@@ -35,26 +43,33 @@ from pipeline.sources.ecotaxa_columns import (
     parse_degrees,
 )
 from pipeline.sources.table import (
+    BATCH_BYTES,
     MISSING_SENTINELS,
     QUARANTINE_META,
     STATS_META,
+    Batch,
     FileResult,
     RawTable,
     ReadResult,
     RowChecker,
     conform,
     file_failure,
+    plan_batches,
     read_many,
     to_float,
     tokenize,
 )
 
 __all__ = [
+    "BATCH_BYTES",
     "DEFAULT_FEATURES",
+    "INVENTORY_META",
     "MISSING_SENTINELS",
     "QUARANTINE_META",
     "STATS_META",
     "SUMMARY_META",
+    "ArchiveFile",
+    "Batch",
     "FileResult",
     "RawTable",
     "ReadResult",
@@ -62,10 +77,12 @@ __all__ = [
     "conform",
     "describe_environment",
     "file_failure",
+    "list_files",
     "objects_meta",
     "open_environment",
     "parse_degrees",
     "particles_meta",
+    "plan_batches",
     "read_ecopart",
     "read_ecotaxa",
     "read_many",

@@ -9,14 +9,23 @@ dask task per file:
   file per profile or ``*_PAR_Aggregated.tsv``; concentrations x volume -> counts.
 - :func:`read_par_raw`: raw PAR exports (``*_PAR_raw_*.tsv``, 1 m rows of particle areas
   in pixels), binned here into 5 m bins and ESD classes exactly as EcoPart does.
-- :func:`read_ecopart`: dispatches by file name and refuses other kinds (ZOO, CTD, ODV,
-  metadata summaries) with an error naming the supported ones.
+- :func:`read_ecopart`: reads an export as exported (a folder, glob, zip of zips or
+  ``s3://`` prefix), dispatching PAR files by name, each with the metadata summary of its
+  export; ZOO, CTD, ODV and unknown files are listed in ``inventory`` (never fatal).
 - :func:`read_metadata_summary`: the ``*_Export_metadata_summary.tsv`` (either style), read
   eagerly (it is small) for positions, times and calibration.
 
 Developer note
 --------------
 *Choices made and why* (each automatic choice is logged at INFO):
+
+- Files are read in batches of about 128 MiB of input (at least 50 files each while the
+  bytes allow; :func:`~pipeline.sources.table.plan_batches`), one task per batch, so
+  40,000 profiles are a few hundred tasks. A clean detailed export (every row plain
+  numbers that pass the checks) is read by pandas' C parser; any other file takes the
+  line-by-line path that quarantines what is wrong: same table, ten times faster.
+- ZOO and CTD files are listed, not read: the particles table is the PAR files' (the UVP
+  CTD as an in-situ predictor source is not built here).
 
 - Position and time come from the metadata summary, one per profile (the cast's start,
   ``yyyy-mm-dd hh:mm`` or ``sampledate``), for every bin: the raw and the detailed
