@@ -33,6 +33,7 @@ from pipeline.errors import InputFormatError
 __all__ = [
     "OutputStore",
     "as_store",
+    "chain_options",
     "expand_urls",
     "file_in_store",
     "join_under",
@@ -84,7 +85,9 @@ def read_bytes(
     b'depth\\n'
     """
     try:
-        with fsspec.open(url, "rb", compression="infer", **dict(storage_options or {})) as f:
+        with fsspec.open(
+            url, "rb", compression="infer", **chain_options(url, storage_options)
+        ) as f:
             return f.readline() if first_line else f.read()
     except FileNotFoundError as err:
         raise InputFormatError(
@@ -102,6 +105,42 @@ def read_bytes(
             f"{url}: cannot read the file ({type(err).__name__}: {err}). A truncated or "
             f"corrupt compressed file reads like this; re-export or re-download it.{hint}"
         ) from err
+
+
+def chain_options(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return storage options as fsspec wants them for ``url``, chained URLs included.
+
+    For ``zip://member::s3://bucket/a.zip`` fsspec gives plain options to the outermost
+    filesystem (``zip``); the object store's options must be keyed by its protocol.
+
+    Parameters
+    ----------
+    url : str
+        A plain or chained fsspec URL.
+    storage_options : mapping, optional
+        Options of the filesystem that holds the data (the innermost of a chain).
+
+    Returns
+    -------
+    dict
+        ``storage_options`` for a plain URL; ``{protocol: storage_options}`` for a chain
+        (nothing for a local archive; as given when already keyed by the protocol).
+
+    Examples
+    --------
+    >>> chain_options("zip://a.tsv::s3://b/x.zip", {"anon": True})
+    {'s3': {'anon': True}}
+    >>> chain_options("s3://b/a.tsv", {"anon": True})
+    {'anon': True}
+    """
+    options = dict(storage_options or {})
+    if "::" not in url or not options:
+        return options
+    last = url.rsplit("::", 1)[-1]
+    protocol = last.split("://", 1)[0] if "://" in last else "file"
+    if protocol in ("file", "local") or protocol in options:
+        return options if protocol in options else {}
+    return {protocol: options}
 
 
 def url_exists(url: str, *, storage_options: Mapping[str, Any] | None = None) -> bool:

@@ -211,10 +211,21 @@ def _environment_lines(cat: Any, entry: dict[str, Any], open_remote: bool) -> li
     "--metadata",
     "metadata_url",
     default=None,
-    help="EcoPart metadata summary (default: the *_Export_metadata_summary.tsv beside the files).",
+    help="EcoPart metadata summary (default: the *_Export_metadata_summary.tsv among the "
+    "inputs or beside the files).",
 )
 @click.option("--encoding", default=None, help="Force an encoding (default: auto).")
 @click.option("--no-image-check", is_flag=True, help="EcoTaxa: do not check that images exist.")
+@click.option(
+    "--batch-mb",
+    type=click.FloatRange(min=0.001),
+    default=None,
+    help="Input megabytes per task, at most (default 128 MiB; small inputs still make "
+    "several tasks of at least 50 files).",
+)
+@click.option(
+    "--restart", is_flag=True, help="Write every batch again (default: skip batches written)."
+)
 @click.option("--cluster", "cluster_file", default=None, help=CLUSTER_HELP)
 def ingest(
     kind: str,
@@ -223,38 +234,59 @@ def ingest(
     metadata_url: str | None,
     encoding: str | None,
     no_image_check: bool,
+    batch_mb: float | None,
+    restart: bool,
     cluster_file: str | None,
 ) -> None:
-    """Read EcoTaxa or EcoPart files (URLs or globs) into the canonical table.
+    """Read EcoTaxa or EcoPart exports as exported into the canonical table.
 
-    Writes OUT/<table>.parquet (objects or particles), OUT/quarantine.parquet,
-    OUT/files.parquet and OUT/summary.json, and prints the counts by reason.
-    Storage options come from the environment / fsspec configuration only.
+    URLS are files, folders, globs, .zip archives (zips of zips too) or s3:// prefixes.
+    EcoPart: PAR files are read (raw and detailed), the metadata summary gives positions,
+    times and calibration; ZOO, CTD and unknown files are listed as not read. Writes
+    OUT/<table>.parquet (objects or particles, one part per batch of files),
+    OUT/quarantine.parquet, OUT/files.parquet, OUT/inventory.parquet and OUT/summary.json,
+    and prints the counts by reason. A re-run after an interruption writes only the
+    batches missing. Storage options come from the environment / fsspec configuration.
     """
     from pipeline.clusters.client import cluster_client
-    from pipeline.io import expand_urls
+    from pipeline.io import OutputStore
 
-    files = expand_urls(list(urls))
+    batch_bytes = None if batch_mb is None else max(1, int(batch_mb * 2**20))
     if kind == "ecotaxa":
         from pipeline.sources.ecotaxa import read_ecotaxa
 
-        result = read_ecotaxa(files, encoding=encoding, check_images=not no_image_check)
+        result = read_ecotaxa(
+            list(urls),
+            encoding=encoding,
+            check_images=not no_image_check,
+            batch_bytes=batch_bytes,
+        )
         table = "objects"
     else:
         from pipeline.sources.ecopart import read_ecopart
 
-        kwargs: dict[str, Any] = {"encoding": encoding}
+        kwargs: dict[str, Any] = {"encoding": encoding, "batch_bytes": batch_bytes}
         if metadata_url:
             kwargs["metadata_url"] = metadata_url
-        result = read_ecopart(files, **kwargs)
+        result = read_ecopart(list(urls), **kwargs)
         table = "particles"
+    if restart:
+        OutputStore(out).remove("_state/ingest")  # no batch counts as written
     with cluster_client(cluster_file) as client:
         click.echo(f"Dask dashboard: {client.dashboard_link}")
         summary = write_read_result(result, out, table, client)
     click.echo(f"{kind}: {table}")
     echo_summary(summary)
+    for what, n in summary.not_read.items():
+        click.echo(f"  {n:>7}  file(s): {what}")
+    if summary.batches_written < summary.batches:
+        click.echo(
+            f"  {summary.batches - summary.batches_written} of {summary.batches} batch(es) "
+            "already written by an earlier run: skipped (--restart writes them again)"
+        )
     click.echo(
-        f"Written under {out}: {table}.parquet, quarantine.parquet, files.parquet, summary.json"
+        f"Written under {out}: {table}.parquet, quarantine.parquet, files.parquet, "
+        "inventory.parquet, summary.json"
     )
 
 

@@ -11,6 +11,7 @@ time-organised and duplicate-bin checks). The choices made are listed in
 from __future__ import annotations
 
 import functools
+import io
 import itertools
 import logging
 import math
@@ -22,14 +23,20 @@ import pandas as pd
 
 from pipeline import sizeclasses
 from pipeline.errors import InputFormatError
-from pipeline.io import expand_urls, read_bytes
+from pipeline.io import read_bytes
+from pipeline.sources.archive import ArchiveFile
 from pipeline.sources.ecopart_summary import (
+    PAR_EXPORT,
     _flag_values,
     _load_summary,
+    _mark_used,
     _missing_profile_reason,
     _show_columns,
+    _sort_files,
 )
 from pipeline.sources.table import (
+    MISSING_SENTINELS,
+    QUARANTINE_META,
     FileResult,
     ReadResult,
     RowChecker,
@@ -75,6 +82,11 @@ def particles_meta(size_classes: SizeClasses = "detailed") -> pd.DataFrame:
     >>> list(meta.columns[:6]), len(meta.columns), meta.columns[-1]
     (['profile_id', 'lat', 'lon', 'time', 'depth_m', 'volume_l'], 21, 'n_16400_infum')
     """
+    return _particles_meta(size_classes).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _particles_meta(size_classes: SizeClasses) -> pd.DataFrame:
     edges = sizeclasses.edges_mm(size_classes)
     columns: dict[str, pd.Series] = {
         "profile_id": pd.Series([], dtype=str),
@@ -90,19 +102,20 @@ def particles_meta(size_classes: SizeClasses = "detailed") -> pd.DataFrame:
 
 
 def _count_columns(size_classes: SizeClasses) -> list[str]:
-    return list(particles_meta(size_classes).columns[6:])
+    return list(_particles_meta(size_classes).columns[6:])
 
 
 # ----------------------------------------------------------------------- PAR exports
 
 
 def read_par_export(
-    urls: str | Sequence[str],
+    urls: str | Sequence[str] | Sequence[ArchiveFile],
     *,
     metadata_url: str | None = None,
     size_classes: SizeClasses | None = None,
     storage_options: Mapping[str, Any] | None = None,
     encoding: str | None = None,
+    batch_bytes: int | None = None,
 ) -> ReadResult:
     """Read EcoPart detailed or reduced PAR exports into the particles table, lazily.
 
@@ -114,10 +127,14 @@ def read_par_export(
     Parameters
     ----------
     urls : str or sequence of str
-        Files, fsspec URLs or glob patterns (one dask task per file).
+        Files, folders, glob patterns, ``.zip`` archives (zips of zips) or ``s3://``
+        prefixes (:func:`pipeline.sources.archive.list_files`): files found in folders,
+        globs and archives are read when their name is a PAR export's, the others listed
+        in ``inventory``; files named as they are are always read. Batched by
+        :func:`~pipeline.sources.table.read_many`.
     metadata_url : str, optional
-        The export's ``*_Export_metadata_summary.tsv``; by default the one in the folder
-        of the first file (same export time stamp preferred).
+        The export's ``*_Export_metadata_summary.tsv``; by default the one found among the
+        inputs or in the folder of the first file (same export time stamp preferred).
     size_classes : {"detailed", "reduced"}, optional
         Class set of the output; by default detected from the first file's header (45
         classes: detailed, 15: reduced). A file of the other set is quarantined whole.
@@ -126,6 +143,10 @@ def read_par_export(
     encoding : str, optional
         ``None`` (default) detects UTF-8 or latin-1 per file; an explicit encoding is
         strict (undecodable lines are quarantined).
+    batch_bytes : int, optional
+        Input bytes per task, at most (default
+        :data:`~pipeline.sources.table.BATCH_BYTES`); see
+        :func:`~pipeline.sources.table.plan_batches`.
 
     Returns
     -------
@@ -147,11 +168,15 @@ def read_par_export(
     read_par_raw : the same table from raw exports.
     read_ecopart : dispatch by file name.
     """
-    urls = expand_urls(urls, storage_options=storage_options)
-    if not urls:
-        raise InputFormatError("read_par_export: no input file given (the URL list is empty).")
+    files, found, inventory = _sort_files(urls, storage_options, (PAR_EXPORT,))
+    if not files:
+        raise InputFormatError(
+            "read_par_export: no PAR export file among the inputs "
+            f"({len(inventory)} file(s) found: {_kinds(inventory)})."
+        )
+    urls = [f.url for f in files]
     summary_url, summary, bad = _load_summary(
-        urls, metadata_url, storage_options, encoding, "detailed/reduced"
+        urls, metadata_url, storage_options, encoding, "detailed/reduced", found
     )
     if size_classes is None:
         size_classes = _sniff_size_classes(urls, storage_options=storage_options)
@@ -168,11 +193,24 @@ def read_par_export(
         storage_options=dict(storage_options) if storage_options else None,
         encoding=encoding,
     )
-    return read_many(urls, parse, particles_meta(size_classes))
+    result = read_many(files, parse, particles_meta(size_classes), batch_bytes=batch_bytes)
+    result.inventory = _mark_used(inventory, summary_url)
+    return result
+
+
+def _kinds(inventory: pd.DataFrame) -> str:
+    counts = inventory["kind"].value_counts()
+    return ", ".join(f"{n} {k}" for k, n in counts.items()) or "none"
 
 
 def _class_set(header: Sequence[str]) -> tuple[SizeClasses | None, dict[str, int]]:
     """Detect the class set from count-concentration headers: (kind, column -> index)."""
+    kind, index = _class_set_cached(tuple(header))
+    return kind, dict(index)
+
+
+@functools.lru_cache(maxsize=64)
+def _class_set_cached(header: tuple[str, ...]) -> tuple[SizeClasses | None, dict[str, int]]:
     # "Âµ": a UTF-8 "µ" decoded as latin-1 (a UTF-8 file with one stray latin-1 byte).
     found = [(h, sizeclasses.parse_export_label(h.replace("Âµ", "µ"))) for h in header]
     found = [(h, edges) for h, edges in found if edges is not None]
@@ -222,7 +260,11 @@ def _parse_par_export(
     encoding: str | None = None,
 ) -> FileResult:
     """Parse one detailed/reduced PAR export file (module level: picklable)."""
-    raw = tokenize(read_bytes(url, storage_options=storage_options), url, encoding=encoding)
+    data = read_bytes(url, storage_options=storage_options)
+    fast = _parse_clean_par_export(data, url, summary, size_classes, encoding)
+    if fast is not None:
+        return fast
+    raw = tokenize(data, url, encoding=encoding)
     kind, class_index = _class_set(raw.header)
     if kind is None:
         raise InputFormatError(
@@ -251,7 +293,7 @@ def _parse_par_export(
 
     profile = cells[profile_col].astype(str).str.strip()
     check.flag(profile.to_numpy() == "", profile_col, "empty profile id")
-    unknown = ~profile.isin(summary.index).to_numpy() & (profile.to_numpy() != "")
+    unknown = (summary.index.get_indexer(profile.to_numpy()) < 0) & (profile.to_numpy() != "")
     if unknown.any():
         reasons = np.full(len(cells), "", dtype=object)
         for i in np.flatnonzero(unknown):
@@ -304,6 +346,120 @@ def _parse_par_export(
     return res
 
 
+def _parse_clean_par_export(
+    data: bytes,
+    url: str,
+    summary: pd.DataFrame,
+    size_classes: SizeClasses,
+    encoding: str | None,
+) -> FileResult | None:
+    """Read a clean PAR export with pandas' C parser; None when any row needs checking.
+
+    Clean: every line has the header's fields, depth, volume and the class columns are
+    plain numbers (no missing code, no decimal comma), every profile is in the summary and
+    depth-organised, depths are 5 m bin centres, volumes > 0, no concentration < 0, no
+    duplicate (profile, bin). Such a file gives exactly the table of the careful path
+    (which every other file takes, to quarantine what is wrong), in a tenth of the time.
+    """
+    if not _FAST_PATHS or b'"' in data:
+        return None
+    try:
+        text = data.decode(encoding or "utf-8")
+    except UnicodeDecodeError:
+        if encoding is not None:
+            return None
+        encoding = "latin-1"
+        text = data.decode(encoding)
+    except LookupError:
+        return None
+    end = text.find("\n")
+    header = [h.strip() for h in text[: end if end >= 0 else None].rstrip("\r").split("\t")]
+    kind, class_index = _class_set(header)
+    profile_col = next((c for c in ("Profile", "profile") if c in header), None)
+    if kind != size_classes or profile_col is None or _DEPTH not in header or _VOLUME not in header:
+        return None
+    if len(set(header)) != len(header):
+        return None
+    n_lines = sum(1 for line in text.split("\n")[1:] if line.strip())
+    n_tabs = text.count("\t")
+    if n_tabs != (n_lines + 1) * (len(header) - 1):
+        return None  # a line with too few or too many fields
+    numeric_cols = [_DEPTH, _VOLUME, *class_index]
+    try:
+        numeric = pd.read_csv(
+            io.BytesIO(data),
+            encoding=encoding or "utf-8",
+            sep="\t",
+            header=0,
+            names=header,
+            usecols=numeric_cols,
+            dtype="float64",
+            keep_default_na=False,
+            na_values=[""],
+            engine="c",
+        )
+    except (pd.errors.ParserError, ValueError):
+        return None  # text in a number column: the careful path quarantines it
+    if len(numeric) != n_lines:
+        return None
+    block = numeric.to_numpy(dtype="float64")
+    where = {c: i for i, c in enumerate(numeric.columns)}
+    depth, volume = block[:, where[_DEPTH]], block[:, where[_VOLUME]]
+    concs = block[:, [where[c] for c in class_index]]
+    if np.isin(block, _SENTINEL_VALUES).any() or np.isnan(depth).any() or np.isnan(volume).any():
+        return None
+    at = header.index(profile_col)
+    profile = np.array(
+        [line.split("\t", at + 1)[at].strip() for line in text.split("\n")[1:] if line.strip()],
+        dtype=object,
+    )
+    names, inverse = np.unique(profile, return_inverse=True)
+    found = summary.index.get_indexer(names)
+    if (found < 0).any():
+        return None
+    rows = found[inverse]
+    declared = summary["organized_by_depth"].to_numpy(dtype=object)[found]
+    if any(d is False or d is np.False_ for d in declared):
+        return None  # time-organised
+    bins = sizeclasses.depth_bin_centre(depth)
+    if (
+        (depth < 0).any()
+        or (np.abs(depth - bins) > 1e-6).any()
+        or (volume <= 0).any()
+        or (concs < 0).any()
+        or _has_duplicates(profile, bins)
+    ):
+        return None
+    count_names = _count_columns(size_classes)
+    out = np.full((n_lines, 4 + len(count_names)), np.nan)
+    counts = out[:, 4:]
+    counts[:, list(class_index.values())] = concs * volume[:, None]
+    rounded = np.round(counts)
+    close = np.abs(counts - rounded) <= _ROUND_RTOL * np.maximum(np.abs(rounded), 1e-3)
+    np.copyto(counts, rounded, where=close)
+    out[:, 0] = summary["lat"].to_numpy()[rows]
+    out[:, 1] = summary["lon"].to_numpy()[rows]
+    out[:, 2] = depth
+    out[:, 3] = volume
+    table = pd.DataFrame(out, columns=["lat", "lon", "depth_m", "volume_l", *count_names])
+    # appended last: the batch puts every column in its place once (conform)
+    table["profile_id"] = pd.array(profile, dtype=_PROFILE_DTYPE)
+    table["time"] = summary["time"].array.take(rows)
+    return FileResult(url, table, QUARANTINE_META.iloc[:0], rows_read=n_lines)
+
+
+def _has_duplicates(profile: np.ndarray, bins: np.ndarray) -> bool:
+    if len(profile) and (profile == profile[0]).all():  # one profile per file: the usual
+        return len(np.unique(bins)) != len(bins)
+    return bool(pd.DataFrame({"p": profile, "b": bins}).duplicated().any())
+
+
+#: Clean files take a fast path (tests switch it off to compare with the careful one).
+_FAST_PATHS = True
+_SENTINEL_VALUES = [float(m) for m in MISSING_SENTINELS]
+_PROFILE_DTYPE = pd.Series([], dtype=str).dtype
+
+
 def _flag_time_organised(
     check: RowChecker,
     cells: pd.DataFrame,
@@ -318,7 +474,7 @@ def _flag_time_organised(
     share_off = frame.groupby("p")["off"].mean()
     declared = summary["organized_by_depth"].eq(False).fillna(False).to_numpy(dtype=bool)
     timed = set(share_off.index[share_off > 0.5]) | set(summary.index[declared])
-    is_timed = profile.isin(timed).to_numpy()
+    is_timed = np.fromiter((p in timed for p in profile.to_numpy()), bool, len(profile))
     check.flag(
         is_timed,
         _DEPTH,

@@ -20,14 +20,23 @@ import pandas as pd
 
 from pipeline import sizeclasses
 from pipeline.errors import InputFormatError
-from pipeline.io import expand_urls, read_bytes
-from pipeline.sources.ecopart_export import SizeClasses, _flag_duplicates, particles_meta
+from pipeline.io import read_bytes
+from pipeline.sources.archive import ArchiveFile
+from pipeline.sources.ecopart_export import (
+    SizeClasses,
+    _flag_duplicates,
+    _kinds,
+    particles_meta,
+)
 from pipeline.sources.ecopart_summary import (
+    PAR_RAW,
     _basename,
     _flag_values,
     _load_summary,
+    _mark_used,
     _missing_profile_reason,
     _show_columns,
+    _sort_files,
 )
 from pipeline.sources.table import (
     FileResult,
@@ -52,13 +61,14 @@ _RAW_NAME = re.compile(r"^(?P<head>.+)_PAR_raw_[^/]*$")
 
 
 def read_par_raw(
-    urls: str | Sequence[str],
+    urls: str | Sequence[str] | Sequence[ArchiveFile],
     *,
     metadata_url: str | None = None,
     size_classes: SizeClasses = "detailed",
     bin_m: float = 5.0,
     storage_options: Mapping[str, Any] | None = None,
     encoding: str | None = None,
+    batch_bytes: int | None = None,
 ) -> ReadResult:
     """Read EcoPart raw PAR exports (``*_PAR_raw_*.tsv``) into the particles table, lazily.
 
@@ -75,10 +85,12 @@ def read_par_raw(
     Parameters
     ----------
     urls : str or sequence of str
-        Files, fsspec URLs or glob patterns (one dask task per file).
+        Files, folders, glob patterns, ``.zip`` archives or ``s3://`` prefixes, as in
+        :func:`read_par_export` (expanded inputs: only ``*_PAR_raw_*.tsv`` are read, the
+        other files listed in ``inventory``).
     metadata_url : str, optional
         The raw export's ``*_Export_metadata_summary.tsv`` (90 columns); by default the
-        one in the folder of the first file.
+        one found among the inputs or in the folder of the first file.
     size_classes : {"detailed", "reduced"}
         Class set of the output.
     bin_m : float
@@ -87,6 +99,10 @@ def read_par_raw(
         Passed to fsspec.
     encoding : str, optional
         ``None`` (default) detects UTF-8 or latin-1; explicit is strict.
+    batch_bytes : int, optional
+        Input bytes per task, at most (default
+        :data:`~pipeline.sources.table.BATCH_BYTES`); see
+        :func:`~pipeline.sources.table.plan_batches`.
 
     Returns
     -------
@@ -107,16 +123,22 @@ def read_par_raw(
     --------
     read_par_export : the same table from detailed/reduced exports.
     """
-    urls = expand_urls(urls, storage_options=storage_options)
-    if not urls:
-        raise InputFormatError("read_par_raw: no input file given (the URL list is empty).")
+    files, found, inventory = _sort_files(urls, storage_options, (PAR_RAW,))
+    if not files:
+        raise InputFormatError(
+            "read_par_raw: no raw PAR file ('*_PAR_raw_*.tsv') among the inputs "
+            f"({len(inventory)} file(s) found: {_kinds(inventory)})."
+        )
+    urls = [f.url for f in files]
     if size_classes not in ("detailed", "reduced"):
         raise InputFormatError(
             f"size_classes={size_classes!r} is not a class set; valid: 'detailed', 'reduced'."
         )
     if not (bin_m > 0 and math.isfinite(bin_m)):
         raise InputFormatError(f"bin_m={bin_m!r}: the depth bin height must be > 0 metres.")
-    summary_url, summary, bad = _load_summary(urls, metadata_url, storage_options, encoding, "raw")
+    summary_url, summary, bad = _load_summary(
+        urls, metadata_url, storage_options, encoding, "raw", found
+    )
     parse = functools.partial(
         _parse_par_raw,
         summary=summary,
@@ -126,22 +148,44 @@ def read_par_raw(
         bin_m=float(bin_m),
         storage_options=dict(storage_options) if storage_options else None,
         encoding=encoding,
+        by_file=_profiles_by_file(summary),
     )
-    return read_many(urls, parse, particles_meta(size_classes))
+    result = read_many(files, parse, particles_meta(size_classes), batch_bytes=batch_bytes)
+    result.inventory = _mark_used(inventory, summary_url)
+    return result
 
 
-def _raw_profile(url: str, summary: pd.DataFrame) -> str | None:
+def _raw_profile(
+    url: str, summary: pd.DataFrame, by_file: Mapping[str, str] | None = None
+) -> str | None:
+    """Find the profile of a raw PAR file: by ``Particle filename``, else by its name.
+
+    Hash lookups only (``by_file``: file name -> profile, made once per read), so each
+    file costs the same whatever the number of profiles in the summary.
+    """
     name = _basename(url)
     plain = re.sub(r"\.(gz|bz2|xz|zst)$", "", name)
-    by_file = summary.index[summary["particle_file"].to_numpy() == plain]
-    if len(by_file):
-        return str(by_file[0])
+    if by_file is None:
+        by_file = _profiles_by_file(summary)
+    if plain in by_file:
+        return by_file[plain]
     m = _RAW_NAME.match(plain)
     if not m:
         return None
-    head = m["head"]
-    hits = [p for p in summary.index if head == p or head.endswith("_" + p)]
+    parts = m["head"].split("_")
+    # the longest tail of the name's head that is a profile id ("<stamp>_<profile>")
+    tails = ["_".join(parts[k:]) for k in range(len(parts))]
+    found = summary.index.get_indexer(tails)
+    hits = [t for t, i in zip(tails, found, strict=True) if i >= 0]
     return max(hits, key=len) if hits else None
+
+
+def _profiles_by_file(summary: pd.DataFrame) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pid, file in zip(summary.index, summary["particle_file"].to_numpy(), strict=True):
+        if file and file not in out:
+            out[str(file)] = str(pid)
+    return out
 
 
 def _parse_par_raw(
@@ -154,6 +198,7 @@ def _parse_par_raw(
     bin_m: float = 5.0,
     storage_options: Mapping[str, Any] | None = None,
     encoding: str | None = None,
+    by_file: Mapping[str, str] | None = None,
 ) -> FileResult:
     """Parse one raw PAR export file into 5 m bins (module level: picklable)."""
     raw = tokenize(read_bytes(url, storage_options=storage_options), url, encoding=encoding)
@@ -175,7 +220,7 @@ def _parse_par_raw(
     if missing:
         logger.warning("%s: required column(s) %s missing; every line quarantined", url, missing)
         return done()
-    pid = _raw_profile(url, summary)
+    pid = _raw_profile(url, summary, by_file)
     if pid is None:
         m = _RAW_NAME.match(_basename(url))
         guess = m["head"].split("_", 1)[-1] if m else _basename(url)

@@ -21,6 +21,7 @@ from fsspec.core import url_to_fs
 
 from pipeline.errors import InputFormatError
 from pipeline.io import parent_url, read_bytes
+from pipeline.sources.archive import ArchiveFile, inventory_frame, list_files
 from pipeline.sources.table import FileResult, RawTable, RowChecker, to_float, tokenize
 
 __all__ = ["SUMMARY_META", "read_metadata_summary"]
@@ -396,8 +397,13 @@ def _load_summary(
     storage_options: Mapping[str, Any] | None,
     encoding: str | None,
     kind: str,
+    found: Sequence[ArchiveFile] = (),
 ) -> tuple[str, pd.DataFrame, dict[str, str]]:
-    url = metadata_url or _find_summary(urls[0], storage_options=storage_options, kind=kind)
+    url = (
+        metadata_url
+        or _pick_summary(urls[0], found, kind)
+        or _find_summary(urls[0], storage_options=storage_options, kind=kind)
+    )
     res, bad = _read_summary(url, storage_options=storage_options, encoding=encoding)
     return url, res.accepted.set_index("profile_id", drop=False), bad
 
@@ -409,3 +415,97 @@ def _missing_profile_reason(pid: str, summary_url: str, bad: Mapping[str, str]) 
         f"profile {pid!r} is not in the metadata summary {summary_url}; pass the summary "
         "of the same export as metadata_url="
     )
+
+
+# ------------------------------------------------------------------ what an export holds
+
+#: Kinds of file an EcoPart export holds, as :func:`_file_kind` names them.
+PAR_RAW, PAR_EXPORT, SUMMARY = "raw PAR export", "PAR export", "metadata summary"
+_NOT_READ = "not read by this reader"
+_UNKNOWN = "unknown: not read"
+
+
+def _file_kind(url: str) -> str:
+    """Kind of an EcoPart export file, from its name."""
+    name = re.sub(r"\.(gz|bz2|xz|zst)$", "", _basename(url))
+    if "_Export_metadata_summary" in name:
+        return SUMMARY
+    if "_PAR_raw_" in name and name.endswith(".tsv"):
+        return PAR_RAW
+    if "_odv" in name.lower():
+        return "ODV export"
+    if "_PAR_" in name and name.endswith(".tsv"):
+        return PAR_EXPORT
+    if "_ZOO_" in name:
+        return "ZOO export"
+    if "_CTD_" in name:
+        return "CTD export"
+    return "unknown"
+
+
+def _action(kind: str) -> str:
+    if kind in (PAR_RAW, PAR_EXPORT):
+        return "read"
+    if kind == SUMMARY:
+        return "metadata summary: not used"
+    return _UNKNOWN if kind == "unknown" else _NOT_READ
+
+
+def _sort_files(
+    urls: str | Sequence[str] | Sequence[ArchiveFile],
+    storage_options: Mapping[str, Any] | None,
+    kinds: Sequence[str],
+) -> tuple[list[ArchiveFile], list[ArchiveFile], pd.DataFrame]:
+    """Split the inputs into the files to read, the summaries found and an inventory.
+
+    Files found in a folder, glob or archive are read when their name says they are of one
+    of ``kinds``; files named as they are also when their name is another PAR kind's or
+    unknown (a wrong one is then quarantined whole). ZOO, CTD and ODV exports and summaries
+    are never read as data. Everything not read is listed in the inventory, never fatal.
+    """
+    if isinstance(urls, str):
+        urls = [urls]
+    items = [u for u in urls if isinstance(u, ArchiveFile)]
+    names = [u for u in urls if not isinstance(u, ArchiveFile)]
+    if names:
+        items += list_files(names, storage_options=storage_options)
+    read: list[ArchiveFile] = []
+    summaries: list[ArchiveFile] = []
+    rows = []
+    for f in items:
+        kind = _file_kind(f.url)
+        if kind in kinds or (not f.expanded and kind in (PAR_RAW, PAR_EXPORT, "unknown")):
+            read.append(f)
+            rows.append((f, kind, "read"))
+            continue
+        if kind == SUMMARY:
+            summaries.append(f)
+        rows.append((f, kind, _action(kind)))
+    return read, summaries, inventory_frame(rows)
+
+
+def _pick_summary(first: str, summaries: Sequence[ArchiveFile], kind: str) -> str | None:
+    """Pick the summary, among those found, that goes with ``first`` (None: none fits)."""
+    if not summaries:
+        return None
+    folder, stamp = parent_url(first), _export_stamp(_basename(first))
+    want_raw = kind == "raw"
+
+    def score(f: ArchiveFile) -> tuple[int, int, int]:
+        name = _basename(f.url)
+        return (
+            int(parent_url(f.url) == folder),
+            int(bool(stamp) and stamp in name),
+            int(("export_raw" in name) == want_raw),
+        )
+
+    ranked = sorted(summaries, key=score, reverse=True)
+    if len(ranked) > 1 and score(ranked[0]) == score(ranked[1]):
+        return None  # ambiguous: let _find_summary say so
+    return ranked[0].url
+
+
+def _mark_used(inventory: pd.DataFrame, url: str) -> pd.DataFrame:
+    out = inventory.copy()
+    out.loc[out["file"] == url, "action"] = "metadata summary: used"
+    return out

@@ -90,12 +90,16 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import dask
+import fsspec
 import numpy as np
 import pandas as pd
 from fsspec.core import url_to_fs
+from fsspec.utils import read_block
 
-from pipeline.errors import ConfigError
-from pipeline.io import expand_urls, join_under, parent_url, read_bytes
+from pipeline.errors import ConfigError, InputFormatError
+from pipeline.io import join_under, parent_url, read_bytes
+from pipeline.sources.archive import ArchiveFile, inventory_frame, list_files
 from pipeline.sources.ecotaxa_columns import (
     _coordinate,
     _feature_name,
@@ -109,11 +113,14 @@ from pipeline.sources.ecotaxa_columns import (
     _volume,
 )
 from pipeline.sources.table import (
+    BATCH_BYTES,
+    Batch,
     FileResult,
     ReadResult,
     RowChecker,
     conform,
     read_many,
+    result_of,
     to_float,
     tokenize,
 )
@@ -268,6 +275,7 @@ def read_ecotaxa(
     encoding: str | None = None,
     check_images: bool = True,
     features: Sequence[str] | None = None,
+    batch_bytes: int | None = None,
 ) -> ReadResult:
     """Read EcoTaxa TSVs (imports or exports) into the canonical objects table, lazily.
 
@@ -276,7 +284,9 @@ def read_ecotaxa(
     urls : str or iterable of str
         TSV files: paths, fsspec URLs, glob patterns, ``file.tsv.gz``, or a member of an
         archive (``zip://ecotaxa_x.tsv::s3://b/x.zip``; nested zips chain:
-        ``zip://ecotaxa_x.tsv::zip://inner.zip::/data/outer.zip``).
+        ``zip://ecotaxa_x.tsv::zip://inner.zip::/data/outer.zip``); or folders, ``.zip``
+        exports and ``s3://`` prefixes as exported, where the ``*.tsv`` (``.tsv.gz``) are
+        read, the images counted and anything else listed in ``inventory`` as not read.
     storage_options : mapping, optional
         Passed to fsspec (endpoint, anonymous access); never logged.
     encoding : {None, 'utf-8', 'latin-1'} or str, optional
@@ -289,6 +299,10 @@ def read_ecotaxa(
         Morphological feature columns, named as in the TSV with or without ``object_``
         (``perim.`` and ``perim`` alike); default :data:`DEFAULT_FEATURES`. Missing ones
         are NaN.
+    batch_bytes : int, optional
+        Input bytes per task, at most (default
+        :data:`~pipeline.sources.table.BATCH_BYTES`); see
+        :func:`~pipeline.sources.table.plan_batches`.
 
     Returns
     -------
@@ -336,7 +350,12 @@ def read_ecotaxa(
                 f"read_ecotaxa: encoding {encoding!r} is unknown; use None (automatic), "
                 "'utf-8' or 'latin-1'."
             ) from err
-    files = expand_urls(urls, storage_options=storage_options)
+    files, inventory = _sort_files(urls, storage_options)
+    if not files:
+        raise InputFormatError(
+            f"read_ecotaxa: no TSV file among the {len(inventory)} file(s) found "
+            f"({', '.join(inventory['file'].head(5))}); EcoTaxa exports are '*.tsv' files."
+        )
     logger.info(
         "read_ecotaxa: %d file(s), %d feature column(s), check_images=%s",
         len(files),
@@ -350,7 +369,100 @@ def read_ecotaxa(
         check_images=check_images,
         features=names,
     )
-    return read_many(files, parse, objects_meta(names))
+    limit = BATCH_BYTES if batch_bytes is None else int(batch_bytes)
+    big = [f for f in files if _splittable(f, limit)]
+    small = [f for f in files if f not in big]
+    meta = objects_meta(names)
+    batches = read_many(small, parse, meta, batch_bytes=batch_bytes).batches if small else []
+    for f in big:
+        batches += _block_batches(f, limit, parse, meta, storage_options)
+    result = result_of([b.renamed(i) for i, b in enumerate(batches or [])])
+    result.inventory = inventory
+    return result
+
+
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def _splittable(f: ArchiveFile, limit: int) -> bool:
+    """Tell whether ``f`` is read in blocks (a plain file bigger than a batch)."""
+    return (
+        f.size is not None
+        and f.size > limit
+        and "::" not in f.url
+        and not f.url.lower().endswith(_COMPRESSED)
+    )
+
+
+def _block_batches(
+    f: ArchiveFile,
+    limit: int,
+    parse: Any,
+    meta: pd.DataFrame,
+    storage_options: Mapping[str, Any] | None,
+) -> list[Batch]:
+    """Batches of byte-range blocks of one big TSV (whole lines, each line in one block).
+
+    The line number of each block's first line comes from a first pass that counts the
+    line ends of every block on the workers (at disk speed, one integer per block back),
+    so the quarantine names the file's own line numbers.
+    """
+    size = int(f.size or 0)
+    offsets = list(range(0, size, limit))
+    options = dict(storage_options) if storage_options else None
+    counts = dask.compute(*[dask.delayed(_count_lines)(f.url, o, limit, options) for o in offsets])
+    before = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
+    logger.info("%s: %d bytes read in %d byte-range blocks", f.url, size, len(offsets))
+    token = dask.base.tokenize(parse, meta, f.url, f.size)[:16]
+    return [
+        Batch(
+            name=f"{k:05d}-{token[:11]}b{k:04d}",
+            urls=(f.url,),
+            parse_one=functools.partial(parse, block=(o, limit, int(shift))),
+            meta=meta,
+            continues=k > 0,
+        )
+        for k, (o, shift) in enumerate(zip(offsets, before, strict=True))
+    ]
+
+
+def _count_lines(
+    url: str, offset: int, length: int, storage_options: Mapping[str, Any] | None
+) -> int:
+    return _read_block(url, offset, length, storage_options).count(b"\n")
+
+
+def _read_block(
+    url: str, offset: int, length: int, storage_options: Mapping[str, Any] | None
+) -> bytes:
+    """Whole lines of ``url`` starting in ``[offset, offset + length)``."""
+    try:
+        with fsspec.open(url, "rb", **dict(storage_options or {})) as fh:
+            return read_block(fh, offset, length, delimiter=b"\n")
+    except FileNotFoundError as err:
+        raise InputFormatError(f"{url}: file not found.") from err
+
+
+_TABLE_SUFFIXES = (".tsv", ".tsv.gz", ".tsv.bz2", ".tsv.xz", ".tsv.zst", ".txt")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def _sort_files(
+    urls: str | Iterable[str], storage_options: Mapping[str, Any] | None
+) -> tuple[list[ArchiveFile], pd.DataFrame]:
+    """Files to read (named ones, and the TSVs found) and the inventory of all found."""
+    found = list_files(urls, storage_options=storage_options)
+    read, rows = [], []
+    for f in found:
+        name = f.name.lower()
+        if not f.expanded or name.endswith(_TABLE_SUFFIXES):
+            read.append(f)
+            rows.append((f, "EcoTaxa TSV", "read"))
+        elif name.endswith(_IMAGE_SUFFIXES):
+            rows.append((f, "image", "not read (images are read by the image commands)"))
+        else:
+            rows.append((f, "unknown", "unknown: not read"))
+    return read, inventory_frame(rows)
 
 
 def _check_features(features: Sequence[str] | None) -> tuple[str, ...]:
@@ -379,12 +491,31 @@ def _parse_file(
     encoding: str | None,
     check_images: bool,
     features: Sequence[str],
+    block: tuple[int, int, int] | None = None,
 ) -> FileResult:
-    """Parse one EcoTaxa TSV into a FileResult (module level, so it pickles)."""
-    data = read_bytes(url, storage_options=storage_options)
+    """Parse one EcoTaxa TSV (or one byte-range block of it) into a FileResult.
+
+    ``block`` is ``(offset, length, lines before the block)``: the block's whole lines,
+    after the file's header line, numbered as in the file (module level, so it pickles).
+    """
+    shift = 0
+    if block is None:
+        data = read_bytes(url, storage_options=storage_options)
+    elif block[0] == 0:
+        data = _read_block(url, 0, block[1], storage_options)
+    else:
+        offset, length, before = block
+        head = read_bytes(url, storage_options=storage_options, first_line=True)
+        data = head + _read_block(url, offset, length, storage_options)
+        shift = before - 1  # the block's first line is line before + 1; here it is line 2
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
-    raw = tokenize(data, url, encoding=encoding, skip_type_row=True)
+    raw = tokenize(data, url, encoding=encoding, skip_type_row=shift == 0)
+    if shift:
+        raw.cells["_line"] += shift
+        raw.lines = {k + shift: v for k, v in raw.lines.items()}
+        for q in raw.quarantine:
+            q["line"] += shift
     reader = _Rows(raw)
     check = RowChecker(raw)
 

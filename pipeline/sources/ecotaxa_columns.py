@@ -173,6 +173,13 @@ def _times(reader: _Rows, check: RowChecker) -> pd.Series:
         return pd.Series(pd.NaT, index=range(reader.n), dtype="datetime64[ns, UTC]")
     date_text = reader.text("object_date")
     time_text = reader.text("object_time")
+    if date_text.str.fullmatch(r"\d{8}").all() and time_text.str.fullmatch(r"\d{6}").all():
+        # the usual export (YYYYMMDD, HHMMSS): one parse; any invalid stamp: the full path
+        stamp = pd.to_datetime(
+            date_text + time_text, format="%Y%m%d%H%M%S", errors="coerce", utc=True
+        )
+        if not stamp.isna().any():
+            return stamp.astype("datetime64[ns, UTC]")
     date = date_text.str.replace(r"[-/]", "", regex=True)
     clock = time_text.str.replace(":", "", regex=False)
     clock = clock.where(clock != "", "0")

@@ -13,9 +13,11 @@ Every tabular reader (EcoPart, EcoTaxa) follows the same three steps per file:
    :class:`FileResult` whose counts reconcile: ``rows_read == rows_accepted +
    rows_quarantined``.
 
-:func:`read_many` maps a per-file parser over many URLs lazily (one dask task per
-batch of :data:`FILES_PER_TASK` files, so the graph grows with batches, not files or
-rows) into a :class:`ReadResult`. A file
+:func:`read_many` maps a per-file parser over many URLs lazily into a
+:class:`ReadResult`: :func:`plan_batches` cuts the files into batches of about
+:data:`BATCH_BYTES` of input (at least :data:`FILES_PER_TASK` files each while the bytes
+allow), and one dask task parses a batch, so the graph grows with bytes, not with files
+or rows. A file
 that cannot be read at all (missing, truncated archive, empty) becomes one
 quarantine row with ``line = 0``; it never stops the other files.
 """
@@ -23,38 +25,56 @@ quarantine row with ``line = 0``; it never stops the other files.
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from pipeline.errors import InputFormatError
+from pipeline.sources.archive import ArchiveFile
 
 __all__ = [
+    "BATCH_BYTES",
     "FILES_PER_TASK",
+    "MIN_BATCHES",
     "MISSING_SENTINELS",
     "QUARANTINE_META",
     "STATS_META",
+    "Batch",
     "FileResult",
     "RawTable",
     "ReadResult",
     "RowChecker",
     "conform",
     "file_failure",
+    "plan_batches",
     "read_many",
+    "result_of",
     "to_float",
     "tokenize",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Files parsed by one task of :func:`read_many` (one partition of the tables it returns).
+#: Fewest files parsed by one task of :func:`read_many` (while the bytes allow).
 FILES_PER_TASK = 50
+
+#: Input bytes read by one task of :func:`read_many`, at most (about): 128 MiB.
+BATCH_BYTES = 128 * 2**20
+
+#: Tasks :func:`read_many` makes, at most, from inputs smaller than :data:`BATCH_BYTES`
+#: (so a few thousand small files still keep the workers of a cluster busy).
+MIN_BATCHES = 32
 
 #: Numeric "missing" codes seen in EcoTaxa/EcoPart exports (PSSdb standardizer NA_value).
 MISSING_SENTINELS: tuple[str, ...] = ("999999", "99999", "9999", "99999999999")
@@ -148,6 +168,42 @@ class FileResult:
         ).astype(STATS_META.dtypes.to_dict())
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One batch of files read by one task: what :func:`read_many` maps over.
+
+    Attributes
+    ----------
+    name : str
+        Stable name: the batch's position and a hash of its files, their sizes and the
+        parser with its options. The same inputs give the same names, so a writer can
+        skip the batches an interrupted run already wrote.
+    urls : tuple of str
+        The files, in order.
+    parse_one : callable
+        ``parse_one(url) -> FileResult`` (picklable).
+    meta : pandas.DataFrame
+        Empty accepted table (columns and dtypes).
+    continues : bool
+        A byte-range block after the first of a big file (its ``stats`` row is another
+        part of a file already counted).
+    """
+
+    name: str
+    urls: tuple[str, ...]
+    parse_one: Callable[[str], FileResult]
+    meta: pd.DataFrame
+    continues: bool = False
+
+    def read(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Parse the files: ``(accepted, quarantine, stats)``, each in file order."""
+        return _parse_batch(self.parse_one, self.urls, self.meta)
+
+    def renamed(self, index: int) -> Batch:
+        """Return the same batch at another position (batches of several reads joined)."""
+        return replace(self, name=f"{index:05d}-{self.name.split('-', 1)[-1]}")
+
+
 @dataclass
 class ReadResult:
     """Lazy result of a reader over many files.
@@ -162,11 +218,20 @@ class ReadResult:
     stats : dask.dataframe.DataFrame
         One row per file: ``file, rows_read, rows_accepted, rows_quarantined``; for each
         file ``rows_read == rows_accepted + rows_quarantined``.
+    inventory : pandas.DataFrame, optional
+        Every file found in the inputs (folders, archives) and what the reader did with it
+        (:data:`pipeline.sources.archive.INVENTORY_META`: ``file, size_bytes, kind,
+        action``): read, used as metadata, or listed as not read (ZOO, CTD, unknown).
+    batches : list of Batch, optional
+        The batches of files behind the partitions, in order: a writer that streams
+        (:func:`pipeline.ingest.write_ingest`) reads and writes each in one task.
     """
 
     accepted: dd.DataFrame
     quarantine: dd.DataFrame
     stats: dd.DataFrame
+    inventory: pd.DataFrame | None = None
+    batches: list[Batch] | None = None
 
     def compute(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Compute accepted rows, quarantine and stats in one pass over the files."""
@@ -219,6 +284,11 @@ def tokenize(
     >>> t.quarantine[0]["reason"]
     'expected 2 fields (as in the header), found 1'
     """
+    fast = _tokenize_fast(
+        data, url, encoding=encoding, sep=sep, comment=comment, skip_type_row=skip_type_row
+    )
+    if fast is not None:
+        return fast
     raw_lines = data.split(b"\n")
     if encoding is None:
         try:
@@ -302,6 +372,79 @@ def tokenize(
     )
 
 
+def _tokenize_fast(
+    data: bytes,
+    url: str,
+    *,
+    encoding: str | None,
+    sep: str,
+    comment: str | None,
+    skip_type_row: bool,
+) -> RawTable | None:
+    """Tokenise a well-formed file with pyarrow's CSV parser; None when it needs care.
+
+    Well-formed: decodable, no blank line between data lines, every line with the
+    header's number of fields, no line end inside quotes, no comment lines. The result is
+    then the one :func:`tokenize`'s line-by-line path gives, at C speed.
+    """
+    if comment or b"\x00" in data[:4096]:
+        return None
+    try:
+        if encoding is None:
+            try:
+                text = data.decode("utf-8")
+                encoding = "utf-8"
+            except UnicodeDecodeError:
+                text = data.decode("latin-1")
+                encoding = "latin-1"
+        else:
+            text = data.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        return None
+    lines = text.replace("\r\n", "\n").split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if len(lines) < 2 or "\r" in text.replace("\r\n", ""):
+        return None
+    header = [f.strip() for f in _split(lines[0], sep)]
+    # pyarrow refuses a line with the wrong number of fields and skips blank lines (then the
+    # counts differ): either way the careful path reads the file and says which line
+    try:
+        names = [str(i) for i in range(len(header))]
+        table = pacsv.read_csv(
+            io.BytesIO(data if encoding == "utf-8" else text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    cells = table.to_pandas()
+    if len(cells) != len(lines) - 1:
+        return None  # a blank line, a line end inside quotes
+    first = 2
+    if skip_type_row and len(cells) and str(cells.iat[0, 0]).strip().startswith("["):
+        cells = cells.iloc[1:].reset_index(drop=True)
+        lines = lines[:1] + lines[2:]
+        first = 3
+    cells.columns = _dedupe(header)
+    numbers = np.arange(first, first + len(cells), dtype="int64")
+    cells["_line"] = numbers
+    return RawTable(
+        url=url,
+        header=header,
+        cells=cells,
+        lines=dict(zip(numbers.tolist(), lines[1:], strict=True)),
+        quarantine=[],
+        rows_read=len(cells),
+        encoding=encoding,
+    )
+
+
 def _split(text: str, sep: str) -> list[str]:
     if '"' not in text:
         return text.split(sep)
@@ -362,6 +505,9 @@ def to_float(
     >>> to_float(pd.DataFrame({"a": ["1", "x"], "b": ["2,5", ""]}))[1].tolist()
     [[False, False], [True, False]]
     """
+    fast = _to_float_fast(values, missing)
+    if fast is not None:
+        return fast, np.zeros(fast.shape, dtype=bool)
     if isinstance(values, pd.DataFrame):
         numbers, bad = to_float(pd.Series(values.to_numpy(dtype=object).ravel()), missing=missing)
         return numbers.reshape(values.shape), bad.reshape(values.shape)
@@ -374,6 +520,38 @@ def to_float(
     bad = np.isnan(numbers) & ~is_missing.to_numpy()
     numbers[is_missing.to_numpy()] = np.nan
     return numbers, bad
+
+
+def _to_float_fast(values: pd.Series | pd.DataFrame, missing: Sequence[str]) -> np.ndarray | None:
+    """Convert clean cells at C speed; None when any cell needs :func:`to_float`'s care.
+
+    Clean: every cell a plain number (no empty cell, decimal comma, missing code, ``nan``).
+    The careful path then gives the same numbers, so this only saves time.
+    """
+    try:
+        columns = [values] if isinstance(values, pd.Series) else [values[c] for c in values]
+        cast = [
+            pc.cast(pa.array(c, from_pandas=True), pa.float64()).to_numpy(zero_copy_only=False)
+            for c in columns
+        ]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError):
+        return None
+    numbers = cast[0] if isinstance(values, pd.Series) else np.column_stack(cast)
+    numbers = np.asarray(numbers, dtype="float64").reshape(values.shape)
+    if np.isnan(numbers).any():
+        return None
+    codes = [float(m) for m in missing if _is_number(m)]
+    if codes and np.isin(numbers, codes).any():
+        return None
+    return numbers
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class RowChecker:
@@ -508,28 +686,106 @@ def conform(frame: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
     return out.astype(meta.dtypes.to_dict())
 
 
-def _safe_parse(parse_one: Callable[[str], FileResult], url: str, meta: pd.DataFrame) -> tuple:
+def _safe_parse(parse_one: Callable[[str], FileResult], url: str, meta: pd.DataFrame) -> FileResult:
     try:
-        res = parse_one(url)
+        return parse_one(url)
     except InputFormatError as err:
         logger.warning("%s", err)
-        res = file_failure(url, str(err), meta)
-    return conform(res.accepted, meta), res.quarantine, res.stats
+        return file_failure(url, str(err), meta)
+
+
+def plan_batches(
+    files: Sequence[str | ArchiveFile],
+    *,
+    batch_bytes: int | None = None,
+    files_per_task: int | None = None,
+    min_batches: int | None = None,
+) -> list[list[ArchiveFile]]:
+    """Cut files, in the order given, into batches of about equal input bytes.
+
+    The number of batches is the larger of ``ceil(total bytes / batch_bytes)`` (so no
+    batch reads much more than ``batch_bytes``) and ``min(min_batches, ceil(files /
+    files_per_task))`` (so small inputs still give the workers several tasks, but never
+    many fewer than ``files_per_task`` files each): the graph grows with the bytes, not with
+    the files, and a batch of small files costs one task. A file of unknown size counts
+    as the median known size (1 byte when none is known).
+
+    Parameters
+    ----------
+    files : sequence of str or ArchiveFile
+        Files (with their sizes, from :func:`pipeline.sources.archive.list_files`).
+    batch_bytes : int, optional
+        Input bytes per batch, at most (about); default :data:`BATCH_BYTES`.
+    files_per_task : int, optional
+        Fewest files per batch while the bytes allow; default :data:`FILES_PER_TASK`.
+    min_batches : int, optional
+        Batches made from small inputs, at most; default :data:`MIN_BATCHES`.
+
+    Returns
+    -------
+    list of list of ArchiveFile
+        Contiguous batches, none empty.
+
+    Raises
+    ------
+    InputFormatError
+        When an option is not a positive integer.
+
+    Examples
+    --------
+    >>> files = [ArchiveFile(f"f{i}", 10) for i in range(7)]
+    >>> [len(b) for b in plan_batches(files, batch_bytes=30)]
+    [3, 2, 2]
+    >>> [len(b) for b in plan_batches(files, files_per_task=2)]
+    [2, 2, 2, 1]
+    """
+    size = _positive(files_per_task, FILES_PER_TASK, "files_per_task")
+    limit = _positive(batch_bytes, BATCH_BYTES, "batch_bytes")
+    most = _positive(min_batches, MIN_BATCHES, "min_batches")
+    items = [f if isinstance(f, ArchiveFile) else ArchiveFile(str(f), None) for f in files]
+    if not items:
+        return []
+    known = [f.size for f in items if f.size is not None]
+    fill = int(np.median(known)) if known else 1
+    sizes = np.array([max(f.size if f.size is not None else fill, 1) for f in items], "float64")
+    total = float(sizes.sum())
+    n = max(math.ceil(total / limit), min(most, math.ceil(len(items) / size)))
+    n = max(1, min(n, len(items)))
+    # batch k ends at the first file whose cumulative bytes reach (k + 1) / n of the total
+    ends = np.searchsorted(np.cumsum(sizes), total * np.arange(1, n + 1) / n - 1e-9 * total)
+    batches: list[list[ArchiveFile]] = []
+    start = 0
+    for end in ends:
+        stop = max(int(end) + 1, start + 1)
+        if start < len(items):
+            batches.append(items[start:stop])
+        start = stop
+    if start < len(items):
+        batches[-1].extend(items[start:])
+    return [b for b in batches if b]
+
+
+def _positive(value: int | None, default: int, name: str) -> int:
+    out = default if value is None else value
+    if not isinstance(out, int | np.integer) or out < 1:
+        raise InputFormatError(f"{name}: {value!r}; expected an integer >= 1.")
+    return int(out)
 
 
 def read_many(
-    urls: Sequence[str],
+    urls: Sequence[str | ArchiveFile],
     parse_one: Callable[[str], FileResult],
     meta: pd.DataFrame,
     *,
     files_per_task: int | None = None,
+    batch_bytes: int | None = None,
 ) -> ReadResult:
     """Map a per-file parser lazily over many files, a batch of files per task.
 
     Parameters
     ----------
-    urls : sequence of str
-        Files to read.
+    urls : sequence of str or ArchiveFile
+        Files to read (with their sizes in bytes when known, for the batching).
     parse_one : callable
         ``parse_one(url) -> FileResult``; an :class:`InputFormatError` it raises becomes
         a file-level quarantine row. Must be picklable (a module-level function or a
@@ -538,15 +794,18 @@ def read_many(
         Empty frame with the accepted table's columns and dtypes; each file's accepted
         rows are conformed to it.
     files_per_task : int, optional
-        Files parsed by one task (one partition of each table), in the order given;
-        default :data:`FILES_PER_TASK`. Small files cost more to schedule than to
-        parse, so the graph grows with batches, not files.
+        Fewest files per batch (default :data:`FILES_PER_TASK`); see :func:`plan_batches`.
+    batch_bytes : int, optional
+        Input bytes per batch, at most (default :data:`BATCH_BYTES`, 128 MiB).
 
     Returns
     -------
     ReadResult
         Lazy accepted rows, quarantine and per-file stats (one row per file), each
-        partition the files of one batch in the order given.
+        partition the files of one batch in the order given. One task per batch parses its
+        files and returns the three tables together (one output, split lazily), so each
+        file is parsed once whatever is computed from them; ``batches`` lists them for
+        writers that stream them (:mod:`pipeline.ingest`).
 
     Raises
     ------
@@ -565,26 +824,85 @@ def read_many(
     """
     if not urls:
         raise InputFormatError("no input file given (the URL list is empty).")
-    size = FILES_PER_TASK if files_per_task is None else int(files_per_task)
-    if size < 1:
-        raise InputFormatError(f"files_per_task: {files_per_task!r}; expected an integer >= 1.")
-    urls = list(urls)
-    batches = [tuple(urls[i : i + size]) for i in range(0, len(urls), size)]
-    logger.info("%d file(s) in %d task(s) of up to %d file(s)", len(urls), len(batches), size)
-    parts = [
-        dask.delayed(_parse_batch, nout=3, pure=True)(parse_one, batch, meta) for batch in batches
+    batches = plan_batches(urls, batch_bytes=batch_bytes, files_per_task=files_per_task)
+    n_files = sum(len(b) for b in batches)
+    logger.info(
+        "%d file(s) (%s) in %d task(s)",
+        n_files,
+        _human_bytes(sum(f.size or 0 for b in batches for f in b)),
+        len(batches),
+    )
+    token = dask.base.tokenize(parse_one, meta)
+    jobs = [
+        Batch(
+            name=f"{i:05d}-" + dask.base.tokenize(token, [(f.url, f.size) for f in b])[:16],
+            urls=tuple(f.url for f in b),
+            parse_one=parse_one,
+            meta=meta,
+        )
+        for i, b in enumerate(batches)
     ]
+    return result_of(jobs)
+
+
+def result_of(batches: Sequence[Batch]) -> ReadResult:
+    """Build the lazy :class:`ReadResult` of batches: one task per batch, split lazily.
+
+    Parameters
+    ----------
+    batches : sequence of Batch
+        The batches, in order (of one or several reads with the same accepted columns).
+
+    Returns
+    -------
+    ReadResult
+        ``accepted``, ``quarantine`` and ``stats`` with one partition per batch.
+    """
+    parts = [
+        dask.delayed(_read_batch, nout=3, pure=True)(b, dask_key_name=f"read-batch-{b.name}")
+        for b in batches
+    ]
+    meta = batches[0].meta
     return ReadResult(
         accepted=dd.from_delayed([p[0] for p in parts], meta=meta, verify_meta=False),
         quarantine=dd.from_delayed([p[1] for p in parts], meta=QUARANTINE_META),
         stats=dd.from_delayed([p[2] for p in parts], meta=STATS_META),
+        batches=list(batches),
     )
+
+
+def _read_batch(batch: Batch) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return batch.read()
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 def _parse_batch(
     parse_one: Callable[[str], FileResult], urls: Sequence[str], meta: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     results = [_safe_parse(parse_one, url, meta) for url in urls]
-    if len(results) == 1:
-        return results[0]
-    return tuple(pd.concat([r[i] for r in results]) for i in range(3))  # type: ignore[return-value]
+    frames = [r.accepted for r in results if len(r.accepted)]
+    accepted = conform(pd.concat(frames, ignore_index=True) if frames else meta.iloc[:0], meta)
+    quarantined = [r.quarantine for r in results if len(r.quarantine)]
+    quarantine = (
+        pd.concat(quarantined, ignore_index=True) if quarantined else QUARANTINE_META.copy()
+    )
+    stats = pd.DataFrame(
+        [
+            (
+                r.url,
+                r.rows_read,
+                len(r.accepted) if r.rows_accepted is None else r.rows_accepted,
+                int((r.quarantine["line"] > 0).sum()) if len(r.quarantine) else 0,
+            )
+            for r in results
+        ],
+        columns=list(STATS_META.columns),
+    ).astype(STATS_META.dtypes.to_dict())
+    return accepted, quarantine, stats
