@@ -125,7 +125,7 @@ def open_catalog(name_or_path: str | os.PathLike[str], **params: Any) -> Catalog
     --------
     >>> cat = open_catalog("demo", root="/data/world")
     >>> sorted(cat)[:3]
-    ['ecopart_detailed', 'ecopart_raw', 'ecotaxa']
+    ['bathymetry', 'biogeochemistry', 'ecopart_detailed']
     >>> open_catalog("demo", rot="/data/world")
     Traceback (most recent call last):
     ...
@@ -183,7 +183,7 @@ def list_entries(catalog: Catalog) -> list[dict[str, Any]]:
     --------
     >>> entries = list_entries(open_catalog("demo", root="/data/world"))
     >>> [(e["name"], e["reader"]) for e in entries][:2]
-    [('environment', 'copernicus'), ('ecopart_detailed', 'ecopart_par')]
+    [('environment', 'copernicus'), ('biogeochemistry', 'copernicus')]
     >>> entries[0]["url"]
     '/data/world/environment.zarr'
     >>> entries[0]["parameters"][0]["name"], entries[0]["parameters"][0]["default"]

@@ -116,6 +116,12 @@ def _prepare(ds: xr.Dataset) -> xr.Dataset:
     ds["layer"].attrs = dict(ds["layer"].attrs)
     for v in ds.variables.values():
         v.encoding = {}
+    # Every variable along time (time_bnds too) gets one time step per chunk, so that a
+    # region's write touches its own chunks only (a resumed write never rewrites a chunk
+    # of a region already done).
+    for v in ds.variables.values():
+        if "time" in v.dims and v.chunks is None and v.ndim > 1:
+            v.encoding["chunks"] = tuple(1 if d == "time" else n for d, n in v.sizes.items())
     # Variables without time (coordinates) go with the template, not the regions: load
     # them now (they may be dask-backed, and the template writes only in-memory data).
     small = [n for n, v in ds.variables.items() if "time" not in v.dims and v.chunks]
