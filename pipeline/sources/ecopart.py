@@ -55,6 +55,7 @@ Developer note
 from __future__ import annotations
 
 import logging
+import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -192,9 +193,19 @@ def read_ecopart(
         results[0].inventory = inventory
         return results[0]
     if len({tuple(r.accepted.columns) for r in results}) > 1:
+        groups = sorted(
+            {
+                f"{posixpath.dirname(str(r.inventory['file'].iloc[0]))} "
+                f"({len(r.accepted.columns)} columns)"
+                for r in results
+                if len(r.inventory)
+            }
+        )
         raise InputFormatError(
-            "read_ecopart: the PAR exports and raw files give different class sets; pass "
-            "size_classes= or read them separately."
+            "read_ecopart: these exports were made with different size classes, so their "
+            f"particles cannot share one table: {'; '.join(groups)}. Ingest each export "
+            "on its own (oceanfields ingest ecopart FOLDER for each folder), or in Python "
+            "pass size_classes= to bin them onto one set."
         )
     batches = [b.renamed(i) for i, b in enumerate(b for r in results for b in r.batches or [])]
     joined = result_of(batches)
