@@ -308,3 +308,25 @@ def test_a_coarse_source_reaches_the_coast_and_the_edges_of_the_output_grid():
     cols = np.isnan(t).all(axis=0)
     assert 2 <= cols.sum() <= 5
     np.testing.assert_allclose(t[np.isfinite(t)], 1.0)
+
+
+def test_the_ocean_mask_of_a_coarser_mask_source_is_its_own_not_the_sea_over_land():
+    lat, lon = np.arange(-79.0, 90.0, 2.0), np.arange(-179.0, 180.0, 2.0)
+    values = np.ones((12, lat.size, lon.size))
+    values[:, :, 10:14] = np.nan  # land, 8 degrees wide
+    clim = xr.Dataset(
+        {"t": (("month", "lat", "lon"), values)},
+        coords={"month": np.arange(1, 13), "lat": lat, "lon": lon},
+    )
+    src = open_source(clim, EnvironmentSource(entry="c", time="climatology", depth="surface"))
+    f = build_features(
+        [src],
+        [Layer(0, 100)],
+        grid=GridConfig(resolution=1.0),
+        config=PredictorConfig(derived=()),
+        time=("2020-01-01", "2020-01-31"),
+    )
+    from pipeline.predictors import ocean_mask
+
+    land_cols = ~ocean_mask(f).values[0].any(axis=0)
+    assert land_cols.sum() == 8  # the source's 8 land degrees, not 4 (land shrunk by 2 x 2)

@@ -126,11 +126,13 @@ def build_features(
             ", ".join(f"{k} {v:g} deg" for k, v in steps.items()),
         )
     parts: list[xr.Dataset] = []
+    own_means: dict[str, xr.Dataset] = {}
     described: list[dict[str, Any]] = []
     for src in sources:
         label = src.spec.label
         means = layer_means(src.data, layers)
         means = _surface_only(means, src, layers)
+        own_means[label] = means
         means = regrid(means, target, method=grid.method, where=label)
         aligned, kinds = _align_time(means, src, times)
         aligned = aligned.assign_coords({f"{_KIND_PREFIX}{label}": ("time", kinds)})
@@ -149,7 +151,7 @@ def build_features(
         )
     merged = xr.merge(parts, compat="override", join="exact", combine_attrs="drop_conflicts")
     mask_src = _mask_source(sources, grid, by_label)
-    valid = _valid(parts[sources.index(mask_src)])
+    valid = _valid(own_means[mask_src.spec.label], target, out_step)
     optional = {n for p in parts for n, v in p.data_vars.items() if v.attrs.get("surface_only")}
     attrs = {n: dict(v.attrs) for p in parts for n, v in p.data_vars.items()}
     merged = merged.where(valid)
@@ -328,9 +330,17 @@ def _mask_source(
     return min(with_levels or list(sources), key=lambda s: _step(s.data))
 
 
-def _valid(part: xr.Dataset) -> xr.DataArray:
-    """Cells (layer, lat, lon) where every variable of the mask source is finite."""
-    first = part.isel(time=0, drop=True)
+def _valid(means: xr.Dataset, target: xr.Dataset, out_step: float) -> xr.DataArray:
+    """Cells (layer, lat, lon) of the output grid that are ocean in the mask source.
+
+    The source's own valid cells (every variable finite at its first step) are carried
+    onto the output grid: a finer source's by area (a cell with any ocean sub-cell is
+    ocean, as its conservative means are finite there), a coarser one's from the nearest
+    source cell -- not from its interpolated values, which the sea-over-land extension
+    of :func:`~pipeline.predictors.grid.regrid` carries one cell into the land.
+    """
+    lead = [d for d in ("time", "month") if d in means.dims]
+    first = means.isel(dict.fromkeys(lead, 0), drop=True)
     valid = None
     for var in first.data_vars.values():
         if var.attrs.get("surface_only"):
@@ -338,7 +348,15 @@ def _valid(part: xr.Dataset) -> xr.DataArray:
         finite = var.notnull()
         valid = finite if valid is None else valid & finite
     assert valid is not None
-    return valid.drop_vars([c for c in valid.coords if c not in ("layer", "lat", "lon")])
+    valid = valid.drop_vars([c for c in valid.coords if c not in ("layer", "lat", "lon")])
+    finer = _step(means) < out_step * (1 - 1e-6)
+    fraction = regrid(
+        valid.astype("float32").to_dataset(name="ocean"),
+        target,
+        method="conservative" if finer else "nearest",
+        where="ocean mask",
+    )["ocean"]
+    return (fraction > 0) if finer else (fraction > 0.5)
 
 
 def _feature_names(merged: xr.Dataset, config: PredictorConfig) -> list[str]:
