@@ -448,5 +448,5 @@ def _interpolate(ds: xr.Dataset, grid: xr.Dataset, method: str) -> xr.Dataset:
         valid = var.notnull().astype(var.dtype if var.dtype.kind == "f" else "float32")
         num = var.fillna(0).interp(target, method="linear")
         den = valid.interp(target, method="linear")
-        out[name] = (num / den).where(den > 1e-6).astype(var.dtype)
+        out[name] = (num / den.where(den > 1e-6)).astype(var.dtype)  # no 0/0 on land
     return xr.Dataset(out)
