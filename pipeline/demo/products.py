@@ -88,7 +88,7 @@ def write_products(root: str | Path, *, resolution: float, years: Sequence[int])
         v.encoding = {}
     bgc.attrs = {"title": "oceanfields demo: biogeochemistry-like product (2x coarser)"}
     bgc.to_zarr(out / "biogeochemistry.zarr", mode="w", zarr_format=3, consolidated=False)
-    info["biogeochemistry"] = {"step_deg": 2 * resolution, "dims": dict(bgc.sizes)}
+    info["biogeochemistry"] = {"step_deg": 2 * resolution, "dims": _dims(bgc)}
     # ocean colour and bathymetry: 2x finer, evaluated from the analytic ocean
     fine = resolution / 2.0
     lat, lon = grid(fine)
@@ -107,14 +107,14 @@ def write_products(root: str | Path, *, resolution: float, years: Sequence[int])
         attrs={"title": "oceanfields demo: ocean-colour-like L4 surface chlorophyll (2x finer)"},
     ).chunk({"time": 1})
     colour.to_zarr(out / "ocean_colour.zarr", mode="w", zarr_format=3, consolidated=False)
-    info["ocean_colour"] = {"step_deg": fine, "dims": dict(colour.sizes)}
+    info["ocean_colour"] = {"step_deg": fine, "dims": _dims(colour)}
     bathy = xr.Dataset(
         {"deptho": (("latitude", "longitude"), deptho.astype("float32"), VARIABLES["deptho"])},
         coords=coords,
         attrs={"title": "oceanfields demo: bathymetry (static, 2x finer)"},
     )
     bathy.to_zarr(out / "bathymetry.zarr", mode="w", zarr_format=3, consolidated=False)
-    info["bathymetry"] = {"step_deg": fine, "dims": dict(bathy.sizes)}
+    info["bathymetry"] = {"step_deg": fine, "dims": _dims(bathy)}
     # a 12-month surface temperature climatology as NetCDF, as the collections ship them
     sst = env["thetao"].isel(depth=0, drop=True).groupby("time.month").mean("time")
     sst = sst.coarsen(latitude=2, longitude=2, boundary="trim").mean()
@@ -126,6 +126,12 @@ def write_products(root: str | Path, *, resolution: float, years: Sequence[int])
     )
     clim["LAYER"].attrs = {"long_name": "Temperature Climatology", "units": "degree C"}
     clim.to_netcdf(out / "sst_climatology.nc")
-    info["sst_climatology"] = {"step_deg": 2 * resolution, "dims": dict(clim.sizes)}
+    info["sst_climatology"] = {"step_deg": 2 * resolution, "dims": _dims(clim)}
     logger.info("demo products written in %s: %s", out, ", ".join(info))
     return info
+
+
+def _dims(ds: xr.Dataset) -> dict[str, int]:
+    """Dimension sizes in the order of the first variable's dims (world.json is stable)."""
+    var = next(iter(ds.data_vars.values()))
+    return {str(d): int(ds.sizes[d]) for d in var.dims}
