@@ -21,7 +21,7 @@ from pipeline.targets.particles import (
     build_targets,
     class_groups,
     flux_diameters_mm,
-    guidry_flux,
+    guidi_flux,
     inverse_transform,
     particle_classes,
     transform,
@@ -89,7 +89,7 @@ def test_poorly_covered_layers_are_skipped_with_their_reason():
     assert len(skipped) == 1 + 3
 
 
-def test_flux_follows_the_guidry_power_law_over_the_configured_range():
+def test_flux_follows_the_guidi_power_law_over_the_configured_range():
     config = TargetConfig(flux_range_um=(256.0, 323.0))
     frame = _profile(n_256_323um=2.0, n_102_128um=5.0)
     targets, _ = _targets(frame, config)
@@ -106,7 +106,7 @@ def test_custom_layers_and_transform_are_recorded():
     assert transform(np.array([0.99]), epsilon=0.01).tolist() == [0.0]
 
 
-def test_class_groups_and_guidry_flux_are_what_the_targets_step_computes():
+def test_class_groups_and_guidi_flux_are_what_the_targets_step_computes():
     rng = np.random.default_rng(0)
     columns = ["n_80p6_102um", "n_102_128um", "n_128_161um", "n_203_256um"]
     columns += ["n_1630_2050um", "n_2050_2580um", "n_2580_3250um", "n_26000_infum"]
@@ -130,7 +130,7 @@ def test_class_groups_and_guidry_flux_are_what_the_targets_step_computes():
         row = targets.set_index("layer").loc[layer.name]
         for name, cols in groups.items():
             assert row[name] == pytest.approx(float(conc[cols].sum(axis=1).iloc[0]), rel=1e-12)
-        flux = guidry_flux(conc, classes, config=config)
+        flux = guidi_flux(conc, classes, config=config)
         assert row["flux_mgc_m2_d"] == pytest.approx(float(flux[0]), rel=1e-12)
         reference = sum(  # the power law written out, over the classes in 102-2580 um
             conc[c].iloc[0] * 1000.0 * 12.5 * (math.sqrt(lo * hi) / 1000.0) ** 3.81
@@ -140,10 +140,10 @@ def test_class_groups_and_guidry_flux_are_what_the_targets_step_computes():
         assert row["flux_mgc_m2_d"] == pytest.approx(reference, rel=1e-12)
 
 
-def test_guidry_flux_is_zero_without_a_class_in_the_flux_range():
+def test_guidi_flux_is_zero_without_a_class_in_the_flux_range():
     classes = particle_classes(["n_80p6_102um", "n_2580_3250um"])
     conc = pd.DataFrame({"n_80p6_102um": [1.0, 2.0], "n_2580_3250um": [3.0, 4.0]})
-    assert guidry_flux(conc, classes, config=TargetConfig()).tolist() == [0.0, 0.0]
+    assert guidi_flux(conc, classes, config=TargetConfig()).tolist() == [0.0, 0.0]
 
 
 @given(st.lists(st.floats(0.0, 1e6, allow_subnormal=False), min_size=1, max_size=20))

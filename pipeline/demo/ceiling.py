@@ -9,7 +9,7 @@ entry (``inputs.truth``), and the step writes it in ``metrics.json`` under
 
 :func:`truth_targets` turns the truth's per-class concentrations into the run's targets
 with the same class merge and flux as the targets step
-(:func:`pipeline.targets.class_groups`, :func:`pipeline.targets.guidry_flux`), and
+(:func:`pipeline.targets.class_groups`, :func:`pipeline.targets.guidi_flux`), and
 :func:`expected_log_count` takes the counting noise into account: the expectation of
 ``log10(N / V + eps)`` with ``N ~ Poisson(c V)``, not ``log10(c + eps)``.
 
@@ -36,7 +36,7 @@ from pipeline.model.evaluate import score
 from pipeline.targets.particles import (
     TargetConfig,
     class_groups,
-    guidry_flux,
+    guidi_flux,
     target_columns,
     transform,
 )
@@ -57,7 +57,7 @@ def truth_targets(truth: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
     The truth holds the expected concentration of every EcoPart detailed class per
     profile and layer (``conc_<lo>_<hi>um_per_l``). They are merged into the target
     classes by lower edge (:func:`pipeline.targets.class_groups`) and summed into the
-    Guidry flux (:func:`pipeline.targets.guidry_flux`) as
+    Guidi flux (:func:`pipeline.targets.guidi_flux`) as
     :func:`pipeline.targets.build_targets` does with counts, so the truth and the
     observations describe the same quantities.
 
@@ -95,7 +95,7 @@ def truth_targets(truth: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
     for name, cols in class_groups(fine, config=config).items():
         for col in cols:  # one column after the other, in class order
             sums[name] += truth[col].to_numpy(dtype=float)
-    sums["flux_mgc_m2_d"] = guidry_flux(truth, fine, config=config)
+    sums["flux_mgc_m2_d"] = guidi_flux(truth, fine, config=config)
     for name in names:
         out[name] = sums[name]
     return out

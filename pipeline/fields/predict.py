@@ -270,7 +270,7 @@ def _long_name_of(target: str) -> str:
         lo, hi = (s.replace("p", ".") for s in m.group(1, 2))
         return f"number concentration of particles of ESD {lo}-{hi} um"
     if target.startswith("flux_mgc"):
-        return "particulate organic carbon flux (Guidry et al. 2008)"
+        return "particulate organic carbon flux (Guidi et al. 2008)"
     return target.replace("_", " ")
 
 

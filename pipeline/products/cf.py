@@ -419,7 +419,7 @@ def product_attributes(
         "contributor_name": "oceanfields",
         "contributor_role": "processor",
         "license": "CC-BY-4.0 (https://creativecommons.org/licenses/by/4.0/)",
-        "references": "Guidry et al. (2008), doi:10.1016/j.ecolmodel.2008.02.013 (carbon "
+        "references": "Guidi et al. (2008), doi:10.1016/j.dsr.2008.05.014 (carbon "
         "flux from particle size); Kiko et al. (2022), doi:10.5194/essd-14-4315-2022 "
         "(UVP5 data); Chen and Guestrin (2016), doi:10.1145/2939672.2939785 (xgboost); "
         "Roberts et al. (2017), doi:10.1111/ecog.02881 (block cross-validation)",

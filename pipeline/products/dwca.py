@@ -81,8 +81,8 @@ def _measurement(column: str, categories: Mapping[str, str]) -> dict[str, str] |
         return {
             "measurementType": "particulate organic carbon flux",
             "measurementUnit": "mg C m-2 d-1",
-            "measurementMethod": "from the particle size spectrum after Guidry et al. (2008), "
-            "doi:10.1016/j.ecolmodel.2008.02.013",
+            "measurementMethod": "from the particle size spectrum after Guidi et al. (2008), "
+            "doi:10.1016/j.dsr.2008.05.014",
         }
     cat = _CATEGORY.fullmatch(column)
     if cat and cat.group(1) in categories:
@@ -329,7 +329,7 @@ def _eml_xml(targets: pd.DataFrame, attrs: Mapping[str, Any]) -> str:
     <methods>
       <methodStep><description><para>Underwater Vision Profiler casts (EcoPart particle
       counts per 5 m bin and size class, EcoTaxa objects) aggregated per depth layer:
-      concentration = count / volume imaged. Carbon flux after Guidry et al. (2008).
+      concentration = count / volume imaged. Carbon flux after Guidi et al. (2008).
       </para></description></methodStep>
     </methods>
     <contact><organizationName>{creator}</organizationName></contact>

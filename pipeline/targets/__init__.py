@@ -1,7 +1,7 @@
 """Targets: per (cast, layer) concentrations per size class and per category, carbon flux.
 
 :mod:`~pipeline.targets.particles` turns EcoPart particles into volume-weighted
-concentrations per depth layer and size class and the Guidry flux (the class merge and
+concentrations per depth layer and size class and the Guidi flux (the class merge and
 the flux as functions of their own, which the demo's noise ceiling uses too), with the
 transform used for training and its inverse; :mod:`~pipeline.targets.objects` counts
 EcoTaxa objects per category in the same casts and layers.
@@ -23,7 +23,7 @@ from pipeline.targets.particles import (
     build_targets,
     class_groups,
     flux_diameters_mm,
-    guidry_flux,
+    guidi_flux,
     inverse_transform,
     particle_classes,
     target_columns,
@@ -42,7 +42,7 @@ __all__ = [
     "category_column",
     "class_groups",
     "flux_diameters_mm",
-    "guidry_flux",
+    "guidi_flux",
     "inverse_transform",
     "particle_classes",
     "target_columns",

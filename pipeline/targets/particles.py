@@ -5,7 +5,7 @@ volume sampled per bin), :func:`build_targets` sums counts and volumes over the 
 each depth layer and divides: concentration = sum(counts) / sum(volume) (#/L), never an
 average of concentrations. EcoPart classes are merged into the coarser target classes
 of :class:`TargetConfig` (an EcoPart class belongs to the target class holding its
-lower edge). A derived carbon-flux target follows Guidry et al. (2008):
+lower edge). A derived carbon-flux target follows Guidi et al. (2008, Deep-Sea Res. I 55, 1364-1374):
 
     F = sum_i C_i * A * d_i ** b        (mg C m-2 d-1)
 
@@ -47,7 +47,7 @@ __all__ = [
     "build_targets",
     "class_groups",
     "flux_diameters_mm",
-    "guidry_flux",
+    "guidi_flux",
     "inverse_transform",
     "particle_classes",
     "target_columns",
@@ -91,7 +91,7 @@ class TargetConfig:
     bin_m : float
         Height of the particles table's depth bins (m).
     flux_a, flux_b : float
-        Guidry et al. (2008) flux coefficients (d in mm, flux in mg C m-2 d-1).
+        Guidi et al. (2008) flux coefficients (d in mm, flux in mg C m-2 d-1).
     flux_range_um : tuple of float
         ESD range (µm) of the classes in the flux sum.
     transform : {"log10", "none"}
@@ -207,7 +207,7 @@ def class_groups(
 
     See Also
     --------
-    guidry_flux : the flux target over the same classes.
+    guidi_flux : the flux target over the same classes.
 
     Examples
     --------
@@ -254,13 +254,13 @@ def flux_diameters_mm(
     }
 
 
-def guidry_flux(
+def guidi_flux(
     conc_per_l: pd.DataFrame,
     classes: Sequence[tuple[str, float, float]],
     *,
     config: TargetConfig,
 ) -> np.ndarray:
-    """Carbon flux of Guidry et al. (2008) from per-class concentrations.
+    """Carbon flux of Guidi et al. (2008) from per-class concentrations.
 
     ``F = sum_i C_i * A * d_i ** b`` (mg C m-2 d-1) with ``C_i`` in # m-3 (1000 x the
     # L-1 given), ``d_i`` from :func:`flux_diameters_mm`, ``A = config.flux_a`` and
@@ -289,7 +289,7 @@ def guidry_flux(
     --------
     >>> classes = [("n_1000_1000um", 1000.0, 1000.0)]
     >>> conc = pd.DataFrame({"n_1000_1000um": [0.0, 0.002]})
-    >>> guidry_flux(conc, classes, config=TargetConfig(flux_a=12.5)).tolist()   # d = 1 mm
+    >>> guidi_flux(conc, classes, config=TargetConfig(flux_a=12.5)).tolist()   # d = 1 mm
     [0.0, 25.0]
     """
     flux = np.zeros(len(conc_per_l))
@@ -321,7 +321,7 @@ def _layer_rows(part: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
         for name, cols in groups.items():
             out[name] = sums[cols].sum(axis=1) / sums["volume_l"]
         conc = sums[flux_cols].div(sums["volume_l"], axis=0)
-        out["flux_mgc_m2_d"] = guidry_flux(conc, classes, config=config)
+        out["flux_mgc_m2_d"] = guidi_flux(conc, classes, config=config)
         rows.append(out.reset_index().rename(columns={"profile_id": "id"}))
     if not rows:
         return _empty(config)
