@@ -89,8 +89,9 @@ def test_demo_runs_the_year1_chain_and_prints_the_skill_table(demo_run):
         "report/index.html",
     ):
         assert (run / name).exists(), name
-    assert "Skill (transformed space; test = held-out spatial blocks):" in output
+    assert "Skill (transformed space; MSE = mean over targets" in output
     metrics = json.loads((run / "metrics.json").read_text())
+    assert f"{metrics['model']['test']['mse']:.4f}" in output
     assert f"{metrics['model']['test']['mv_mse']:.3f}" in output
     assert "conc_type_1_per_l" in metrics["targets"]  # per-type targets from the EcoTaxa images
     assert f"oceanfields run {out / 'run.yaml'}" in output

@@ -186,6 +186,37 @@ def test_interval_brackets_the_mean_and_equals_prediction_plus_residual_quantile
         assert fields[f"{target}_upper"].attrs["interval_coverage"] == 0.9
 
 
+def test_per_layer_quantiles_widen_only_their_layer_whatever_the_chunking(features, booster):
+    # Mondrian (per-layer) intervals: the deep layer gets twice the quantiles; blocks that
+    # hold one layer or all three give the same bounds.
+    wide = {t: (2 * lo, 2 * hi) for t, (lo, hi) in QUANTILES.items()}
+    by_layer = {"500-1000m": wide}
+    X = _rows(features)
+    valid = ~np.isnan(X).any(axis=1)
+    pred = booster.inplace_predict(X[valid]).astype("float64")
+    layer = np.broadcast_to(np.arange(3)[None, :, None, None], features[NAMES[0]].shape).reshape(
+        -1
+    )[valid]
+    for chunks in ({"time": 1, "layer": 1}, {"time": 1, "layer": 3}):
+        out = predict_fields(
+            features.chunk(chunks),
+            booster,
+            targets=TARGETS,
+            transform=TRANSFORM,
+            residual_quantiles=QUANTILES,
+            quantiles_by_layer=by_layer,
+        ).compute(scheduler="sync")
+        for i, target in enumerate(TARGETS):
+            lo = np.where(layer == 2, wide[target][0], QUANTILES[target][0])
+            lower = out[f"{target}_lower"].values.reshape(-1)[valid]
+            np.testing.assert_allclose(lower, _inverse(pred[:, i] + lo), rtol=1e-6)
+            assert out[f"{target}_lower"].attrs["residual_quantile"] == [
+                QUANTILES[target][0],
+                QUANTILES[target][0],
+                wide[target][0],
+            ]
+
+
 def test_extrapolation_flags_only_the_cell_pushed_outside_the_training_envelope(features, training):
     X, booster = training
     pushed = features.copy(deep=True).compute()
@@ -348,7 +379,7 @@ def test_block_predictor_survives_a_pickle_round_trip_without_the_model(booster,
     import hashlib
 
     predictor = fields_module._BlockPredictor(
-        hashlib.sha256(raw).hexdigest(), 2, "log10", EPS, (-0.3, -0.5), (0.2, 0.4), None, None
+        hashlib.sha256(raw).hexdigest(), 2, "log10", EPS, ((-0.3, -0.5),), ((0.2, 0.4),), None, None
     )
     blob = pickle.dumps(predictor)
     assert len(blob) < 2_000

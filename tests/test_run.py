@@ -162,9 +162,24 @@ def test_run_writes_every_output_and_reports_block_and_random_cv(skill_run):
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
     model = metrics["model"]
-    for key in ("test", "cv", "random_cv"):
-        assert np.isfinite(model[key]["mv_mse"] if key == "test" else model[key]["mean"]["mv_mse"])
-    assert set(metrics["baselines"]) == {"climatology", "per_target", "random_forest"}
+    for key in ("test", "cv", "random_cv", "basins_cv"):
+        for score in ("mse", "mv_mse"):
+            value = model[key][score] if key == "test" else model[key]["mean"][score]
+            assert np.isfinite(value), (key, score)
+    assert set(metrics["baselines"]) == {"climatology", "linear", "per_target", "random_forest"}
+    # the evaluation beyond one score: every part present and consistent
+    assert set(metrics["comparisons"]) == set(metrics["baselines"])
+    assert set(metrics["layer_skill"]["test"]) == {"0-100m", "100-500m", "500-1000m"}
+    assert metrics["intervals"]["test"]["n"] == metrics["n_rows"]["test"]
+    assert [c["nominal"] for c in metrics["intervals"]["calibration"]] == [0.5, 0.8, 0.9, 0.95]
+    assert set(metrics["residuals"]["layers"]) == {"0-100m", "100-500m", "500-1000m"}
+    folds = pd.read_parquet(out / "folds.parquet")
+    per_cast = folds[folds["random_fold"] >= 0].groupby("id")["random_fold"].nunique()
+    assert (per_cast == 1).all()  # random CV keeps a cast's layers together
+    assert ((folds["fold"] == -1) == (folds["random_fold"] == -1)).all()  # same CV rows
+    honesty = json.loads((out / "honesty.json").read_text())
+    assert set(honesty["estimates"]) >= {"block", "random", "basins"}
+    assert honesty["true_mse"] > 0
     html = (out / "report" / "index.html").read_text()
     assert "random" in html.lower()
     assert "block" in html.lower()

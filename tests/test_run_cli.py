@@ -48,9 +48,10 @@ def test_run_prints_the_dashboard_each_step_and_the_skill_table(first_run, run_f
         assert f"[{step}] running" in first_run
     assert "target rows" in first_run
     assert "region(s) written" in first_run
-    assert "block-CV mv_mse" in first_run
-    assert "random-CV mv_mse" in first_run
+    assert "block-CV MSE" in first_run
+    assert "random-CV MSE" in first_run
     metrics = json.loads((out / "metrics.json").read_text())
+    assert f"{metrics['model']['test']['mse']:.4f}" in first_run  # the headline: plain MSE
     assert f"{metrics['model']['test']['mv_mse']:.3f}" in first_run
     assert "noise ceiling" in first_run
     assert f"report: {out}/report/index.html" in first_run

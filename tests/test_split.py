@@ -25,7 +25,9 @@ from pipeline.model.split import (
     SplitConfig,
     assign_blocks,
     assign_folds,
+    basin_folds,
     buffer_mask,
+    inner_split,
     random_folds,
 )
 
@@ -65,7 +67,12 @@ def naive_block_folds(blocks, config, seed):
 
 
 def worst_mean_deviation(folds, y):
-    """Largest |group mean - overall mean| over test set and folds, in units of std(y)."""
+    """Largest |fold mean - mean of the CV rows| over the CV folds, in units of std(y).
+
+    The test set (-1) is left out: it is dealt blind to the targets by design.
+    """
+    cv = folds >= 0
+    folds, y = folds[cv], y[cv]
     return max(abs(y[folds == g].mean() - y.mean()) for g in np.unique(folds)) / y.std()
 
 
@@ -252,7 +259,7 @@ def test_row_fractions_hold_to_within_the_largest_block(globe, test_fraction):
 
 
 def test_folds_balance_a_latitude_gradient_target_far_better_than_shuffled_blocks(globe):
-    # Check: over 5 seeds, the worst |group mean - overall mean| (test set and 5 folds) is
+    # Check: over 5 seeds, the worst |fold mean - CV mean| (the 5 CV folds) is
     # within 3% of std(y) for the balanced split, and on average 5x smaller than for
     # whole blocks shuffled and cut by rows (same blocks, same fractions, no strata).
     lat, lon, y = globe
@@ -266,7 +273,7 @@ def test_folds_balance_a_latitude_gradient_target_far_better_than_shuffled_block
     assert np.mean(balanced) * 5 < np.mean(naive)
     # ... and the target's spread too: each group spans the range of y.
     folds = assign_folds(lat, lon, y)
-    for g in range(-1, 5):
+    for g in range(5):
         assert y[folds == g].min() < np.quantile(y, 0.02)
         assert y[folds == g].max() > np.quantile(y, 0.98)
 
@@ -298,6 +305,48 @@ def test_assign_folds_is_deterministic_for_a_seed_and_differs_for_another(globe)
     other = assign_folds(lat, lon, y, config=SplitConfig(seed=4))
     np.testing.assert_array_equal(first, again)
     assert np.mean(first != other) > 0.5
+
+
+def test_the_test_set_is_dealt_blind_to_the_targets(globe):
+    # The same coordinates with two unrelated targets: the same test rows (only the CV
+    # folds are balanced on y), and still about test_fraction of the rows.
+    lat, lon, y = globe
+    a = assign_folds(lat, lon, y)
+    b = assign_folds(lat, lon, -y[::-1] ** 2)
+    assert np.array_equal(a == -1, b == -1)
+    assert not np.array_equal(a, b)
+    assert 0.15 < (a == -1).mean() < 0.25
+
+
+def test_random_folds_by_group_keep_each_group_whole(globe):
+    lat, _, _ = globe
+    cast = np.arange(lat.size) // 3
+    folds = random_folds(lat.size, groups=cast)
+    per_cast = pd.Series(folds).groupby(cast).nunique()
+    assert (per_cast == 1).all()
+    assert set(folds.tolist()) == {-1, 0, 1, 2, 3, 4}
+    assert 0.18 < (folds == -1).mean() < 0.22
+
+
+def test_leave_one_basin_out_folds_are_whole_basins_and_keep_the_test_set(globe):
+    lat, lon, y = globe
+    folds = assign_folds(lat, lon, y)
+    lobo = basin_folds(lat, lon, folds)
+    assert np.array_equal(lobo == -1, folds == -1)
+    basins = basin_of(lat, lon)
+    for k in np.unique(lobo[lobo >= 0]):
+        assert len(set(basins[lobo == k])) == 1
+    assert len(np.unique(lobo[lobo >= 0])) == len(set(basins[folds >= 0]))
+
+
+def test_inner_split_takes_whole_blocks_from_the_training_rows_only():
+    blocks = np.repeat(np.arange(20), 10)
+    train = np.flatnonzero(blocks < 15)
+    fit, stop = inner_split(train, blocks, fraction=0.15, seed=3)
+    assert set(fit).isdisjoint(stop)
+    assert set(fit) | set(stop) == set(train)
+    assert set(blocks[stop]).isdisjoint(blocks[fit])
+    assert 0.15 <= stop.size / train.size < 0.3
 
 
 def test_assign_folds_ignores_missing_target_values(globe):

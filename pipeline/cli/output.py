@@ -137,29 +137,43 @@ class RegionBar:
 
 
 def echo_skill(metrics: dict[str, Any]) -> None:
-    """Print the test / block-CV / random-CV skill of the model and the baselines.
+    """Print the skill table: plain MSE first, mv_mse beside it, CV variants, ceiling, honesty.
 
     Parameters
     ----------
     metrics : dict
-        A run's ``metrics.json`` (nothing is printed when empty); its noise ceiling, when
-        there is one, is the last row.
+        A run's ``metrics.json`` (nothing is printed when empty), with ``honesty`` merged
+        in when the fields step ran the CV honesty check. A baseline's row says ``beats``
+        when the block-bootstrap 90 % interval of the model's test MSE minus the
+        baseline's excludes 0, ``tie`` when it holds 0 and ``worse`` when the model is
+        worse.
     """
     if not metrics:
         return
-    click.echo("\nSkill (transformed space; test = held-out spatial blocks):")
     click.echo(
-        f"  {'':<16}{'test mv_mse':>12}{'test R2':>9}{'block-CV mv_mse':>17}"
-        f"{'random-CV mv_mse':>18}"
+        "\nSkill (transformed space; MSE = mean over targets of the per-target MSE; "
+        "test = held-out spatial blocks):"
     )
+    click.echo(
+        f"  {'':<16}{'test MSE':>10}{'mv_mse':>8}{'R2':>7}{'block-CV MSE':>14}"
+        f"{'random-CV MSE':>15}{'basins-CV MSE':>15}   model vs baseline (90 % block bootstrap)"
+    )
+    comparisons = metrics.get("comparisons", {})
 
     def row(name: str, entry: dict[str, Any]) -> None:
-        test = entry.get("test", {})
+        test = entry.get("test") or {}
         cv = entry.get("cv", {}).get("mean", {})
         rcv = entry.get("random_cv", {}).get("mean", {})
+        bcv = entry.get("basins_cv", {}).get("mean", {})
+        verdict = ""
+        diff = comparisons.get(name, {}).get("test", {}).get("mse")
+        if diff:
+            word = "beats" if diff["beats"] else ("worse" if diff["worse"] else "tie")
+            verdict = f"   {word}: {diff['diff']:+.4f} [{diff['lo']:+.4f}, {diff['hi']:+.4f}]"
         click.echo(
-            f"  {name:<16}{_num(test.get('mv_mse')):>12}{_num(test.get('r2_mean')):>9}"
-            f"{_num(cv.get('mv_mse')):>17}{_num(rcv.get('mv_mse')):>18}"
+            f"  {name:<16}{_num(test.get('mse'), 4):>10}{_num(test.get('mv_mse')):>8}"
+            f"{_num(test.get('r2_mean')):>7}{_num(cv.get('mse'), 4):>14}"
+            f"{_num(rcv.get('mse'), 4):>15}{_num(bcv.get('mse'), 4):>15}{verdict}"
         )
 
     row("model", metrics.get("model", {}))
@@ -167,7 +181,31 @@ def echo_skill(metrics: dict[str, Any]) -> None:
         row(name, entry)
     if "noise_ceiling" in metrics:
         row("noise ceiling", metrics["noise_ceiling"])
+        ratio = metrics.get("excess_over_ceiling", {}).get("mse_ratio")
+        if ratio is not None:
+            click.echo(f"  model test MSE / ceiling MSE: {_num(ratio, 2)}")
+    else:
+        click.echo("  noise ceiling: - (no truth for these targets)")
+    weak = metrics.get("weak_targets", {}).get("flagged")
+    if weak:
+        click.echo(
+            f"  block-CV R2 below {metrics['weak_targets']['threshold_r2']}: {', '.join(weak)}"
+        )
+    cover = metrics.get("intervals", {}).get("test")
+    if cover:
+        layers = ", ".join(
+            f"{k} {v['mean']:.2f}" for k, v in cover.get("by", {}).get("layer", {}).items()
+        )
+        click.echo(
+            f"  {metrics['intervals']['nominal']:.0%} intervals cover {cover['mean']:.2f} of test "
+            f"rows (all targets at once {cover['joint']:.2f}; by layer {layers})"
+        )
+    honesty = metrics.get("honesty")
+    if honesty:
+        from pipeline.demo.honesty import honesty_line
+
+        click.echo("  " + honesty_line(honesty))
 
 
-def _num(value: Any) -> str:
-    return "-" if value is None else f"{float(value):.3f}"
+def _num(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{float(value):.{digits}f}"

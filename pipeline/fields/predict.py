@@ -165,8 +165,8 @@ class _BlockPredictor:
     n_targets: int
     transform: str
     epsilon: float
-    q_lo: tuple[float, ...] | None
-    q_hi: tuple[float, ...] | None
+    q_lo: tuple[tuple[float, ...], ...] | None  # (layers or 1, targets)
+    q_hi: tuple[tuple[float, ...], ...] | None
     env_lo: tuple[float, ...] | None
     env_hi: tuple[float, ...] | None
     optional: tuple[bool, ...] | None = None  # features that may be missing (surface-only)
@@ -175,7 +175,22 @@ class _BlockPredictor:
     def n_channels(self) -> int:
         return self.n_targets * (1 if self.q_lo is None else 3) + 2
 
-    def __call__(self, block: np.ndarray, raw: bytes) -> np.ndarray:
+    def _quantiles(
+        self, q: tuple[tuple[float, ...], ...], shape: tuple[int, ...], block_info: Any
+    ) -> np.ndarray:
+        """Per-row quantiles ``(rows, targets)``: each row's layer's (one row: every layer)."""
+        table = np.asarray(q, dtype=np.float64)
+        if table.shape[0] == 1:
+            return table[0]
+        start = 0
+        if block_info and block_info.get(0):
+            start = int(block_info[0]["array-location"][1][0])
+        index = np.broadcast_to((start + np.arange(shape[1]))[None, :, None, None], shape).reshape(
+            -1
+        )
+        return table[index]
+
+    def __call__(self, block: np.ndarray, raw: bytes, block_info: Any = None) -> np.ndarray:
         shape = block.shape[:-1]
         X = np.ascontiguousarray(block.reshape(-1, block.shape[-1]), dtype=np.float32)
         out = np.full((X.shape[0], self.n_channels), np.nan, dtype=np.float32)
@@ -194,8 +209,12 @@ class _BlockPredictor:
             back = {"name": self.transform, "epsilon": self.epsilon}
             cols = [inverse_transform(pred, **back)]
             if self.q_lo is not None and self.q_hi is not None:
-                cols.append(inverse_transform(pred + np.asarray(self.q_lo), **back))
-                cols.append(inverse_transform(pred + np.asarray(self.q_hi), **back))
+                lo = self._quantiles(self.q_lo, shape, block_info)
+                hi = self._quantiles(self.q_hi, shape, block_info)
+                if lo.ndim == 2:
+                    lo, hi = lo[valid], hi[valid]
+                cols.append(inverse_transform(pred + lo, **back))
+                cols.append(inverse_transform(pred + hi, **back))
             values = np.concatenate(cols, axis=1)
             out[valid, : values.shape[1]] = values
             if self.env_lo is not None and self.env_hi is not None:
@@ -208,6 +227,26 @@ class _BlockPredictor:
             out[valid, -1] = n_out
             out[valid, -2] = n_out > 0
         return out.reshape(*shape, self.n_channels)
+
+
+def _quantile_tables(
+    tables: Sequence[Mapping[str, Any]], targets: Sequence[str]
+) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
+    """Check quantile tables (one, or one per layer) and return ``(q_lo, q_hi)`` rows."""
+    lows, highs = [], []
+    for table in tables:
+        missing = [t for t in targets if t not in table]
+        if missing:
+            raise ValueError(f"residual_quantiles: no (q_lo, q_hi) for targets {missing!r}.")
+        # None (NaN in JSON): too few out-of-fold residuals for the quantile; NaN bounds
+        lo = tuple(_nan_if_none(table[t][0]) for t in targets)
+        hi = tuple(_nan_if_none(table[t][1]) for t in targets)
+        bad = [t for t, a, b in zip(targets, lo, hi, strict=True) if a > b]
+        if bad:
+            raise ValueError(f"residual_quantiles: q_lo > q_hi for {bad!r}; expected q_lo <= q_hi.")
+        lows.append(lo)
+        highs.append(hi)
+    return tuple(lows), tuple(highs)
 
 
 def _num_targets(booster: xgb.Booster) -> int:
@@ -304,6 +343,7 @@ def predict_fields(
     envelope: Mapping[str, tuple[float, float]] | None = None,
     units: Mapping[str, str] | None = None,
     config: FieldsConfig | None = None,
+    quantiles_by_layer: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
 ) -> xr.Dataset:
     """Predict the fields of every cell, month and layer, lazily.
 
@@ -327,6 +367,9 @@ def predict_fields(
     envelope : mapping of str to (float, float), optional
         Training envelope per feature (:func:`envelope_of`). Without it no cell is
         flagged (flag 0 over the ocean).
+    quantiles_by_layer : mapping, optional
+        ``{layer: {target: (q_lo, q_hi)}}``: per-layer (Mondrian) quantiles used instead of
+        ``residual_quantiles`` in the layers they name (``residual_quantiles`` elsewhere).
     units : mapping of str to str, optional
         Units per target; defaults: ``"L-1"`` for ``conc_*_per_l``, ``"mg m-2 d-1"`` for
         flux.
@@ -381,15 +424,11 @@ def predict_fields(
 
     q_lo = q_hi = None
     if residual_quantiles is not None:
-        missing = [t for t in targets if t not in residual_quantiles]
-        if missing:
-            raise ValueError(f"residual_quantiles: no (q_lo, q_hi) for targets {missing!r}.")
-        # None (NaN in JSON): too few out-of-fold residuals for the quantile; NaN bounds
-        q_lo = tuple(_nan_if_none(residual_quantiles[t][0]) for t in targets)
-        q_hi = tuple(_nan_if_none(residual_quantiles[t][1]) for t in targets)
-        bad = [t for t, lo, hi in zip(targets, q_lo, q_hi, strict=True) if lo > hi]
-        if bad:
-            raise ValueError(f"residual_quantiles: q_lo > q_hi for {bad!r}; expected q_lo <= q_hi.")
+        tables = [residual_quantiles]
+        if quantiles_by_layer:
+            layers = [str(v) for v in np.asarray(features["layer"].values)]
+            tables = [quantiles_by_layer.get(name, residual_quantiles) for name in layers]
+        q_lo, q_hi = _quantile_tables(tables, targets)
     env_lo = env_hi = None
     if envelope is not None:
         missing = [n for n in names if n not in envelope]
@@ -445,7 +484,9 @@ def predict_fields(
         attrs = {"units": units.get(t, _units_of(t)), "long_name": _long_name_of(t)}
         out[t] = (DIMS, pred[..., i], attrs)
         if q_lo is not None and q_hi is not None:
-            for j, (side, q) in enumerate((("lower", q_lo[i]), ("upper", q_hi[i])), start=1):
+            sides = (("lower", [r[i] for r in q_lo]), ("upper", [r[i] for r in q_hi]))
+            for j, (side, per_layer) in enumerate(sides, start=1):
+                q = per_layer[0] if len(per_layer) == 1 else per_layer
                 out[f"{t}_{side}"] = (
                     DIMS,
                     pred[..., j * k + i],

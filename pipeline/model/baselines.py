@@ -2,11 +2,13 @@
 
 :func:`fit_baselines` fits the references of ``TrainConfig.baselines``
 (:data:`pipeline.model.train.BASELINES`): the per-layer climatology (:class:`Climatology`),
-one independent xgboost.dask model per target (:class:`PerTargetModel`) and a
-multi-output random forest (:class:`RandomForestModel`, the Clements et al. 2022
-approach). Each is a predictor ``predictor(X, layer=None) -> array (n, k)`` in the
-transformed target space; :func:`pipeline.model.crossval.cross_validate` fits and scores them
-in every fold beside the model.
+a linear model (:class:`LinearModel`, ridge least squares on the standardised predictors:
+a model that only a world with non-linear ecology can beat by much), one independent
+xgboost.dask model per target (:class:`PerTargetModel`) and a multi-output random forest
+(:class:`RandomForestModel`, the Clements et al. 2022 approach). Each is a predictor
+``predictor(X, layer=None) -> array (n, k)`` in the transformed target space;
+:func:`pipeline.model.crossval.cross_validate` fits and scores them in every fold beside
+the model.
 
 Developer note
 --------------
@@ -28,6 +30,10 @@ import numpy as np
 import pandas as pd
 import xgboost
 from sklearn.ensemble import RandomForestRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from pipeline.model.train import (
     TrainConfig,
@@ -42,7 +48,7 @@ from pipeline.model.train import (
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["Climatology", "PerTargetModel", "RandomForestModel", "fit_baselines"]
+__all__ = ["Climatology", "LinearModel", "PerTargetModel", "RandomForestModel", "fit_baselines"]
 
 
 @dataclass(frozen=True)
@@ -94,15 +100,25 @@ class PerTargetModel:
 
 @dataclass(frozen=True)
 class RandomForestModel:
-    """A fitted multi-output scikit-learn random forest over named features."""
+    """A fitted multi-output scikit-learn estimator over named features (a random forest)."""
 
-    model: RandomForestRegressor
+    model: RandomForestRegressor | Pipeline
     features: tuple[str, ...]
 
     def __call__(self, X: pd.DataFrame, layer: np.ndarray | None = None) -> np.ndarray:
         """Predict every target, shape (n, k)."""
         out = self.model.predict(X[list(self.features)].to_numpy(dtype="float64"))
         return np.asarray(out, dtype="float64").reshape(len(X), -1)
+
+
+#: Ridge penalty of the linear baseline, on standardised predictors (a light one: the
+#: baseline is ordinary least squares, kept finite when predictors are collinear).
+LINEAR_ALPHA = 1.0
+
+
+@dataclass(frozen=True)
+class LinearModel(RandomForestModel):
+    """Ridge regression of every target on the standardised predictors (missing: mean)."""
 
 
 Predictor = Callable[[pd.DataFrame, "np.ndarray | None"], np.ndarray]
@@ -124,6 +140,22 @@ def _fit_climatology(
             if weights[inside].sum() > 0:
                 means[str(name)] = np.average(values[inside], axis=0, weights=weights[inside])
     return Climatology(means=means, overall=overall)
+
+
+def _fit_linear(
+    X: pd.DataFrame, Y: pd.DataFrame, w: np.ndarray | None, rows: np.ndarray
+) -> LinearModel:
+    model = make_pipeline(
+        SimpleImputer(strategy="mean", keep_empty_features=True),
+        StandardScaler(),
+        Ridge(alpha=LINEAR_ALPHA),
+    )
+    model.fit(
+        X.iloc[rows].to_numpy(dtype="float64"),
+        Y.to_numpy(dtype="float64")[rows],
+        ridge__sample_weight=None if w is None else w[rows],
+    )
+    return LinearModel(model=model, features=tuple(str(c) for c in X.columns))
 
 
 def _fit_forest(
@@ -155,11 +187,15 @@ def _fit_baselines(
     config: TrainConfig,
     device: str,
     rounds: Sequence[int] | None = None,
+    fit_rows: np.ndarray | None = None,
 ) -> dict[str, Predictor]:
+    """Fit each baseline on ``train`` (the early-stopped ones on ``fit_rows``)."""
     out: dict[str, Predictor] = {}
     for name in config.baselines:
         if name == "climatology":
             out[name] = _fit_climatology(Y, w, layer, train)
+        elif name == "linear":
+            out[name] = _fit_linear(X, Y, w, train)
         elif name == "per_target":
             boosters = tuple(
                 _train(
@@ -167,7 +203,7 @@ def _fit_baselines(
                     X,
                     Y.iloc[:, [j]],
                     w,
-                    train,
+                    train if fit_rows is None else fit_rows,
                     valid,
                     config,
                     device,
@@ -208,7 +244,9 @@ def fit_baselines(
     dict of str to callable
         ``predictor(X, layer=None) -> array (n, k)`` per baseline name:
         ``"climatology"`` (:class:`Climatology`, weighted per-layer mean of the training
-        rows), ``"per_target"`` (:class:`PerTargetModel`, one xgboost.dask model per
+        rows), ``"linear"`` (:class:`LinearModel`, ridge on standardised predictors,
+        missing values imputed with the training mean), ``"per_target"``
+        (:class:`PerTargetModel`, one xgboost.dask model per
         target with the same hyperparameters, each early-stopped on ``valid``) and
         ``"random_forest"`` (:class:`RandomForestModel`, scikit-learn
         ``RandomForestRegressor``, multi-output, fitted in this process with

@@ -26,6 +26,7 @@ import xgboost
 
 from pipeline.model.baselines import Predictor, _fit_baselines
 from pipeline.model.evaluate import score, score_folds
+from pipeline.model.split import inner_split
 from pipeline.model.train import (
     TrainConfig,
     _check_fit_input,
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 #: Name of the trained model in :class:`CVResult` (beside the baselines' names).
 MODEL_NAME = "model"
+
+#: Share of a fold's training rows (whole groups) held out to early-stop on.
+_EARLY_STOP_FRACTION = 0.15
 
 
 @dataclass
@@ -79,7 +83,7 @@ class CVResult:
 
     oof: pd.DataFrame
     test: dict[str, np.ndarray]
-    booster: xgboost.Booster
+    booster: xgboost.Booster | None
     best_iterations: list[int]
     scores: dict[str, Any]
     baselines: dict[str, Predictor] = field(default_factory=dict)
@@ -98,6 +102,56 @@ def _mean_rounds(best_iterations: Sequence[int]) -> int:
     return max(1, round(float(np.mean(np.asarray(best_iterations) + 1))))
 
 
+def _fit_final(
+    client: Client,
+    X: pd.DataFrame,
+    Y: pd.DataFrame,
+    w: np.ndarray | None,
+    lay: np.ndarray | None,
+    fold_of: np.ndarray,
+    exclude: Mapping[int, np.ndarray],
+    names: Sequence[str],
+    config: TrainConfig,
+    base_config: TrainConfig,
+    device: str,
+    n_rounds: int,
+    per_target_best: Sequence[Sequence[int]],
+    fold_info: list[dict[str, int]],
+) -> tuple[xgboost.Booster, dict[str, Predictor], dict[str, np.ndarray]]:
+    """Fit the final model and baselines on every non-test row; predict the test rows."""
+    cv_rows = np.flatnonzero(fold_of >= 0)
+    test_rows = np.flatnonzero(fold_of < 0)
+    final_rows = cv_rows
+    if -1 in exclude:
+        final_rows = np.flatnonzero((fold_of >= 0) & ~np.asarray(exclude[-1]))
+    fold_info.append(
+        {
+            "fold": -1,
+            "n_train": int(final_rows.size),
+            "n_valid": int(test_rows.size),
+            "n_excluded": int(cv_rows.size - final_rows.size),
+        }
+    )
+    logger.info(
+        "final model: %d round(s) (mean of folds' best + 1) on %d row(s), %d excluded",
+        n_rounds,
+        final_rows.size,
+        cv_rows.size - final_rows.size,
+    )
+    booster = _train_device(client, X, Y, w, final_rows, None, config, device, rounds=n_rounds)
+    pt_rounds = (
+        [_mean_rounds(col) for col in zip(*per_target_best, strict=True)]
+        if per_target_best
+        else None
+    )
+    final = _fit_baselines(client, X, Y, w, lay, final_rows, None, base_config, device, pt_rounds)
+    Xt = X.iloc[test_rows]
+    test = {MODEL_NAME: predict(booster, Xt)}
+    for name in names[1:]:
+        test[name] = final[name](Xt, None if lay is None else lay[test_rows])
+    return booster, final, test
+
+
 def cross_validate(
     client: Client,
     X: pd.DataFrame,
@@ -109,16 +163,20 @@ def cross_validate(
     exclude: Mapping[int, np.ndarray] | None = None,
     config: TrainConfig | None = None,
     with_baselines: bool = True,
+    groups: np.ndarray | None = None,
+    final: bool = True,
 ) -> CVResult:
     """Cross-validate the model and the baselines over spatial folds; fit the final model.
 
-    For each CV fold ``k``: train on the rows whose fold is neither ``-1`` nor ``k`` (and
-    not in ``exclude[k]``), early-stop on fold ``k``, predict fold ``k`` (out of fold).
-    Then the final model trains on every non-test row for the mean best number of rounds
-    of the folds, with no eval set (no rows are left to stop on without leaking the test
-    set), and predicts the test rows (fold ``-1``). Each per-target baseline model uses
-    its own target's mean rounds; the climatology and random forest are refitted on the
-    same rows.
+    For each CV fold ``k``: take the rows whose fold is neither ``-1`` nor ``k`` (and
+    not in ``exclude[k]``), hold whole ``groups`` (blocks) of them out to early-stop on
+    (:func:`pipeline.model.split.inner_split`, about 15 % of the rows), fit on the rest
+    and predict fold ``k`` (out of fold): the scored fold never chooses the number of
+    rounds. Then the final model trains on every non-test row for the mean best number
+    of rounds of the folds, with no eval set, and predicts the test rows (fold ``-1``).
+    Each per-target baseline model is early-stopped the same way and uses its own
+    target's mean rounds; the baselines without early stopping (climatology, linear,
+    random forest) fit on all the fold's training rows.
 
     Parameters
     ----------
@@ -135,6 +193,13 @@ def cross_validate(
         key ``-1`` applies to the final model (the buffer around the test set).
     with_baselines : bool
         Fit and score ``config.baselines`` too.
+    groups : array, shape (n,), optional
+        Spatial block (or cast) of each row, for the early-stopping rows inside each
+        fold's training rows; each row is its own group when None.
+    final : bool
+        Fit the final model on all non-test rows and score the test rows; False for a
+        CV variant that only needs its out-of-fold scores (``booster`` is then None and
+        ``test`` empty).
 
     Returns
     -------
@@ -200,11 +265,19 @@ def cross_validate(
                 "n_excluded": int(dropped.sum()),
             }
         )
-        booster = _train_device(client, X, Y, w, train, valid, config, device)
+        fit, stop = inner_split(
+            train,
+            np.arange(len(X)) if groups is None else groups,
+            fraction=_EARLY_STOP_FRACTION,
+            seed=config.seed + k,
+        )
+        booster = _train_device(client, X, Y, w, fit, stop, config, device)
         best_iterations.append(int(booster.attr("best_iteration")))
         Xv = X.iloc[valid]
         oof[valid, 0] = predict(booster, Xv)
-        baselines = _fit_baselines(client, X, Y, w, lay, train, valid, base_config, device)
+        baselines = _fit_baselines(
+            client, X, Y, w, lay, train, stop, base_config, device, fit_rows=fit
+        )
         for i, name in enumerate(names[1:], start=1):
             oof[valid, i] = baselines[name](Xv, None if lay is None else lay[valid])
         if "per_target" in baselines:
@@ -222,34 +295,28 @@ def cross_validate(
         raise RuntimeError("out-of-fold predictions do not cover each CV row exactly once")
 
     n_rounds = _mean_rounds(best_iterations)
-    final_rows = cv_rows
-    if -1 in exclude:
-        final_rows = np.flatnonzero((fold_of >= 0) & ~np.asarray(exclude[-1]))
-    fold_info.append(
-        {
-            "fold": -1,
-            "n_train": int(final_rows.size),
-            "n_valid": int(test_rows.size),
-            "n_excluded": int(cv_rows.size - final_rows.size),
-        }
-    )
-    logger.info(
-        "final model: %d round(s) (mean of folds' best + 1) on %d row(s), %d excluded",
-        n_rounds,
-        final_rows.size,
-        cv_rows.size - final_rows.size,
-    )
-    booster = _train_device(client, X, Y, w, final_rows, None, config, device, rounds=n_rounds)
-    pt_rounds = (
-        [_mean_rounds(col) for col in zip(*per_target_best, strict=True)]
-        if per_target_best
-        else None
-    )
-    final = _fit_baselines(client, X, Y, w, lay, final_rows, None, base_config, device, pt_rounds)
-    Xt = X.iloc[test_rows]
-    test = {MODEL_NAME: predict(booster, Xt)}
-    for name in names[1:]:
-        test[name] = final[name](Xt, None if lay is None else lay[test_rows])
+    booster = None
+    final_baselines: dict[str, Predictor] = {}
+    test: dict[str, np.ndarray] = {}
+    if final:
+        booster, final_baselines, test = _fit_final(
+            client,
+            X,
+            Y,
+            w,
+            lay,
+            fold_of,
+            exclude,
+            names,
+            config,
+            base_config,
+            device,
+            n_rounds,
+            per_target_best,
+            fold_info,
+        )
+    else:
+        test_rows = test_rows[:0]
 
     y = Y.to_numpy(dtype="float64")
     cov = np.atleast_2d(np.cov(y[cv_rows].T, aweights=None if w is None else w[cv_rows], bias=True))
@@ -295,7 +362,7 @@ def cross_validate(
         booster=booster,
         best_iterations=best_iterations,
         scores=scores,
-        baselines=final,
+        baselines=final_baselines,
         folds=fold_info,
         test_index=X.index[test_rows],
         targets=targets,

@@ -20,12 +20,18 @@ dateline. Longitudes are wrapped to [-180, 180) first.
 
 Balancing
 ---------
-Blocks are ordered by their mean target (ties and order within each stratum of
-``n_folds + 1`` consecutive blocks shuffled by a seeded RNG), then dealt one by one to
-the group (test set or fold) that is least filled relative to its share of rows after
-receiving the block: each group receives blocks across the whole target range in
-proportion to its share, and row counts stay close to ``test_fraction`` and
+The test set is dealt first and blind to the targets (blocks in a seeded random order,
+each to the test set or the rest, whichever is least filled relative to its share of
+rows), so no test row's target shapes the split. The remaining blocks are ordered by
+their mean target (ties and order within each stratum of ``n_folds`` consecutive blocks
+shuffled by a seeded RNG), then dealt one by one to the fold that is least filled
+relative to its share after receiving the block: each fold receives blocks across the
+whole target range, and row counts stay close to ``test_fraction`` and
 ``(1 - test_fraction) / n_folds``. Every group receives at least one block.
+
+Other splits with the same convention: :func:`random_folds` (random rows, or whole
+casts/cruises with ``groups``), :func:`basin_folds` (leave one basin out) and
+:func:`inner_split` (the early-stopping rows inside a fold's training rows).
 
 Developer note: the splitter classes only compute the fold array and, per fold, a
 buffer mask (:func:`buffer_mask`, a haversine ``BallTree``); everything else is numpy
@@ -48,7 +54,7 @@ from sklearn.neighbors import BallTree
 from pipeline.config import check_choice, check_count, check_range
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.geo import EARTH_RADIUS_KM
-from pipeline.model.basins import _check_coords, _coords_doc, basin_of
+from pipeline.model.basins import BASINS, _check_coords, _coords_doc, basin_of
 
 __all__ = [
     "RandomCV",
@@ -56,7 +62,9 @@ __all__ = [
     "SplitConfig",
     "assign_blocks",
     "assign_folds",
+    "basin_folds",
     "buffer_mask",
+    "inner_split",
     "random_folds",
 ]
 
@@ -74,17 +82,20 @@ class SplitConfig:
     method : {"blocks", "basins"}
         Regular latitude/longitude blocks, or the built-in ocean basins
         (:func:`basin_of`).
-    block_deg : float
+    block_deg : float or "auto"
         Size of the blocks (degrees, 0 < block_deg <= 180); the effective size is
-        ``180 / round(180 / block_deg)`` by ``360 / round(360 / block_deg)``.
+        ``180 / round(180 / block_deg)`` by ``360 / round(360 / block_deg)``. ``"auto"``:
+        the range of the targets' spatial autocorrelation, resolved by the train step
+        (:func:`pipeline.run.evaluation.resolve_split`) before any split.
     n_folds : int
         Number of cross-validation folds (>= 2).
     test_fraction : float
         Fraction of rows held out as the test set, in whole blocks, so approximately
         (0 <= test_fraction < 1; 0 means no test set).
-    buffer_km : float
+    buffer_km : float or "auto"
         Training rows within this great-circle distance (km) of any held-out row
-        (validation fold or test set) are dropped from training (>= 0).
+        (validation fold or test set) are dropped from training (>= 0). ``"auto"``: the
+        autocorrelation range, resolved like ``block_deg``.
     seed : int
         Seed of the RNG that orders blocks (>= 0).
 
@@ -99,21 +110,23 @@ class SplitConfig:
     """
 
     method: Literal["blocks", "basins"] = "blocks"
-    block_deg: float = 10.0
+    block_deg: float | Literal["auto"] = 10.0
     n_folds: int = 5
     test_fraction: float = 0.2
-    buffer_km: float = 0.0
+    buffer_km: float | Literal["auto"] = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key, value and valid range."""
         check_choice("split.method", self.method, _METHODS)
-        check_range(
-            "split.block_deg", self.block_deg, low=0, high=180, low_open=True, unit="degrees"
-        )
+        if self.block_deg != "auto":
+            check_range(
+                "split.block_deg", self.block_deg, low=0, high=180, low_open=True, unit="degrees"
+            )
         check_count("split.n_folds", self.n_folds, 2)
         check_range("split.test_fraction", self.test_fraction, low=0, high=1, high_open=True)
-        check_range("split.buffer_km", self.buffer_km, low=0, unit="km")
+        if self.buffer_km != "auto":
+            check_range("split.buffer_km", self.buffer_km, low=0, unit="km")
         check_count("split.seed", self.seed, 0)
 
 
@@ -221,6 +234,11 @@ def assign_blocks(lat: Any, lon: Any, *, config: SplitConfig | None = None) -> n
     lat, lon = _check_coords(lat, lon)
     if config.method == "basins":
         return basin_of(lat, lon)
+    if config.block_deg == "auto":
+        raise ConfigError(
+            "split.block_deg: 'auto' is resolved from the targets by the train step "
+            "(pipeline.run.evaluation.resolve_split); pass a number here."
+        )
     n_lat, n_lon = _block_grid(config.block_deg)
     height, width = 180.0 / n_lat, 360.0 / n_lon
     band = np.clip(np.floor((lat + 90.0) / height).astype(np.int64), 0, n_lat - 1)
@@ -263,14 +281,16 @@ def _deal_blocks(
 def assign_folds(
     lat: Any, lon: Any, y: Any = None, *, config: SplitConfig | None = None
 ) -> np.ndarray:
-    """Deal whole blocks into a test set and CV folds, balanced on the target.
+    """Deal whole blocks into a test set and CV folds, the folds balanced on the target.
 
-    Blocks (:func:`assign_blocks`) are ordered by their mean of ``y`` and dealt in
-    strata so that the test set and every fold receive blocks across the whole range
-    of the target, in proportion to their share of rows (``test_fraction`` for the
-    test set, ``(1 - test_fraction) / n_folds`` for each fold); the order within each
-    stratum comes from an RNG seeded with ``config.seed``. Every group receives at
-    least one block; the row fractions hold to about one block's rows.
+    The test set is dealt first, blind to the targets: blocks (:func:`assign_blocks`)
+    in a seeded random order go to the test set or the rest so that the test set holds
+    about ``test_fraction`` of the rows. The remaining blocks are then ordered by their
+    mean of ``y`` (the targets of training rows only) and dealt in strata so that every
+    fold receives blocks across the whole range of the target, in proportion to its
+    share of rows; the order within each stratum comes from an RNG seeded with
+    ``config.seed``. Every group receives at least one block; the row fractions hold to
+    about one block's rows.
 
     Parameters
     ----------
@@ -334,14 +354,21 @@ def assign_folds(
         counts = np.bincount(inverse, weights=finite.astype(float), minlength=labels.size)
         with np.errstate(invalid="ignore", divide="ignore"):
             block_scores = np.where(counts > 0, sums / counts, np.nan)
-    fold_share = (1.0 - config.test_fraction) / config.n_folds
-    shares = np.full(config.n_folds, fold_share)
-    if has_test:
-        shares = np.append(shares, config.test_fraction)
     rng = np.random.default_rng(config.seed)
-    group = _deal_blocks(sizes.astype(float), block_scores, shares, rng)
-    if has_test:
-        group = np.where(group == config.n_folds, -1, group)
+    sizes = sizes.astype(float)
+    group = np.zeros(labels.size, dtype=np.int64)
+    if has_test:  # the test blocks first, blind to every target (rows only)
+        shares = np.array([1.0 - config.test_fraction, config.test_fraction])
+        group = np.where(_deal_blocks(sizes, np.zeros(labels.size), shares, rng) == 1, -1, 0)
+    rest = np.flatnonzero(group == 0)
+    if rest.size < config.n_folds:  # few blocks: give the smallest test blocks back
+        test_blocks = np.flatnonzero(group == -1)
+        back = test_blocks[np.argsort(sizes[test_blocks], kind="stable")]
+        group[back[: config.n_folds - rest.size]] = 0
+        rest = np.flatnonzero(group == 0)
+    group[rest] = _deal_blocks(
+        sizes[rest], block_scores[rest], np.full(config.n_folds, 1.0 / config.n_folds), rng
+    )
     folds = group[inverse]
     _log_folds(folds, labels.size, config)
     return folds
@@ -367,12 +394,15 @@ def _log_folds(folds: np.ndarray, n_blocks: int, config: SplitConfig) -> None:
     )
 
 
-def random_folds(n: int, *, config: SplitConfig | None = None) -> np.ndarray:
-    """Plain random split of ``n`` rows, with the convention of :func:`assign_folds`.
+def random_folds(n: int, *, config: SplitConfig | None = None, groups: Any = None) -> np.ndarray:
+    """Random split of ``n`` rows, or of whole groups, with the convention of :func:`assign_folds`.
 
-    The random-split baseline: ``round(test_fraction * n)`` random rows form the test
-    set and the others are dealt into ``n_folds`` folds whose sizes differ by at most
-    one row. Seeded by ``config.seed``.
+    The random-split reference: without ``groups``, ``round(test_fraction * n)`` random
+    rows form the test set and the others are dealt into ``n_folds`` folds whose sizes
+    differ by at most one row. With ``groups`` (e.g. the cast of each row, so a cast's
+    layers stay together, or its cruise), whole groups in a seeded random order are dealt
+    to the test set or the fold least filled relative to its share of rows. Seeded by
+    ``config.seed``.
 
     Parameters
     ----------
@@ -380,6 +410,8 @@ def random_folds(n: int, *, config: SplitConfig | None = None) -> np.ndarray:
         Number of rows (>= n_folds plus one if there is a test set).
     config : SplitConfig, optional
         ``n_folds``, ``test_fraction`` and ``seed``; default ``SplitConfig()``.
+    groups : array-like, shape (n,), optional
+        Group label of each row; rows of one group share a fold.
 
     Returns
     -------
@@ -389,20 +421,26 @@ def random_folds(n: int, *, config: SplitConfig | None = None) -> np.ndarray:
     Raises
     ------
     ConfigError
-        Too few rows for the folds and the test set.
+        Too few rows (or groups) for the folds and the test set.
 
     See Also
     --------
-    assign_folds : The spatial split this baseline is compared with.
+    assign_folds : The spatial split this reference is compared with.
 
     Examples
     --------
     >>> folds = random_folds(10, config=SplitConfig(n_folds=2, test_fraction=0.2))
     >>> [int((folds == g).sum()) for g in (-1, 0, 1)]
     [2, 4, 4]
+    >>> cast = np.repeat(np.arange(5), 3)  # three layers per cast
+    >>> f = random_folds(15, config=SplitConfig(n_folds=2, test_fraction=0.2), groups=cast)
+    >>> all(len(set(f[cast == c])) == 1 for c in range(5))
+    True
     """
     config = config if config is not None else SplitConfig()
     n = int(n)
+    if groups is not None:
+        return _random_group_folds(n, np.asarray(groups), config)
     n_test = round(config.test_fraction * n)
     if config.test_fraction > 0:
         n_test = max(n_test, 1)
@@ -416,6 +454,124 @@ def random_folds(n: int, *, config: SplitConfig | None = None) -> np.ndarray:
     folds[order[:n_test]] = -1
     folds[order[n_test:]] = np.arange(n - n_test) % config.n_folds
     return folds
+
+
+def _random_group_folds(n: int, groups: np.ndarray, config: SplitConfig) -> np.ndarray:
+    """:func:`random_folds` over whole groups (blocks dealt in random order, by rows)."""
+    if groups.shape != (n,):
+        raise InputFormatError(f"groups has shape {groups.shape}; expected ({n},).")
+    labels, inverse, sizes = np.unique(groups.astype(str), return_inverse=True, return_counts=True)
+    has_test = config.test_fraction > 0
+    n_groups = config.n_folds + int(has_test)
+    if labels.size < n_groups:
+        raise ConfigError(
+            f"split: {labels.size} group(s) cannot fill n_folds={config.n_folds} folds"
+            f"{' and a test set' if has_test else ''}; use fewer n_folds."
+        )
+    shares = np.full(config.n_folds, (1.0 - config.test_fraction) / config.n_folds)
+    if has_test:
+        shares = np.append(shares, config.test_fraction)
+    rng = np.random.default_rng(config.seed)
+    group = _deal_blocks(sizes.astype(float), np.zeros(labels.size), shares, rng)
+    if has_test:
+        group = np.where(group == config.n_folds, -1, group)
+    return group[inverse].astype(np.int64)
+
+
+@_coords_doc
+def basin_folds(lat: Any, lon: Any, folds: Any) -> np.ndarray:
+    """Leave-one-basin-out folds over the CV rows of ``folds``; test rows stay ``-1``.
+
+    Each ocean basin (:func:`basin_of`) holding CV rows becomes one fold, numbered in
+    the order of :data:`~pipeline.model.basins.BASINS`, so a model is scored on a whole
+    basin it never saw (the hardest transfer a global map makes).
+
+    Parameters
+    ----------
+    {coords_parameters}
+    folds : array of int, shape (n,)
+        A split (:func:`assign_folds`): its test rows (``-1``) stay the test set.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n,)
+        ``-1`` for the test set, ``0 .. n_basins - 1`` for the basin of each CV row.
+
+    Raises
+    ------
+    ConfigError
+        The CV rows lie in fewer than two basins.
+
+    Examples
+    --------
+    >>> basin_folds([38.0, 0.0, 0.0], [18.0, -30.0, -150.0], [0, 1, -1]).tolist()
+    [1, 0, -1]
+    """
+    lat, lon = _check_coords(lat, lon)
+    folds = np.asarray(folds).reshape(-1)
+    basin = basin_of(lat, lon)
+    cv = folds >= 0
+    present = [b for b in BASINS if (basin[cv] == b).any()]
+    if len(present) < 2:
+        raise ConfigError(
+            f"split: the CV rows lie in {len(present)} basin(s) {present!r}; "
+            "leave-one-basin-out needs at least 2."
+        )
+    out = np.full(folds.shape, -1, dtype=np.int64)
+    for k, name in enumerate(present):
+        out[cv & (basin == name)] = k
+    return out
+
+
+def inner_split(
+    train: np.ndarray, groups: Any, *, fraction: float = 0.15, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split a fold's training rows into rows to fit and rows to early-stop on.
+
+    Whole groups (spatial blocks) in a seeded random order are moved to the
+    early-stopping set until it holds at least ``fraction`` of the rows, so early
+    stopping never looks at the fold that is scored and its rows are not neighbours of
+    the rows that are fitted.
+
+    Parameters
+    ----------
+    train : array of int
+        Positions of the training rows.
+    groups : array-like, shape (n_all,)
+        Group (block) of every row, indexed by position.
+    fraction : float
+        Share of the training rows to early-stop on, in (0, 1).
+    seed : int
+        Seed of the group order.
+
+    Returns
+    -------
+    fit, stop : numpy.ndarray of int
+        Positions to fit on and to early-stop on (``stop`` is empty when the training
+        rows hold a single group).
+
+    Examples
+    --------
+    >>> fit, stop = inner_split(np.arange(10), np.repeat(np.arange(5), 2), fraction=0.2)
+    >>> len(fit), len(stop), set(fit) & set(stop)
+    (8, 2, set())
+    """
+    train = np.asarray(train, dtype=np.int64)
+    labels = np.asarray(groups).astype(str)[train]
+    unique = np.unique(labels)
+    if unique.size < 2:
+        return train, train[:0]
+    order = np.random.default_rng(seed).permutation(unique)
+    need = fraction * train.size
+    chosen: list[str] = []
+    taken = 0
+    for label in order[:-1]:
+        if taken >= need:
+            break
+        chosen.append(label)
+        taken += int((labels == label).sum())
+    stop = np.isin(labels, chosen)
+    return train[~stop], train[stop]
 
 
 # --------------------------------------------------------------------------- buffer

@@ -66,7 +66,7 @@ __all__ = ["BASELINES", "TrainConfig", "fit_model", "predict"]
 logger = logging.getLogger(__name__)
 
 #: The baselines :func:`pipeline.model.baselines.fit_baselines` knows, in the order they are fitted.
-BASELINES: tuple[str, ...] = ("climatology", "per_target", "random_forest")
+BASELINES: tuple[str, ...] = ("climatology", "linear", "per_target", "random_forest")
 _STRATEGIES = ("multi_output_tree", "one_output_per_tree")
 _DEVICES = ("auto", "cpu", "cuda")
 #: Fits of one model before a worker loss is final; wait for lost workers to come back (s).

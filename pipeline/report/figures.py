@@ -339,7 +339,7 @@ def skill_png(metrics: Mapping[str, Any]) -> bytes:
     fig = Figure(figsize=(13, 3.8), layout="constrained")
     axes = fig.subplots(1, 3)
     for ax, key, label in (
-        (axes[0], "mv_mse", "test mv_mse (lower is better)"),
+        (axes[0], "mse", "test MSE (lower is better)"),
         (axes[1], "r2_mean", "test mean R² (higher is better)"),
     ):
         values = [_num(_get(m, "test", key)) for _, m in models]
@@ -353,20 +353,36 @@ def skill_png(metrics: Mapping[str, Any]) -> bytes:
             ax.legend(fontsize="small", loc="upper right")
     ax = axes[2]
     model = metrics[_MODEL]
-    kinds = [("block CV", _get(model, "cv")), ("random CV", _get(model, "random_cv"))]
-    means, stds = zip(*(_cv_summary(cv, "mv_mse") for _, cv in kinds), strict=True)
+    kinds = [
+        (label, _get(model, key))
+        for label, key in (
+            ("block CV", "cv"),
+            ("random CV", "random_cv"),
+            ("by cruise", "random_cruise_cv"),
+            ("one basin out", "basins_cv"),
+        )
+        if _get(model, key) is not None
+    ]
+    summaries = [_cv_summary(cv, "mse") for _, cv in kinds]
+    means = [m for m, _ in summaries]
+    stds = [s for _, s in summaries]
+    xs = list(range(len(kinds)))
     bars = ax.bar(
-        [0, 1],
+        xs,
         np.nan_to_num([_num(m) for m in means]),
         yerr=np.nan_to_num([_num(s) for s in stds]),
         capsize=4,
-        color=["tab:blue", "tab:orange"],
+        color=[f"C{i}" for i in xs],
     )
     ax.bar_label(bars, labels=[format_number(m) for m in means], fontsize="small")
-    test = _get(model, "test", "mv_mse")
+    test = _get(model, "test", "mse")
     if test is not None:
         ax.axhline(float(test), color="black", ls=":", lw=1, label="test")
+    truth = _get(metrics, "honesty", "true_mse")
+    if truth is not None:
+        ax.axhline(float(truth), color="black", ls="--", lw=1, label="true error (far)")
+    if test is not None or truth is not None:
         ax.legend(fontsize="small")
-    ax.set_xticks([0, 1], [k for k, _ in kinds])
-    ax.set_title("model mv_mse: block vs random CV")
+    ax.set_xticks(xs, [k for k, _ in kinds], rotation=15)
+    ax.set_title("model MSE: CV variants")
     return figure_png(fig)

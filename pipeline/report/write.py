@@ -36,6 +36,12 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.io import OutputStore, as_store
+from pipeline.report.evaluation import (
+    calibration_png,
+    carbon_export_html,
+    evaluation_html,
+    honesty_png,
+)
 from pipeline.report.figures import (
     _MODEL,
     _NOISE,
@@ -200,8 +206,19 @@ def write_report(
     figures.append(("predicted_vs_observed", "Observed vs predicted, test rows"))
     put("skill", "skill", ".png", skill_png(metrics))
     figures.append(("skill", "Skill of the model and the baselines"))
+    for name, caption, png in (
+        ("honesty", "CV honesty check: each CV estimate and the true error", honesty_png(metrics)),
+        ("calibration", "Prediction interval calibration (test blocks)", calibration_png(metrics)),
+    ):
+        if png is not None:
+            put(name, name, ".png", png)
+            figures.append((name, caption))
 
-    fragment = _skill_html(metrics, targets)
+    fragment = (
+        _skill_html(metrics, targets)
+        + evaluation_html(metrics, targets)
+        + carbon_export_html(fields)
+    )
     put("skill_table", "skill_table", ".html", fragment.encode("utf-8"))
     page = index_html(
         title=title,
@@ -272,11 +289,13 @@ def _skill_html(metrics: Mapping[str, Any], targets: Sequence[str]) -> str:
     ceiling = _get(metrics, "noise_ceiling", "test")
     header = [
         "model",
-        "test mse",
+        "test MSE",
         "test mv_mse",
-        "test r2_mean",
-        "block-CV mv_mse (mean ± std)",
-        "random-CV mv_mse (mean ± std)",
+        "test R² mean",
+        "block-CV MSE (mean ± std)",
+        "random-CV MSE (by cast)",
+        "leave-one-basin-out MSE",
+        "block-CV mv_mse",
     ]
     rows = []
     for name, entry in models:
@@ -287,8 +306,10 @@ def _skill_html(metrics: Mapping[str, Any], targets: Sequence[str]) -> str:
                 format_number(test.get("mse")),
                 format_number(test.get("mv_mse")),
                 format_number(test.get("r2_mean")),
+                _pm(*_cv_summary(_get(entry, "cv"), "mse")),
+                _pm(*_cv_summary(_get(entry, "random_cv"), "mse")),
+                _pm(*_cv_summary(_get(entry, "basins_cv"), "mse")),
                 _pm(*_cv_summary(_get(entry, "cv"), "mv_mse")),
-                _pm(*_cv_summary(_get(entry, "random_cv"), "mv_mse")),
             ]
         )
     if isinstance(ceiling, Mapping):
@@ -298,21 +319,27 @@ def _skill_html(metrics: Mapping[str, Any], targets: Sequence[str]) -> str:
                 format_number(ceiling.get("mse")),
                 format_number(ceiling.get("mv_mse")),
                 format_number(ceiling.get("r2_mean")),
-                _MISSING,
-                _MISSING,
+                *([_MISSING] * 4),
             ]
         )
-    parts = ["<h2>Skill</h2>\n", html_table(header, rows, "skill")]
-    block, _ = _cv_summary(_get(metrics, _MODEL, "cv"), "mv_mse")
-    rand, _ = _cv_summary(_get(metrics, _MODEL, "random_cv"), "mv_mse")
+    parts = [
+        "<h2>Skill</h2>\n",
+        '<p class="note">MSE is the mean over targets of each target\'s MSE in the '
+        "transformed space (the headline); mv_mse weighs errors by the targets' covariance "
+        "(1 = predicting the mean).</p>\n",
+        html_table(header, rows, "skill"),
+    ]
+    block, _ = _cv_summary(_get(metrics, _MODEL, "cv"), "mse")
+    rand, _ = _cv_summary(_get(metrics, _MODEL, "random_cv"), "mse")
     if block is not None and rand is not None and block > 0:
         pct = 100 * (1 - rand / block)
         side = f"{format_number(abs(pct))}% {'lower' if pct >= 0 else 'higher'}"
         parts.append(
-            f'<p class="note">Random CV gives mv_mse {escape(format_number(rand))} against '
+            f'<p class="note">Random CV gives MSE {escape(format_number(rand))} against '
             f"{escape(format_number(block))} for block CV ({escape(side)}): random folds put "
             "neighbouring, correlated samples on both sides of the split, so they overstate "
-            "skill away from the data. Trust the block-CV and test numbers.</p>\n"
+            "skill away from the data. See the CV honesty check below where the world has a "
+            "truth.</p>\n"
         )
     names = [n for n, _ in models] + ([_NOISE] if isinstance(ceiling, Mapping) else [])
     entries = [_get(e, "test") for _, e in models]

@@ -40,6 +40,7 @@ from distributed import get_client
 
 from pipeline import __version__
 from pipeline.catalog import open_catalog, read_entry
+from pipeline.demo.honesty import honesty_line, run_honesty_check
 from pipeline.errors import ConfigError
 from pipeline.fields.predict import predict_fields
 from pipeline.fields.write import write_fields
@@ -171,6 +172,8 @@ def run_steps(
         summary.counts.update(info.get("counts", {}))
     if store.exists("metrics.json"):
         summary.metrics = store.read_json("metrics.json")
+        if store.exists("honesty.json"):
+            summary.metrics["honesty"] = store.read_json("honesty.json")
     return summary
 
 
@@ -397,6 +400,10 @@ def _run_fields(ctx: StepContext) -> dict:
         targets=card["targets"],
         transform=card["transform"],
         residual_quantiles={k: tuple(v) for k, v in extra["residual_quantiles"].items()},
+        quantiles_by_layer={
+            g: {k: tuple(v) for k, v in q.items()}
+            for g, q in extra.get("residual_quantiles_by_layer", {}).items()
+        },
         envelope={k: tuple(v) for k, v in extra["envelope"].items()},
         config=config.fields,
     )
@@ -423,6 +430,11 @@ def _run_fields(ctx: StepContext) -> dict:
     )
     entries = write_entries(store)  # STAC + intake entries beside the store
     say(f"  catalogue entries: {', '.join(entries.values())}")
+    remote = {"storage_options": store.storage_options} if store.storage_options else {}
+    written = xr.open_zarr(store.path("fields.zarr"), consolidated=False, **remote)
+    honesty = run_honesty_check(config, store, written)
+    if honesty is not None:
+        say("  " + honesty_line(honesty))
     return {
         "counts": {"regions_written": report.regions_written, "regions_total": report.regions_total}
     }
@@ -442,7 +454,12 @@ def _run_report(ctx: StepContext) -> dict:
             counts.update(store.read_json(f"_state/{step}.json").get("counts", {}))
     files = write_report(
         store.sub("report"),
-        metrics=store.read_json("metrics.json"),
+        metrics={
+            **store.read_json("metrics.json"),
+            **(
+                {"honesty": store.read_json("honesty.json")} if store.exists("honesty.json") else {}
+            ),
+        },
         predictions=store.read_parquet("predictions.parquet"),
         fields=fields,
         targets=card["targets"],

@@ -29,10 +29,10 @@ from pipeline.demo.ceiling import noise_ceiling
 from pipeline.fields.predict import envelope_of
 from pipeline.model.card import hash_frame, model_card, save_model
 from pipeline.model.crossval import cross_validate
-from pipeline.model.evaluate import interval_coverage, residual_quantiles
-from pipeline.model.split import assign_folds, buffer_mask, random_folds
+from pipeline.model.split import assign_blocks, assign_folds, buffer_mask
 from pipeline.run.config import config_hash
 from pipeline.run.context import StepContext
+from pipeline.run.evaluation import cv_variants, evaluate_fit, excess_over_ceiling, resolve_split
 from pipeline.targets.particles import transform
 
 __all__ = ["train_and_evaluate"]
@@ -106,39 +106,55 @@ def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
     y = _transformed(matchup, targets, tr)
     lat, lon = matchup["lat"].to_numpy(), matchup["lon"].to_numpy()
     layer = matchup["layer"].astype(str).to_numpy()
-    folds = assign_folds(lat, lon, y.to_numpy(), config=config.split)
-    rfolds = random_folds(len(matchup), config=config.split)
+    split = resolve_split(config.split, y.to_numpy(), lat, lon, layer, say=say)
+    blocks = assign_blocks(lat, lon, config=split)
+    folds = assign_folds(lat, lon, y.to_numpy(), config=split)
+    cast = matchup["id"].astype(str).to_numpy()
     exclude = None
-    if config.split.buffer_km > 0:
+    if split.buffer_km > 0:
         exclude = {
-            k: buffer_mask(lat, lon, (folds == k) | (folds == -1), buffer_km=config.split.buffer_km)
-            for k in range(config.split.n_folds)
+            k: buffer_mask(lat, lon, (folds == k) | (folds == -1), buffer_km=split.buffer_km)
+            for k in range(split.n_folds)
         }
-        exclude[-1] = buffer_mask(lat, lon, folds == -1, buffer_km=config.split.buffer_km)
+        exclude[-1] = buffer_mask(lat, lon, folds == -1, buffer_km=split.buffer_km)
     n_test = int((folds == -1).sum())
     say(
         f"  {len(matchup)} rows x {len(features)} predictors -> {len(targets)} targets; "
-        f"{n_test} test rows, {config.split.n_folds} CV folds of whole "
-        f"{'basins' if config.split.method == 'basins' else 'lat/lon blocks'}"
+        f"{n_test} test rows, {split.n_folds} CV folds of whole "
+        f"{'basins' if split.method == 'basins' else 'lat/lon blocks'}"
     )
-    cv = cross_validate(client, x, y, folds, layer=layer, config=config.train, exclude=exclude)
-    rcv = cross_validate(
-        client, x, y, rfolds, layer=layer, config=config.train, with_baselines=False
+    cv = cross_validate(
+        client, x, y, folds, layer=layer, config=config.train, exclude=exclude, groups=blocks
     )
     test = folds == -1
     model = dict(cv.scores["model"])
-    model["random_cv"] = rcv.scores["model"]["cv"]
-    model["random_test"] = rcv.scores["model"]["test"]
-    oof = cv.oof_arrays()["model"]
-    quantiles = residual_quantiles(
-        y[~test], oof, targets=targets, coverage=config.fields.interval_coverage
+    variants = cv_variants(folds, lat, lon, cast, matchup.get("cruise"), split)
+    for name, vfolds in variants.items():
+        vcv = cross_validate(
+            client,
+            x,
+            y,
+            vfolds,
+            layer=layer,
+            config=config.train,
+            with_baselines=False,
+            groups=blocks,
+            final=False,
+        )
+        model[f"{name}_cv"] = vcv.scores["model"]["cv"]
+    quantiles, diagnostics = evaluate_fit(
+        cv,
+        y,
+        folds,
+        lat=lat,
+        lon=lon,
+        layer=layer,
+        blocks=blocks,
+        x=x,
+        targets=targets,
+        coverage=config.fields.interval_coverage,
     )
-    pred_test = np.asarray(cv.test["model"])
-    q_lo = np.array([quantiles[t][0] for t in targets])
-    q_hi = np.array([quantiles[t][1] for t in targets])
-    model["test"]["interval_coverage"] = interval_coverage(
-        y[test].to_numpy(), pred_test + q_lo, pred_test + q_hi, targets=targets
-    )
+    model["test"]["interval_coverage"] = diagnostics["intervals"]["test"]["per_target"]
     metrics: dict[str, Any] = {
         "model": model,
         "baselines": cv.scores.get("baselines", {}),
@@ -146,10 +162,19 @@ def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
         "transform": tr,
         "n_rows": {"all": len(matchup), "test": n_test, "cv": int((~test).sum())},
         "best_iterations": list(cv.best_iterations),
+        "split": {
+            "method": split.method,
+            "block_deg": split.block_deg,
+            "buffer_km": split.buffer_km,
+            "n_folds": split.n_folds,
+            "variants": sorted(["block", *variants]),
+        },
+        **diagnostics,
     }
     ceiling = noise_ceiling(config, matchup, y, test=test, targets=targets, transform=tr)
     if ceiling is not None:
         metrics["noise_ceiling"] = ceiling
+        metrics["excess_over_ceiling"] = excess_over_ceiling(model, ceiling)
     train_rows = ~test
     keys = {
         "config_hash": config_hash(
@@ -166,7 +191,11 @@ def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
         data_hash=hash_frame(matchup),
         config_hash=keys["config_hash"],
         extra={
-            "residual_quantiles": {t: list(v) for t, v in quantiles.items()},
+            "residual_quantiles": {t: list(v) for t, v in quantiles["pooled"].items()},
+            "residual_quantiles_by_layer": {
+                g: {t: list(v) for t, v in q.items()} for g, q in quantiles["groups"].items()
+            },
+            "interval_method": "split-conformal per layer (Mondrian), out-of-fold residuals",
             "interval_coverage_nominal": config.fields.interval_coverage,
             "envelope": {k: list(v) for k, v in envelope_of(x[train_rows]).items()},
         },
@@ -175,15 +204,25 @@ def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
     save_model(cv.booster, card, store.sub("model"))
     store.write_parquet(
         "folds.parquet",
-        pd.DataFrame({"id": matchup["id"], "layer": layer, "fold": folds, "random_fold": rfolds}),
+        pd.DataFrame(
+            {
+                "id": matchup["id"],
+                "layer": layer,
+                "lat": lat,
+                "lon": lon,
+                "block": blocks,
+                "fold": folds,
+                **{f"{name}_fold": v for name, v in variants.items()},
+            }
+        ),
     )
     store.write_parquet("predictions.parquet", _predictions(matchup, y, folds, cv, targets))
     store.write_json("metrics.json", metrics)
     t = model["test"]
     say(
-        f"  model test: mv_mse {t['mv_mse']:.3f}, R2 mean {t['r2_mean']:.3f}; "
-        f"block-CV mv_mse {model['cv']['mean']['mv_mse']:.3f}, "
-        f"random-CV mv_mse {model['random_cv']['mean']['mv_mse']:.3f}"
+        f"  model test: MSE {t['mse']:.4g}, mv_mse {t['mv_mse']:.3f}, R2 mean "
+        f"{t['r2_mean']:.3f}; block-CV MSE {model['cv']['mean']['mse']:.4g}, "
+        f"random-CV MSE {model['random_cv']['mean']['mse']:.4g}"
     )
     return {
         "counts": {

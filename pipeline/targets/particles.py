@@ -5,7 +5,8 @@ volume sampled per bin), :func:`build_targets` sums counts and volumes over the 
 each depth layer and divides: concentration = sum(counts) / sum(volume) (#/L), never an
 average of concentrations. EcoPart classes are merged into the coarser target classes
 of :class:`TargetConfig` (an EcoPart class belongs to the target class holding its
-lower edge). A derived carbon-flux target follows Guidi et al. (2008, Deep-Sea Res. I 55, 1364-1374):
+lower edge). A derived carbon-flux target follows Guidi et al. (2008, Deep-Sea Res. I
+55, 1364-1374):
 
     F = sum_i C_i * A * d_i ** b        (mg C m-2 d-1)
 
