@@ -444,3 +444,36 @@ def test_a_failed_fit_with_every_worker_still_there_is_not_redone(client):
         _fit_surviving_worker_loss(client, fit)
     assert len(calls) == 1
     assert len(calls[0]) == len(client.scheduler_info()["workers"])
+
+
+def test_a_count_aware_objective_keeps_sparse_concentrations_unbiased(client):
+    # Sparse counts (0.05-2 objects per cast): squared error on log10(N/V + eps) learns
+    # the mean of the log, which back-transforms far below the mean concentration; the
+    # Poisson objective with the volume as exposure predicts the rate itself, so the
+    # total it predicts matches the objects counted. Its predictions come back in the
+    # transformed space, like every other model's.
+    rng = np.random.default_rng(11)
+    n, eps = 4000, 1e-3
+    X = pd.DataFrame({"a": rng.uniform(-1, 1, n), "b": rng.uniform(-1, 1, n)})
+    volume = rng.uniform(200.0, 800.0, n)  # L imaged per layer
+    rate = 0.001 * np.exp(1.2 * X["a"] + 0.6 * X["b"] ** 2)  # objects per L
+    counts = rng.poisson(rate * volume)
+    Y = pd.DataFrame({"c": np.log10(counts / volume + eps)})
+    test = np.arange(3000, n)
+    totals = {}
+    for objective in ("squarederror", "poisson"):
+        config = TrainConfig(objective=objective, count_epsilon=eps, n_estimators=200)
+        folds = np.where(np.arange(n) < 3000, np.arange(n) % 3, -1)
+        cv = cross_validate(
+            client, X, Y, folds, config=config, with_baselines=False, exposure=volume
+        )
+        pred = cv.test["model"][:, 0]  # transformed space for both
+        assert np.isfinite(pred).all()
+        assert pred.min() >= np.log10(eps) - 1e-9
+        totals[objective] = float(((10.0**pred - eps) * volume[test]).sum() / counts[test].sum())
+        if objective == "poisson":
+            assert cv.booster.attr("objective") == "poisson"
+            rate_hat = 10.0 ** predict(cv.booster, X.iloc[test])[:, 0] - eps
+            assert np.corrcoef(np.log(rate_hat), np.log(rate[test]))[0, 1] > 0.9
+    assert 0.85 < totals["poisson"] < 1.15, totals
+    assert totals["squarederror"] < 0.75, totals  # the log-space fit loses objects (seen 0.64)

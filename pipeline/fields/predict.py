@@ -46,6 +46,7 @@ import xarray as xr
 import xgboost as xgb
 
 from pipeline.config import check_choice, check_count, check_range
+from pipeline.model.train import count_prediction
 from pipeline.predictors.features import optional_features
 from pipeline.targets.particles import inverse_transform
 
@@ -205,7 +206,7 @@ class _BlockPredictor:
             Xv = X[valid]
             booster = _booster_from(raw, self.digest)
             pred = np.asarray(booster.inplace_predict(Xv, missing=np.nan), dtype=np.float64)
-            pred = pred.reshape(Xv.shape[0], -1)
+            pred = count_prediction(booster, pred.reshape(Xv.shape[0], -1))
             back = {"name": self.transform, "epsilon": self.epsilon}
             cols = [inverse_transform(pred, **back)]
             if self.q_lo is not None and self.q_hi is not None:

@@ -188,6 +188,7 @@ def _fit_baselines(
     device: str,
     rounds: Sequence[int] | None = None,
     fit_rows: np.ndarray | None = None,
+    boost_weight: np.ndarray | None = None,
 ) -> dict[str, Predictor]:
     """Fit each baseline on ``train`` (the early-stopped ones on ``fit_rows``)."""
     out: dict[str, Predictor] = {}
@@ -202,7 +203,7 @@ def _fit_baselines(
                     client,
                     X,
                     Y.iloc[:, [j]],
-                    w,
+                    w if boost_weight is None else boost_weight,
                     train if fit_rows is None else fit_rows,
                     valid,
                     config,

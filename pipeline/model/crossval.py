@@ -102,11 +102,28 @@ def _mean_rounds(best_iterations: Sequence[int]) -> int:
     return max(1, round(float(np.mean(np.asarray(best_iterations) + 1))))
 
 
+def _boost_weight(
+    w: np.ndarray | None, exposure: np.ndarray | None, config: TrainConfig, n: int
+) -> np.ndarray | None:
+    """Row weights of the boosters: the exposure under a count objective, else ``w``."""
+    if config.objective == "squarederror":
+        return w
+    if exposure is None:
+        raise ValueError(
+            f"train.objective {config.objective!r} needs the exposure (volume imaged) of "
+            "each row; pass exposure=."
+        )
+    e = np.asarray(exposure, dtype="float64").reshape(-1)
+    if e.shape != (n,) or not np.isfinite(e).all() or (e < 0).any():
+        raise ValueError(f"exposure: expected {n} finite non-negative volume(s).")
+    return e if w is None else e * w
+
+
 def _fit_final(
     client: Client,
     X: pd.DataFrame,
     Y: pd.DataFrame,
-    w: np.ndarray | None,
+    weights: tuple[np.ndarray | None, np.ndarray | None],
     lay: np.ndarray | None,
     fold_of: np.ndarray,
     exclude: Mapping[int, np.ndarray],
@@ -119,6 +136,7 @@ def _fit_final(
     fold_info: list[dict[str, int]],
 ) -> tuple[xgboost.Booster, dict[str, Predictor], dict[str, np.ndarray]]:
     """Fit the final model and baselines on every non-test row; predict the test rows."""
+    w, w_boost = weights
     cv_rows = np.flatnonzero(fold_of >= 0)
     test_rows = np.flatnonzero(fold_of < 0)
     final_rows = cv_rows
@@ -138,13 +156,17 @@ def _fit_final(
         final_rows.size,
         cv_rows.size - final_rows.size,
     )
-    booster = _train_device(client, X, Y, w, final_rows, None, config, device, rounds=n_rounds)
+    booster = _train_device(
+        client, X, Y, w_boost, final_rows, None, config, device, rounds=n_rounds
+    )
     pt_rounds = (
         [_mean_rounds(col) for col in zip(*per_target_best, strict=True)]
         if per_target_best
         else None
     )
-    final = _fit_baselines(client, X, Y, w, lay, final_rows, None, base_config, device, pt_rounds)
+    final = _fit_baselines(
+        client, X, Y, w, lay, final_rows, None, base_config, device, pt_rounds, boost_weight=w_boost
+    )
     Xt = X.iloc[test_rows]
     test = {MODEL_NAME: predict(booster, Xt)}
     for name in names[1:]:
@@ -165,6 +187,7 @@ def cross_validate(
     with_baselines: bool = True,
     groups: np.ndarray | None = None,
     final: bool = True,
+    exposure: np.ndarray | None = None,
 ) -> CVResult:
     """Cross-validate the model and the baselines over spatial folds; fit the final model.
 
@@ -196,6 +219,9 @@ def cross_validate(
     groups : array, shape (n,), optional
         Spatial block (or cast) of each row, for the early-stopping rows inside each
         fold's training rows; each row is its own group when None.
+    exposure : array, shape (n,), optional
+        Volume imaged per row (L): the boosters' row weight under a count-aware
+        ``config.objective`` (Poisson/Tweedie); scores stay unweighted unless ``weight``.
     final : bool
         Fit the final model on all non-test rows and score the test rows; False for a
         CV variant that only needs its out-of-fold scores (``booster`` is then None and
@@ -221,6 +247,7 @@ def cross_validate(
     """
     config = _config(config)
     w, lay = _check_fit_input(X, Y, weight=weight, layer=layer)
+    w_boost = _boost_weight(w, exposure, config, len(X))
     fold_of = np.asarray(folds).reshape(-1)
     if fold_of.shape != (len(X),) or not np.issubdtype(fold_of.dtype, np.integer):
         raise ValueError(
@@ -271,12 +298,22 @@ def cross_validate(
             fraction=_EARLY_STOP_FRACTION,
             seed=config.seed + k,
         )
-        booster = _train_device(client, X, Y, w, fit, stop, config, device)
+        booster = _train_device(client, X, Y, w_boost, fit, stop, config, device)
         best_iterations.append(int(booster.attr("best_iteration")))
         Xv = X.iloc[valid]
         oof[valid, 0] = predict(booster, Xv)
         baselines = _fit_baselines(
-            client, X, Y, w, lay, train, stop, base_config, device, fit_rows=fit
+            client,
+            X,
+            Y,
+            w,
+            lay,
+            train,
+            stop,
+            base_config,
+            device,
+            fit_rows=fit,
+            boost_weight=w_boost,
         )
         for i, name in enumerate(names[1:], start=1):
             oof[valid, i] = baselines[name](Xv, None if lay is None else lay[valid])
@@ -303,7 +340,7 @@ def cross_validate(
             client,
             X,
             Y,
-            w,
+            (w, w_boost),
             lay,
             fold_of,
             exclude,

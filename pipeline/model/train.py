@@ -61,12 +61,19 @@ from pipeline.config import check_choice, check_count, check_range, check_string
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["BASELINES", "TrainConfig", "fit_model", "predict"]
+__all__ = ["BASELINES", "TrainConfig", "count_prediction", "fit_model", "predict"]
 
 logger = logging.getLogger(__name__)
 
 #: The baselines :func:`pipeline.model.baselines.fit_baselines` knows, in the order they are fitted.
 BASELINES: tuple[str, ...] = ("climatology", "linear", "per_target", "random_forest")
+
+#: xgboost objective and evaluation metric of each ``train.objective``.
+_OBJECTIVES: dict[str, tuple[str, str]] = {
+    "squarederror": ("reg:squarederror", "rmse"),
+    "poisson": ("count:poisson", "poisson-nloglik"),
+    "tweedie": ("reg:tweedie", "tweedie-nloglik@1.5"),
+}
 _STRATEGIES = ("multi_output_tree", "one_output_per_tree")
 _DEVICES = ("auto", "cpu", "cuda")
 #: Fits of one model before a worker loss is final; wait for lost workers to come back (s).
@@ -112,6 +119,19 @@ class TrainConfig:
         Baselines fitted beside the model, among :data:`BASELINES`.
     rf_n_estimators, rf_min_samples_leaf : int
         Trees and minimum leaf size of the random-forest baseline.
+    objective : {"squarederror", "poisson", "tweedie"}
+        ``squarederror`` fits the transformed targets (``log10(c + eps)``). The
+        count-aware objectives fit the concentration itself with xgboost's Poisson or
+        Tweedie deviance, each row weighted by its exposure (the volume imaged, L): the
+        deviance of the rate with weight ``V`` is that of the counts ``N ~ Poisson(c V)``
+        with the offset ``log V``, so sparse counts and zeros are modelled as counts,
+        not as ``log(eps)``. Predictions are mapped back to ``log10(rate + eps)`` so that
+        every score stays in the same transformed space as the other models.
+    tweedie_variance_power : float
+        Variance power of the Tweedie objective, in (1, 2) (1: Poisson, 2: gamma).
+    count_epsilon : float, optional
+        The targets' transform epsilon, set by the train step for a count-aware objective
+        (not a run-file key).
     """
 
     n_estimators: int = 1000
@@ -129,10 +149,22 @@ class TrainConfig:
     baselines: tuple[str, ...] = BASELINES
     rf_n_estimators: int = 300
     rf_min_samples_leaf: int = 3
+    objective: Literal["squarederror", "poisson", "tweedie"] = "squarederror"
+    tweedie_variance_power: float = 1.5
+    count_epsilon: float | None = None
 
     def __post_init__(self) -> None:
         """Check every option; raise ConfigError naming the key, the value and the choices."""
         check_choice("train.multi_strategy", self.multi_strategy, _STRATEGIES)
+        check_choice("train.objective", self.objective, tuple(_OBJECTIVES))
+        check_range(
+            "train.tweedie_variance_power",
+            self.tweedie_variance_power,
+            low=1,
+            high=2,
+            low_open=True,
+            high_open=True,
+        )
         check_choice("train.device", self.device, _DEVICES)
         baselines = check_strings("train.baselines", self.baselines, valid=BASELINES)
         object.__setattr__(self, "baselines", baselines)
@@ -257,9 +289,40 @@ def _resolve_device(client: Client, config: TrainConfig) -> str:
 # --------------------------------------------------------------------------- xgboost.dask
 
 
+def _count_label(Y: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
+    """Return the label xgboost fits: ``Y``, or the concentration for a count objective."""
+    if config.objective == "squarederror":
+        return Y
+    if config.count_epsilon is None:
+        raise ValueError(
+            f"train.objective {config.objective!r} fits concentrations: count_epsilon (the "
+            "targets' log10 epsilon) must be set; the train step sets it from the targets."
+        )
+    values = np.maximum(10.0 ** Y.to_numpy(dtype="float64") - config.count_epsilon, 0.0)
+    return pd.DataFrame(values, index=Y.index, columns=Y.columns)
+
+
+def count_prediction(booster: xgboost.Booster, rate: np.ndarray) -> np.ndarray:
+    """Map a count-aware booster's predicted rate to ``log10(rate + eps)`` (else unchanged).
+
+    Examples
+    --------
+    >>> b = xgboost.train({}, xgboost.DMatrix(np.zeros((2, 1)), label=[0.0, 1.0]), 1)
+    >>> count_prediction(b, np.array([9.0])).tolist()   # a squared-error booster
+    [9.0]
+    >>> b.set_attr(objective="poisson", count_epsilon="1.0")
+    >>> count_prediction(b, np.array([9.0])).tolist()
+    [1.0]
+    """
+    if booster.attr("objective") not in ("poisson", "tweedie"):
+        return rate
+    eps = float(booster.attr("count_epsilon") or 0.0)
+    return np.log10(np.maximum(rate, 0.0) + eps)
+
+
 def _params(config: TrainConfig, *, device: str, n_targets: int) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "objective": "reg:squarederror",
+        "objective": _OBJECTIVES[config.objective][0],
         "tree_method": "hist",
         "device": device,
         "learning_rate": config.learning_rate,
@@ -268,9 +331,12 @@ def _params(config: TrainConfig, *, device: str, n_targets: int) -> dict[str, An
         "subsample": config.subsample,
         "colsample_bytree": config.colsample_bytree,
         "reg_lambda": config.reg_lambda,
-        "eval_metric": "rmse",
+        "eval_metric": _OBJECTIVES[config.objective][1],
         "seed": config.seed,
     }
+    if config.objective == "tweedie":
+        params["tweedie_variance_power"] = config.tweedie_variance_power
+        params["eval_metric"] = f"tweedie-nloglik@{config.tweedie_variance_power:g}"
     if n_targets > 1:
         params["multi_strategy"] = config.multi_strategy
     return params
@@ -413,11 +479,13 @@ def _train(
     with_valid = valid is not None and valid.size > 0 and rounds is None
     n_rounds = config.n_estimators if rounds is None else int(rounds)
 
+    label = _count_label(Y, config)
+
     def fit(workers: list[str]) -> Any:
-        dtrain = _dmatrix(client, X, Y, w, train, workers, pinned=pinned)
+        dtrain = _dmatrix(client, X, label, w, train, workers, pinned=pinned)
         evals = None
         if with_valid:
-            dvalid = _dmatrix(client, X, Y, w, valid, workers, pinned=pinned, ref=dtrain)
+            dvalid = _dmatrix(client, X, label, w, valid, workers, pinned=pinned, ref=dtrain)
             evals = [(dvalid, "valid")]
         return dxgb.train(
             client,
@@ -433,7 +501,7 @@ def _train(
     booster: xgboost.Booster = out["booster"]
     trained = booster.num_boosted_rounds()
     best = int(booster.attr("best_iteration")) if booster.attr("best_iteration") else trained - 1
-    history = out["history"].get("valid", {}).get("rmse", [])
+    history = out["history"].get("valid", {}).get(params["eval_metric"], [])
     if best + 1 < trained:
         booster = booster[: best + 1]
     booster.set_attr(
@@ -444,6 +512,8 @@ def _train(
         n_valid_rows=str(valid.size if with_valid else 0),  # type: ignore[union-attr]
         best_valid_rmse=repr(float(history[best])) if history else None,
     )
+    if config.objective != "squarederror":
+        booster.set_attr(objective=config.objective, count_epsilon=repr(config.count_epsilon))
     booster.feature_names = [str(c) for c in X.columns]
     logger.debug(
         "train: %d row(s), %d valid, %d round(s) trained, best %d",
@@ -578,7 +648,7 @@ def predict(booster: xgboost.Booster, X: pd.DataFrame) -> np.ndarray:
     best = booster.attr("best_iteration")
     end = int(best) + 1 if best is not None else booster.num_boosted_rounds()
     out = booster.inplace_predict(X, iteration_range=(0, end))
-    return np.asarray(out, dtype="float64").reshape(len(X), -1)
+    return count_prediction(booster, np.asarray(out, dtype="float64").reshape(len(X), -1))
 
 
 def _n_targets(booster: xgboost.Booster) -> int:

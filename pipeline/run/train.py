@@ -19,6 +19,7 @@ From ``matchup.parquet`` (targets + predictors), :func:`train_and_evaluate`:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -26,10 +27,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline.demo.ceiling import noise_ceiling
+from pipeline.errors import ConfigError
 from pipeline.fields.predict import envelope_of
 from pipeline.model.card import hash_frame, model_card, save_model
 from pipeline.model.crossval import cross_validate
 from pipeline.model.split import assign_blocks, assign_folds, buffer_mask
+from pipeline.model.train import TrainConfig
 from pipeline.run.config import config_hash
 from pipeline.run.context import StepContext
 from pipeline.run.evaluation import cv_variants, evaluate_fit, excess_over_ceiling, resolve_split
@@ -74,6 +77,22 @@ def _predictions(
             part[f"{t}_pred"] = pred[:, j]
         frames.append(part)
     return pd.concat(frames, ignore_index=True)
+
+
+def _count_setup(
+    train: TrainConfig, tr: dict[str, Any], matchup: pd.DataFrame, say: Any
+) -> tuple[TrainConfig, np.ndarray | None]:
+    """Return a count-aware objective's config (targets' epsilon) and exposure (L)."""
+    if train.objective == "squarederror":
+        return train, None
+    if str(tr["name"]) != "log10":
+        raise ConfigError(
+            f"train.objective: {train.objective!r} needs the log10 transform of the targets "
+            f"(targets.transform is {tr['name']!r})."
+        )
+    say(f"  count-aware objective {train.objective}: exposure = volume imaged per row (L)")
+    exposure = matchup["volume_l"].to_numpy(dtype=float)
+    return dataclasses.replace(train, count_epsilon=float(tr["epsilon"])), exposure
 
 
 def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
@@ -123,8 +142,17 @@ def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
         f"{n_test} test rows, {split.n_folds} CV folds of whole "
         f"{'basins' if split.method == 'basins' else 'lat/lon blocks'}"
     )
+    train_config, exposure = _count_setup(config.train, tr, matchup, say)
     cv = cross_validate(
-        client, x, y, folds, layer=layer, config=config.train, exclude=exclude, groups=blocks
+        client,
+        x,
+        y,
+        folds,
+        layer=layer,
+        config=train_config,
+        exclude=exclude,
+        groups=blocks,
+        exposure=exposure,
     )
     test = folds == -1
     model = dict(cv.scores["model"])
@@ -136,10 +164,11 @@ def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
             y,
             vfolds,
             layer=layer,
-            config=config.train,
+            config=train_config,
             with_baselines=False,
             groups=blocks,
             final=False,
+            exposure=exposure,
         )
         model[f"{name}_cv"] = vcv.scores["model"]["cv"]
     quantiles, diagnostics = evaluate_fit(
@@ -186,7 +215,7 @@ def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
         features=features,
         targets=targets,
         transform=tr,
-        config=config.train,
+        config=train_config,
         scores=metrics,
         data_hash=hash_frame(matchup),
         config_hash=keys["config_hash"],
