@@ -74,7 +74,8 @@ def test_ingest_graph_has_at_most_files_over_50_tasks_and_one_row_per_cast(many_
     seen: list[int] = []
     res = read_ecopart(str(many_casts))
     summary = write_ingest(res, tmp_path / "out", table="particles", compute=_counting(seen))
-    assert seen == [summary.batches]  # one task per batch: read, check and write together
+    # one task per batch (read, check and write together) and the metadata summary once
+    assert seen == [summary.batches + 1]
     assert 2 <= summary.batches <= N_FILES / 50 + 1
     assert summary.files == N_FILES
     assert summary.rows_accepted == summary.rows_read == N_FILES
@@ -89,14 +90,47 @@ def test_ingest_graph_has_at_most_files_over_50_tasks_and_one_row_per_cast(many_
     assert int(files["rows_read"].sum().compute()) == N_FILES
 
 
+def test_ingest_graph_holds_the_metadata_summary_once_not_once_per_batch(many_casts, tmp_path):
+    import cloudpickle
+
+    graphs = []
+
+    def compute(*collections):
+        graph = {}
+        for c in collections:
+            graph.update(dict(c.__dask_graph__()))
+        graphs.append(graph)
+        return dask.compute(*collections, scheduler="sync")
+
+    res = read_ecopart(str(many_casts))
+    summary = write_ingest(res, tmp_path / "out", table="particles", compute=compute)
+    assert summary.rows_accepted == N_FILES
+    (graph,) = graphs
+    # distributed ships each task on its own: count the bytes of each key apart
+    size = {k: len(cloudpickle.dumps(v)) for k, v in graph.items()}
+    shared = [k for k in graph if "-shared-" in str(k)]
+    assert len(shared) == 1
+    assert len(graph) == summary.batches + 1 <= N_FILES / 50 + 2
+    table = size[shared[0]]
+    assert table > 20_000  # the metadata summary of 400 casts
+    by_name = {b.name: b for b in res.batches}
+    for key, n in size.items():
+        if key in shared:
+            continue
+        batch = by_name[str(key).removeprefix("ingest-batch-")]
+        # a batch task: its file names, the empty table and a few options, no summary
+        assert n < sum(map(len, batch.urls)) + 8_000 < table
+    assert sum(size.values()) < table + summary.batches * (table / 4)
+
+
 class _Interrupt(RuntimeError):
     pass
 
 
-def _parse_or_die(url, *, parse, doomed):
+def _parse_or_die(url, *, parse, doomed, **shared):
     if doomed in url:
         raise _Interrupt(f"killed while reading {url}")
-    return parse(url)
+    return parse(url, **shared)
 
 
 def test_a_killed_ingest_rerun_writes_only_the_missing_batches(many_casts, tmp_path):
@@ -110,6 +144,7 @@ def test_a_killed_ingest_rerun_writes_only_the_missing_batches(many_casts, tmp_p
         urls=doomed.urls,
         parse_one=functools.partial(_parse_or_die, parse=doomed.parse_one, doomed=doomed.urls[0]),
         meta=doomed.meta,
+        shared=doomed.shared,
     )
     broken = [dying if b is doomed else b for b in res.batches]
     res_broken = type(res)(res.accepted, res.quarantine, res.stats, res.inventory, broken)

@@ -17,18 +17,21 @@ Every tabular reader (EcoPart, EcoTaxa) follows the same three steps per file:
 :class:`ReadResult`: :func:`plan_batches` cuts the files into batches of about
 :data:`BATCH_BYTES` of input (at least :data:`FILES_PER_TASK` files each while the bytes
 allow), and one dask task parses a batch, so the graph grows with bytes, not with files
-or rows. A file
-that cannot be read at all (missing, truncated archive, empty) becomes one
-quarantine row with ``line = 0``; it never stops the other files.
+or rows. What every file of a read needs (the metadata summary of an EcoPart export) is
+passed as ``shared`` keyword arguments: one key of the graph that every batch task
+depends on (:func:`batch_tasks`), not a copy per batch (at 3,000 files a copy per batch
+made a 1.2 MB graph). A file that cannot be read at all (missing, truncated archive,
+empty) becomes one quarantine row with ``line = 0``; it never stops the other files.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,6 +58,7 @@ __all__ = [
     "RawTable",
     "ReadResult",
     "RowChecker",
+    "batch_tasks",
     "conform",
     "file_failure",
     "plan_batches",
@@ -181,27 +185,107 @@ class Batch:
     urls : tuple of str
         The files, in order.
     parse_one : callable
-        ``parse_one(url) -> FileResult`` (picklable).
+        ``parse_one(url, **shared) -> FileResult`` (picklable).
     meta : pandas.DataFrame
         Empty accepted table (columns and dtypes).
     continues : bool
         A byte-range block after the first of a big file (its ``stats`` row is another
         part of a file already counted).
+    shared : mapping, optional
+        Keyword arguments of ``parse_one`` that all the batches of a read share (one
+        object, by identity): a graph holds them once (:func:`batch_tasks`).
     """
 
     name: str
     urls: tuple[str, ...]
-    parse_one: Callable[[str], FileResult]
+    parse_one: Callable[..., FileResult]
     meta: pd.DataFrame
     continues: bool = False
+    shared: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
-    def read(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        """Parse the files: ``(accepted, quarantine, stats)``, each in file order."""
-        return _parse_batch(self.parse_one, self.urls, self.meta)
+    def read(
+        self, shared: Mapping[str, Any] | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Parse the files: ``(accepted, quarantine, stats)``, each in file order.
+
+        ``shared`` replaces the batch's own shared arguments (a task of
+        :func:`batch_tasks` gets them from their one key of the graph).
+        """
+        kw = self.shared if shared is None else shared
+        parse = functools.partial(self.parse_one, **kw) if kw else self.parse_one
+        return _parse_batch(parse, self.urls, self.meta)
 
     def renamed(self, index: int) -> Batch:
         """Return the same batch at another position (batches of several reads joined)."""
         return replace(self, name=f"{index:05d}-{self.name.split('-', 1)[-1]}")
+
+
+def batch_tasks(
+    batches: Sequence[Batch],
+    func: Callable[..., Any],
+    *args: Any,
+    prefix: str,
+    pure: bool,
+    nout: int | None = None,
+) -> list[Any]:
+    """One delayed ``func(batch, shared, *args)`` per batch, each read's ``shared`` once.
+
+    The batches travel without their shared arguments; those of each read (one object,
+    by identity) become one key of the graph that the read's tasks depend on, so the
+    graph grows with batches, not with batches times the size of the shared table.
+
+    Parameters
+    ----------
+    batches : sequence of Batch
+        The batches, in order.
+    func : callable
+        ``func(batch, shared, *args)``; call ``batch.read(shared)`` in it.
+    *args
+        Further arguments of every call.
+    prefix : str
+        Key prefix: the task of a batch is ``<prefix>-<batch name>``.
+    pure : bool
+        Whether ``func`` is pure (see :func:`dask.delayed`).
+    nout : int, optional
+        Number of outputs of ``func`` (see :func:`dask.delayed`).
+
+    Returns
+    -------
+    list of dask.delayed.Delayed
+        One per batch, in order.
+
+    Examples
+    --------
+    >>> def parse(url, *, table):
+    ...     return FileResult(url, table.assign(f=url), QUARANTINE_META.copy(), rows_read=1)
+    >>> table = pd.DataFrame({"x": [1.0]})
+    >>> meta = pd.DataFrame({"x": [1.0], "f": ["a"]}).iloc[:0]
+    >>> res = read_many(["a", "b", "c"], parse, meta, files_per_task=1, shared={"table": table})
+    >>> tasks = batch_tasks(res.batches, lambda b, sh: len(b.read(sh)[0]), prefix="n", pure=True)
+    >>> graph = dict(dask.delayed(tasks).__dask_graph__())
+    >>> [k.split("-")[:2] for k in graph if "-shared-" in k]  # one copy for three tasks
+    [['n', 'shared']]
+    >>> dask.compute(*tasks)
+    (1, 1, 1)
+    """
+    keys: dict[int, Any] = {}
+    out = []
+    for b in batches:
+        shared = None
+        if b.shared:
+            shared = keys.get(id(b.shared))
+            if shared is None:
+                token = dask.base.tokenize(dict(b.shared))
+                shared = keys[id(b.shared)] = dask.delayed(
+                    b.shared, name=f"{prefix}-shared-{token}", traverse=False
+                )
+        light = replace(b, shared=None)
+        out.append(
+            dask.delayed(func, pure=pure, nout=nout)(
+                light, shared, *args, dask_key_name=f"{prefix}-{b.name}"
+            )
+        )
+    return out
 
 
 @dataclass
@@ -779,6 +863,7 @@ def read_many(
     *,
     files_per_task: int | None = None,
     batch_bytes: int | None = None,
+    shared: Mapping[str, Any] | None = None,
 ) -> ReadResult:
     """Map a per-file parser lazily over many files, a batch of files per task.
 
@@ -797,6 +882,10 @@ def read_many(
         Fewest files per batch (default :data:`FILES_PER_TASK`); see :func:`plan_batches`.
     batch_bytes : int, optional
         Input bytes per batch, at most (default :data:`BATCH_BYTES`, 128 MiB).
+    shared : mapping, optional
+        Keyword arguments of ``parse_one`` that every file needs and that are big (a
+        metadata table): ``parse_one(url, **shared)``. The graph holds them once, not
+        once per batch (:func:`batch_tasks`); they are part of the batches' names.
 
     Returns
     -------
@@ -832,13 +921,15 @@ def read_many(
         _human_bytes(sum(f.size or 0 for b in batches for f in b)),
         len(batches),
     )
-    token = dask.base.tokenize(parse_one, meta)
+    shared = dict(shared) if shared else None
+    token = dask.base.tokenize(parse_one, meta, shared)
     jobs = [
         Batch(
             name=f"{i:05d}-" + dask.base.tokenize(token, [(f.url, f.size) for f in b])[:16],
             urls=tuple(f.url for f in b),
             parse_one=parse_one,
             meta=meta,
+            shared=shared,
         )
         for i, b in enumerate(batches)
     ]
@@ -858,10 +949,7 @@ def result_of(batches: Sequence[Batch]) -> ReadResult:
     ReadResult
         ``accepted``, ``quarantine`` and ``stats`` with one partition per batch.
     """
-    parts = [
-        dask.delayed(_read_batch, nout=3, pure=True)(b, dask_key_name=f"read-batch-{b.name}")
-        for b in batches
-    ]
+    parts = batch_tasks(batches, _read_batch, prefix="read-batch", pure=True, nout=3)
     meta = batches[0].meta
     return ReadResult(
         accepted=dd.from_delayed([p[0] for p in parts], meta=meta, verify_meta=False),
@@ -871,8 +959,10 @@ def result_of(batches: Sequence[Batch]) -> ReadResult:
     )
 
 
-def _read_batch(batch: Batch) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    return batch.read()
+def _read_batch(
+    batch: Batch, shared: Mapping[str, Any] | None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return batch.read(shared)
 
 
 def _human_bytes(n: float) -> str:
