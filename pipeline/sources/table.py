@@ -31,7 +31,7 @@ import functools
 import io
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -120,9 +120,9 @@ class RawTable:
     cells : pandas.DataFrame
         One row per data line that had the right number of fields, one ``str`` column
         per header name, plus ``_line`` (1-based line number in the file).
-    lines : dict of int to str
+    lines : mapping of int to str
         The text of every data line, by line number (kept to fill ``raw`` when a row
-        is quarantined, so nothing is lost).
+        is quarantined, so nothing is lost; decoded on demand by the fast path).
     quarantine : list of dict
         Lines refused while tokenising (undecodable, wrong field count).
     rows_read : int
@@ -134,15 +134,67 @@ class RawTable:
     url: str
     header: list[str]
     cells: pd.DataFrame
-    lines: dict[int, str]
+    lines: Mapping[int, str]
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     rows_read: int = 0
     encoding: str = "utf-8"
+
+    def shifted(self, by: int) -> RawTable:
+        """Return the table with every line number moved by ``by`` (a block of a file).
+
+        Examples
+        --------
+        >>> t = tokenize(b"a\\tb\\n1\\t2\\n", "x.tsv").shifted(10)
+        >>> t.cells["_line"].tolist(), dict(t.lines)
+        ([12], {12: '1\\t2'})
+        """
+        cells = self.cells.assign(_line=self.cells["_line"] + by)
+        if isinstance(self.lines, _LineTexts):
+            lines: Mapping[int, str] = self.lines.shifted(by)
+        else:
+            lines = {k + by: v for k, v in self.lines.items()}
+        quarantine = [{**q, "line": q["line"] + by} for q in self.quarantine]
+        return replace(self, cells=cells, lines=lines, quarantine=quarantine)
 
     def missing_columns(self, required: Iterable[str]) -> list[str]:
         """Return the names of ``required`` that are not in the header, in order."""
         present = set(self.header)
         return [c for c in required if c not in present]
+
+
+class _LineTexts(Mapping[int, str]):
+    """The text of a file's data lines by line number, decoded from its bytes on demand.
+
+    Holds the bytes instead of one Python string per line (the fast path of
+    :func:`tokenize` keeps millions of lines for the few quarantined); the line offsets
+    are found on the first look-up.
+    """
+
+    def __init__(self, data: bytes, encoding: str, first: int, count: int, shift: int = 0):
+        self._data, self._encoding = data, encoding
+        self._first, self._count, self._shift = first, count, shift
+        self._starts: np.ndarray | None = None
+
+    def shifted(self, by: int) -> _LineTexts:
+        out = _LineTexts(self._data, self._encoding, self._first, self._count, self._shift + by)
+        out._starts = self._starts
+        return out
+
+    def __getitem__(self, number: int) -> str:
+        line = int(number) - self._shift  # its line number in the data
+        if not self._first <= line < self._first + self._count:
+            raise KeyError(number)
+        if self._starts is None:
+            breaks = np.flatnonzero(np.frombuffer(self._data, dtype=np.uint8) == ord("\n"))
+            self._starts = np.concatenate([[0], breaks + 1, [len(self._data) + 1]])
+        start, stop = int(self._starts[line - 1]), int(self._starts[line]) - 1
+        return self._data[start:stop].rstrip(b"\r").decode(self._encoding)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self._first + self._shift, self._first + self._shift + self._count))
+
+    def __len__(self) -> int:
+        return self._count
 
 
 @dataclass
@@ -476,27 +528,33 @@ def _tokenize_fast(
     try:
         if encoding is None:
             try:
-                text = data.decode("utf-8")
+                data.decode("utf-8")
                 encoding = "utf-8"
             except UnicodeDecodeError:
-                text = data.decode("latin-1")
                 encoding = "latin-1"
         else:
-            text = data.decode(encoding)
+            data.decode(encoding)
     except (UnicodeDecodeError, LookupError):
         return None
-    lines = text.replace("\r\n", "\n").split("\n")
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if len(lines) < 2 or "\r" in text.replace("\r\n", ""):
+    if data.count(b"\r") != data.count(b"\r\n"):
+        return None  # a lone carriage return: the careful path splits as it does
+    n = data.count(b"\n") + 1  # lines, the last one maybe empty
+    end = len(data)
+    while n:  # drop trailing blank lines
+        start = data.rfind(b"\n", 0, end) + 1
+        if data[start:end].strip():
+            break
+        n, end = n - 1, start - 1
+    if n < 2:
         return None
-    header = [f.strip() for f in _split(lines[0], sep)]
+    header_text = data[: data.find(b"\n")].rstrip(b"\r").decode(encoding)
+    header = [f.strip() for f in _split(header_text, sep)]
     # pyarrow refuses a line with the wrong number of fields and skips blank lines (then the
     # counts differ): either way the careful path reads the file and says which line
     try:
         names = [str(i) for i in range(len(header))]
         table = pacsv.read_csv(
-            io.BytesIO(data if encoding == "utf-8" else text.encode("utf-8")),
+            io.BytesIO(data if encoding == "utf-8" else data.decode(encoding).encode("utf-8")),
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
@@ -508,21 +566,19 @@ def _tokenize_fast(
     except (pa.ArrowInvalid, ValueError):
         return None
     cells = table.to_pandas()
-    if len(cells) != len(lines) - 1:
+    if len(cells) != n - 1:
         return None  # a blank line, a line end inside quotes
     first = 2
     if skip_type_row and len(cells) and str(cells.iat[0, 0]).strip().startswith("["):
         cells = cells.iloc[1:].reset_index(drop=True)
-        lines = lines[:1] + lines[2:]
         first = 3
     cells.columns = _dedupe(header)
-    numbers = np.arange(first, first + len(cells), dtype="int64")
-    cells["_line"] = numbers
+    cells["_line"] = np.arange(first, first + len(cells), dtype="int64")
     return RawTable(
         url=url,
         header=header,
         cells=cells,
-        lines=dict(zip(numbers.tolist(), lines[1:], strict=True)),
+        lines=_LineTexts(data, encoding, first, n - first + 1),
         quarantine=[],
         rows_read=len(cells),
         encoding=encoding,
