@@ -719,6 +719,7 @@ class RowChecker:
         n = len(raw.cells)
         self._reason = np.full(n, None, dtype=object)
         self._column = np.full(n, None, dtype=object)
+        self._refused = np.zeros(n, dtype=bool)  # _reason is not None, kept apart (speed)
 
     def flag(
         self,
@@ -737,11 +738,15 @@ class RowChecker:
         reason : str or array of str
             Why; an array gives one reason per row (e.g. with the bad value).
         """
-        mask = np.asarray(mask, dtype=bool) & (self._reason == None)  # noqa: E711
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return  # the usual case: no comparison over the object array
+        mask = mask & ~self._refused
         if not mask.any():
             return
         self._column[mask] = column
         self._reason[mask] = reason if isinstance(reason, str) else np.asarray(reason)[mask]
+        self._refused |= mask
 
     def flag_all(self, column: str, reason: str) -> None:
         """Refuse every row (a problem with the whole file, e.g. a missing column)."""
@@ -750,7 +755,7 @@ class RowChecker:
     @property
     def refused(self) -> np.ndarray:
         """Boolean mask of the rows refused so far."""
-        return self._reason != None  # noqa: E711
+        return self._refused.copy()
 
     def result(self, table: pd.DataFrame) -> FileResult:
         """Split ``table`` (aligned with ``raw.cells``) into accepted rows and quarantine.
