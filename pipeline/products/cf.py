@@ -19,7 +19,7 @@ Developer note
 - the carbon flux is ``sinking_mass_flux_of_particulate_carbon_in_sea_water``, and so are
   its ``_lower``/``_upper`` prediction bounds: a bound of the predicted flux is a value of
   the same quantity (the long name says which bound, ``interval_coverage`` its
-  coverage), as CF data sets give an ensemble's percentiles their parent's name;
+  coverage; CF has no modifier for a prediction bound);
 - ``extrapolation`` and ``n_features_outside`` are ``quality_flag``: "an indication of
   assessed quality information of another data variable", linked to every target by
   ``ancillary_variables`` (CF table v93);
