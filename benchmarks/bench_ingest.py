@@ -37,6 +37,7 @@ import threading
 import time
 from pathlib import Path
 
+import cloudpickle
 import dask
 import distributed
 import pandas as pd
@@ -124,11 +125,17 @@ def ingest(folder: str, kind: str, workers: int, out: str, *, restrict: list[str
             res = read_ecopart(restrict or folder)
             t_list = time.perf_counter() - t0
 
+            graph: dict = {}
+
             def compute(*collections):
+                for c in collections:
+                    graph.update(dict(c.__dask_graph__()))
                 return tuple(client.gather(client.compute(list(collections))))
 
             summary = write_ingest(res, out, table="particles", compute=compute)
         seconds = time.perf_counter() - t0
+        # distributed ships each task apart: the sum of the keys' pickles
+        graph_mb = sum(len(cloudpickle.dumps(v)) for v in graph.values()) / 1e6
         workers_peak = client.run(lambda: psutil.Process().memory_info().rss / 2**20)
     return {
         "seconds": seconds,
@@ -140,6 +147,8 @@ def ingest(folder: str, kind: str, workers: int, out: str, *, restrict: list[str
         else int(pd.read_parquet(out, columns=["depth_m"]).shape[0]),
         "files": summary.files,
         "tasks": summary.batches,
+        "graph_keys": len(graph),
+        "graph_mb": graph_mb,
         "client_peak_rss_mb": mem.peak,
         "worker_rss_mb_at_end": sorted(workers_peak.values()),
     }

@@ -31,7 +31,7 @@ import pandas as pd
 
 from pipeline.errors import InputFormatError
 from pipeline.io import OutputStore, as_store
-from pipeline.sources.table import Batch, ReadResult
+from pipeline.sources.table import Batch, ReadResult, batch_tasks
 
 __all__ = ["IngestSummary", "summarize", "write_ingest", "write_quarantine"]
 
@@ -248,12 +248,10 @@ def write_ingest(
         urls[table],
         len(names) - len(todo),
     )
-    writes = [
-        dask.delayed(_write_batch, pure=False)(
-            batch, store, folders, table, coords, dask_key_name=f"ingest-batch-{batch.name}"
-        )
-        for batch in todo
-    ]
+    # one task per batch; the read's shared metadata is one key they all depend on
+    writes = batch_tasks(
+        todo, _write_batch, store, folders, table, coords, prefix="ingest-batch", pure=False
+    )
     written = list(compute(*writes)) if writes else []
     counts = {c["name"]: c for c in written}
     for name in names:
@@ -276,6 +274,7 @@ _STATE = "_state/ingest"
 
 def _write_batch(
     batch: Batch,
+    shared: Mapping[str, Any] | None,
     store: OutputStore,
     folders: Mapping[str, str],
     table: str,
@@ -286,7 +285,7 @@ def _write_batch(
     Runs on a worker, as one task: the tables never leave it.
     """
     name = batch.name
-    accepted, quarantine, stats = batch.read()
+    accepted, quarantine, stats = batch.read(shared)
     file = f"part-{name}.parquet"
     store.write_parquet(f"{folders[table]}/{file}", accepted.reset_index(drop=True))
     store.write_parquet(f"{folders['quarantine']}/{file}", quarantine.reset_index(drop=True))

@@ -74,7 +74,8 @@ def test_ingest_graph_has_at_most_files_over_50_tasks_and_one_row_per_cast(many_
     seen: list[int] = []
     res = read_ecopart(str(many_casts))
     summary = write_ingest(res, tmp_path / "out", table="particles", compute=_counting(seen))
-    assert seen == [summary.batches]  # one task per batch: read, check and write together
+    # one task per batch (read, check and write together) and the metadata summary once
+    assert seen == [summary.batches + 1]
     assert 2 <= summary.batches <= N_FILES / 50 + 1
     assert summary.files == N_FILES
     assert summary.rows_accepted == summary.rows_read == N_FILES
@@ -89,14 +90,47 @@ def test_ingest_graph_has_at_most_files_over_50_tasks_and_one_row_per_cast(many_
     assert int(files["rows_read"].sum().compute()) == N_FILES
 
 
+def test_ingest_graph_holds_the_metadata_summary_once_not_once_per_batch(many_casts, tmp_path):
+    import cloudpickle
+
+    graphs = []
+
+    def compute(*collections):
+        graph = {}
+        for c in collections:
+            graph.update(dict(c.__dask_graph__()))
+        graphs.append(graph)
+        return dask.compute(*collections, scheduler="sync")
+
+    res = read_ecopart(str(many_casts))
+    summary = write_ingest(res, tmp_path / "out", table="particles", compute=compute)
+    assert summary.rows_accepted == N_FILES
+    (graph,) = graphs
+    # distributed ships each task on its own: count the bytes of each key apart
+    size = {k: len(cloudpickle.dumps(v)) for k, v in graph.items()}
+    shared = [k for k in graph if "-shared-" in str(k)]
+    assert len(shared) == 1
+    assert len(graph) == summary.batches + 1 <= N_FILES / 50 + 2
+    table = size[shared[0]]
+    assert table > 20_000  # the metadata summary of 400 casts
+    by_name = {b.name: b for b in res.batches}
+    for key, n in size.items():
+        if key in shared:
+            continue
+        batch = by_name[str(key).removeprefix("ingest-batch-")]
+        # a batch task: its file names, the empty table and a few options, no summary
+        assert n < sum(map(len, batch.urls)) + 8_000 < table
+    assert sum(size.values()) < table + summary.batches * (table / 4)
+
+
 class _Interrupt(RuntimeError):
     pass
 
 
-def _parse_or_die(url, *, parse, doomed):
+def _parse_or_die(url, *, parse, doomed, **shared):
     if doomed in url:
         raise _Interrupt(f"killed while reading {url}")
-    return parse(url)
+    return parse(url, **shared)
 
 
 def test_a_killed_ingest_rerun_writes_only_the_missing_batches(many_casts, tmp_path):
@@ -110,6 +144,7 @@ def test_a_killed_ingest_rerun_writes_only_the_missing_batches(many_casts, tmp_p
         urls=doomed.urls,
         parse_one=functools.partial(_parse_or_die, parse=doomed.parse_one, doomed=doomed.urls[0]),
         meta=doomed.meta,
+        shared=doomed.shared,
     )
     broken = [dying if b is doomed else b for b in res.batches]
     res_broken = type(res)(res.accepted, res.quarantine, res.stats, res.inventory, broken)
@@ -173,18 +208,24 @@ def test_ingest_on_worker_processes_writes_from_the_workers(many_casts, tmp_path
 # ------------------------------------------------------------- EcoTaxa in byte ranges
 
 
+def _tara_copies(shared_data, copies):
+    """The header and ``copies`` copies of the real TARA export's rows, under new ids."""
+    src = shared_data / "ecotaxar_tara_zooscan"
+    head, *rows = (src / "export.tsv").read_bytes().rstrip(b"\n").split(b"\n")
+    body = [r.split(b"\t") for r in rows if r.strip()]
+    lines = [head]
+    for k in range(copies):
+        lines += [b"\t".join([f[0].rstrip(b'"') + f'_{k}"'.encode(), *f[1:]]) for f in body]
+    return lines, len(body)
+
+
 def test_a_big_ecotaxa_tsv_is_read_in_byte_range_blocks_with_the_files_line_numbers(
     shared_data, tmp_path
 ):
     from pipeline.sources.ecotaxa import read_ecotaxa
 
-    src = shared_data / "ecotaxar_tara_zooscan"
-    head, *rows = (src / "export.tsv").read_bytes().rstrip(b"\n").split(b"\n")
-    body = [r.split(b"\t") for r in rows if r.strip()]
     # 40 copies of the real export's rows under new object ids, one bad line near the end
-    lines = [head]
-    for k in range(40):
-        lines += [b"\t".join([f[0].rstrip(b'"') + f'_{k}"'.encode(), *f[1:]]) for f in body]
+    lines, n_body = _tara_copies(shared_data, 40)
     lines.insert(len(lines) - 5, b"short\tline")
     big = tmp_path / "big_export.tsv"
     big.write_bytes(b"\n".join(lines) + b"\n")
@@ -194,11 +235,31 @@ def test_a_big_ecotaxa_tsv_is_read_in_byte_range_blocks_with_the_files_line_numb
     assert len(blocks.batches) >= 7
     a1, q1, s1 = whole.compute()
     a2, q2, s2 = blocks.compute()
-    assert len(a1) == 40 * len(body) > 0
+    assert len(a1) == 40 * n_body > 0
     pd.testing.assert_frame_equal(a1.reset_index(drop=True), a2.reset_index(drop=True))
     pd.testing.assert_frame_equal(q1.reset_index(drop=True), q2.reset_index(drop=True))
     assert q2["line"].tolist() == [len(lines) - 5]  # the line number in the whole file
     assert s2["rows_read"].sum() == s1["rows_read"].sum() == len(lines) - 1
+
+
+def test_a_refused_row_of_a_clean_tsv_keeps_its_line_text_in_every_block(shared_data, tmp_path):
+    from pipeline.sources.ecotaxa import read_ecotaxa
+
+    lines, _ = _tara_copies(shared_data, 20)
+    # well formed (the fast path), with a latitude of 95 on two lines, one in a late block
+    bad = [7, len(lines) - 3]
+    for i in bad:
+        fields = lines[i].split(b"\t")
+        fields[1] = b"95.0"
+        lines[i] = b"\t".join(fields)
+    big = tmp_path / "clean_export.tsv"
+    big.write_bytes(b"\r\n".join(lines) + b"\r\n")  # CRLF: not part of the text
+    for batch_bytes in (10 * 2**20, big.stat().st_size // 5):
+        res = read_ecotaxa(str(big), check_images=False, batch_bytes=batch_bytes)
+        _, quarantine, _ = res.compute()
+        assert quarantine["line"].tolist() == [i + 1 for i in bad]
+        assert quarantine["raw"].tolist() == [lines[i].decode()[:2000] for i in bad]  # cut
+        assert quarantine["reason"].str.contains("95").all()
 
 
 # -------------------------------------------------------------------- the scale world

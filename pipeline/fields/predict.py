@@ -311,6 +311,9 @@ def _long_name_of(target: str) -> str:
         return f"number concentration of particles of ESD {lo}-{hi} um"
     if target.startswith("flux_mgc"):
         return "particulate organic carbon flux (Guidi et al. 2008)"
+    m = re.fullmatch(r"conc_(.+)_per_(l|m3)", target)
+    if m:
+        return f"number concentration of objects of the EcoTaxa category {m.group(1)}"
     return target.replace("_", " ")
 
 

@@ -13,13 +13,29 @@ machine that ran it (:func:`public_attributes`).
 
 Developer note
 --------------
-*Standard names.* Only the carbon flux has one
-(``sinking_mass_flux_of_particulate_carbon_in_sea_water``); the particle concentrations
-per size class and the morphological categories have none in the CF table (v93:
-``number_concentration_of_biological_taxon_in_sea_water`` needs a taxon coordinate, and
-the categories are not taxa), so they carry ``long_name`` and ``units`` only.
-``standard_name_vocabulary`` names table v93, the one compliance-checker ships, so
-checking never downloads a table.
+*Standard names* (CF table v93, the one compliance-checker ships, named by
+``standard_name_vocabulary`` so checking never downloads a table; none is invented):
+
+- the carbon flux is ``sinking_mass_flux_of_particulate_carbon_in_sea_water``, and so are
+  its ``_lower``/``_upper`` prediction bounds: a bound of the predicted flux is a value of
+  the same quantity (the long name says which bound, ``interval_coverage`` its
+  coverage; CF has no modifier for a prediction bound);
+- ``extrapolation`` and ``n_features_outside`` are ``quality_flag``: "an indication of
+  assessed quality information of another data variable", linked to every target by
+  ``ancillary_variables`` (CF table v93);
+- a category that is a biological taxon (:func:`taxon_of`: EcoTaxa writes taxa with a
+  capital, ``Copepoda``) is ``number_concentration_of_biological_taxon_in_sea_water``;
+  that name needs a ``biological_taxon_name`` auxiliary coordinate, which the NetCDF
+  export writes (:func:`pipeline.products.netcdf.netcdf_dataset`), so the name is set
+  there and not on the zarr store, whose variables share their scalar coordinates;
+- the particle concentrations per size class and the non-living categories
+  (``detritus``, ``fiber``, aggregates, fecal pellets) have **no** CF name: table v93
+  has number concentrations in sea water of biological taxa and of plastic items only,
+  and the particle names are for aerosols in air (checked against the table, and the
+  CF proposals for particle number concentrations, cf-convention/discuss #127 and #129,
+  are for air). They carry ``long_name`` and ``units``; the ACDD-1.3 check of
+  compliance-checker reports each of them (and their bounds) as "standard_name missing"
+  (ACDD: highly recommended) and nothing else. :data:`NO_STANDARD_NAME` says why.
 
 *Area means.* ``lat_bnds``/``lon_bnds`` are written always (the cells of the grid);
 ``cell_methods`` says ``area: mean`` only when ``area_mean=True`` (the fields' grid
@@ -42,13 +58,17 @@ import xarray as xr
 
 __all__ = [
     "CONVENTIONS",
+    "NO_STANDARD_NAME",
+    "QUALITY_FLAGS",
     "STANDARD_NAME_VOCABULARY",
     "VOLATILE",
     "ProductConfig",
     "bounds_names",
+    "category_of",
     "cf_fields",
     "product_attributes",
     "public_attributes",
+    "taxon_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -104,6 +124,15 @@ CONVENTIONS = "CF-1.12, ACDD-1.3"
 STANDARD_NAME_VOCABULARY = "CF Standard Name Table v93"
 
 _STANDARD_NAMES = {"flux_mgc_m2_d": "sinking_mass_flux_of_particulate_carbon_in_sea_water"}
+#: The per-cell quality variables of the fields (CF standard name ``quality_flag``).
+QUALITY_FLAGS = ("extrapolation", "n_features_outside")
+#: Why a target has no CF standard name (the ``comment`` ends with it).
+NO_STANDARD_NAME = (
+    "No CF standard name exists for this quantity (CF Standard Name Table v93 has number "
+    "concentrations in sea water of biological taxa and plastic items only)."
+)
+_SIZE_CLASS = re.compile(r"conc_\d+(?:p\d+)?_(?:\d+(?:p\d+)?|inf)um_per_(?:l|m3)")
+_CATEGORY = re.compile(r"conc_(.+)_per_(?:l|m3)")
 _BOUNDED = ("time", "depth", "lat", "lon")
 #: Attributes that change on every write of a store (not provenance: never compared).
 VOLATILE = (
@@ -130,6 +159,57 @@ def bounds_names() -> dict[str, str]:
     'time_bnds'
     """
     return {c: f"{c}_bnds" for c in _BOUNDED}
+
+
+def category_of(target: str) -> str | None:
+    """Return the EcoTaxa category of a concentration target (``conc_<category>_per_l``).
+
+    Parameters
+    ----------
+    target : str
+        A target name.
+
+    Returns
+    -------
+    str or None
+        The category; None for a particle size class (``conc_102_203um_per_l``) or a
+        target that is not a concentration.
+
+    Examples
+    --------
+    >>> category_of("conc_Copepoda_per_l"), category_of("conc_102_203um_per_l")
+    ('Copepoda', None)
+    """
+    if _SIZE_CLASS.fullmatch(target):
+        return None
+    m = _CATEGORY.fullmatch(target)
+    return m.group(1) if m else None
+
+
+def taxon_of(target: str) -> str | None:
+    """Return the biological taxon whose concentration a target is, if it is one.
+
+    EcoTaxa names taxa with a capital (``Copepoda``, ``Rhizaria``) and morphological or
+    non-living categories in lower case (``detritus``, ``fiber``, ``dark_aggregate``).
+
+    Parameters
+    ----------
+    target : str
+        A target name (``conc_<category>_per_l``).
+
+    Returns
+    -------
+    str or None
+        The taxon name (as EcoTaxa spells it, which is how WoRMS registers it for the
+        taxa EcoTaxa uses), or None.
+
+    Examples
+    --------
+    >>> taxon_of("conc_Copepoda_per_l"), taxon_of("conc_fiber_per_l"), taxon_of("flux_mgc_m2_d")
+    ('Copepoda', None, None)
+    """
+    category = category_of(target)
+    return category if category and category[:1].isupper() else None
 
 
 def public_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,16 +377,23 @@ def cf_fields(ds: xr.Dataset, *, area_mean: bool = False) -> xr.Dataset:
             continue
         attrs = var.attrs
         base = next((t for t in targets if name in (t, f"{t}_lower", f"{t}_upper")), str(name))
-        if name == base:
+        if name in QUALITY_FLAGS:
+            attrs["coverage_content_type"] = "qualityInformation"
+            attrs["standard_name"] = "quality_flag"
+        elif name == base:
             attrs["coverage_content_type"] = "modelResult"
-            if base in _STANDARD_NAMES:
-                attrs["standard_name"] = _STANDARD_NAMES[base]
-            bounds = [f"{base}_lower", f"{base}_upper", "extrapolation"]
+            bounds = [f"{base}_lower", f"{base}_upper", *QUALITY_FLAGS]
             ancillary = [b for b in bounds if b in out.data_vars]
             if ancillary:
                 attrs["ancillary_variables"] = " ".join(ancillary)
         else:
             attrs["coverage_content_type"] = "qualityInformation"
+        if base in _STANDARD_NAMES:
+            attrs["standard_name"] = _STANDARD_NAMES[base]
+        elif name not in QUALITY_FLAGS and taxon_of(base) is None:
+            comment = str(attrs.get("comment", ""))
+            if NO_STANDARD_NAME not in comment:
+                attrs["comment"] = f"{comment} {NO_STANDARD_NAME}".strip()
         if "flag_values" not in attrs and var.dtype.kind == "f":
             attrs["cell_methods"] = methods
         attrs.setdefault("long_name", str(name).replace("_", " "))

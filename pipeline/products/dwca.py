@@ -44,6 +44,7 @@ from xml.sax.saxutils import escape
 import pandas as pd
 
 from pipeline.io import as_store, file_in_store
+from pipeline.products.cf import category_of, taxon_of
 
 __all__ = ["dwca_tables", "export_dwca"]
 
@@ -96,12 +97,8 @@ def _measurement(column: str, categories: Mapping[str, str]) -> dict[str, str] |
 
 
 def _categories(targets: pd.DataFrame) -> list[str]:
-    out = []
-    for column in targets.columns:
-        m = _CATEGORY.fullmatch(str(column))
-        if m and not _SIZE.fullmatch(str(column)):
-            out.append(m.group(1))
-    return out
+    columns = [str(c) for c in targets.columns if _CATEGORY.fullmatch(str(c))]
+    return [c for c in map(category_of, columns) if c is not None]
 
 
 def dwca_tables(
@@ -147,7 +144,7 @@ def dwca_tables(
     """
     categories = _categories(targets)
     if taxa is None:
-        taxa = {c: c for c in categories if c[:1].isupper()}
+        taxa = {c: c for c in categories if taxon_of(f"conc_{c}_per_l")}
     all_categories = {c: taxa.get(c, c) for c in categories}
     t = targets.reset_index(drop=True)
     time = pd.to_datetime(t["time"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")

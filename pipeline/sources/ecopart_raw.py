@@ -141,16 +141,20 @@ def read_par_raw(
     )
     parse = functools.partial(
         _parse_par_raw,
-        summary=summary,
-        bad_profiles=bad,
-        summary_url=summary_url,
         size_classes=size_classes,
         bin_m=float(bin_m),
         storage_options=dict(storage_options) if storage_options else None,
         encoding=encoding,
-        by_file=_profiles_by_file(summary),
     )
-    result = read_many(files, parse, particles_meta(size_classes), batch_bytes=batch_bytes)
+    # the summary: one copy in the graph, whatever the number of batches
+    shared = {
+        "summary": summary,
+        "bad_profiles": bad,
+        "summary_url": summary_url,
+        "by_file": _profiles_by_file(summary),
+    }
+    meta = particles_meta(size_classes)
+    result = read_many(files, parse, meta, batch_bytes=batch_bytes, shared=shared)
     result.inventory = _mark_used(inventory, summary_url)
     return result
 

@@ -512,10 +512,7 @@ def _parse_file(
         data = data[len(codecs.BOM_UTF8) :]
     raw = tokenize(data, url, encoding=encoding, skip_type_row=shift == 0)
     if shift:
-        raw.cells["_line"] += shift
-        raw.lines = {k + shift: v for k, v in raw.lines.items()}
-        for q in raw.quarantine:
-            q["line"] += shift
+        raw = raw.shifted(shift)
     reader = _Rows(raw)
     check = RowChecker(raw)
 
@@ -639,9 +636,15 @@ def _images(
     storage_options: Mapping[str, Any] | None,
 ) -> pd.Series:
     names = reader.text("img_file_name")
-    url = reader.raw.url
-    resolved = [(_image_url(url, n) if n else "") for n in names]
-    escapes = np.array([r is None for r in resolved], dtype=bool)
+    parent = parent_url(reader.raw.url)
+    # only the rows that name an image (an export without images names none)
+    given = np.flatnonzero((names != "").to_numpy())
+    resolved = np.full(len(names), "", dtype=object)
+    escapes = np.zeros(len(names), dtype=bool)
+    for i, name in zip(given, names.iloc[given].tolist(), strict=True):
+        path = join_under(parent, name)
+        escapes[i] = path is None
+        resolved[i] = path or ""
     column = reader.columns.get("img_file_name", "img_file_name")
     check.flag(
         escapes,
@@ -653,7 +656,7 @@ def _images(
             names,
         ),
     )
-    images = pd.Series([r or "" for r in resolved], dtype=str)
+    images = pd.Series(resolved, dtype=str)
     if check_images:
         wanted = images.where(~check.refused & (images != ""), "")
         unique = sorted(set(wanted) - {""})

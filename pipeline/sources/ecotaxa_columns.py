@@ -157,9 +157,16 @@ class _Rows:
 def _reasons(mask: np.ndarray, template: str, *columns: Any) -> np.ndarray:
     """One formatted reason per row where ``mask`` is true (None elsewhere)."""
     out = np.full(len(mask), None, dtype=object)
-    arrays = [np.asarray(c, dtype=object) for c in columns]
-    for i in np.flatnonzero(mask):
-        out[i] = template.format(*(a[i] for a in arrays))
+    rows = np.flatnonzero(mask)
+    if not len(rows):
+        return out  # the usual case: no conversion of whole columns to objects
+    # Python scalars, as before (a numpy float's repr would show 'np.float64(…)')
+    picked = [
+        (c.iloc[rows] if isinstance(c, pd.Series) else np.asarray(c)[rows]).tolist()
+        for c in columns
+    ]
+    for k, i in enumerate(rows):
+        out[i] = template.format(*(a[k] for a in picked))
     return out
 
 

@@ -17,18 +17,21 @@ Every tabular reader (EcoPart, EcoTaxa) follows the same three steps per file:
 :class:`ReadResult`: :func:`plan_batches` cuts the files into batches of about
 :data:`BATCH_BYTES` of input (at least :data:`FILES_PER_TASK` files each while the bytes
 allow), and one dask task parses a batch, so the graph grows with bytes, not with files
-or rows. A file
-that cannot be read at all (missing, truncated archive, empty) becomes one
-quarantine row with ``line = 0``; it never stops the other files.
+or rows. What every file of a read needs (the metadata summary of an EcoPart export) is
+passed as ``shared`` keyword arguments: one key of the graph that every batch task
+depends on (:func:`batch_tasks`), not a copy per batch (at 3,000 files a copy per batch
+made a 1.2 MB graph). A file that cannot be read at all (missing, truncated archive,
+empty) becomes one quarantine row with ``line = 0``; it never stops the other files.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,6 +58,7 @@ __all__ = [
     "RawTable",
     "ReadResult",
     "RowChecker",
+    "batch_tasks",
     "conform",
     "file_failure",
     "plan_batches",
@@ -116,9 +120,9 @@ class RawTable:
     cells : pandas.DataFrame
         One row per data line that had the right number of fields, one ``str`` column
         per header name, plus ``_line`` (1-based line number in the file).
-    lines : dict of int to str
+    lines : mapping of int to str
         The text of every data line, by line number (kept to fill ``raw`` when a row
-        is quarantined, so nothing is lost).
+        is quarantined, so nothing is lost; decoded on demand by the fast path).
     quarantine : list of dict
         Lines refused while tokenising (undecodable, wrong field count).
     rows_read : int
@@ -130,15 +134,67 @@ class RawTable:
     url: str
     header: list[str]
     cells: pd.DataFrame
-    lines: dict[int, str]
+    lines: Mapping[int, str]
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     rows_read: int = 0
     encoding: str = "utf-8"
+
+    def shifted(self, by: int) -> RawTable:
+        """Return the table with every line number moved by ``by`` (a block of a file).
+
+        Examples
+        --------
+        >>> t = tokenize(b"a\\tb\\n1\\t2\\n", "x.tsv").shifted(10)
+        >>> t.cells["_line"].tolist(), dict(t.lines)
+        ([12], {12: '1\\t2'})
+        """
+        cells = self.cells.assign(_line=self.cells["_line"] + by)
+        if isinstance(self.lines, _LineTexts):
+            lines: Mapping[int, str] = self.lines.shifted(by)
+        else:
+            lines = {k + by: v for k, v in self.lines.items()}
+        quarantine = [{**q, "line": q["line"] + by} for q in self.quarantine]
+        return replace(self, cells=cells, lines=lines, quarantine=quarantine)
 
     def missing_columns(self, required: Iterable[str]) -> list[str]:
         """Return the names of ``required`` that are not in the header, in order."""
         present = set(self.header)
         return [c for c in required if c not in present]
+
+
+class _LineTexts(Mapping[int, str]):
+    """The text of a file's data lines by line number, decoded from its bytes on demand.
+
+    Holds the bytes instead of one Python string per line (the fast path of
+    :func:`tokenize` keeps millions of lines for the few quarantined); the line offsets
+    are found on the first look-up.
+    """
+
+    def __init__(self, data: bytes, encoding: str, first: int, count: int, shift: int = 0):
+        self._data, self._encoding = data, encoding
+        self._first, self._count, self._shift = first, count, shift
+        self._starts: np.ndarray | None = None
+
+    def shifted(self, by: int) -> _LineTexts:
+        out = _LineTexts(self._data, self._encoding, self._first, self._count, self._shift + by)
+        out._starts = self._starts
+        return out
+
+    def __getitem__(self, number: int) -> str:
+        line = int(number) - self._shift  # its line number in the data
+        if not self._first <= line < self._first + self._count:
+            raise KeyError(number)
+        if self._starts is None:
+            breaks = np.flatnonzero(np.frombuffer(self._data, dtype=np.uint8) == ord("\n"))
+            self._starts = np.concatenate([[0], breaks + 1, [len(self._data) + 1]])
+        start, stop = int(self._starts[line - 1]), int(self._starts[line]) - 1
+        return self._data[start:stop].rstrip(b"\r").decode(self._encoding)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self._first + self._shift, self._first + self._shift + self._count))
+
+    def __len__(self) -> int:
+        return self._count
 
 
 @dataclass
@@ -181,27 +237,107 @@ class Batch:
     urls : tuple of str
         The files, in order.
     parse_one : callable
-        ``parse_one(url) -> FileResult`` (picklable).
+        ``parse_one(url, **shared) -> FileResult`` (picklable).
     meta : pandas.DataFrame
         Empty accepted table (columns and dtypes).
     continues : bool
         A byte-range block after the first of a big file (its ``stats`` row is another
         part of a file already counted).
+    shared : mapping, optional
+        Keyword arguments of ``parse_one`` that all the batches of a read share (one
+        object, by identity): a graph holds them once (:func:`batch_tasks`).
     """
 
     name: str
     urls: tuple[str, ...]
-    parse_one: Callable[[str], FileResult]
+    parse_one: Callable[..., FileResult]
     meta: pd.DataFrame
     continues: bool = False
+    shared: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
-    def read(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        """Parse the files: ``(accepted, quarantine, stats)``, each in file order."""
-        return _parse_batch(self.parse_one, self.urls, self.meta)
+    def read(
+        self, shared: Mapping[str, Any] | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Parse the files: ``(accepted, quarantine, stats)``, each in file order.
+
+        ``shared`` replaces the batch's own shared arguments (a task of
+        :func:`batch_tasks` gets them from their one key of the graph).
+        """
+        kw = self.shared if shared is None else shared
+        parse = functools.partial(self.parse_one, **kw) if kw else self.parse_one
+        return _parse_batch(parse, self.urls, self.meta)
 
     def renamed(self, index: int) -> Batch:
         """Return the same batch at another position (batches of several reads joined)."""
         return replace(self, name=f"{index:05d}-{self.name.split('-', 1)[-1]}")
+
+
+def batch_tasks(
+    batches: Sequence[Batch],
+    func: Callable[..., Any],
+    *args: Any,
+    prefix: str,
+    pure: bool,
+    nout: int | None = None,
+) -> list[Any]:
+    """One delayed ``func(batch, shared, *args)`` per batch, each read's ``shared`` once.
+
+    The batches travel without their shared arguments; those of each read (one object,
+    by identity) become one key of the graph that the read's tasks depend on, so the
+    graph grows with batches, not with batches times the size of the shared table.
+
+    Parameters
+    ----------
+    batches : sequence of Batch
+        The batches, in order.
+    func : callable
+        ``func(batch, shared, *args)``; call ``batch.read(shared)`` in it.
+    *args
+        Further arguments of every call.
+    prefix : str
+        Key prefix: the task of a batch is ``<prefix>-<batch name>``.
+    pure : bool
+        Whether ``func`` is pure (see :func:`dask.delayed`).
+    nout : int, optional
+        Number of outputs of ``func`` (see :func:`dask.delayed`).
+
+    Returns
+    -------
+    list of dask.delayed.Delayed
+        One per batch, in order.
+
+    Examples
+    --------
+    >>> def parse(url, *, table):
+    ...     return FileResult(url, table.assign(f=url), QUARANTINE_META.copy(), rows_read=1)
+    >>> table = pd.DataFrame({"x": [1.0]})
+    >>> meta = pd.DataFrame({"x": [1.0], "f": ["a"]}).iloc[:0]
+    >>> res = read_many(["a", "b", "c"], parse, meta, files_per_task=1, shared={"table": table})
+    >>> tasks = batch_tasks(res.batches, lambda b, sh: len(b.read(sh)[0]), prefix="n", pure=True)
+    >>> graph = dict(dask.delayed(tasks).__dask_graph__())
+    >>> [k.split("-")[:2] for k in graph if "-shared-" in k]  # one copy for three tasks
+    [['n', 'shared']]
+    >>> dask.compute(*tasks)
+    (1, 1, 1)
+    """
+    keys: dict[int, Any] = {}
+    out = []
+    for b in batches:
+        shared = None
+        if b.shared:
+            shared = keys.get(id(b.shared))
+            if shared is None:
+                token = dask.base.tokenize(dict(b.shared))
+                shared = keys[id(b.shared)] = dask.delayed(
+                    b.shared, name=f"{prefix}-shared-{token}", traverse=False
+                )
+        light = replace(b, shared=None)
+        out.append(
+            dask.delayed(func, pure=pure, nout=nout)(
+                light, shared, *args, dask_key_name=f"{prefix}-{b.name}"
+            )
+        )
+    return out
 
 
 @dataclass
@@ -392,27 +528,33 @@ def _tokenize_fast(
     try:
         if encoding is None:
             try:
-                text = data.decode("utf-8")
+                data.decode("utf-8")
                 encoding = "utf-8"
             except UnicodeDecodeError:
-                text = data.decode("latin-1")
                 encoding = "latin-1"
         else:
-            text = data.decode(encoding)
+            data.decode(encoding)
     except (UnicodeDecodeError, LookupError):
         return None
-    lines = text.replace("\r\n", "\n").split("\n")
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if len(lines) < 2 or "\r" in text.replace("\r\n", ""):
+    if data.count(b"\r") != data.count(b"\r\n"):
+        return None  # a lone carriage return: the careful path splits as it does
+    n = data.count(b"\n") + 1  # lines, the last one maybe empty
+    end = len(data)
+    while n:  # drop trailing blank lines
+        start = data.rfind(b"\n", 0, end) + 1
+        if data[start:end].strip():
+            break
+        n, end = n - 1, start - 1
+    if n < 2:
         return None
-    header = [f.strip() for f in _split(lines[0], sep)]
+    header_text = data[: data.find(b"\n")].rstrip(b"\r").decode(encoding)
+    header = [f.strip() for f in _split(header_text, sep)]
     # pyarrow refuses a line with the wrong number of fields and skips blank lines (then the
     # counts differ): either way the careful path reads the file and says which line
     try:
         names = [str(i) for i in range(len(header))]
         table = pacsv.read_csv(
-            io.BytesIO(data if encoding == "utf-8" else text.encode("utf-8")),
+            io.BytesIO(data if encoding == "utf-8" else data.decode(encoding).encode("utf-8")),
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
@@ -424,21 +566,19 @@ def _tokenize_fast(
     except (pa.ArrowInvalid, ValueError):
         return None
     cells = table.to_pandas()
-    if len(cells) != len(lines) - 1:
+    if len(cells) != n - 1:
         return None  # a blank line, a line end inside quotes
     first = 2
     if skip_type_row and len(cells) and str(cells.iat[0, 0]).strip().startswith("["):
         cells = cells.iloc[1:].reset_index(drop=True)
-        lines = lines[:1] + lines[2:]
         first = 3
     cells.columns = _dedupe(header)
-    numbers = np.arange(first, first + len(cells), dtype="int64")
-    cells["_line"] = numbers
+    cells["_line"] = np.arange(first, first + len(cells), dtype="int64")
     return RawTable(
         url=url,
         header=header,
         cells=cells,
-        lines=dict(zip(numbers.tolist(), lines[1:], strict=True)),
+        lines=_LineTexts(data, encoding, first, n - first + 1),
         quarantine=[],
         rows_read=len(cells),
         encoding=encoding,
@@ -579,6 +719,7 @@ class RowChecker:
         n = len(raw.cells)
         self._reason = np.full(n, None, dtype=object)
         self._column = np.full(n, None, dtype=object)
+        self._refused = np.zeros(n, dtype=bool)  # _reason is not None, kept apart (speed)
 
     def flag(
         self,
@@ -597,11 +738,15 @@ class RowChecker:
         reason : str or array of str
             Why; an array gives one reason per row (e.g. with the bad value).
         """
-        mask = np.asarray(mask, dtype=bool) & (self._reason == None)  # noqa: E711
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return  # the usual case: no comparison over the object array
+        mask = mask & ~self._refused
         if not mask.any():
             return
         self._column[mask] = column
         self._reason[mask] = reason if isinstance(reason, str) else np.asarray(reason)[mask]
+        self._refused |= mask
 
     def flag_all(self, column: str, reason: str) -> None:
         """Refuse every row (a problem with the whole file, e.g. a missing column)."""
@@ -610,7 +755,7 @@ class RowChecker:
     @property
     def refused(self) -> np.ndarray:
         """Boolean mask of the rows refused so far."""
-        return self._reason != None  # noqa: E711
+        return self._refused.copy()
 
     def result(self, table: pd.DataFrame) -> FileResult:
         """Split ``table`` (aligned with ``raw.cells``) into accepted rows and quarantine.
@@ -779,6 +924,7 @@ def read_many(
     *,
     files_per_task: int | None = None,
     batch_bytes: int | None = None,
+    shared: Mapping[str, Any] | None = None,
 ) -> ReadResult:
     """Map a per-file parser lazily over many files, a batch of files per task.
 
@@ -797,6 +943,10 @@ def read_many(
         Fewest files per batch (default :data:`FILES_PER_TASK`); see :func:`plan_batches`.
     batch_bytes : int, optional
         Input bytes per batch, at most (default :data:`BATCH_BYTES`, 128 MiB).
+    shared : mapping, optional
+        Keyword arguments of ``parse_one`` that every file needs and that are big (a
+        metadata table): ``parse_one(url, **shared)``. The graph holds them once, not
+        once per batch (:func:`batch_tasks`); they are part of the batches' names.
 
     Returns
     -------
@@ -832,13 +982,15 @@ def read_many(
         _human_bytes(sum(f.size or 0 for b in batches for f in b)),
         len(batches),
     )
-    token = dask.base.tokenize(parse_one, meta)
+    shared = dict(shared) if shared else None
+    token = dask.base.tokenize(parse_one, meta, shared)
     jobs = [
         Batch(
             name=f"{i:05d}-" + dask.base.tokenize(token, [(f.url, f.size) for f in b])[:16],
             urls=tuple(f.url for f in b),
             parse_one=parse_one,
             meta=meta,
+            shared=shared,
         )
         for i, b in enumerate(batches)
     ]
@@ -858,10 +1010,7 @@ def result_of(batches: Sequence[Batch]) -> ReadResult:
     ReadResult
         ``accepted``, ``quarantine`` and ``stats`` with one partition per batch.
     """
-    parts = [
-        dask.delayed(_read_batch, nout=3, pure=True)(b, dask_key_name=f"read-batch-{b.name}")
-        for b in batches
-    ]
+    parts = batch_tasks(batches, _read_batch, prefix="read-batch", pure=True, nout=3)
     meta = batches[0].meta
     return ReadResult(
         accepted=dd.from_delayed([p[0] for p in parts], meta=meta, verify_meta=False),
@@ -871,8 +1020,10 @@ def result_of(batches: Sequence[Batch]) -> ReadResult:
     )
 
 
-def _read_batch(batch: Batch) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    return batch.read()
+def _read_batch(
+    batch: Batch, shared: Mapping[str, Any] | None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return batch.read(shared)
 
 
 def _human_bytes(n: float) -> str:
