@@ -12,7 +12,7 @@ folds) on a one-worker in-process cluster, then fit directly with scikit-learn a
 xgboost (not the train step), on the transformed targets (log10(c + eps)):
 
 - the block split of the project (:func:`pipeline.model.split.assign_folds`): test MSE
-  of OLS and of xgboost (one model per target, 300 trees, depth 6) on the test blocks;
+  of OLS and of xgboost (one model per target, 200 trees, depth 6) on the test blocks;
 - block-CV and random-CV MSE of xgboost (:func:`~pipeline.model.split.random_folds`)
   over the training rows, and their ratio;
 - residual Moran's I of the out-of-fold block-CV residuals (weights 1 for pairs of
@@ -70,7 +70,7 @@ def _xgb(x_tr, y_tr, x_te):
     out = np.empty((len(x_te), y_tr.shape[1]))
     for j in range(y_tr.shape[1]):
         m = xgb.XGBRegressor(
-            n_estimators=300, max_depth=6, learning_rate=0.05, subsample=0.8, n_jobs=2
+            n_estimators=200, max_depth=6, learning_rate=0.08, subsample=0.8, n_jobs=2
         )
         m.fit(x_tr, y_tr[:, j])
         out[:, j] = m.predict(x_te)
@@ -104,6 +104,10 @@ def _morans_i(lat, lon, ids, res, max_km=1000.0) -> float:
     return float(len(z) / w.sum() * (z @ w @ z) / (z @ z))
 
 
+def _say(msg: str, t0: float) -> None:
+    print(f"  [{time.perf_counter() - t0:7.1f} s] {msg}", flush=True)
+
+
 def run_one(kind: str, seed: int, resolution: float, profiles: int, client) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench_world_{kind}_{seed}_"))
     t0 = time.perf_counter()
@@ -117,6 +121,7 @@ def run_one(kind: str, seed: int, resolution: float, profiles: int, client) -> d
         world=kind,
     )
     t_world = time.perf_counter() - t0
+    _say(f"{kind} world seed {seed}", t0)
     config = _config(world.root, seed)
     run_steps(config, out=str(tmp / "run"), steps=["targets", "matchup"], client=client)
     matchup = pd.read_parquet(tmp / "run" / "matchup.parquet")
@@ -136,17 +141,21 @@ def run_one(kind: str, seed: int, resolution: float, profiles: int, client) -> d
     test = folds == -1
     rf = np.full(len(y), -1)  # random CV over the same training rows
     rf[~test] = random_folds(int((~test).sum()), config=replace(config.split, test_fraction=0.0))
+    _say(f"targets + matchup: {len(y)} rows", t0)
     x_tr, y_tr = x[~test], y[~test]
     ols_test = _mse(y[test], _ols(x_tr, y_tr, x[test]))
     xgb_test = _mse(y[test], _xgb(x_tr, y_tr, x[test]))
+    _say("test fits", t0)
     block_cv, oof = _cv(x, y, folds, _xgb)
     random_cv, _ = _cv(x, y, rf, _xgb)
+    _say("cv fits", t0)
     ids = matchup["id"].astype(str).to_numpy()
     layer = matchup["layer"].astype(str).to_numpy()
     morans = []
     for name in np.unique(layer):
         sel = (layer == name) & ~test
         morans.append(_morans_i(lat[sel], lon[sel], ids[sel], (y - oof)[sel, 0]))
+    _say("moran", t0)
     ydf = pd.DataFrame(y, columns=targets)
     ceiling = noise_ceiling(config, matchup, ydf, test=test, targets=targets, transform=tr)
     ceiling_mse = (
@@ -188,7 +197,7 @@ def main() -> None:
             for seed in (int(s) for s in args.seeds.split(",")):
                 for kind in args.worlds.split(","):
                     r = run_one(kind, seed, args.resolution, args.profiles, client)
-                    print(json.dumps(r, indent=1))
+                    print(json.dumps(r, indent=1), flush=True)
                     results.append(r)
     import sklearn
     import xgboost
