@@ -29,7 +29,13 @@ def demo_run(tmp_path_factory: Any) -> Path:
 
     base = tmp_path_factory.mktemp("products")
     world = generate_demo_world(
-        str(base / "world"), resolution=15.0, n_profiles=40, n_images=200, seed=3
+        # TODO(issue 15): move to the realistic world with the new evaluation
+        str(base / "world"),
+        resolution=15.0,
+        n_profiles=40,
+        n_images=200,
+        seed=3,
+        world="simple",
     )
     doc = {
         "inputs": {

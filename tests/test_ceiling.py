@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import dask.dataframe as dd
 import numpy as np
@@ -80,7 +81,9 @@ def test_noise_ceiling_is_none_without_a_truth_entry():
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
-    return generate_demo_world(str(root), resolution=10.0, n_profiles=24, n_images=40, seed=5)
+    return generate_demo_world(
+        str(root), resolution=10.0, n_profiles=24, n_images=40, seed=5, world="simple"
+    )
 
 
 def test_noise_ceiling_of_the_truth_itself_is_perfect_skill(world):
@@ -118,3 +121,84 @@ def test_noise_ceiling_of_the_truth_itself_is_perfect_skill(world):
         )
         is None
     )
+
+
+def test_morphological_types_are_matched_to_the_true_kinds(world, tmp_path):
+    objects = pd.read_parquet(world.paths["truth_objects"])
+    aggregates = objects["kind"].isin(["dark_aggregate", "fluffy_aggregate"])
+    labels = pd.DataFrame(
+        {"object_id": objects["object_id"], "label": np.where(aggregates, "type_1", "type_2")}
+    )
+    labels.to_parquet(tmp_path / "labels.parquet", index=False)
+    config = RunConfig(
+        inputs=InputsConfig(
+            catalog="demo",
+            params={"root": world.root},
+            truth="truth_profiles",
+            objects="ecotaxa",
+            labels=str(tmp_path / "labels.parquet"),
+        ),
+        object_targets=dataclasses.replace(RunConfig().object_targets, labels="machine"),
+    )
+    truth = pd.read_parquet(world.paths["truth_profiles"])
+    targets = ["conc_type_1_per_l", "conc_type_2_per_l"]
+    matchup = truth[["profile_id", "layer"]].rename(columns={"profile_id": "id"})
+    matchup["volume_l"] = 1e9
+    # kinds never imaged cannot be matched to a type: only the kinds of the objects count
+    present = sorted(set(objects["kind"]))
+    one = truth[[f"conc_{k}_per_l" for k in present if k.endswith("_aggregate")]].sum(axis=1)
+    rest = truth[[f"conc_{k}_per_l" for k in present if not k.endswith("_aggregate")]]
+    expected = pd.DataFrame({"conc_type_1_per_l": one, "conc_type_2_per_l": rest.sum(axis=1)})
+    y = pd.DataFrame({t: transform(expected[t].to_numpy(), epsilon=1e-3) for t in targets})
+    got = noise_ceiling(
+        config,
+        matchup,
+        y,
+        test=np.arange(len(y)) % 3 == 0,
+        targets=targets,
+        transform={"name": "log10", "epsilon": 1e-3},
+    )
+    assert got is not None  # morphological types no longer skip the ceiling
+    # every object labelled, each kind in one type: the truth of a type is its kinds' sum
+    assert len(present) >= 5
+    assert got["all"]["mv_mse"] == pytest.approx(0.0, abs=1e-9)
+    assert got["rows_with_truth"] == len(y)
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("realistic")
+    return generate_demo_world(
+        str(root), resolution=10.0, years=(2020,), n_profiles=60, n_images=0, seed=4
+    )
+
+
+def test_realistic_ceiling_is_a_monte_carlo_over_the_full_noise(realistic):
+    from pipeline.sources.ecopart import read_par_raw
+
+    files = sorted(Path(realistic.paths["ecopart_raw"]).glob("*_PAR_raw_*.tsv"))
+    particles = read_par_raw([str(p) for p in files]).accepted
+    observed = build_targets(particles).targets.compute()
+    targets = target_columns(TargetConfig())
+    observed = observed.dropna(subset=targets).reset_index(drop=True)
+    y = pd.DataFrame({t: transform(observed[t].to_numpy(), epsilon=1e-3) for t in targets})
+    config = RunConfig(
+        inputs=InputsConfig(catalog="demo", params={"root": realistic.root}, truth="truth_profiles")
+    )
+    spec = {"name": "log10", "epsilon": 1e-3}
+    test = np.arange(len(y)) % 4 == 0
+    got = noise_ceiling(config, observed, y, test=test, targets=targets, transform=spec)
+    assert got is not None
+    assert got["rows_with_truth"] == len(y) > 100
+    mc = got["all"]["mse_by_target"]
+    # what counting alone leaves (the simple world): Var log10(N / V) ~ 1 / (lam ln10^2)
+    truth = pd.read_parquet(realistic.paths["truth_profiles"])
+    keyed = observed[["id", "layer"]].merge(
+        truth_targets(truth, config.targets), on=["id", "layer"], how="left"
+    )
+    for name in ("conc_102_203um_per_l", "conc_203_512um_per_l"):
+        lam = keyed[name].to_numpy() * observed["volume_l"].to_numpy()
+        counting_only = float(np.mean(1.0 / (lam * np.log(10.0) ** 2)))
+        assert mc[name] > 10 * counting_only, name  # cast effects, offsets, patchiness
+        assert 0.005 < mc[name] < 0.2, name  # ~0.1-0.2 dex of cast effect and offsets
+        assert abs(got["all"]["bias"][name]) < 0.05, name  # the expectation is calibrated

@@ -23,6 +23,9 @@ ARGS = [
     "--image-epochs",
     "2",
     "--quick",
+    # TODO(issue 15): move to the realistic world with the new evaluation
+    "--world-kind",
+    "simple",
 ]
 
 

@@ -12,7 +12,15 @@ from pipeline import sizeclasses
 from pipeline.demo import DemoWorld, generate_demo_world, truth
 from pipeline.demo import environment as envmod
 
-ARGS = {"resolution": 5.0, "years": (2020,), "n_profiles": 24, "n_images": 200, "seed": 1}
+# the simple world, bit for bit as before issue 15 (the realistic one: test_demo_realistic.py)
+ARGS = {
+    "resolution": 5.0,
+    "years": (2020,),
+    "n_profiles": 24,
+    "n_images": 200,
+    "seed": 1,
+    "world": "simple",
+}
 EDGES = sizeclasses.edges_mm("detailed")
 LO, HI = EDGES[:-1], EDGES[1:]
 
@@ -275,8 +283,9 @@ def test_ecotaxa_export_features_separate_validated_types(objects):
         ({"resolution": 0.7}, "dividing 180"),
         ({"years": ()}, "years"),
         ({"n_profiles": 0}, "at least 1"),
+        ({"world": "easy"}, "realistic, simple"),
     ],
-    ids=["bad-resolution", "no-years", "no-profiles"],
+    ids=["bad-resolution", "no-years", "no-profiles", "bad-world"],
 )
 def test_bad_arguments_are_refused(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):

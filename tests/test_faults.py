@@ -71,11 +71,13 @@ def client(flaky_proxy):
 @pytest.fixture(scope="module")
 def run_doc(tmp_path_factory):
     world = generate_demo_world(
+        # TODO(issue 15): move to the realistic world with the new evaluation
         str(tmp_path_factory.mktemp("faults") / "world"),
         resolution=6.0,
         n_profiles=60,
         n_images=0,
         seed=5,
+        world="simple",
     )
     return {
         "inputs": {"catalog": "demo", "params": {"root": world.root}},

@@ -29,7 +29,15 @@ from pipeline.sources.ecotaxa import read_ecotaxa
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("morphology_world")
-    return generate_demo_world(str(root), resolution=5.0, n_profiles=24, n_images=2000, seed=1)
+    return generate_demo_world(
+        # TODO(issue 15): move to the realistic world with the new evaluation
+        str(root),
+        resolution=5.0,
+        n_profiles=24,
+        n_images=2000,
+        seed=1,
+        world="simple",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -136,11 +136,13 @@ class TaskCounter(Callback):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return generate_demo_world(
+        # TODO(issue 15): move to the realistic world with the new evaluation
         str(tmp_path_factory.mktemp("world")),
         resolution=5.0,
         years=(2020, 2021),
         n_profiles=3,
         n_images=1,
+        world="simple",
     )
 
 

@@ -26,11 +26,13 @@ STEPS = ["targets", "matchup", "train", "fields"]
 @pytest.fixture(scope="module")
 def run_config(tmp_path_factory):
     world = generate_demo_world(
+        # TODO(issue 15): move to the realistic world with the new evaluation
         str(tmp_path_factory.mktemp("schedworld") / "world"),
         resolution=6.0,
         n_profiles=60,
         n_images=0,
         seed=9,
+        world="simple",
     )
     return load_run_config(
         {

@@ -306,7 +306,15 @@ def test_object_targets_compute_on_a_process_cluster():
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo_objects")
-    world = generate_demo_world(str(root), resolution=5.0, n_profiles=60, n_images=3000, seed=1)
+    world = generate_demo_world(
+        # TODO(issue 15): move to the realistic world with the new evaluation
+        str(root),
+        resolution=5.0,
+        n_profiles=60,
+        n_images=3000,
+        seed=1,
+        world="simple",
+    )
     info = json.loads(Path(world.paths["world_json"]).read_text())
     folder = world.paths["ecopart_detailed"]
     particles = read_par_export(

@@ -49,6 +49,22 @@ __all__ = [
     "write_demo_year2_config",
 ]
 
+#: Help of ``--world-kind`` (``demo``'s ``--world`` is the world's folder).
+WORLD_KIND_HELP = (
+    "Which demo world: 'realistic' (real coastlines, hidden drivers, cruises, UVP5SD/HD/UVP6 "
+    "noise; pipeline.demo.drivers) or 'simple' (the first world: truth a closed form of the "
+    "delivered fields, Poisson counts)."
+)
+
+_world_kind_option = click.option(
+    "--world-kind",
+    "world_kind",
+    type=click.Choice(["realistic", "simple"]),
+    default="realistic",
+    show_default=True,
+    help=WORLD_KIND_HELP,
+)
+
 #: Where ``demo`` keeps the demo world when OUT is a URL and ``--world`` is not given.
 URL_WORLD = "demo-world"
 
@@ -67,6 +83,7 @@ _PROTOCOL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 @click.option("--profiles", default=300, show_default=True, help="Number of UVP profiles.")
 @click.option("--images", default=3000, show_default=True, help="About this many images.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same world).")
+@_world_kind_option
 @click.option(
     "--objects",
     type=click.IntRange(min=1),
@@ -86,6 +103,7 @@ def demo_data(
     profiles: int,
     images: int,
     seed: int,
+    world_kind: str,
     objects: int | None,
     no_images: bool,
 ):
@@ -100,7 +118,7 @@ def demo_data(
             "own EcoTaxa export keeps its --images vignettes).",
             param_hint="--objects",
         )
-    world = _generate(out, resolution, _parse_years(years), profiles, images, seed)
+    world = _generate(out, resolution, _parse_years(years), profiles, images, seed, world_kind)
     _echo_world(world)
     if objects is not None:
         import pandas as pd
@@ -126,13 +144,19 @@ def _parse_years(text: str) -> tuple[int, ...]:
 
 
 def _generate(
-    out: str, resolution: float, years: Sequence[int], profiles: int, images: int, seed: int
+    out: str,
+    resolution: float,
+    years: Sequence[int],
+    profiles: int,
+    images: int,
+    seed: int,
+    kind: str = "realistic",
 ) -> Any:
     from pipeline.demo import generate_demo_world
 
     t0 = time.perf_counter()
     click.echo(
-        f"Generating the demo world in {out} ({resolution} deg, years {list(years)}, "
+        f"Generating the {kind} demo world in {out} ({resolution} deg, years {list(years)}, "
         f"{profiles} profiles, ~{images} images, seed {seed}) ..."
     )
     world = generate_demo_world(
@@ -142,6 +166,7 @@ def _generate(
         n_profiles=profiles,
         n_images=images,
         seed=seed,
+        world=kind,
     )
     click.echo(f"  done in {time.perf_counter() - t0:.1f} s")
     return world
@@ -194,6 +219,7 @@ def _echo_environment(info: dict[str, Any], *, indent: str = "  ") -> None:
 @click.option("--profiles", default=300, show_default=True, help="Number of UVP profiles.")
 @click.option("--images", default=3000, show_default=True, help="About this many images.")
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
+@_world_kind_option
 @click.option(
     "--image-epochs",
     default=12,
@@ -216,6 +242,7 @@ def demo(
     profiles: int,
     images: int,
     seed: int,
+    world_kind: str,
     image_epochs: int,
     quick: bool,
     cluster_file: str | None,
@@ -252,11 +279,14 @@ def demo(
         "n_profiles": profiles,
         "n_images": images,
         "seed": seed,
+        "world": world_kind,
     }
     if _same_world(root, params):
         click.echo(f"Demo world already in {root} with these parameters; reusing it.")
     else:
-        _echo_world(_generate(root, resolution, params["years"], profiles, images, seed))
+        _echo_world(
+            _generate(root, resolution, params["years"], profiles, images, seed, world_kind)
+        )
 
     catalog = open_catalog("demo", root=root)
     with cluster_client(cluster_file) as client:

@@ -80,15 +80,7 @@ def truth_targets(truth: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
     >>> float(truth_targets(t, TargetConfig())["conc_102_203um_per_l"].iloc[0])
     3.0
     """
-    classes = []
-    for col in truth.columns:
-        match = _CONC.match(col)
-        if match:
-            lo, hi = (float(g.replace("p", ".")) for g in match.groups())
-            classes.append((col, lo, hi))
-    # only the finest classes: drop aggregated columns that span several detailed ones
-    los = sorted({lo for _, lo, _ in classes})
-    fine = [(c, lo, hi) for c, lo, hi in classes if not any(lo < x < hi for x in los)]
+    fine = _fine_classes(truth.columns)
     out = pd.DataFrame({"id": truth["profile_id"].astype(str), "layer": truth["layer"]})
     names = target_columns(config)
     sums = {n: np.zeros(len(truth)) for n in names}
@@ -99,6 +91,21 @@ def truth_targets(truth: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
     for name in names:
         out[name] = sums[name]
     return out
+
+
+def _fine_classes(columns: Any) -> list[tuple[str, float, float]]:
+    """``(column, lo_um, hi_um)`` of the finest ``conc_<lo>_<hi>um_per_l`` columns.
+
+    Aggregated columns spanning several finer ones are left out.
+    """
+    classes = []
+    for col in columns:
+        match = _CONC.match(col)
+        if match:
+            lo, hi = (float(g.replace("p", ".")) for g in match.groups())
+            classes.append((col, lo, hi))
+    los = sorted({lo for _, lo, _ in classes})
+    return [(c, lo, hi) for c, lo, hi in classes if not any(lo < x < hi for x in los)]
 
 
 def _transformed(frame: pd.DataFrame, targets: list[str], spec: Mapping[str, Any]) -> pd.DataFrame:
@@ -132,7 +139,14 @@ def noise_ceiling(
     :func:`expected_log_count`), not ``log10(c + eps)``: with a few objects per layer the
     two differ (Jensen), and only the former bounds what a model of the transformed
     observations can reach. Categories use the concentration as the demo annotated them
-    (statuses, misclassification; ``world.json``).
+    (statuses, misclassification; ``world.json``), or, with machine labels (a classifier's
+    groups, the morphological types ``type_1`` ...), the true kinds mixed as the labels
+    sort the world's objects (``truth/objects.parquet`` holds each object's true kind:
+    see :func:`_labelled`).
+
+    In the realistic world (``world.json`` has a ``noise`` section) the expectation is a
+    Monte Carlo average over the world's full noise (cast effects, instrument offsets,
+    patchiness, gamma-Poisson counts; :mod:`pipeline.demo.noise`), for every target.
 
     Parameters
     ----------
@@ -155,8 +169,9 @@ def noise_ceiling(
     dict or None
         ``{"test": scores, "all": scores, "rows_with_truth": n}`` (scores as
         :func:`pipeline.model.evaluate.score`; ``test`` only when a test row has a truth);
-        None without ``inputs.truth``, when a target has no true counterpart (e.g.
-        morphological types) or when no row matches the truth.
+        None without ``inputs.truth``, when a target has no true counterpart (a category
+        that is neither a true kind nor a label of the world's objects) or when no row
+        matches the truth.
 
     Examples
     --------
@@ -171,12 +186,15 @@ def noise_ceiling(
         open_catalog(config.inputs.catalog, **dict(config.inputs.params)), config.inputs.truth
     )
     truth = truth.compute() if hasattr(truth, "compute") else truth
+    truth = truth.reset_index(drop=True)
     expected = truth_targets(truth, config.targets)
-    info = _world_info(config)
-    # machine labels (classifier, morphological types) are not the demo's annotation
-    categories = (
-        _annotated(truth, config, info) if config.object_targets.labels == "annotated" else truth
-    )
+    world = _world_json(config)
+    info = dict(world.get("ecotaxa", {})) if world else None
+    # machine labels (classifier, morphological types): the true kinds seen through them
+    if config.object_targets.labels == "annotated":
+        categories = _annotated(truth, config, info)
+    else:
+        categories = _labelled(truth, config, world)
     fraction = {}
     for name in targets:  # per-category targets are truth columns of the same name
         if name not in expected.columns and name in categories.columns:
@@ -185,25 +203,38 @@ def noise_ceiling(
     unknown = [name for name in targets if name not in expected.columns]
     if unknown:
         logger.info(
-            "noise ceiling not computed: the truth has no %s (e.g. morphological "
-            "types have no true counterpart)",
+            "noise ceiling not computed: the truth has no %s (a category neither a true "
+            "kind nor a label of the world's objects)",
             unknown,
         )
         return None
-    keyed = matchup[["id", "layer"]].astype(str).merge(expected, on=["id", "layer"], how="left")
+    keyed = (
+        matchup[["id", "layer"]]
+        .astype(str)
+        .merge(
+            expected.reset_index().rename(columns={"index": "_truth_row"}),
+            on=["id", "layer"],
+            how="left",
+        )
+    )
     found = keyed[targets].notna().all(axis=1).to_numpy()
     if not found.any():
         logger.warning("truth entry %r matches no matchup row", config.inputs.truth)
         return None
-    t = _transformed(keyed, targets, transform)
     volume = matchup["volume_l"].to_numpy(dtype=float)
-    for name in targets:
-        if name.startswith("conc_") and str(transform["name"]) == "log10":
-            t[name] = expected_log_count(
-                keyed[name].to_numpy(dtype=float),
-                volume * fraction.get(name, 1.0),
-                epsilon=float(transform["epsilon"]),
-            )
+    if world and "noise" in world:  # the realistic world: Monte Carlo over its noise
+        t = _monte_carlo(
+            truth, keyed, found, volume, targets, fraction, transform, world, config.targets
+        )
+    else:
+        t = _transformed(keyed, targets, transform)
+        for name in targets:
+            if name.startswith("conc_") and str(transform["name"]) == "log10":
+                t[name] = expected_log_count(
+                    keyed[name].to_numpy(dtype=float),
+                    volume * fraction.get(name, 1.0),
+                    epsilon=float(transform["epsilon"]),
+                )
     cov = np.cov(y[~test].to_numpy(dtype=float).T, bias=True)
     out: dict[str, Any] = {}
     sel = test & found
@@ -260,16 +291,148 @@ def expected_log_count(
     return out
 
 
-def _world_info(config: RunConfig) -> dict[str, Any] | None:
-    """Read the ``ecotaxa`` part of the demo's ``world.json`` at the catalog root, if any."""
+def _world_json(config: RunConfig) -> dict[str, Any] | None:
+    """Read the demo's ``world.json`` at the catalog root, if any."""
     root = config.inputs.params.get("root")
     if not root:
         return None
     try:
         with fsspec.open(f"{str(root).rstrip('/')}/world.json", "rb") as f:
-            return dict(json.load(f).get("ecotaxa", {}))
+            return dict(json.load(f))
     except (OSError, ValueError):
         return None
+
+
+def _labelled(truth: pd.DataFrame, config: RunConfig, world: dict[str, Any] | None) -> pd.DataFrame:
+    """Per-label truth: the true kinds' concentrations mixed as the labels sort them.
+
+    With machine labels (a classifier's groups or the morphological types ``type_1`` ..
+    ``type_n``) each counted category ``c`` mixes the true kinds ``k``: ``M[c, k]`` is the
+    share of the world's imaged objects of true kind ``k`` (``truth/objects.parquet``)
+    that end up counted in ``c`` once the labels table is applied as the targets step
+    applies it (:func:`pipeline.images.labels.apply_labels` with the run's ``use`` and
+    ``min_prob``; counted when their status is in ``object_targets.statuses``). The
+    expected concentration of ``c`` is then ``sum_k M[c, k] T_k`` with ``T_k`` the true
+    concentration of kind ``k``. Without a labels table or the world's objects, the raw
+    truth (named categories only).
+    """
+    from pipeline.demo.truth import GROUPS, STATUS_CODES, TYPES
+
+    root = config.inputs.params.get("root")
+    files = (world or {}).get("files", {})
+    if not config.inputs.labels or not root or "truth_objects" not in files:
+        return truth
+    from pipeline.images.labels import apply_labels
+
+    with fsspec.open(f"{str(root).rstrip('/')}/{files['truth_objects']}", "rb") as f:
+        objects = pd.read_parquet(f, columns=["object_id", "kind", "category", "status"])
+    objects["status"] = objects["status"].map(STATUS_CODES).fillna("")
+    objects["object_id"] = objects["object_id"].astype("string")
+    use = "human_first" if config.object_targets.labels == "human_first" else "machine"
+    try:
+        out = apply_labels(
+            objects, str(config.inputs.labels), use=use, min_prob=config.object_targets.min_prob
+        )
+    except (OSError, ValueError) as err:
+        logger.info("noise ceiling: labels table not usable (%s); raw truth per category", err)
+        return truth
+    out = out.compute() if hasattr(out, "compute") else out
+    counted = out["status"].isin(config.object_targets.statuses) & (out["category"] != "")
+    kinds = [k for k in (*TYPES, *GROUPS) if f"conc_{k}_per_l" in truth.columns]
+    per_kind = out.groupby("kind").size()
+    mix = (
+        out[counted]
+        .groupby(["category", "kind"])
+        .size()
+        .unstack("kind", fill_value=0)
+        .reindex(columns=kinds, fill_value=0)
+        .div(per_kind.reindex(kinds, fill_value=0).clip(lower=1), axis=1)
+    )
+    values = truth[[f"conc_{k}_per_l" for k in kinds]].to_numpy(dtype=float)
+    labelled = pd.DataFrame(
+        values @ mix.to_numpy().T,
+        columns=[f"conc_{c}_per_l" for c in mix.index],
+        index=truth.index,
+    )
+    logger.info(
+        "noise ceiling: %d label(s) matched to the true kinds over %d objects",
+        len(mix),
+        len(out),
+    )
+    return pd.concat([truth, labelled.drop(columns=truth.columns, errors="ignore")], axis=1)
+
+
+#: Monte Carlo draws of the realistic world's ceiling.
+MC_DRAWS = 200
+
+
+def _monte_carlo(
+    truth: pd.DataFrame,
+    keyed: pd.DataFrame,
+    found: np.ndarray,
+    volume: np.ndarray,
+    targets: list[str],
+    fraction: Mapping[str, float],
+    spec: Mapping[str, Any],
+    world: Mapping[str, Any],
+    target_config: TargetConfig,
+) -> pd.DataFrame:
+    """Average the transformed observations of each row drawn under the world's full noise.
+
+    Draws :data:`MC_DRAWS` observations of every row from the chain of
+    :mod:`pipeline.demo.noise` (cast effect with the cast's own spread, an instrument
+    drawn from the world's mix of casts, layer patchiness, gamma and Poisson counts),
+    class by class for the size-class targets and the flux (merged and summed by
+    :func:`truth_targets`, as the targets step does with counts) and category by
+    category (subsample volume, no calibration offset) for the object targets, and
+    averages the transformed draws: ``E[transform(observation) | truth]``, the best any
+    model of the transformed observations can do.
+    """
+    from pipeline.demo import noise
+
+    out = pd.DataFrame(np.nan, index=keyed.index, columns=targets)
+    rows = np.flatnonzero(found)
+    src = keyed["_truth_row"].to_numpy()[rows].astype(int)
+    rng = np.random.default_rng([int(world.get("parameters", {}).get("seed", 0)), 13])
+    n_metres = 5 * truth["n_bins"].to_numpy(dtype=int)[src]
+    cast_sd = truth["cast_sd_dex"].to_numpy(dtype=float)[src]
+    vol = volume[rows]
+    mix = {k: float(v) for k, v in world["noise"].get("instrument_casts", {}).items() if v}
+    models = list(mix) or ["UVP5HD"]
+    weights = np.array([mix.get(m, 1.0) for m in models])
+    picks = rng.choice(len(models), size=(MC_DRAWS, rows.size), p=weights / weights.sum())
+    classes = _fine_classes(truth.columns)
+    fine = [c for c, _, _ in classes]
+    class_targets = [t for t in targets if t not in fraction]
+    if class_targets:
+        edges = np.array([lo for _, lo, _ in classes] + [np.inf]) / 1000.0
+        offsets = np.stack([noise.class_offsets(m, edges) for m in models])[picks]
+        conc = truth[fine].to_numpy(dtype=float)[src]
+        sim = noise.simulate_layer_concentrations(
+            conc, vol, n_metres, cast_sd, offsets, draws=MC_DRAWS, rng=rng
+        )
+        frame = pd.DataFrame(sim.reshape(-1, len(fine)), columns=fine)
+        frame["profile_id"] = "p"
+        frame["layer"] = "l"
+        simulated = truth_targets(frame, target_config)
+        for name in class_targets:
+            vals = _transformed(simulated, [name], spec)[name].to_numpy()
+            out.loc[rows, name] = vals.reshape(MC_DRAWS, rows.size).mean(axis=0)
+    for name, frac in fraction.items():
+        conc = keyed[name].to_numpy(dtype=float)[rows][:, None]
+        sim = noise.simulate_layer_concentrations(
+            conc,
+            vol * frac,
+            n_metres,
+            cast_sd,
+            np.ones((rows.size, 1)),
+            draws=MC_DRAWS,
+            rng=rng,
+        )
+        frame = pd.DataFrame({name: sim.reshape(-1)})
+        vals = _transformed(frame, [name], spec)[name].to_numpy()
+        out.loc[rows, name] = vals.reshape(MC_DRAWS, rows.size).mean(axis=0)
+    return out
 
 
 def _annotated(truth: pd.DataFrame, config: RunConfig, info: dict[str, Any] | None) -> Any:

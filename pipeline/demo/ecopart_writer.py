@@ -31,6 +31,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,10 @@ import pyarrow.csv as pacsv
 
 from pipeline import sizeclasses
 from pipeline.demo import truth
+
+if TYPE_CHECKING:
+    from pipeline.demo.drivers import HiddenWorld
+    from pipeline.demo.noise import CastNoise
 
 __all__ = [
     "CALIBRATIONS",
@@ -49,6 +54,7 @@ __all__ = [
     "SimulatedProfile",
     "detailed_table",
     "simulate_profile",
+    "spec_at_cell",
     "write_detailed_export",
     "write_metadata_summaries",
     "write_raw_export",
@@ -161,11 +167,55 @@ class ProfileSpec:
     bottom_depth_m: float
     basin: str
     calibration: Calibration
+    cruise: str = "demo_cruise"
+    site: str = ""
+    project: str = _PROJECT
+    instrument: str = "UVP5HD"
+
+    @property
+    def instrument_type(self) -> str:
+        """``uvp5`` or ``uvp6``, as EcoPart's ``Instrument`` / ``instrumtype`` columns say."""
+        return "uvp6" if self.instrument.upper().startswith("UVP6") else "uvp5"
 
     @property
     def stamp(self) -> str:
         """``yyyymmddhhmmss`` of the cast start (EcoPart raw file names)."""
         return self.time.strftime("%Y%m%d%H%M%S")
+
+
+def spec_at_cell(
+    index: int,
+    cell: tuple[float, float],
+    offset: np.ndarray,
+    *,
+    time: pd.Timestamp,
+    bottom_m: float,
+    max_depth_m: int,
+    basin: str,
+    calibration: Calibration,
+    **extra: str,
+) -> ProfileSpec:
+    """Build the :class:`ProfileSpec` of cast ``index`` at ``cell`` + ``offset`` (degrees).
+
+    ``profile_id`` is ``demo_<index + 1>`` (4 digits); the position is rounded to 5
+    decimals; a cast reaches at least 5 m. ``extra``: ``cruise``, ``site``, ``project``,
+    ``instrument``.
+    """
+    cell_lat, cell_lon = cell
+    return ProfileSpec(
+        index=index,
+        profile_id=f"demo_{index + 1:04d}",
+        lat=float(round(cell_lat + offset[0], 5)),
+        lon=float(round(cell_lon + offset[1], 5)),
+        cell_lat=cell_lat,
+        cell_lon=cell_lon,
+        time=time,
+        max_depth_m=max(max_depth_m, 5),
+        bottom_depth_m=bottom_m,
+        basin=basin,
+        calibration=calibration,
+        **extra,
+    )
 
 
 @dataclass
@@ -219,7 +269,13 @@ def _esd_to_area(esd_mm: np.ndarray, cal: Calibration) -> np.ndarray:
     return (np.pi * (esd_mm / 2.0) ** 2 / cal.aa) ** (1.0 / cal.exp)
 
 
-def simulate_profile(spec: ProfileSpec, rng: np.random.Generator) -> SimulatedProfile:
+def simulate_profile(
+    spec: ProfileSpec,
+    rng: np.random.Generator,
+    *,
+    noise: CastNoise | None = None,
+    hidden: HiddenWorld | None = None,
+) -> SimulatedProfile:
     """Simulate one cast: counts per metre and class, pixel areas, objects >= 1.02 mm.
 
     Parameters
@@ -228,6 +284,12 @@ def simulate_profile(spec: ProfileSpec, rng: np.random.Generator) -> SimulatedPr
         Position, time, maximum depth (m, multiple of 5) and UVP unit.
     rng : numpy.random.Generator
         The cast's own generator (same generator state, same cast).
+    noise : CastNoise, optional
+        The realistic world's noise (:mod:`pipeline.demo.noise`: 6-20 images per metre,
+        cast effect, calibration offsets, patchiness, gamma-Poisson counts); default the
+        simple world's (20-50 images per metre, Poisson counts).
+    hidden : HiddenWorld, optional
+        The realistic world's hidden drivers and fine environment (the truth).
 
     Returns
     -------
@@ -239,20 +301,27 @@ def simulate_profile(spec: ProfileSpec, rng: np.random.Generator) -> SimulatedPr
     metres = np.arange(n_m)
     n_bins = n_m // 5
     bin_depth = 2.5 + 5.0 * np.arange(n_bins)
+    extra = {} if hidden is None else {"hidden": hidden, "bottom_m": spec.bottom_depth_m}
     env = truth.environment_at(
         spec.cell_lat,
         spec.cell_lon,
         year=spec.time.year,
         month=spec.time.month,
         depth_m=bin_depth,
+        **extra,
     )
     conc = truth.expected_concentrations(env)
     fractions = truth.type_fractions(env)
-    imgcount = rng.integers(20, 51, size=n_m)
-    vol_m = imgcount * cal.volimage_l
     b = metres // 5
+    if noise is None:
+        imgcount = rng.integers(20, 51, size=n_m)
+        vol_m = imgcount * cal.volimage_l
+        lam = conc["particles"][b] * vol_m[:, None]  # (n_m, 45)
+        lam_big = lam
+        plank_m = None
+    else:
+        imgcount, lam, lam_big, plank_m = _noisy_rates(conc, b, cal, noise, rng)
     # small classes: Poisson counts per metre and class, then areas by multinomial
-    lam = conc["particles"][b] * vol_m[:, None]  # (n_m, 45)
     rows_m: list[np.ndarray] = []
     rows_a: list[np.ndarray] = []
     rows_n: list[np.ndarray] = []
@@ -272,7 +341,7 @@ def simulate_profile(spec: ProfileSpec, rng: np.random.Generator) -> SimulatedPr
     obj_k: list[np.ndarray] = []
     obj_kind: list[np.ndarray] = []
     n_types = len(truth.TYPES)
-    n_part = rng.poisson(lam[:, _FIRST_OBJECT:])  # (n_m, K)
+    n_part = rng.poisson(lam_big[:, _FIRST_OBJECT:])  # (n_m, K)
     mm, kk = np.nonzero(n_part)
     reps = n_part[mm, kk]
     pm = np.repeat(mm, reps)
@@ -284,7 +353,10 @@ def simulate_profile(spec: ProfileSpec, rng: np.random.Generator) -> SimulatedPr
     obj_k.append(pk)
     obj_kind.append(ptype)
     p_class = truth.plankton_class_probabilities()[:, _FIRST_OBJECT:]  # (4, K)
-    lam_pl = conc["plankton"][b][:, :, None] * p_class[None] * vol_m[:, None, None]
+    if plank_m is None:  # the simple world's expression, bit for bit
+        lam_pl = conc["plankton"][b][:, :, None] * p_class[None] * vol_m[:, None, None]
+    else:
+        lam_pl = plank_m[:, :, None] * p_class[None]
     n_pl = rng.poisson(lam_pl)  # (n_m, 4, K)
     mm, gg, kk = np.nonzero(n_pl)
     reps = n_pl[mm, gg, kk]
@@ -338,7 +410,7 @@ def simulate_profile(spec: ProfileSpec, rng: np.random.Generator) -> SimulatedPr
         "esd_mm": sizeclasses.esd_mm_from_area(area, cal.aa, cal.exp),
         "kind": kinds[okind],
     }
-    volume_bin = np.bincount(b, weights=vol_m, minlength=n_bins)
+    volume_bin = np.bincount(b, weights=imgcount * cal.volimage_l, minlength=n_bins)
     expected = {
         "volume_l": volume_bin,
         "classes": conc["classes"],
@@ -346,6 +418,29 @@ def simulate_profile(spec: ProfileSpec, rng: np.random.Generator) -> SimulatedPr
         "plankton": conc["plankton"],
     }
     return SimulatedProfile(spec, imgcount, raw, objects, bin_depth, expected)
+
+
+def _noisy_rates(
+    conc: dict[str, np.ndarray],
+    b: np.ndarray,
+    cal: Calibration,
+    noise: CastNoise,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Images per metre and the expected counts per metre under the realistic noise."""
+    from pipeline.demo import noise as nz
+
+    n_m = b.size
+    lo, hi = nz.IMAGES_PER_METRE
+    imgcount = rng.integers(lo, hi + 1, size=n_m)
+    vol_m = imgcount * cal.volimage_l
+    common = vol_m * noise.cast_effect * nz.patchiness(rng, n_m)  # (n_m,)
+    gam = rng.gamma(nz.GAMMA_SHAPE, 1.0 / nz.GAMMA_SHAPE, size=(n_m, _N_CLASSES))
+    base = conc["particles"][b] * common[:, None] * gam
+    lam = base * nz.class_offsets(noise.instrument)[None, :]
+    gam_pl = rng.gamma(nz.GAMMA_SHAPE, 1.0 / nz.GAMMA_SHAPE, size=(n_m, len(truth.GROUPS)))
+    plank = conc["plankton"][b] * common[:, None] * gam_pl
+    return imgcount, lam, base, plank
 
 
 def detailed_table(sim: SimulatedProfile) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -494,11 +589,11 @@ def write_metadata_summaries(
         det_rows.append(
             [
                 s.profile_id,
-                "demo_cruise",
-                s.basin,
+                s.cruise,
+                s.site or s.basin,
                 _OWNER,
                 f"HDR{s.stamp}",
-                "uvp5",
+                s.instrument_type,
                 "",
                 date,
                 repr(round(float(s.lat), 5)),
@@ -508,7 +603,7 @@ def write_metadata_summaries(
                 repr(cal.pixel_mm),
                 detailed_name(s),
                 "no data available",
-                _PROJECT,
+                s.project,
             ]
         )
         values = dict.fromkeys(RAW_METADATA_COLUMNS, "")
@@ -528,7 +623,7 @@ def write_metadata_summaries(
                 "seastate": "0",
                 "nebuloussness": "0",
                 "comment": "synthetic",
-                "stationid": s.basin,
+                "stationid": s.site or s.basin,
                 "firstimage": "1",
                 "lastimg": "99999999999",
                 "bottomdepth": str(int(s.bottom_depth_m)),
@@ -542,7 +637,7 @@ def write_metadata_summaries(
                 "acq_smzoo": "80",
                 "acq_exposure": "130",
                 "acq_gain": "200",
-                "acq_filedescription": f"uvp5hd {cal.instrumsn} : demo",
+                "acq_filedescription": f"{s.instrument.lower()} {cal.instrumsn} : demo",
                 "acq_eraseborder": "0",
                 "acq_tasktype": "2",
                 "acq_threshold": "3",
@@ -554,11 +649,11 @@ def write_metadata_summaries(
                 "acq_xsize": "2048",
                 "acq_ysize": "2048",
                 "proc_soft": "Zooprocess",
-                "ptitle": _PROJECT,
+                "ptitle": s.project,
                 "rawfolder": "demo/uvp5",
                 "ownerid": _OWNER,
                 "projid": "1",
-                "instrumtype": "uvp5",
+                "instrumtype": s.instrument_type,
                 "op_name": "oceanfields",
                 "op_email": "demo@example.org",
                 "cs_name": "oceanfields",
@@ -566,7 +661,7 @@ def write_metadata_summaries(
                 "do_name": "oceanfields",
                 "do_email": "demo@example.org",
                 "prj_acronym": "demo",
-                "cruise": "demo_cruise",
+                "cruise": s.cruise,
                 "ship": "demo",
                 "default_instrumsn": cal.instrumsn,
                 "default_depthoffset": "0.0",

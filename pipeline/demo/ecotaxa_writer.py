@@ -373,7 +373,9 @@ def write_ecotaxa_export(
         Generator for the drawings.
     acq : mapping
         ``acq_``/``sample_`` values per profile id (``instrumsn, aa, exp, pixel_mm,
-        volimage_l, subsample_fraction, bottom_depth_m``).
+        volimage_l, subsample_fraction, bottom_depth_m``; optionally ``instrument``
+        (``uvp5``/``uvp6``; a UVP6's ``acq_pixel`` is written in µm as real exports do)
+        and ``cruise``).
 
     Returns
     -------
@@ -453,18 +455,18 @@ def write_ecotaxa_export(
             row.profile_id,
             row.profile_id,
             row.basin,
-            "demo_cruise",
+            a.get("cruise", "demo_cruise"),
             "demo",
             str(int(a["bottom_depth_m"])),
             f"zooprocess_{row.profile_id}",
             "oceanfields_demo",
-            f"{row.profile_id}_uvp5",
-            "uvp5",
+            f"{row.profile_id}_{a.get('instrument', 'uvp5')}",
+            a.get("instrument", "uvp5"),
             a["instrumsn"],
             repr(a["aa"]),
             repr(a["exp"]),
             repr(a["volimage_l"]),
-            repr(a["pixel_mm"]),
+            repr(a["pixel_mm"] * 1000.0 if a.get("instrument") == "uvp6" else a["pixel_mm"]),
             "80",
             "1.02",
             repr(a["subsample_fraction"]),

@@ -448,6 +448,7 @@ def write_environment(
     years: Sequence[int],
     months: Sequence[int] | None = None,
     lat_chunk: int | None = None,
+    deptho: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Write ``environment.zarr`` (zarr v3), one month at a time.
 
@@ -470,6 +471,9 @@ def write_environment(
         Only these months (1-12) of each year (default all 12).
     lat_chunk : int, optional
         Latitudes per chunk; default all of them.
+    deptho : numpy.ndarray, optional
+        Sea-floor depth on the grid (m, NaN on land); default :func:`bathymetry` (the
+        simple world's ellipse continents).
 
     Returns
     -------
@@ -479,7 +483,8 @@ def write_environment(
     lat, lon = grid(resolution)
     lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
     depth = np.asarray(DEPTH_LEVELS_M)
-    deptho = bathymetry(lat2, lon2)
+    if deptho is None:
+        deptho = bathymetry(lat2, lon2)
     sea3 = depth[:, None, None] <= np.nan_to_num(deptho, nan=-1.0)[None]
     sea2 = ~np.isnan(deptho)
     months = _months(years, months)

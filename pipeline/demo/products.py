@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ from pipeline.demo.environment import (
     environment_month,
     grid,
 )
+from pipeline.demo.land import real_bathymetry
 
 __all__ = ["DEMO_SOURCES", "write_products"]
 
@@ -58,7 +59,13 @@ DEMO_SOURCES: tuple[dict[str, Any], ...] = (
 )
 
 
-def write_products(root: str | Path, *, resolution: float, years: Sequence[int]) -> dict[str, Any]:
+def write_products(
+    root: str | Path,
+    *,
+    resolution: float,
+    years: Sequence[int],
+    world: Literal["realistic", "simple"] = "simple",
+) -> dict[str, Any]:
     """Write the four products beside ``ROOT/environment.zarr`` (which must exist).
 
     Parameters
@@ -69,6 +76,8 @@ def write_products(root: str | Path, *, resolution: float, years: Sequence[int])
         The world's grid step (degrees).
     years : sequence of int
         The world's years.
+    world : {"realistic", "simple"}
+        Real coastlines (:mod:`pipeline.demo.land`) or the simple world's ellipses.
 
     Returns
     -------
@@ -93,7 +102,7 @@ def write_products(root: str | Path, *, resolution: float, years: Sequence[int])
     fine = resolution / 2.0
     lat, lon = grid(fine)
     lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
-    deptho = bathymetry(lat2, lon2)
+    deptho = real_bathymetry(fine) if world == "realistic" else bathymetry(lat2, lon2)
     sea = ~np.isnan(deptho)
     times = pd.to_datetime([f"{y:04d}-{m:02d}-01" for y in years for m in range(1, 13)])
     chl = np.empty((len(times), lat.size, lon.size), dtype="float32")

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import numpy as np
@@ -69,6 +69,9 @@ from pipeline.demo.environment import (
     environment_month,
     grid,
 )
+
+if TYPE_CHECKING:
+    from pipeline.demo.drivers import HiddenWorld
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,8 @@ __all__ = [
 
 #: Reference diameter of the spectrum (mm).
 D0_MM = 0.1
+#: Realistic world only: ESD (mm) above which the spectrum steepens (``slope_big_extra``).
+BREAK_MM = 0.2
 #: Smallest particle ESD in the demo world (mm): lower edge of the 80.6-102 µm class.
 MIN_ESD_MM = 0.0806
 #: Objects at least this large (ESD, mm) get an EcoTaxa vignette, a type or a group.
@@ -185,6 +190,9 @@ def spectrum_parameters(env: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]
     log_c = 1.15 + 0.45 * lchl + 0.12 * (t - 10.0) / 10.0 + 0.35 * np.exp(-o2 / 40.0)
     log_c = log_c - 0.7 * np.log10(zr)
     slope = 3.7 + 0.3 * np.tanh((t - 15.0) / 8.0) - 0.2 * lchl + 0.25 * np.log10(zr)
+    if "log_c_extra" in env:  # the realistic world (pipeline.demo.drivers)
+        log_c = log_c + _get(env, "log_c_extra")
+        slope = slope + _get(env, "slope_extra")
     return 10.0**log_c, slope
 
 
@@ -218,7 +226,23 @@ def expected_particles(env: Mapping[str, Any], edges: np.ndarray | None = None) 
     with np.errstate(over="ignore", divide="ignore"):
         cum_lo = np.where(np.isinf(lo), 0.0, (lo / D0_MM) ** e)
         cum_hi = np.where(np.isinf(hi), 0.0, (hi / D0_MM) ** e)
+        if "slope_big_extra" in env:  # the realistic world: steeper above BREAK_MM
+            steep = _get(env, "slope_big_extra")[..., None]
+            cum_lo = _steepen(cum_lo, lo, e, steep)
+            cum_hi = _steepen(cum_hi, hi, e, steep)
     return c100[..., None] * (cum_lo - cum_hi)
+
+
+def _steepen(cum: np.ndarray, x: Any, e: Any, steep: Any) -> np.ndarray:
+    """Cumulative spectrum ``N(>x) / C100`` with the slope raised by ``steep`` above the break.
+
+    Below :data:`BREAK_MM` it is the power law's ``(x / D0) ** e``; above it
+    ``(B / D0) ** e * (x / B) ** (e - steep)``, continuous at ``B``.
+    """
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        big = (BREAK_MM / D0_MM) ** e * (x / BREAK_MM) ** (e - steep)
+        big = np.where(np.isinf(x), 0.0, big)
+    return np.where(np.asarray(x) >= BREAK_MM, big, cum)
 
 
 def type_fractions(env: Mapping[str, Any]) -> np.ndarray:
@@ -244,6 +268,8 @@ def type_fractions(env: Mapping[str, Any]) -> np.ndarray:
         ),
         axis=-1,
     )
+    if "type_score_extra" in env:  # the realistic world (pipeline.demo.drivers)
+        scores = scores + _get(env, "type_score_extra")
     ex = np.exp(scores - scores.max(axis=-1, keepdims=True))
     return ex / ex.sum(axis=-1, keepdims=True)
 
@@ -266,7 +292,10 @@ def expected_plankton(env: Mapping[str, Any]) -> np.ndarray:
     rhiz = rhiz + 0.0005 * np.exp(-z / 800.0)
     tricho = 0.012 / (1.0 + np.exp(-(t - 25.0) / 1.2)) * np.exp(-z / 40.0) / (1.0 + chl / 0.15)
     chaeto = 0.0015 * np.exp(-z / 500.0) * (0.4 + o2 / 300.0)
-    return np.stack(np.broadcast_arrays(cope, rhiz, tricho, chaeto), axis=-1)
+    out = np.stack(np.broadcast_arrays(cope, rhiz, tricho, chaeto), axis=-1)
+    if "plankton_log_extra" in env:  # the realistic world (pipeline.demo.drivers)
+        out = out * 10.0 ** _get(env, "plankton_log_extra") * _get(env, "plankton_present")
+    return out
 
 
 def plankton_class_probabilities(edges: np.ndarray | None = None) -> np.ndarray:
@@ -329,7 +358,14 @@ def expected_concentrations(env: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def environment_at(
-    lat: float, lon: float, *, year: int, month: int, depth_m: np.ndarray
+    lat: float,
+    lon: float,
+    *,
+    year: int,
+    month: int,
+    depth_m: np.ndarray,
+    hidden: HiddenWorld | None = None,
+    bottom_m: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Evaluate the stored environment of the cell centred on (lat, lon) at ``depth_m``.
 
@@ -346,11 +382,17 @@ def environment_at(
         Month of the profile.
     depth_m : array of float
         Depths (m).
+    hidden : HiddenWorld, optional
+        The realistic world's hidden drivers: the result is then the *fine* environment
+        with the truth's extra terms (:meth:`pipeline.demo.drivers.HiddenWorld.apply`).
+    bottom_m : float, optional
+        Sea-floor depth (m) of the cell; default the simple world's bathymetry.
 
     Returns
     -------
     dict of numpy.ndarray
-        ``thetao, so, o2, chl, uo, vo, mlotst, depth_m``, each shaped like ``depth_m``.
+        ``thetao, so, o2, chl, uo, vo, mlotst, depth_m``, each shaped like ``depth_m``
+        (and the extra terms with ``hidden``).
 
     Examples
     --------
@@ -367,9 +409,15 @@ def environment_at(
         k: np.interp(depth_m, levels, env[k][:, 0])
         for k in ("thetao", "so", "o2", "chl", "uo", "vo")
     }
-    bottom = float(np.nan_to_num(bathymetry(np.array([lat]), np.array([lon]))[0], nan=0.0))
-    out["mlotst"] = np.full(depth_m.shape, min(float(env["mlotst"][0]), bottom))
+    if bottom_m is None:
+        bottom_m = float(np.nan_to_num(bathymetry(np.array([lat]), np.array([lon]))[0], nan=0.0))
+    out["mlotst"] = np.full(depth_m.shape, min(float(env["mlotst"][0]), float(bottom_m)))
     out["depth_m"] = depth_m
+    if hidden is not None:
+        h = hidden.horizontal(
+            np.asarray(lat, float), np.asarray(lon, float), year=year, month=month
+        )
+        out = {**out, **hidden.apply(out, h)}
     return out
 
 
@@ -436,6 +484,8 @@ def aggregated_concentrations(env: Mapping[str, Any]) -> dict[str, np.ndarray]:
     e = 1.0 - slope
 
     def cum(x: float) -> np.ndarray:
+        if "slope_big_extra" in env and x >= BREAK_MM:  # the realistic world, above the break
+            return _steepen(np.zeros_like(c100), x, e, _get(env, "slope_big_extra"))
         return np.zeros_like(c100) if np.isinf(x) else (x / D0_MM) ** e
 
     plank = expected_plankton(env)
@@ -462,10 +512,12 @@ def _fields_band(
     year: int,
     month: int,
     names: Sequence[str],
+    hidden: HiddenWorld | None = None,
 ) -> None:
     """Fill the layer means of one latitude band of one month into ``out``."""
     levels = np.asarray(DEPTH_LEVELS_M)
     env = environment_month(lat, lon, year=year, month=month, depths=levels)
+    h = None if hidden is None else hidden.horizontal(lat, lon, year=year, month=month)
     mld = np.minimum(env["mlotst"], np.clip(bottom, 1.0, None))
     for il, (_, top, bot) in enumerate(LAYERS):
         step = (bot - top) / FIELD_POINTS_PER_LAYER
@@ -478,7 +530,7 @@ def _fields_band(
             pt["mlotst"] = mld
             pt["depth_m"] = np.full(lat.shape, z)
             wet = (z < bottom).astype("float64")
-            agg = aggregated_concentrations(pt)
+            agg = aggregated_concentrations(pt if h is None else hidden.apply(pt, h))
             for n in names:
                 sums[n] += agg[n] * wet
             weight += wet
@@ -487,7 +539,14 @@ def _fields_band(
                 out[n][0, il, sl] = np.where(weight > 0, sums[n] / weight, np.nan)
 
 
-def write_truth_fields(path: str, *, resolution: float, years: Sequence[int]) -> dict[str, Any]:
+def write_truth_fields(
+    path: str,
+    *,
+    resolution: float,
+    years: Sequence[int],
+    deptho: np.ndarray | None = None,
+    hidden: HiddenWorld | None = None,
+) -> dict[str, Any]:
     """Write ``truth/fields.zarr``: noise-free layer means on the global grid.
 
     Dims ``(time, layer, lat, lon)``; variables the aggregated classes
@@ -506,6 +565,13 @@ def write_truth_fields(path: str, *, resolution: float, years: Sequence[int]) ->
         Grid step (degrees).
     years : sequence of int
         Years (12 months each).
+    deptho : numpy.ndarray, optional
+        Sea-floor depth on the grid (m, NaN on land); default the simple world's.
+    hidden : HiddenWorld, optional
+        The realistic world's hidden drivers: the layer means are then those of the
+        truth on the fine environment (:mod:`pipeline.demo.drivers`), the same
+        expected values as ``truth/profiles.parquet`` (no cast effects, instrument
+        offsets or counting noise).
 
     Returns
     -------
@@ -514,7 +580,8 @@ def write_truth_fields(path: str, *, resolution: float, years: Sequence[int]) ->
     """
     lat, lon = grid(resolution)
     lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
-    deptho = bathymetry(lat2, lon2)
+    if deptho is None:
+        deptho = bathymetry(lat2, lon2)
     bottom = np.nan_to_num(deptho, nan=-1.0)
     months = [(int(y), m) for y in years for m in range(1, 13)]
     names = _field_names()
@@ -549,7 +616,7 @@ def write_truth_fields(path: str, *, resolution: float, years: Sequence[int]) ->
     for it, (year, month) in enumerate(months):
         out = {n: np.full((1, nl, ny, nx), np.nan, dtype="float32") for n in names}
         for sl in bands:  # latitude bands bound the float64 temporaries
-            _fields_band(out, sl, lat2[sl], lon2[sl], bottom[sl], year, month, names)
+            _fields_band(out, sl, lat2[sl], lon2[sl], bottom[sl], year, month, names, hidden)
         xr.Dataset({n: (("time", "layer", "lat", "lon"), a) for n, a in out.items()}).to_zarr(
             path, region={"time": slice(it, it + 1)}, zarr_format=3, consolidated=False
         )

@@ -34,19 +34,26 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from pipeline import __version__, sizeclasses
+from pipeline.demo import drivers, noise, sampling, truth
 from pipeline.demo import ecopart_writer as ew
 from pipeline.demo import ecotaxa_writer as etw
 from pipeline.demo import environment as envmod
-from pipeline.demo import truth
+from pipeline.demo.drivers import HiddenWorld
+from pipeline.demo.land import real_bathymetry
+from pipeline.demo.noise import CastNoise, cast_sd_dex
 from pipeline.demo.products import write_products
+from pipeline.demo.sampling import plan_realistic_casts
 
-__all__ = ["DemoWorld", "generate_demo_world"]
+__all__ = ["WORLDS", "DemoWorld", "generate_demo_world"]
+
+#: The demo worlds :func:`generate_demo_world` can write.
+WORLDS: tuple[str, ...] = ("realistic", "simple")
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +86,8 @@ class DemoWorld:
         Grid step (degrees).
     years : tuple of int
     seed : int
+    world : str
+        ``"realistic"`` or ``"simple"`` (:func:`generate_demo_world`).
     """
 
     root: str
@@ -89,6 +98,7 @@ class DemoWorld:
     resolution: float = 1.0
     years: tuple[int, ...] = (2020,)
     seed: int = 0
+    world: str = "realistic"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON view of the world.
@@ -103,7 +113,11 @@ class DemoWorld:
         return d
 
 
-def _check_args(resolution: float, years: Sequence[int], n_profiles: int, n_images: int) -> None:
+def _check_args(
+    resolution: float, years: Sequence[int], n_profiles: int, n_images: int, world: str
+) -> None:
+    if world not in WORLDS:
+        raise ValueError(f"world={world!r}: expected one of {', '.join(WORLDS)}")
     envmod.grid(resolution)  # raises on a bad resolution
     if not years or any(int(y) != y or not 1900 <= int(y) <= 2200 for y in years):
         raise ValueError(f"years={list(years)!r}: expected years such as (2020,) or (2019, 2020)")
@@ -157,16 +171,13 @@ def _choose_profiles(
         bottom = float(deptho[iy, ix])
         max_depth = int(min(1000.0, np.floor((bottom - 10.0) / 5.0) * 5.0))
         specs.append(
-            ew.ProfileSpec(
-                index=i,
-                profile_id=f"demo_{i + 1:04d}",
-                lat=float(round(cell_lat + off[0], 5)),
-                lon=float(round(cell_lon + off[1], 5)),
-                cell_lat=cell_lat,
-                cell_lon=cell_lon,
+            ew.spec_at_cell(
+                i,
+                (cell_lat, cell_lon),
+                off,
                 time=t,
-                max_depth_m=max(max_depth, 5),
-                bottom_depth_m=bottom,
+                bottom_m=bottom,
+                max_depth_m=max_depth,
                 basin=b,
                 calibration=ew.CALIBRATIONS[int(rng.integers(len(ew.CALIBRATIONS)))],
             )
@@ -214,6 +225,85 @@ def _truth_rows(sim: ew.SimulatedProfile) -> list[dict[str, Any]]:
     return rows
 
 
+def _cast_noise(spec: ew.ProfileSpec, seed: int) -> CastNoise:
+    """Draw a realistic cast's effect (mean one, sd from the month's surface chlorophyll)."""
+    chl = envmod.environment_month(
+        np.array([spec.cell_lat]),
+        np.array([spec.cell_lon]),
+        year=spec.time.year,
+        month=spec.time.month,
+        depths=(0.5,),
+    )["chl"][0, 0]
+    sd = float(cast_sd_dex(np.array([chl]))[0])
+    s = sd * np.log(10.0)
+    effect = float(np.exp(s * _rng(seed, 9, spec.index).standard_normal() - s * s / 2.0))
+    return CastNoise(instrument=spec.instrument, cast_effect=effect, cast_sd_dex=sd)
+
+
+def _ecopart_info(realistic: bool) -> dict[str, Any]:
+    if realistic:
+        return {
+            "instrument": "uvp5 and uvp6 (UVP5SD, UVP5HD, UVP6)",
+            "calibrations": {k: asdict(c) for k, c in noise.INSTRUMENTS.items()},
+            "images_per_metre": list(noise.IMAGES_PER_METRE),
+            "depth_offset_m": 0.0,
+            "export_stamp": ew.EXPORT_STAMP,
+            "min_esd_mm": truth.MIN_ESD_MM,
+        }
+    return {
+        "instrument": "uvp5",
+        "calibrations": [asdict(c) for c in ew.CALIBRATIONS],
+        "images_per_metre": [20, 50],
+        "depth_offset_m": 0.0,
+        "export_stamp": ew.EXPORT_STAMP,
+        "min_esd_mm": truth.MIN_ESD_MM,
+    }
+
+
+def _realistic_info(specs: Sequence[ew.ProfileSpec], strength: float) -> dict[str, Any]:
+    """Describe the realistic world for ``world.json``: noise, sampling, hidden drivers."""
+    cruises = pd.Series([s.cruise for s in specs])
+    sites = [s.site for s in specs if s.site]
+    return {
+        "noise": {
+            "description": (noise.__doc__ or "").strip(),
+            "images_per_metre": list(noise.IMAGES_PER_METRE),
+            "patch_sd": noise.PATCH_SD,
+            "patch_metres": noise.PATCH_METRES,
+            "gamma_shape": noise.GAMMA_SHAPE,
+            "instrument_offsets_dex": {
+                k: {"below_0.2mm": a, "0.2-0.5mm": b}
+                for k, (a, b) in noise.INSTRUMENT_OFFSETS_DEX.items()
+            },
+            "instrument_casts": {
+                k: sum(s.instrument == k for s in specs) for k in noise.INSTRUMENTS
+            },
+            "cast_sd_dex": "0.08 + 0.12 * clip(log10(surface chl) + 1.3, 0, 1.3) / 1.3",
+        },
+        "sampling": {
+            "description": (sampling.__doc__ or "").strip(),
+            "cruises": int(cruises[[not s.site for s in specs]].nunique()),
+            "time_series_casts": len(sites),
+            "time_series_stations": sorted(set(sites)),
+            "casts_shallower_than_1000m": sum(s.max_depth_m < 1000 for s in specs),
+        },
+        "hidden": {
+            "description": (drivers.__doc__ or "").strip(),
+            "drivers": {k: list(v) for k, v in drivers.DRIVERS.items()},
+            "fine_environment": {k: list(v) for k, v in drivers.FINE.items()},
+            "driver_strength": float(strength),
+            "base_log_c": drivers.BASE_LOG_C,
+            "base_slope": drivers.BASE_SLOPE,
+        },
+        "truth_profile_columns_added": {
+            "cruise": "the cast's cruise (or time-series station and year)",
+            "instrument": "UVP5SD, UVP5HD or UVP6",
+            "cast_sd_dex": "standard deviation of the cast effect (dex)",
+            "cast_effect": "the cast effect drawn (not in the expected values)",
+        },
+    }
+
+
 def generate_demo_world(
     out: str,
     *,
@@ -222,6 +312,8 @@ def generate_demo_world(
     n_profiles: int = 300,
     n_images: int = 3000,
     seed: int = 0,
+    world: Literal["realistic", "simple"] = "realistic",
+    driver_strength: float = 1.0,
 ) -> DemoWorld:
     """Write the demo world (real EcoPart/EcoTaxa/Copernicus layouts plus the truth) in ``out``.
 
@@ -241,6 +333,17 @@ def generate_demo_world(
         >= 1.02 mm counted in the casts; all of them if there are fewer).
     seed : int
         Random seed: same arguments, same files.
+    world : {"realistic", "simple"}
+        ``"realistic"`` (default): real coastlines, hidden drivers and a finer
+        environment behind the truth (:mod:`pipeline.demo.drivers`), cruises and
+        time series (:mod:`pipeline.demo.sampling`), UVP5SD/UVP5HD/UVP6 casts with
+        cast effects, calibration offsets, patchiness and gamma-Poisson counts
+        (:mod:`pipeline.demo.noise`). ``"simple"``: the first demo world (ellipse
+        continents, truth a closed form of the delivered fields, uniform sampling,
+        Poisson counts), kept bit for bit.
+    driver_strength : float
+        Realistic world only: multiplies the standard deviation of every hidden driver
+        (0 leaves the finer environment and the ecology, without unobserved drivers).
 
     Returns
     -------
@@ -250,18 +353,21 @@ def generate_demo_world(
     Raises
     ------
     ValueError
-        On a resolution not dividing 180, no years, or non-positive counts.
+        On a resolution not dividing 180, no years, non-positive counts or an unknown
+        ``world``.
 
     Examples
     --------
     >>> import tempfile
     >>> w = generate_demo_world(tempfile.mkdtemp(), resolution=10.0, n_profiles=3,
-    ...                         n_images=5)
+    ...                         n_images=5, world="simple")
     >>> w.n_profiles, w.n_images, sorted(w.paths)[:3]
     (3, 5, ['ecopart_detailed', 'ecopart_raw', 'ecotaxa'])
     """
-    _check_args(resolution, years, n_profiles, n_images)
+    _check_args(resolution, years, n_profiles, n_images, world)
     years = tuple(int(y) for y in years)
+    kind = str(world)
+    realistic = kind == "realistic"
     root = Path(out)
     for sub in ("environment.zarr", "products", "ecopart", "ecotaxa", "truth"):
         if (root / sub).exists():
@@ -273,20 +379,37 @@ def generate_demo_world(
     for d in (raw_dir, eco_dir, truth_dir):
         d.mkdir(parents=True, exist_ok=True)
 
+    deptho = real_bathymetry(resolution) if realistic else None
+    hidden = HiddenWorld(int(seed), float(driver_strength)) if realistic else None
     env_info = envmod.write_environment(
-        str(root / "environment.zarr"), resolution=resolution, years=years
+        str(root / "environment.zarr"), resolution=resolution, years=years, deptho=deptho
     )
-    env_info["products"] = write_products(root, resolution=resolution, years=years)
-    specs = _choose_profiles(int(n_profiles), resolution, years, seed)
+    env_info["products"] = write_products(
+        root, resolution=resolution, years=years, world="realistic" if realistic else "simple"
+    )
+    if realistic:
+        specs = plan_realistic_casts(int(n_profiles), resolution, years, seed, deptho)
+    else:
+        specs = _choose_profiles(int(n_profiles), resolution, years, seed)
     truth_rows: list[dict[str, Any]] = []
     objects: list[pd.DataFrame] = []
     n_raw_rows = 0
     for spec in specs:
-        sim = ew.simulate_profile(spec, _rng(seed, 2, spec.index))
+        cast = _cast_noise(spec, seed) if realistic else None
+        sim = ew.simulate_profile(spec, _rng(seed, 2, spec.index), noise=cast, hidden=hidden)
         ew.write_detailed_export(sim, ecopart)
         ew.write_raw_export(sim, raw_dir)
         n_raw_rows += sim.raw["depth"].size
-        truth_rows.extend(_truth_rows(sim))
+        rows = _truth_rows(sim)
+        if cast is not None:
+            for row in rows:
+                row.update(
+                    cruise=spec.cruise,
+                    instrument=spec.instrument,
+                    cast_sd_dex=cast.cast_sd_dex,
+                    cast_effect=cast.cast_effect,
+                )
+        truth_rows.extend(rows)
         o = sim.objects
         secs = o["depth_m"].astype("float64")  # descent at 1 m s-1
         objects.append(
@@ -310,7 +433,11 @@ def generate_demo_world(
     profiles_truth["time"] = profiles_truth["time"].astype("datetime64[ns, UTC]")
     profiles_truth.to_parquet(truth_dir / "profiles.parquet", index=False)
     fields_info = truth.write_truth_fields(
-        str(truth_dir / "fields.zarr"), resolution=resolution, years=years
+        str(truth_dir / "fields.zarr"),
+        resolution=resolution,
+        years=years,
+        deptho=deptho,
+        hidden=hidden,
     )
 
     # EcoTaxa: uniform subsample of all objects, statuses, drawings
@@ -339,6 +466,7 @@ def generate_demo_world(
             "volimage_l": s.calibration.volimage_l,
             "subsample_fraction": fraction,
             "bottom_depth_m": s.bottom_depth_m,
+            **({"instrument": s.instrument_type, "cruise": s.cruise} if realistic else {}),
         }
         for s in specs
     }
@@ -371,14 +499,18 @@ def generate_demo_world(
         resolution=float(resolution),
         years=years,
         seed=int(seed),
+        world=kind,
     )
     info = {
+        "world": kind,
         "parameters": {
             "resolution": float(resolution),
             "years": list(years),
             "n_profiles": int(n_profiles),
             "n_images": int(n_images),
             "seed": int(seed),
+            "world": kind,
+            **({"driver_strength": float(driver_strength)} if realistic else {}),
         },
         "software": {"oceanfields": __version__},
         "counts": {
@@ -399,14 +531,7 @@ def generate_demo_world(
             "predicted_misclassified_probability": _MISCLASSIFIED_P,
             "grey_convention": "features on inverted grey (255 - PNG), as UVP5 ZooProcess",
         },
-        "ecopart": {
-            "instrument": "uvp5",
-            "calibrations": [asdict(c) for c in ew.CALIBRATIONS],
-            "images_per_metre": [20, 50],
-            "depth_offset_m": 0.0,
-            "export_stamp": ew.EXPORT_STAMP,
-            "min_esd_mm": truth.MIN_ESD_MM,
-        },
+        "ecopart": _ecopart_info(realistic),
         "environment": env_info | {"depth_levels_m": list(envmod.DEPTH_LEVELS_M)},
         "truth": {
             "types": list(truth.TYPES),
@@ -420,6 +545,8 @@ def generate_demo_world(
         },
         "files": {k: str(Path(v).relative_to(root)) for k, v in paths.items()},
     }
+    if realistic:
+        info.update(_realistic_info(specs, driver_strength))
     (root / "world.json").write_text(json.dumps(info, indent=2, sort_keys=False) + "\n")
     logger.info(
         "demo world in %s: %d profiles, %d raw rows, %d of %d objects imaged",

@@ -1,0 +1,222 @@
+"""Benchmark: is the demo world worth predicting? Realistic vs simple world, same recipe.
+
+Usage::
+
+    python benchmarks/bench_world.py [--resolution 2.0] [--profiles 500] [--seeds 0,1,2] \
+        [--worlds realistic,simple] [--out benchmarks/results/world.json]
+
+For each world and seed: generate the demo world (years 2019-2020), run the project's
+``targets`` and ``matchup`` steps (:func:`pipeline.run.steps.run_steps`, the
+configuration of ``tests/test_run.py``: the five demo products, 15-degree blocks, 4
+folds) on a one-worker in-process cluster, then fit directly with scikit-learn and
+xgboost (not the train step), on the transformed targets (log10(c + eps)):
+
+- the block split of the project (:func:`pipeline.model.split.assign_folds`): test MSE
+  of OLS and of xgboost (one model per target, 200 trees, depth 6) on the test blocks;
+- block-CV and random-CV MSE of xgboost (:func:`~pipeline.model.split.random_folds`)
+  over the training rows, and their ratio;
+- residual Moran's I of the out-of-fold block-CV residuals (weights 1 for pairs of
+  rows of different casts closer than 1,000 km, first target, per layer, averaged);
+- the noise ceiling of the world (:func:`pipeline.demo.noise_ceiling`) on the test rows.
+
+MSE is the plain mean over targets of the per-target MSE (transformed space). The
+machine's load average is recorded with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.demo import generate_demo_world, noise_ceiling
+from pipeline.demo.products import DEMO_SOURCES
+from pipeline.model.split import assign_folds, random_folds
+from pipeline.run.config import load_run_config
+from pipeline.run.steps import run_steps
+from pipeline.targets import transform as apply_transform
+
+
+def _config(root: str, seed: int):
+    return load_run_config(
+        {
+            "inputs": {
+                "catalog": "demo",
+                "params": {"root": root},
+                "particles": "ecopart_detailed",
+                "environment": list(DEMO_SOURCES),
+                "truth": "truth_profiles",
+            },
+            "split": {"block_deg": 15.0, "n_folds": 4, "seed": seed},
+        }
+    )
+
+
+def _mse(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(np.mean((y - p) ** 2, axis=0)))
+
+
+def _xgb(x_tr, y_tr, x_te):
+    import xgboost as xgb
+
+    out = np.empty((len(x_te), y_tr.shape[1]))
+    for j in range(y_tr.shape[1]):
+        m = xgb.XGBRegressor(
+            n_estimators=200, max_depth=6, learning_rate=0.08, subsample=0.8, n_jobs=2
+        )
+        m.fit(x_tr, y_tr[:, j])
+        out[:, j] = m.predict(x_te)
+    return out
+
+
+def _ols(x_tr, y_tr, x_te):
+    from sklearn.linear_model import LinearRegression
+
+    return LinearRegression().fit(x_tr, y_tr).predict(x_te)
+
+
+def _cv(x, y, folds, fit) -> tuple[float, np.ndarray]:
+    oof = np.full(y.shape, np.nan)
+    for k in np.unique(folds[folds >= 0]):
+        tr, te = (folds >= 0) & (folds != k), folds == k
+        oof[te] = fit(x[tr], y[tr], x[te])
+    rows = folds >= 0
+    return _mse(y[rows], oof[rows]), oof
+
+
+def _morans_i(lat, lon, ids, res, max_km=1000.0) -> float:
+    from sklearn.metrics.pairwise import haversine_distances
+
+    rad = np.deg2rad(np.c_[lat, lon])
+    d = haversine_distances(rad) * 6371.0
+    w = ((d < max_km) & (ids[:, None] != ids[None, :])).astype(float)
+    z = res - res.mean()
+    if w.sum() == 0:
+        return float("nan")
+    return float(len(z) / w.sum() * (z @ w @ z) / (z @ z))
+
+
+def _say(msg: str, t0: float) -> None:
+    print(f"  [{time.perf_counter() - t0:7.1f} s] {msg}", flush=True)
+
+
+def run_one(kind: str, seed: int, resolution: float, profiles: int, client) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench_world_{kind}_{seed}_"))
+    t0 = time.perf_counter()
+    world = generate_demo_world(
+        str(tmp / "world"),
+        resolution=resolution,
+        years=(2019, 2020),
+        n_profiles=profiles,
+        n_images=0,
+        seed=seed,
+        world=kind,
+    )
+    t_world = time.perf_counter() - t0
+    _say(f"{kind} world seed {seed}", t0)
+    config = _config(world.root, seed)
+    run_steps(config, out=str(tmp / "run"), steps=["targets", "matchup"], client=client)
+    matchup = pd.read_parquet(tmp / "run" / "matchup.parquet")
+    state = json.loads((tmp / "run" / "_state" / "matchup.json").read_text())
+    tstate = json.loads((tmp / "run" / "_state" / "targets.json").read_text())
+    features, targets, tr = list(state["features"]), list(tstate["targets"]), tstate["transform"]
+    matchup = matchup[matchup[targets].notna().all(axis=1)].reset_index(drop=True)
+    x = matchup[features].astype(float).fillna(-999.0).to_numpy()
+    y = np.column_stack(
+        [
+            apply_transform(matchup[t].to_numpy(float), name=tr["name"], epsilon=tr["epsilon"])
+            for t in targets
+        ]
+    )
+    lat, lon = matchup["lat"].to_numpy(), matchup["lon"].to_numpy()
+    folds = assign_folds(lat, lon, y, config=config.split)
+    test = folds == -1
+    rf = np.full(len(y), -1)  # random CV over the same training rows
+    rf[~test] = random_folds(int((~test).sum()), config=replace(config.split, test_fraction=0.0))
+    _say(f"targets + matchup: {len(y)} rows", t0)
+    x_tr, y_tr = x[~test], y[~test]
+    ols_test = _mse(y[test], _ols(x_tr, y_tr, x[test]))
+    xgb_test = _mse(y[test], _xgb(x_tr, y_tr, x[test]))
+    _say("test fits", t0)
+    block_cv, oof = _cv(x, y, folds, _xgb)
+    random_cv, _ = _cv(x, y, rf, _xgb)
+    _say("cv fits", t0)
+    ids = matchup["id"].astype(str).to_numpy()
+    layer = matchup["layer"].astype(str).to_numpy()
+    morans = []
+    for name in np.unique(layer):
+        sel = (layer == name) & ~test
+        morans.append(_morans_i(lat[sel], lon[sel], ids[sel], (y - oof)[sel, 0]))
+    _say("moran", t0)
+    ydf = pd.DataFrame(y, columns=targets)
+    ceiling = noise_ceiling(config, matchup, ydf, test=test, targets=targets, transform=tr)
+    ceiling_mse = (
+        float(np.mean(list(ceiling["test"]["mse_by_target"].values()))) if ceiling else None
+    )
+    return {
+        "world": kind,
+        "seed": seed,
+        "rows": len(y),
+        "test_rows": int(test.sum()),
+        "targets": targets,
+        "world_seconds": round(t_world, 1),
+        "test_mse": {"ols": ols_test, "xgboost": xgb_test, "ceiling": ceiling_mse},
+        "xgboost_cv_mse": {
+            "block": block_cv,
+            "random": random_cv,
+            "block_over_random": block_cv / random_cv,
+        },
+        "ols_over_xgboost_test": ols_test / xgb_test,
+        "xgboost_over_ceiling_test": xgb_test / ceiling_mse if ceiling_mse else None,
+        "residual_morans_i_by_layer": dict(zip(np.unique(layer).tolist(), morans, strict=True)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolution", type=float, default=2.0)
+    parser.add_argument("--profiles", type=int, default=500)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--worlds", default="realistic,simple")
+    parser.add_argument("--out", default="benchmarks/results/world.json")
+    args = parser.parse_args()
+    from distributed import Client, LocalCluster
+
+    results = []
+    load = os.getloadavg()
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False) as cluster:
+        with Client(cluster) as client:
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for kind in args.worlds.split(","):
+                    r = run_one(kind, seed, args.resolution, args.profiles, client)
+                    print(json.dumps(r, indent=1), flush=True)
+                    results.append(r)
+    import sklearn
+    import xgboost
+
+    doc = {
+        "name": "world",
+        "parameters": vars(args),
+        "results": results,
+        "versions": {"xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_start": load,
+            "load_average_end": os.getloadavg(),
+        },
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
