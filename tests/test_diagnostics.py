@@ -181,3 +181,34 @@ def test_auto_blocks_follow_the_targets_autocorrelation_range(field):
     assert split.buffer_km == pytest.approx(split.block_deg * 111.2, rel=1e-6)
     fixed = SplitConfig(block_deg=7.0)
     assert resolve_split(fixed, y, lat, lon, layer) is fixed
+
+
+def test_distance_strata_cover_rows_far_from_the_casts_where_layers_alone_do_not():
+    # Residuals 3x wider beyond 1000 km from the nearest cast; the test set is far-heavy.
+    rng = np.random.default_rng(4)
+    n = 4000
+    layer = np.full(n, "0-100m")
+    far_cal = rng.random(n) < 0.2
+    far_test = rng.random(n) < 0.6
+    cal_class = np.where(far_cal, ">1000 km", "<250 km")
+    test_class = np.where(far_test, ">1000 km", "<250 km")
+    cal = rng.normal(size=(n, 1)) * np.where(far_cal, 0.3, 0.1)[:, None]
+    test = rng.normal(size=(n, 1)) * np.where(far_test, 0.3, 0.1)[:, None]
+    zero = np.zeros((n, 1))
+    layers_only = mondrian_quantiles(cal, zero, layer, targets=["c"])
+    lo, hi = interval_bounds(zero, layer, layers_only, targets=["c"])
+    by = {"distance": test_class}
+    plain = coverage_report(test, lo, hi, targets=["c"], by=by)["by"]["distance"]
+    q = mondrian_quantiles(cal, zero, layer, targets=["c"], strata=cal_class)
+    assert set(q["groups"]) == {"0-100m", "0-100m|<250 km", "0-100m|>1000 km"}
+    lo, hi = interval_bounds(zero, layer, q, targets=["c"], strata=test_class)
+    strat = coverage_report(test, lo, hi, targets=["c"], by=by)["by"]["distance"]
+    assert plain[">1000 km"]["mean"] < 0.8  # one quantile per layer misses the far rows
+    for name in ("<250 km", ">1000 km"):
+        assert 0.87 < strat[name]["mean"] < 0.93, (name, strat[name])
+    # a stratum with too few calibration rows falls back to its layer's quantiles
+    few = mondrian_quantiles(
+        cal[:40], zero[:40], layer[:40], targets=["c"], strata=cal_class[:40], min_rows=30
+    )
+    lo1, _ = interval_bounds(zero[:1], layer[:1], few, targets=["c"], strata=[">1000 km"])
+    assert lo1[0, 0] == few["groups"]["0-100m"]["c"][0]

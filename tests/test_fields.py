@@ -217,6 +217,34 @@ def test_per_layer_quantiles_widen_only_their_layer_whatever_the_chunking(featur
             ]
 
 
+def test_distance_class_quantiles_widen_the_cells_far_from_the_training_casts(features, booster):
+    # One cast in a corner: cells beyond 1000 km of it take the far quantiles.
+    from pipeline.model.intervals import nearest_km
+
+    lat0, lon0 = float(features["lat"][0]), float(features["lon"][0])
+    wide = {t: (3 * lo, 3 * hi) for t, (lo, hi) in QUANTILES.items()}
+    by = {"0-100m|>1000 km": wide}
+    out = predict_fields(
+        features.chunk({"time": 1, "lat": 6}),
+        booster,
+        targets=TARGETS,
+        transform=TRANSFORM,
+        residual_quantiles=QUANTILES,
+        quantiles_by_layer=by,
+        train_positions=(np.array([lat0]), np.array([lon0])),
+    ).compute(scheduler="sync")
+    lat2, lon2 = np.meshgrid(features["lat"].values, features["lon"].values, indexing="ij")
+    far = nearest_km(lat2.ravel(), lon2.ravel(), [lat0], [lon0]).reshape(lat2.shape) > 1000
+    t = TARGETS[0]
+    width = np.log10(out[f"{t}_upper"].values + EPS) - np.log10(out[f"{t}_lower"].values + EPS)
+    surface, deep = width[:, 0], width[:, 1]
+    assert far.any()
+    assert (~far).any()
+    assert np.nanmin(surface[:, far]) > np.nanmax(surface[:, ~far])  # far cells are wider
+    # the deep layer has no distance quantiles: never wider than its layer's pair
+    assert np.nanmax(deep) <= QUANTILES[t][1] - QUANTILES[t][0] + 1e-3
+
+
 def test_extrapolation_flags_only_the_cell_pushed_outside_the_training_envelope(features, training):
     X, booster = training
     pushed = features.copy(deep=True).compute()

@@ -312,7 +312,7 @@ def test_the_test_set_is_dealt_blind_to_the_targets(globe):
     # folds are balanced on y), and still about test_fraction of the rows.
     lat, lon, y = globe
     a = assign_folds(lat, lon, y)
-    b = assign_folds(lat, lon, -y[::-1] ** 2)
+    b = assign_folds(lat, lon, -(y[::-1] ** 2))
     assert np.array_equal(a == -1, b == -1)
     assert not np.array_equal(a, b)
     assert 0.15 < (a == -1).mean() < 0.25

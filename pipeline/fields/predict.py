@@ -46,6 +46,7 @@ import xarray as xr
 import xgboost as xgb
 
 from pipeline.config import check_choice, check_count, check_range
+from pipeline.model.intervals import DISTANCE_BINS_KM, distance_class, nearest_km
 from pipeline.model.train import count_prediction
 from pipeline.predictors.features import optional_features
 from pipeline.targets.particles import inverse_transform
@@ -171,27 +172,42 @@ class _BlockPredictor:
     env_lo: tuple[float, ...] | None
     env_hi: tuple[float, ...] | None
     optional: tuple[bool, ...] | None = None  # features that may be missing (surface-only)
+    n_classes: int = 1  # distance classes per layer in the quantile tables
 
     @property
     def n_channels(self) -> int:
         return self.n_targets * (1 if self.q_lo is None else 3) + 2
 
     def _quantiles(
-        self, q: tuple[tuple[float, ...], ...], shape: tuple[int, ...], block_info: Any
+        self,
+        q: tuple[tuple[float, ...], ...],
+        shape: tuple[int, ...],
+        block_info: Any,
+        dclass: np.ndarray | None,
     ) -> np.ndarray:
-        """Per-row quantiles ``(rows, targets)``: each row's layer's (one row: every layer)."""
+        """Per-row quantiles ``(rows, targets)`` from the row's layer (and distance class).
+
+        The table's rows are ``layer * n_classes + class``; a one-row table serves every
+        cell.
+        """
         table = np.asarray(q, dtype=np.float64)
         if table.shape[0] == 1:
             return table[0]
         start = 0
         if block_info and block_info.get(0):
             start = int(block_info[0]["array-location"][1][0])
-        index = np.broadcast_to((start + np.arange(shape[1]))[None, :, None, None], shape).reshape(
-            -1
-        )
-        return table[index]
+        index = (start + np.arange(shape[1]))[None, :, None, None] * self.n_classes
+        if dclass is not None and self.n_classes > 1:
+            index = index + dclass.reshape(1, 1, *shape[2:]).astype(np.int64)
+        return table[np.broadcast_to(index, shape).reshape(-1)]
 
-    def __call__(self, block: np.ndarray, raw: bytes, block_info: Any = None) -> np.ndarray:
+    def __call__(
+        self,
+        block: np.ndarray,
+        raw: bytes,
+        dclass: np.ndarray | None = None,
+        block_info: Any = None,
+    ) -> np.ndarray:
         shape = block.shape[:-1]
         X = np.ascontiguousarray(block.reshape(-1, block.shape[-1]), dtype=np.float32)
         out = np.full((X.shape[0], self.n_channels), np.nan, dtype=np.float32)
@@ -210,8 +226,8 @@ class _BlockPredictor:
             back = {"name": self.transform, "epsilon": self.epsilon}
             cols = [inverse_transform(pred, **back)]
             if self.q_lo is not None and self.q_hi is not None:
-                lo = self._quantiles(self.q_lo, shape, block_info)
-                hi = self._quantiles(self.q_hi, shape, block_info)
+                lo = self._quantiles(self.q_lo, shape, block_info, dclass)
+                hi = self._quantiles(self.q_hi, shape, block_info, dclass)
                 if lo.ndim == 2:
                     lo, hi = lo[valid], hi[valid]
                 cols.append(inverse_transform(pred + lo, **back))
@@ -348,6 +364,7 @@ def predict_fields(
     units: Mapping[str, str] | None = None,
     config: FieldsConfig | None = None,
     quantiles_by_layer: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
+    train_positions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> xr.Dataset:
     """Predict the fields of every cell, month and layer, lazily.
 
@@ -374,6 +391,11 @@ def predict_fields(
     quantiles_by_layer : mapping, optional
         ``{layer: {target: (q_lo, q_hi)}}``: per-layer (Mondrian) quantiles used instead of
         ``residual_quantiles`` in the layers they name (``residual_quantiles`` elsewhere).
+        Keys ``"<layer>|<distance class>"`` (:func:`pipeline.model.intervals.distance_class`)
+        refine a layer by the distance of each cell to the nearest training cast, with
+        ``train_positions``.
+    train_positions : (array, array), optional
+        Latitudes and longitudes of the training casts (for the distance classes).
     units : mapping of str to str, optional
         Units per target; defaults: ``"L-1"`` for ``conc_*_per_l``, ``"mg m-2 d-1"`` for
         flux.
@@ -427,11 +449,25 @@ def predict_fields(
     epsilon = float(transform.get("epsilon", 0.0)) if name == "log10" else 0.0
 
     q_lo = q_hi = None
+    classes: np.ndarray | None = None
+    n_classes = 1
     if residual_quantiles is not None:
         tables = [residual_quantiles]
-        if quantiles_by_layer:
-            layers = [str(v) for v in np.asarray(features["layer"].values)]
-            tables = [quantiles_by_layer.get(name, residual_quantiles) for name in layers]
+        layers = [str(v) for v in np.asarray(features["layer"].values)]
+        by = dict(quantiles_by_layer or {})
+        if by and train_positions is not None and any("|" in k for k in by):
+            labels = distance_class(np.array([0.0, *DISTANCE_BINS_KM])).tolist()
+            n_classes = len(labels)
+            tables = [
+                by.get(f"{layer}|{label}", by.get(layer, residual_quantiles))
+                for layer in layers
+                for label in labels
+            ]
+            lat2, lon2 = np.meshgrid(features["lat"].values, features["lon"].values, indexing="ij")
+            km = nearest_km(lat2.ravel(), lon2.ravel(), *train_positions).reshape(lat2.shape)
+            classes = np.searchsorted(np.asarray(DISTANCE_BINS_KM), km, side="right")
+        elif by:
+            tables = [by.get(name, residual_quantiles) for name in layers]
         q_lo, q_hi = _quantile_tables(tables, targets)
     env_lo = env_hi = None
     if envelope is not None:
@@ -458,13 +494,22 @@ def predict_fields(
     optional_names = set(optional_features(features))
     optional = tuple(n in optional_names for n in names) if optional_names else None
     predictor = _BlockPredictor(
-        digest, n_targets, name, epsilon, q_lo, q_hi, env_lo, env_hi, optional
+        digest, n_targets, name, epsilon, q_lo, q_hi, env_lo, env_hi, optional, n_classes
     )
     channels = predictor.n_channels
+    extra = []
+    if classes is not None:
+        extra = [
+            da.from_array(
+                classes[None, None, :, :, None].astype(np.int8),
+                chunks=((1,), (1,), stacked.chunks[2], stacked.chunks[3], (1,)),
+            )
+        ]
     pred = da.map_blocks(
         predictor,
         stacked,
         model,
+        *extra,
         dtype=np.float32,
         chunks=(*stacked.chunks[:4], (channels,)),
         name=f"predict-fields-{dask.base.tokenize(stacked, digest, predictor)}",

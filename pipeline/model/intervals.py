@@ -54,8 +54,14 @@ def mondrian_quantiles(
     targets: Sequence[str],
     coverage: float = 0.9,
     min_rows: int = 30,
+    strata: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Conformal residual quantiles per group (layer) and target, with a pooled fallback.
+
+    With ``strata`` (e.g. the distance class of each row to the nearest training cast),
+    each ``"<group>|<stratum>"`` with at least ``min_rows`` rows gets its own pair too, so
+    a row far from the data is calibrated on residuals that were as far from theirs; a
+    smaller stratum falls back to its group's pair.
 
     Parameters
     ----------
@@ -69,6 +75,8 @@ def mondrian_quantiles(
         Nominal coverage.
     min_rows : int
         Groups with fewer calibration rows use the pooled quantiles.
+    strata : sequence, shape (n,), optional
+        Sub-category of each row within its group.
 
     Returns
     -------
@@ -98,6 +106,16 @@ def mondrian_quantiles(
             if rows.sum() >= min_rows
             else dict(pooled)
         )
+    if strata is not None:
+        sub = np.asarray(strata).astype(str)
+        for key in dict.fromkeys(f"{g}|{t}" for g, t in zip(labels, sub, strict=True)):
+            g, t = key.split("|", 1)
+            rows = (labels == g) & (sub == t)
+            counts[key] = int(rows.sum())
+            if rows.sum() >= min_rows:
+                by[key] = residual_quantiles(
+                    obs[rows], pred[rows], targets=targets, coverage=coverage
+                )
     return {
         "pooled": pooled,
         "groups": by,
@@ -108,7 +126,12 @@ def mondrian_quantiles(
 
 
 def interval_bounds(
-    pred: np.ndarray, groups: Sequence[Any], quantiles: Mapping[str, Any], *, targets: Sequence[str]
+    pred: np.ndarray,
+    groups: Sequence[Any],
+    quantiles: Mapping[str, Any],
+    *,
+    targets: Sequence[str],
+    strata: Sequence[Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds ``pred + q`` with each row's group quantiles (pooled if unseen).
 
@@ -123,8 +146,12 @@ def interval_bounds(
     labels = np.asarray(groups).astype(str)
     lo, hi = np.empty_like(p), np.empty_like(p)
     pooled = quantiles["pooled"]
+    table = quantiles.get("groups", {})
+    sub = None if strata is None else np.asarray(strata).astype(str)
     for i, name in enumerate(labels):
-        q = quantiles.get("groups", {}).get(name, pooled)
+        q = table.get(name, pooled)
+        if sub is not None:
+            q = table.get(f"{name}|{sub[i]}", q)
         lo[i] = [q[t][0] for t in targets]
         hi[i] = [q[t][1] for t in targets]
     return p + lo, p + hi
@@ -243,6 +270,8 @@ def calibration_curve(
     levels: Sequence[float] = LEVELS,
     by: Mapping[str, Sequence[Any]] | None = None,
     min_rows: int = 30,
+    strata_cal: Sequence[Any] | None = None,
+    strata_test: Sequence[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Observed coverage of the test rows at each nominal level (per-layer conformal).
 
@@ -254,9 +283,15 @@ def calibration_curve(
     out = []
     for level in levels:
         q = mondrian_quantiles(
-            y_cal, pred_cal, groups_cal, targets=targets, coverage=level, min_rows=min_rows
+            y_cal,
+            pred_cal,
+            groups_cal,
+            targets=targets,
+            coverage=level,
+            min_rows=min_rows,
+            strata=strata_cal,
         )
-        lo, hi = interval_bounds(pred_test, groups_test, q, targets=targets)
+        lo, hi = interval_bounds(pred_test, groups_test, q, targets=targets, strata=strata_test)
         out.append(
             {
                 "nominal": float(level),

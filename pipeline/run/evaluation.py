@@ -169,6 +169,17 @@ def _extrapolating(x: pd.DataFrame, train: np.ndarray, rows: np.ndarray) -> np.n
         return ((values < lo) | (values > hi)).any(axis=1)
 
 
+def _fold_distances(folds: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Distance (km) of each CV row to the nearest training row of its fold (CV rows only)."""
+    cv = np.flatnonzero(folds >= 0)
+    out = np.empty(cv.size)
+    for k in np.unique(folds[cv]):
+        inside = folds[cv] == k
+        train = cv[~inside]
+        out[inside] = nearest_km(lat[cv[inside]], lon[cv[inside]], lat[train], lon[train])
+    return out
+
+
 def evaluate_fit(
     cv: CVResult,
     y: pd.DataFrame,
@@ -264,25 +275,30 @@ def evaluate_fit(
         "flagged": [t for t, r2 in pooled["r2"].items() if not (r2 >= WEAK_R2)],
     }
 
+    cv_class = distance_class(_fold_distances(folds, lat, lon))
     quantiles = mondrian_quantiles(
-        obs[cvr], pred_cv, layer[cvr], targets=targets, coverage=coverage
+        obs[cvr], pred_cv, layer[cvr], targets=targets, coverage=coverage, strata=cv_class
     )
     intervals: dict[str, Any] = {
-        "method": "split-conformal per layer (Mondrian) on out-of-fold residuals",
+        "method": "split-conformal per layer and distance to the nearest training cast "
+        "(Mondrian) on out-of-fold residuals",
         "nominal": coverage,
         "n_calibration": quantiles["n"],
     }
     if test.any():
         km = nearest_km(lat[test], lon[test], lat[cvr], lon[cvr])
+        test_class = distance_class(km)
         by = {
             "layer": layer[test],
             "basin": basin[test],
-            "distance": distance_class(km),
+            "distance": test_class,
             "extrapolation": np.where(
                 _extrapolating(x, np.flatnonzero(cvr), np.flatnonzero(test)), "outside", "inside"
             ),
         }
-        lo, hi = interval_bounds(pred_test, layer[test], quantiles, targets=targets)
+        lo, hi = interval_bounds(
+            pred_test, layer[test], quantiles, targets=targets, strata=test_class
+        )
         intervals["test"] = coverage_report(obs[test], lo, hi, targets=targets, by=by)
         intervals["calibration"] = calibration_curve(
             obs[cvr],
@@ -293,6 +309,8 @@ def evaluate_fit(
             layer[test],
             targets=targets,
             by={"layer": layer[test], "basin": basin[test]},
+            strata_cal=cv_class,
+            strata_test=test_class,
         )
     out["intervals"] = intervals
     return quantiles, out

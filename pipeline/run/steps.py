@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import dask
+import numpy as np
 import pandas as pd
 import xarray as xr
 from distributed import get_client
@@ -406,6 +407,14 @@ def _run_fields(ctx: StepContext) -> dict:
         },
         envelope={k: tuple(v) for k, v in extra["envelope"].items()},
         config=config.fields,
+        train_positions=(
+            (
+                np.asarray(extra["train_positions"]["lat"]),
+                np.asarray(extra["train_positions"]["lon"]),
+            )
+            if "train_positions" in extra
+            else None
+        ),
     )
     attrs = {
         "title": "oceanfields: particle concentrations and flux per depth layer",

@@ -224,7 +224,12 @@ def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
             "residual_quantiles_by_layer": {
                 g: {t: list(v) for t, v in q.items()} for g, q in quantiles["groups"].items()
             },
-            "interval_method": "split-conformal per layer (Mondrian), out-of-fold residuals",
+            "interval_method": "split-conformal per layer and distance to the nearest "
+            "training cast (Mondrian), out-of-fold residuals",
+            "train_positions": {
+                "lat": np.round(lat[train_rows], 4).tolist(),
+                "lon": np.round(lon[train_rows], 4).tolist(),
+            },
             "interval_coverage_nominal": config.fields.interval_coverage,
             "envelope": {k: list(v) for k, v in envelope_of(x[train_rows]).items()},
         },
