@@ -61,14 +61,8 @@ def _config(root, **sections):
 def skill_world(request, tmp_path_factory):
     resolution, seed = request.param
     base = tmp_path_factory.mktemp(f"skill{seed}")
-    world = generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
-        str(base / "world"),
-        resolution=resolution,
-        n_profiles=500,
-        n_images=0,
-        seed=seed,
-        world="simple",
+    world = generate_demo_world(  # the realistic (default) world: hidden drivers, cruises
+        str(base / "world"), resolution=resolution, n_profiles=500, n_images=0, seed=seed
     )
     return world, base / "run"
 
@@ -113,44 +107,79 @@ def test_targets_and_matchup_keep_every_cast_and_match_every_row(skill_matchup):
     assert summary.counts["missing_rows"] == 0
 
 
-def test_model_beats_climatology_and_random_forest_on_the_test_blocks(skill_trained):
+def _metrics(out):
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_model_minus_baseline_differences_come_with_block_bootstrap_intervals(skill_trained):
+    # The model is better than the climatology on average, but with hidden drivers the
+    # 90 % block-bootstrap interval of the difference may still hold 0 (seen: CV
+    # -0.008 [-0.020, +0.002] and -0.003 [-0.026, +0.018]): "beats" is printed only when
+    # it does not.
     _, out, _ = skill_trained
-    metrics = json.loads((out / "metrics.json").read_text())
-    model = metrics["model"]["test"]["mv_mse"]
-    base = metrics["baselines"]
-    ceiling = metrics["noise_ceiling"]["test"]["mv_mse"]
-    # the model's excess error over the noise ceiling is a fraction of the climatology's
-    assert model - ceiling < 0.3 * (base["climatology"]["test"]["mv_mse"] - ceiling)
-    assert model < base["random_forest"]["test"]["mv_mse"]
+    metrics = _metrics(out)
+    clim = metrics["comparisons"]["climatology"]["cv"]["mse"]  # ~1,000 out-of-fold rows
+    assert clim["diff"] < 0, clim
+    assert clim["hi"] - clim["lo"] > 0.005  # blocks, not rows, are resampled: wide
+    # every comparison is an interval around the observed difference
+    for name, entry in metrics["comparisons"].items():
+        for split in ("cv", "test"):
+            d = entry[split]["mse"]
+            assert d["lo"] <= d["diff"] <= d["hi"], (name, split, d)
+            assert d["beats"] == (d["hi"] < 0), (name, split)
 
 
 def test_joint_model_is_as_good_as_independent_models_within_the_fold_spread(skill_trained):
     _, out, _ = skill_trained
-    metrics = json.loads((out / "metrics.json").read_text())
-    joint = metrics["model"]["test"]["mv_mse"]
-    independent = metrics["baselines"]["per_target"]["test"]["mv_mse"]
-    spread = metrics["model"]["cv"]["std"]["mv_mse"]
+    metrics = _metrics(out)
+    joint = metrics["model"]["test"]["mse"]
+    independent = metrics["baselines"]["per_target"]["test"]["mse"]
+    spread = metrics["model"]["cv"]["std"]["mse"]
     assert joint <= independent + spread
 
 
-def test_model_r2_is_close_to_the_noise_ceiling(skill_trained):
+def test_the_ceiling_is_out_of_reach_and_the_linear_model_fails_the_old_ceiling_check(
+    skill_trained,
+):
+    # On the old world a least-squares fit passed "excess over the ceiling < 0.3 x the
+    # climatology's"; hidden drivers and a finer true ocean put it out of reach.
     _, out, _ = skill_trained
-    metrics = json.loads((out / "metrics.json").read_text())
-    ceiling = metrics["noise_ceiling"]["test"]
-    model = metrics["model"]["test"]
-    assert ceiling["r2_mean"] > 0.5  # the demo's signal dominates its counting noise
-    assert model["r2_mean"] > ceiling["r2_mean"] - 0.02
-    for target, r2 in model["r2"].items():
-        assert r2 > ceiling["r2"][target] - 0.03, target
-    assert model["mv_mse"] < 1.25 * ceiling["mv_mse"]
+    metrics = _metrics(out)
+    ceiling = metrics["noise_ceiling"]["test"]["mse"]
+    clim = metrics["baselines"]["climatology"]["test"]["mse"]
+    linear = metrics["baselines"]["linear"]["test"]["mse"]
+    assert ceiling < metrics["model"]["test"]["mse"] < clim
+    assert linear - ceiling > 0.3 * (clim - ceiling), (linear, ceiling, clim)
+    assert metrics["excess_over_ceiling"]["mse_ratio"] > 1.5
+
+
+def test_random_cv_is_more_optimistic_than_block_cv_and_than_the_truth(skill_run):
+    # The CV honesty check: random CV by cast underestimates the true error of the fields
+    # far from the casts by a clear margin; block CV less so (seen: random 0.40-0.42,
+    # block 0.59-0.63 of the truth; leave-one-basin-out 0.69-0.87).
+    _, out, _ = skill_run
+    model = _metrics(out)["model"]
+    assert model["random_cv"]["mean"]["mse"] < 0.85 * model["cv"]["mean"]["mse"]
+    honesty = json.loads((out / "honesty.json").read_text())
+    ratios = {k: v["ratio"] for k, v in honesty["estimates"].items()}
+    assert ratios["random"] < 0.7, ratios
+    assert ratios["random"] < ratios["block"] < ratios["basins"] * 1.1, ratios
+    assert honesty["closest"] != "random"
+    near, *_, far = honesty["by_distance"].values()
+    assert far > near  # the fields are worse far from the casts
 
 
 def test_intervals_cover_the_test_observations_near_their_nominal_rate(skill_trained):
     _, out, _ = skill_trained
-    metrics = json.loads((out / "metrics.json").read_text())
-    coverage = metrics["model"]["test"]["interval_coverage"]
-    for target, rate in coverage.items():
-        assert 0.8 <= rate <= 0.98, (target, rate)  # nominal 0.9, ~290 test rows
+    intervals = _metrics(out)["intervals"]
+    test = intervals["test"]
+    assert 0.84 <= test["mean"] <= 0.96, test["mean"]  # nominal 0.9, ~300 test rows
+    for layer, g in test["by"]["layer"].items():
+        assert 0.8 <= g["mean"] <= 0.98, (layer, g)
+    assert test["joint"] < test["mean"]  # all targets at once: less often
+    observed = [c["mean"] for c in intervals["calibration"]]
+    assert observed == sorted(observed)  # wider nominal, more covered
+    assert abs(observed[0] - 0.5) < 0.12
 
 
 def test_run_writes_every_output_and_reports_block_and_random_cv(skill_run):
@@ -210,13 +239,13 @@ def test_fields_cover_every_ocean_cell_and_agree_with_the_truth(skill_run):
         both = np.isfinite(pred) & np.isfinite(true)
         assert both.mean() > 0.5
         err = np.abs(pred[both] - true[both])
-        assert np.median(err) < 0.05, (name, np.median(err))  # seen: 0.010-0.013
-        assert np.quantile(err, 0.9) < 0.15, name  # seen: 0.036-0.040
-        assert np.corrcoef(pred[both], true[both])[0, 1] > 0.98, name
+        # hidden drivers: the fields miss what the predictors cannot see (old world: 0.01)
+        assert np.median(err) < 0.3, (name, np.median(err))
+        assert np.corrcoef(pred[both], true[both])[0, 1] > 0.4, name  # seen 0.55-0.56
         lower = np.log10(fields[f"{name}_lower"].values + 1e-3)[both]
         upper = np.log10(fields[f"{name}_upper"].values + 1e-3)[both]
         inside = (true[both] >= lower) & (true[both] <= upper)
-        assert inside.mean() > 0.85, (name, inside.mean())  # 90 % interval; seen 0.91-0.93
+        assert inside.mean() > 0.85, (name, inside.mean())  # 90 % interval of an observation
 
 
 def test_rerunning_a_finished_run_does_no_work(skill_run, client):
