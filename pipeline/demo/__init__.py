@@ -7,6 +7,11 @@
 (:mod:`~pipeline.demo.truth`), so later steps can be scored against it:
 :func:`noise_ceiling` (:mod:`~pipeline.demo.ceiling`) is the skill of that truth against
 the observations, the bound a run's model is compared with in ``metrics.json``.
+
+The default world is ``"realistic"``: real coastlines (:mod:`~pipeline.demo.land`),
+hidden drivers and a finer environment behind the truth (:mod:`~pipeline.demo.drivers`),
+cruises and time series (:mod:`~pipeline.demo.sampling`) and the full UVP noise
+(:mod:`~pipeline.demo.noise`); ``world="simple"`` writes the first world bit for bit.
 """
 
 from __future__ import annotations

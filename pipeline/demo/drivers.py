@@ -14,9 +14,12 @@ reads (:mod:`pipeline.demo.truth`). In the realistic world the truth responds in
   standard deviation): total abundance (one field shared by all depths, one for the
   upper and one for the deeper ocean), the spectral slope, the scores of the four
   particle types and the abundance of the four plankton groups;
-- **non-additive ecology**: a temperature x chlorophyll interaction in abundance, an
-  oxygen-minimum-zone threshold (below ~20 mmol m-3 more and darker aggregates, fewer
-  copepods), true absences (no Trichodesmium below 20 degC) and a steeper spectrum;
+- **non-additive ecology**: a temperature x chlorophyll interaction in abundance, a
+  temperature optimum near 17 degC (+0.9 dex), an oxygen-minimum-zone threshold (below
+  ~45 mmol m-3: +0.9 dex, darker aggregates, fewer copepods), a winter-mixing export
+  step (+0.5 dex at depth where the mixed layer is deeper than 150 m), a polar front
+  (+0.4 dex below ~8 degC), true absences (no Trichodesmium below
+  20 degC) and a spectrum that steepens above 0.2 mm;
 - a **base offset** bringing the magnitudes to those of real UVP5 casts (the BATS casts
   of ``shared/data/ecotaxatools_bats361_uvp5``: 0.1-0.2 mm particles ~20-30 L-1 near the
   surface).
@@ -72,7 +75,7 @@ FINE: dict[str, tuple[float, float, float]] = {
 #: Base offsets of the realistic truth: log10 C100 (dex) and spectral slope below
 #: :data:`pipeline.demo.truth.BREAK_MM`, set so that the spectrum resembles the real
 #: BATS casts (slope ~2.9 below 0.2 mm near the surface, ~3.7 at depth, ~4.3 above).
-BASE_LOG_C = 0.62
+BASE_LOG_C = 0.64
 BASE_SLOPE = -1.2
 
 
@@ -290,7 +293,7 @@ class HiddenWorld:
         lchl = _log_chl(chl_fine)
         w_up = np.exp(-z / 150.0)
         w_deep = 1.0 - np.exp(-z / 300.0)
-        omz = 1.0 / (1.0 + np.exp((o2 - 20.0) / 3.0))  # ~1 below 20 mmol m-3
+        omz = 1.0 / (1.0 + np.exp((o2 - 45.0) / 4.0))  # ~1 below 45 mmol m-3
         log_c = (
             BASE_LOG_C
             + h["logc_shared"]
@@ -298,11 +301,16 @@ class HiddenWorld:
             + w_deep * h["logc_deep"]
             + h["interannual"]
             + 0.45 * np.clip(h["bloom_lag"], -1.0, 1.0) * w_deep
-            + 0.25 * (t_fine - 15.0) / 10.0 * (lchl + 0.7)  # temperature x chlorophyll
-            + 0.35 * omz
+            + 0.6 * (t_fine - 15.0) / 10.0 * (lchl + 0.7)  # temperature x chlorophyll
+            + 0.9 * omz
+            + 0.9 * np.exp(-(((t_fine - 17.0) / 2.5) ** 2))  # subtropical-front optimum
+            - 0.25
+            + 0.5 * (np.asarray(env["mlotst"], float) > 150.0) * w_deep  # winter-mixing export
         )
         zr = np.maximum(z, np.clip(env["mlotst"], 1.0, None)) / np.clip(env["mlotst"], 1.0, None)
         log_c = log_c + 0.45 * np.log10(zr)  # a gentler decline with depth than the simple one
+        polar = (1.0 - np.tanh((t_fine - 8.0) / 1.5)) / 2.0  # ~1 in cold water, ~0 in warm
+        log_c = log_c + 0.4 * polar  # a polar front: more particles below ~8 degC
         slope = BASE_SLOPE + 0.8 * w_deep + h["slope"] - 0.1 * omz + 0.0 * log_c
         steep = np.clip(1.3 - 0.8 * w_deep - h["slope"], 0.3, None)
         names = ("dark_aggregate", "fluffy_aggregate", "fecal_pellet", "fiber")

@@ -192,7 +192,7 @@ def spectrum_parameters(env: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]
     slope = 3.7 + 0.3 * np.tanh((t - 15.0) / 8.0) - 0.2 * lchl + 0.25 * np.log10(zr)
     if "log_c_extra" in env:  # the realistic world (pipeline.demo.drivers)
         log_c = log_c + _get(env, "log_c_extra")
-        slope = slope + _get(env, "slope_extra")
+        slope = np.maximum(slope + _get(env, "slope_extra"), 2.0)  # a falling spectrum
     return 10.0**log_c, slope
 
 

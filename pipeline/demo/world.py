@@ -16,11 +16,29 @@ Layout written under ``out`` (see ``design.md``)::
     truth/fields.zarr                 expected layer means on the global grid
     truth/objects.parquet             true kind of every EcoTaxa object
 
-Profiles: ``n_profiles`` casts spread over the basins (weights Atlantic 0.26, Pacific 0.30,
-Indian 0.18, Southern 0.16, Arctic 0.10) and cycling over all months of ``years``; 90 %
-at cells deeper than 1010 m (casts to 1000 m), 10 % over the slope (200-1010 m, casts to
-10 m above the bottom). Each position is a random point inside its grid cell; the truth
-uses the cell's stored environment.
+Two worlds (``world=``):
+
+- ``"realistic"`` (the default): real coastlines (:mod:`pipeline.demo.land`); the truth
+  responds to hidden random-field drivers and a finer environment that the products do
+  not hold (:mod:`pipeline.demo.drivers`); casts come in cruises and time series, biased
+  like the archive (:mod:`pipeline.demo.sampling`), made with UVP5SD, UVP5HD or UVP6
+  units whose counts carry a cast effect, a calibration offset, vertically correlated
+  patchiness and gamma-Poisson noise (:mod:`pipeline.demo.noise`). ``truth/fields.zarr``
+  and ``truth/profiles.parquet`` hold the **expected** values (hidden drivers and fine
+  environment included; cast effects, instrument offsets and counting noise excluded,
+  all of mean one), the same names and dims as in the simple world;
+  ``truth/profiles.parquet`` adds ``cruise, instrument, cast_sd_dex, cast_effect``.
+  ``world.json`` adds ``world``, ``noise``, ``sampling`` and ``hidden`` sections (what
+  the noise ceiling's Monte Carlo reads).
+- ``"simple"``: the first demo world, kept bit for bit (every file but ``world.json``):
+  the truth a closed form of the delivered monthly fields, Poisson counts, casts placed
+  as below.
+
+Profiles of the simple world: ``n_profiles`` casts spread over the basins (weights
+Atlantic 0.26, Pacific 0.30, Indian 0.18, Southern 0.16, Arctic 0.10) and cycling over
+all months of ``years``; 90 % at cells deeper than 1010 m (casts to 1000 m), 10 % over
+the slope (200-1010 m, casts to 10 m above the bottom). Each position is a random point
+inside its grid cell; the truth uses the cell's stored environment.
 
 Randomness: one ``numpy.random.Generator`` per purpose, seeded from ``(seed, purpose[,
 profile])``; same arguments, same bytes (no wall-clock time is written anywhere).
