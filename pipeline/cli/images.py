@@ -5,6 +5,7 @@ Registered on the main command group by :mod:`pipeline.cli.main`. Only the CLI p
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -283,3 +284,58 @@ def consistency_and_report(objects: Any, labels: str, out: str) -> Any:
     )
     click.echo(f"  report: {out.rstrip('/')}/index.html")
     return result
+
+
+@images.command("qc")
+@click.argument("source")
+@click.option("--out", required=True, help="Report folder (local path or URL).")
+@click.option("--labels", default=None, help="Machine labels folder to compare, optional.")
+@click.option(
+    "--statuses",
+    default="V",
+    show_default=True,
+    help="Annotation statuses whose categories are checked (comma-separated).",
+)
+@click.option("--near-bits", default=None, type=int, help="Most differing perceptual-hash bits.")
+@click.option(
+    "--cluster",
+    "cluster_file",
+    default=None,
+    help="Cluster file (clusters/*.yaml) to hash on; default: threads of this process.",
+)
+def qc_command(
+    source: str,
+    out: str,
+    labels: str | None,
+    statuses: str,
+    near_bits: int | None,
+    cluster_file: str | None,
+) -> None:
+    """Quality control of SOURCE's human sorting: duplicates with two labels, and more.
+
+    Lists exact (content hash) and near (perceptual hash) duplicates that carry
+    different categories, counts duplicates within a class and, with --labels, the
+    per-category disagreement of machine labels with the validated categories. Writes
+    OUT/index.html, qc.json, conflicts.csv and conflicts.png; nothing is deleted.
+    """
+    from pipeline.clusters.client import cluster_client
+    from pipeline.images.qc import QCConfig, quality_control, write_qc_report
+
+    options: dict[str, Any] = {"statuses": tuple(s for s in statuses.split(",") if s)}
+    if near_bits is not None:
+        options["near_bits"] = near_bits
+    config = QCConfig(**options)
+    with contextlib.ExitStack() as stack:
+        if cluster_file:  # else dask's threads: hashing is light (about 1 ms an image)
+            client = stack.enter_context(cluster_client(cluster_file))
+            click.echo(f"Dask dashboard: {client.dashboard_link}")
+        result = quality_control(_objects(source), labels=labels, config=config)
+        write_qc_report(result, out)
+    doc = result.to_dict()
+    click.echo(
+        f"  {result.n_images} images: {doc['n_conflicts_exact']} exact and "
+        f"{doc['n_conflicts_near']} near duplicate pair(s) with two categories"
+    )
+    for item in result.look_first():
+        click.echo(f"  - {item}")
+    click.echo(f"  report: {out.rstrip('/')}/index.html")

@@ -12,7 +12,9 @@
 - :mod:`~pipeline.images.morphology`, :mod:`~pipeline.images.morphology_describe`:
   morphological particle types;
 - :mod:`~pipeline.images.labels`: machine labels into the objects table;
-- :mod:`~pipeline.images.consistency`: machine labels against the human sorting.
+- :mod:`~pipeline.images.consistency`: machine labels against the human sorting;
+- :mod:`~pipeline.images.qc`: quality control of the human sorting (duplicates carrying
+  two categories, copies within a class, machine disagreement).
 
 This ``__init__`` exports the API of the modules that do not need torch.
 """
@@ -77,6 +79,12 @@ from pipeline.images.morphology_describe import (
     describe_types,
     plot_type_plate,
 )
+from pipeline.images.qc import (
+    QCConfig,
+    QCResult,
+    quality_control,
+    write_qc_report,
+)
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -94,6 +102,8 @@ __all__ = [
     "MorphologyModel",
     "PreparedImages",
     "Preprocess",
+    "QCConfig",
+    "QCResult",
     "apply_labels",
     "assign_types",
     "classification_metrics",
@@ -114,9 +124,11 @@ __all__ = [
     "plot_type_plate",
     "prepare_array",
     "prepare_images",
+    "quality_control",
     "read_labels",
     "read_objects",
     "save_model",
     "stratified_holdout",
     "write_consistency_report",
+    "write_qc_report",
 ]
