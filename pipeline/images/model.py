@@ -17,7 +17,9 @@ torchvision model, when that package is installed, built without downloading any
 - ``model.json``: architecture and its parameters, the class list, the preprocessing
   (:class:`pipeline.images.dataset.Preprocess`), the model id (a hash of the weights),
   and whatever the trainer adds (metrics, data).
-- ``weights.pt``: the ``state_dict`` (loaded with ``weights_only=True``).
+- ``weights.pt``: the ``state_dict`` (loaded with ``weights_only=True``);
+- ``head.json``, optional: a head on the network's embeddings
+  (:mod:`pipeline.images.heads`) that classifies instead of the network's last layers.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from torch import nn
 
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.dataset import N_EXTRA, Preprocess
+from pipeline.images.heads import Head, load_head, save_head
 from pipeline.io import OutputStore, as_store
 
 __all__ = [
@@ -236,6 +239,10 @@ class ImageModel:
         ``<arch>-<first 12 hex of the weights' sha256>``.
     meta : dict
         Anything else of ``model.json`` (metrics, training data, parent model).
+    head : Head, optional
+        A head on the network's embeddings (:mod:`pipeline.images.heads`, saved as
+        ``head.json``): when present, classification is the head's, not the network's
+        last layers'.
     """
 
     network: nn.Module
@@ -245,6 +252,7 @@ class ImageModel:
     params: dict[str, Any] = field(default_factory=dict)
     model_id: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    head: Head | None = None
 
 
 def _weights_bytes(network: nn.Module) -> bytes:
@@ -280,6 +288,9 @@ def save_model_dir(
     store = as_store(url, storage_options=storage_options)
     weights = _weights_bytes(model.network)
     model.model_id = f"{model.arch.replace(':', '-')}-{hashlib.sha256(weights).hexdigest()[:12]}"
+    if model.head is not None:
+        model.model_id += f"-{model.head.head_id}"
+        save_head(model.head, store)
     doc = {
         "format": _FORMAT,
         "model_id": model.model_id,
@@ -340,6 +351,9 @@ def load_model_dir(
     state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     network.load_state_dict(state)
     network.to(device).eval()
+    head = (
+        load_head(url, storage_options=storage_options) if fs.exists(f"{root}/head.json") else None
+    )
     known = {"format", "model_id", "arch", "params", "classes", "preprocess"}
     return ImageModel(
         network=network,
@@ -349,6 +363,7 @@ def load_model_dir(
         params=dict(doc.get("params") or {}),
         model_id=str(doc["model_id"]),
         meta={k: v for k, v in doc.items() if k not in known},
+        head=head,
     )
 
 
