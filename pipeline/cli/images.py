@@ -78,9 +78,17 @@ class _EpochBar:
 
 def _echo_scores(name: str, m: dict[str, Any], majority: float | None = None) -> None:
     extra = f"; majority class {majority:.3f}" if majority is not None else ""
+    if "calibration_error" in m:
+        extra += f"; calibration error {m['calibration_error']:.3f}"
+    ab = m.get("abstention")
+    if ab:
+        kept = ab["precision_assigned"]
+        extra += f"; unassigned {ab['share_unassigned']:.1%}" + (
+            f" (precision of the others {kept:.3f})" if kept is not None else ""
+        )
     click.echo(
-        f"  {name}: accuracy {m['accuracy']:.3f}, balanced accuracy "
-        f"{m['balanced_accuracy']:.3f}, macro F1 {m['macro_f1']:.3f} (n={m['n']}){extra}"
+        f"  {name}: balanced accuracy {m['balanced_accuracy']:.3f}, accuracy "
+        f"{m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f} (n={m['n']}){extra}"
     )
 
 

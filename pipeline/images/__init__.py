@@ -5,7 +5,11 @@
 - :mod:`~pipeline.images.model` and :mod:`~pipeline.images.training` (need the ``images``
   extra, torch; import them from their modules): the compact CNN, backbones, model
   directories, training;
-- :mod:`~pipeline.images.classify`: batched, resumable classification on the cluster;
+- :mod:`~pipeline.images.classify`: batched, resumable classification and embedding on
+  the cluster;
+- :mod:`~pipeline.images.heads`: light heads on stored embeddings, refitted in seconds;
+- :mod:`~pipeline.images.abstention`: per-class thresholds, ``unassigned`` labels;
+- :mod:`~pipeline.images.recipe`: training settings chosen from the data;
 - :mod:`~pipeline.images.evaluation`: classification metrics, stratified holdout;
 - :mod:`~pipeline.images.handcrafted`, :mod:`~pipeline.images.gbt`: the handcrafted-features
   baseline;
@@ -21,10 +25,18 @@ This ``__init__`` exports the API of the modules that do not need torch.
 
 from __future__ import annotations
 
+from pipeline.images.abstention import (
+    UNASSIGNED,
+    abstention_scores,
+    abstention_thresholds,
+    assign_labels,
+)
 from pipeline.images.classify import (
     ClassifyConfig,
     ClassifyResult,
+    EmbedConfig,
     classify_images,
+    embed_images,
 )
 from pipeline.images.consistency import (
     ConsistencyResult,
@@ -44,6 +56,7 @@ from pipeline.images.dataset import (
     read_objects,
 )
 from pipeline.images.evaluation import (
+    calibration_error,
     classification_metrics,
     plot_confusion,
     stratified_holdout,
@@ -59,6 +72,16 @@ from pipeline.images.handcrafted import (
     features_from_urls,
     features_table,
     handcrafted_features,
+)
+from pipeline.images.heads import (
+    Head,
+    HeadConfig,
+    fit_head,
+    fit_head_on,
+    head_labels,
+    load_head,
+    read_embeddings,
+    save_head,
 )
 from pipeline.images.labels import (
     LABEL_SOURCES,
@@ -85,6 +108,7 @@ from pipeline.images.qc import (
     quality_control,
     write_qc_report,
 )
+from pipeline.images.recipe import choose_settings, longer_sides
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -92,41 +116,58 @@ __all__ = [
     "IMAGE_COLUMNS",
     "LABEL_SOURCES",
     "N_EXTRA",
+    "UNASSIGNED",
     "ClassifyConfig",
     "ClassifyResult",
     "ConsistencyResult",
+    "EmbedConfig",
     "FeatureConfig",
     "GBTClassifier",
     "GBTConfig",
+    "Head",
+    "HeadConfig",
     "MorphologyConfig",
     "MorphologyModel",
     "PreparedImages",
     "Preprocess",
     "QCConfig",
     "QCResult",
+    "abstention_scores",
+    "abstention_thresholds",
     "apply_labels",
+    "assign_labels",
     "assign_types",
+    "calibration_error",
+    "choose_settings",
     "classification_metrics",
     "classify_images",
     "consistency",
     "decode_image",
     "describe_types",
+    "embed_images",
     "features_from_urls",
     "features_table",
     "fit_gbt",
+    "fit_head",
+    "fit_head_on",
     "fit_types",
     "folder_images",
     "handcrafted_features",
+    "head_labels",
     "image_table",
     "labels_fingerprint",
+    "load_head",
     "load_model",
+    "longer_sides",
     "plot_confusion",
     "plot_type_plate",
     "prepare_array",
     "prepare_images",
     "quality_control",
+    "read_embeddings",
     "read_labels",
     "read_objects",
+    "save_head",
     "save_model",
     "stratified_holdout",
     "write_consistency_report",

@@ -134,6 +134,10 @@ class ImageTrainConfig:
     head_handcrafted : bool
         Join the handcrafted features (:mod:`pipeline.images.handcrafted`) to the
         embeddings the head reads.
+    head_rows : int
+        Most training images the head is fitted on (a class-balanced sample beyond:
+        on 500,000 images the head's embeddings and fits would dwarf the network's
+        training).
     """
 
     arch: str = "compact"
@@ -159,6 +163,7 @@ class ImageTrainConfig:
     target_precision: float | None = 0.9
     head: Literal["logistic", "none"] = "logistic"
     head_handcrafted: bool = True
+    head_rows: int = 50_000
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key."""
@@ -172,7 +177,7 @@ class ImageTrainConfig:
             low_open=True,
             high_open=True,
         )
-        for key in ("batch_size", "min_per_class"):
+        for key in ("batch_size", "min_per_class", "head_rows"):
             check_count(f"images.train.{key}", getattr(self, key), 1)
         for key in ("threads", "max_epoch_images", "epochs", "patience", "width", "canvas_px"):
             check_count(f"images.train.{key}", getattr(self, key), 1, allow_none=True)
@@ -400,26 +405,26 @@ def train_classifier(
         else None,
     )
     net.load_state_dict(best_state)
-    net.to("cpu").eval()
-    net.to(memory_format=torch.contiguous_format)
+    net.eval()  # scored on the training device, then kept on the CPU
 
     if config.head == "logistic":
+        rows = _head_rows(train_idx, codes, config.head_rows, config.seed)
         model.head = fit_head(
             _vectors(
                 model,
-                data.pixels[train_idx],
-                data.extras[train_idx],
-                table["image"].iloc[train_idx],
+                data.pixels[rows],
+                data.extras[rows],
+                table["image"].iloc[rows],
                 config,
                 storage_options,
             ),
-            [classes[i] for i in codes[train_idx]],
+            [classes[i] for i in codes[rows]],
             config=HeadConfig(target_precision=None, seed=config.seed),
         )
 
     def probs_of(pixels: Any, extras: Any, urls: Any) -> np.ndarray:
         if model.head is None:
-            return predict_proba(model, pixels, extras, device="cpu", tta=config.tta).numpy()
+            return predict_proba(model, pixels, extras, device=device, tta=config.tta).numpy()
         return model.head.predict_proba(
             _vectors(model, pixels, extras, urls, config, storage_options)
         )
@@ -452,6 +457,8 @@ def train_classifier(
         )
         metrics["counts"]["test"] = len(ttable)
         metrics["counts"]["test_quarantined"] = len(tbad)
+    net.to("cpu")
+    net.to(memory_format=torch.contiguous_format)
     model.meta = {
         "trained": {
             "config": asdict(config),
@@ -475,6 +482,21 @@ def train_classifier(
     return TrainedClassifier(model, metrics, history, quarantine, dropped)
 
 
+def _head_rows(train_idx: np.ndarray, codes: np.ndarray, most: int, seed: int) -> np.ndarray:
+    """At most ``most`` training rows for the head, at most ``most / n_classes`` a class."""
+    if train_idx.size <= most:
+        return train_idx
+    rng = np.random.default_rng(seed)
+    per_class = max(1, most // len(np.unique(codes[train_idx])))
+    picked = [
+        rng.permutation(train_idx[codes[train_idx] == k])[:per_class]
+        for k in np.unique(codes[train_idx])
+    ]
+    rows = np.sort(np.concatenate(picked))
+    logger.info("head: fitted on %d of %d training images (head_rows)", rows.size, train_idx.size)
+    return rows
+
+
 def _vectors(
     model: ImageModel,
     pixels: np.ndarray,
@@ -484,7 +506,7 @@ def _vectors(
     storage_options: Mapping[str, Any] | None,
 ) -> pd.DataFrame:
     """Embeddings (8 views) and handcrafted features of prepared images: a head's input."""
-    vectors = embed(model, pixels, extras, device="cpu", tta=True)
+    vectors = embed(model, pixels, extras, tta=True)  # on the network's device
     ids = np.arange(len(pixels)).astype(str)
     return embeddings_frame(
         ids,
