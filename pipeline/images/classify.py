@@ -74,6 +74,7 @@ __all__ = [
     "classify_images",
     "embed_images",
     "embeddings_frame",
+    "handcrafted_frame",
 ]
 
 logger = logging.getLogger(__name__)
@@ -236,7 +237,8 @@ def _classify_part(
         else [math.nan] * len(part)
     )
     starts = list(range(0, len(urls), config.batch_size))
-    vectors = kind == "embeddings" or model.head is not None
+    mean_head = model.head is not None and model.meta.get("head_mode") == "mean"
+    vectors = kind == "embeddings" or (model.head is not None and not mean_head)
     tta = bool(model.meta.get("tta", False)) or (vectors and getattr(config, "tta", True))
 
     def read(start: int) -> Any:
@@ -289,6 +291,13 @@ def _classify_part(
         else:
             result = frame.assign(model_id=model.model_id)
     else:
+        if mean_head:  # the network's and the handcrafted head's probabilities, averaged
+            import torch
+
+            ok_urls = [u for u, good in zip(urls, ok, strict=True) if good]
+            hand = handcrafted_frame(object_ids, ok_urls, storage_options=storage_options)
+            p = torch.cat(outputs) if outputs else torch.zeros((0, len(model.classes)))
+            outputs = [(p + torch.as_tensor(model.head.predict_proba(hand), dtype=p.dtype)) / 2]
         result = _labels_frame(object_ids, outputs, model, config.top_k)
     bad = part.loc[~ok, ["object_id", "image"]].astype(str).reset_index(drop=True)
     bad["reason"] = [r for r in reasons if r]
@@ -329,10 +338,19 @@ def embeddings_frame(
     frame = pd.DataFrame(e.astype(np.float32), columns=[f"e_{j:04d}" for j in range(e.shape[1])])
     frame.insert(0, "object_id", pd.Series(object_ids, dtype=str))
     if handcrafted:
-        feats = features_from_urls(urls, storage_options=storage_options)
-        h = feats[list(FEATURE_NAMES)].astype("float32").add_prefix("h_")
-        frame = pd.concat([frame, h.reset_index(drop=True)], axis=1)
+        h = handcrafted_frame(object_ids, urls, storage_options=storage_options)
+        frame = pd.concat([frame, h.drop(columns="object_id")], axis=1)
     return frame
+
+
+def handcrafted_frame(
+    object_ids: np.ndarray, urls: list[str], *, storage_options: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """``object_id`` and the handcrafted features of the images as ``h_<feature>`` columns."""
+    feats = features_from_urls(urls, storage_options=storage_options)
+    h = feats[list(FEATURE_NAMES)].astype("float32").add_prefix("h_").reset_index(drop=True)
+    h.insert(0, "object_id", pd.Series(np.asarray(object_ids), dtype=str))
+    return h
 
 
 def _labels_frame(

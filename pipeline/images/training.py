@@ -51,7 +51,7 @@ from torch import nn
 from pipeline.config import check_choice, check_count, check_positive, check_range
 from pipeline.errors import ConfigError
 from pipeline.images.abstention import abstention_scores, abstention_thresholds
-from pipeline.images.classify import embeddings_frame
+from pipeline.images.classify import embeddings_frame, handcrafted_frame
 from pipeline.images.dataset import Preprocess, prepare_images
 from pipeline.images.evaluation import (
     calibration_error,
@@ -127,10 +127,13 @@ class ImageTrainConfig:
         the labels kept reach this precision; saved with the model, classification
         labels the others ``unassigned`` (:mod:`pipeline.images.abstention`). None: no
         abstention.
-    head : {"logistic", "none"}
-        After the network, fit a logistic-regression head on its embeddings of the
-        training images (:mod:`pipeline.images.heads`; saved as ``head.json``), which
-        then classifies instead of the network's last layers; "none": the network's.
+    head : {"logistic", "handcrafted_mean", "none"}
+        After the network, fit a logistic-regression head (:mod:`pipeline.images.heads`;
+        saved as ``head.json``): "logistic" on the network's embeddings of the training
+        images (with ``head_handcrafted`` the handcrafted features joined), which then
+        classifies instead of the network's last layers; "handcrafted_mean" on the
+        handcrafted features only, its probabilities averaged with the network's (8-view
+        TTA); "none": the network alone.
     head_handcrafted : bool
         Join the handcrafted features (:mod:`pipeline.images.handcrafted`) to the
         embeddings the head reads.
@@ -161,14 +164,14 @@ class ImageTrainConfig:
     max_epoch_images: int | None = None
     tta: bool = False
     target_precision: float | None = 0.9
-    head: Literal["logistic", "none"] = "logistic"
+    head: Literal["logistic", "handcrafted_mean", "none"] = "logistic"
     head_handcrafted: bool = True
     head_rows: int = 50_000
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key."""
         check_choice("images.train.balance", self.balance, ("sampler", "weights", "none"))
-        check_choice("images.train.head", self.head, ("logistic", "none"))
+        check_choice("images.train.head", self.head, ("logistic", "handcrafted_mean", "none"))
         check_range(
             "images.train.val_fraction",
             self.val_fraction,
@@ -407,24 +410,38 @@ def train_classifier(
     net.load_state_dict(best_state)
     net.eval()  # scored on the training device, then kept on the CPU
 
-    if config.head == "logistic":
+    mean_head = config.head == "handcrafted_mean"
+    tta = config.tta or mean_head
+    if config.head != "none":
         rows = _head_rows(train_idx, codes, config.head_rows, config.seed)
-        model.head = fit_head(
-            _vectors(
+        inputs = (
+            handcrafted_frame(
+                rows, list(table["image"].iloc[rows]), storage_options=storage_options
+            )
+            if mean_head
+            else _vectors(
                 model,
                 data.pixels[rows],
                 data.extras[rows],
                 table["image"].iloc[rows],
                 config,
                 storage_options,
-            ),
+            )
+        )
+        model.head = fit_head(
+            inputs,
             [classes[i] for i in codes[rows]],
             config=HeadConfig(target_precision=None, seed=config.seed),
         )
 
     def probs_of(pixels: Any, extras: Any, urls: Any) -> np.ndarray:
-        if model.head is None:
-            return predict_proba(model, pixels, extras, device=device, tta=config.tta).numpy()
+        if model.head is None or mean_head:
+            p = predict_proba(model, pixels, extras, device=device, tta=tta).numpy()
+            if model.head is None:
+                return p
+            ids = np.arange(len(pixels))
+            hand = handcrafted_frame(ids, list(urls), storage_options=storage_options)
+            return (p + model.head.predict_proba(hand)) / 2
         return model.head.predict_proba(
             _vectors(model, pixels, extras, urls, config, storage_options)
         )
@@ -469,8 +486,10 @@ def train_classifier(
             "parent_model": init.model_id if init is not None else None,
         },
         "metrics": {k: metrics[k] for k in ("validation", "test") if k in metrics},
-        "tta": config.tta,
+        "tta": tta,
     }
+    if mean_head:
+        model.meta["head_mode"] = "mean"
     if abstention is not None:
         model.meta["abstention"] = {
             k: abstention[k] for k in ("target_precision", "thresholds", "share_unassigned")
