@@ -9,9 +9,9 @@ the test 20 % is scored once and never used to choose anything.
 - ``head_on_handcrafted``: the logistic head (:mod:`pipeline.images.heads`) on the same
   features (no CNN: seconds);
 - ``default``: :func:`pipeline.images.training.train_classifier` with **default
-  settings** (chosen from the data, :mod:`pipeline.images.recipe`: the compact CNN, then
-  the logistic head on its embeddings joined to the handcrafted features), scored as
-  ``images classify`` scores (the model's own probabilities);
+  settings** (chosen from the data, :mod:`pipeline.images.recipe`; the head is
+  ``ImageTrainConfig.head``'s default: ``"logistic"`` when ``recipes.json`` was written,
+  ``"handcrafted_mean"`` since, see its note), scored as ``images classify`` scores;
 - ``default_cnn_only``: the same trained network's own softmax (8-view TTA), for
   comparison, no extra training;
 - ``mean_of_cnn_and_handcrafted_head``: the mean of that softmax and the handcrafted

@@ -134,10 +134,13 @@ def test_classify_labels_below_the_class_threshold_unassigned(tiny, tmp_path):
     assert len(labels) == len(table)
     thresholds = res.model.meta["abstention"]["thresholds"]
     limit = labels["predicted"].map(thresholds)
-    below = labels["prob"] < limit - 1e-6
+    # the thresholds are probabilities of validation images, which are classified again
+    # here (float32 averaging): within 1e-5 of its threshold an object may go either way
+    below, above = labels["prob"] < limit - 1e-5, labels["prob"] > limit + 1e-5
     assert 0 < below.sum() < len(labels)  # a weak model at precision 0.8 abstains, not always
     assert (labels.loc[below, "label"] == UNASSIGNED).all()
-    assert (labels.loc[~below, "label"] == labels.loc[~below, "predicted"]).all()
+    assert (labels.loc[above, "label"] == labels.loc[above, "predicted"]).all()
+    assert (below | above).mean() > 0.9
     assert set(labels["predicted"]) <= set(res.model.classes)
 
 

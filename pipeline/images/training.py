@@ -164,7 +164,7 @@ class ImageTrainConfig:
     max_epoch_images: int | None = None
     tta: bool = False
     target_precision: float | None = 0.9
-    head: Literal["logistic", "handcrafted_mean", "none"] = "logistic"
+    head: Literal["logistic", "handcrafted_mean", "none"] = "handcrafted_mean"
     head_handcrafted: bool = True
     head_rows: int = 50_000
 
