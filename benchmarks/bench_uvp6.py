@@ -38,6 +38,26 @@ DATA = ROOT.parent / "shared" / "data" / "uvpec_uvp6_labelled_images" / "img_sam
 TWINS = ("Copepoda__6666", "darksphere__7777")
 
 
+def split():
+    """The sample and its stratified 80/20 split (seed 0), shared by the UVP6 benchmarks."""
+    table = image_table(str(DATA))
+    cats = table["category"].tolist()
+    train_idx, test_idx = stratified_holdout(cats, test_fraction=0.2, seed=0)
+    classes = sorted(set(cats))
+    return table, cats, train_idx, test_idx, classes, [cats[i] for i in test_idx]
+
+
+def data_doc(table, classes, train_idx, test_idx):
+    """What the benchmark JSON says of the data and the split."""
+    return {
+        "images": len(table),
+        "classes": len(classes),
+        "train": len(train_idx),
+        "test": len(test_idx),
+        "split": "stratified_holdout(test_fraction=0.2, seed=0)",
+    }
+
+
 def _scores(truth, pred, classes):
     full = classification_metrics(truth, pred, classes)
     keep = [i for i, t in enumerate(truth) if t not in TWINS]
@@ -62,11 +82,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "uvp6.json"))
     args = parser.parse_args()
 
-    table = image_table(str(DATA))
-    cats = table["category"].tolist()
-    train_idx, test_idx = stratified_holdout(cats, test_fraction=0.2, seed=0)
-    classes = sorted(set(cats))
-    truth = [cats[i] for i in test_idx]
+    table, cats, train_idx, test_idx, classes, truth = split()
 
     t0 = time.perf_counter()
     feats = features_from_urls(table["image"].tolist())
@@ -101,11 +117,7 @@ def main() -> None:
     doc = {
         "benchmark": "uvp6",
         "data": {
-            "images": len(table),
-            "classes": len(classes),
-            "train": len(train_idx),
-            "test": len(test_idx),
-            "split": "stratified_holdout(test_fraction=0.2, seed=0)",
+            **data_doc(table, classes, train_idx, test_idx),
             "twin_classes": list(TWINS),
         },
         "gbt": {

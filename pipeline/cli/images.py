@@ -5,6 +5,7 @@ Registered on the main command group by :mod:`pipeline.cli.main`. Only the CLI p
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -13,6 +14,27 @@ import click
 from pipeline.cli.output import CLUSTER_HELP
 
 __all__ = ["images"]
+
+
+def _parts_options(command: Any) -> Any:
+    """Add SOURCE, MODEL_DIR and the options of the per-partition commands (classify, embed)."""
+    for option in reversed(
+        [
+            click.argument("source"),
+            click.argument("model_dir"),
+            click.option("--out", required=True, help="Output folder (local path or URL)."),
+            click.option("--cluster", "cluster_file", default=None, help=CLUSTER_HELP),
+            click.option("--partition-size", default=None, type=int, help="Images per task."),
+            click.option("--batch-size", default=None, type=int, help="Images per forward pass."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _statuses_option(text: str) -> Any:
+    """Return the ``--statuses`` option (default validated ``V``) with its help text."""
+    return click.option("--statuses", default="V", show_default=True, help=text)
 
 
 @click.group()
@@ -30,7 +52,7 @@ def _objects(source: str) -> Any:
 class _EpochBar:
     """Epoch lines (and a tqdm bar on a terminal) while a classifier trains."""
 
-    def __init__(self, epochs: int) -> None:
+    def __init__(self, epochs: int | None) -> None:
         self.bar: Any = None
         if sys.stderr.isatty():
             from tqdm import tqdm
@@ -56,9 +78,17 @@ class _EpochBar:
 
 def _echo_scores(name: str, m: dict[str, Any], majority: float | None = None) -> None:
     extra = f"; majority class {majority:.3f}" if majority is not None else ""
+    if "calibration_error" in m:
+        extra += f"; calibration error {m['calibration_error']:.3f}"
+    ab = m.get("abstention")
+    if ab:
+        kept = ab["precision_assigned"]
+        extra += f"; unassigned {ab['share_unassigned']:.1%}" + (
+            f" (precision of the others {kept:.3f})" if kept is not None else ""
+        )
     click.echo(
-        f"  {name}: accuracy {m['accuracy']:.3f}, balanced accuracy "
-        f"{m['balanced_accuracy']:.3f}, macro F1 {m['macro_f1']:.3f} (n={m['n']}){extra}"
+        f"  {name}: balanced accuracy {m['balanced_accuracy']:.3f}, accuracy "
+        f"{m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f} (n={m['n']}){extra}"
     )
 
 
@@ -66,28 +96,28 @@ def _echo_scores(name: str, m: dict[str, Any], majority: float | None = None) ->
 @click.argument("source")
 @click.option("--out", required=True, help="Model directory to write (local path or URL).")
 @click.option("--from", "parent", default=None, help="Model directory to fine-tune.")
-@click.option(
-    "--statuses",
-    default="V",
-    show_default=True,
-    help="Annotation statuses trained on (comma-separated).",
-)
+@_statuses_option("Annotation statuses trained on (comma-separated).")
 @click.option(
     "--holdout",
     default=0.2,
     show_default=True,
     help="Stratified share held out and scored once at the end (0: none).",
 )
-@click.option("--epochs", default=None, type=int, help="Most epochs.")
+@click.option("--epochs", default=None, type=int, help="Most epochs (default: from the data).")
 @click.option("--size", default=None, type=int, help="Model input side (px).")
 @click.option(
     "--canvas",
     "canvas_px",
     default=None,
     type=int,
-    help="Constant-scale canvas side (px of the images).",
+    help="Constant-scale canvas side (px of the images; default: from the data).",
 )
-@click.option("--width", default=None, type=int, help="Channels of the first CNN stage.")
+@click.option(
+    "--width",
+    default=None,
+    type=int,
+    help="Channels of the first CNN stage (default: from the data).",
+)
 @click.option("--arch", default=None, help="compact, timm:<name> or torchvision:<name>.")
 @click.option(
     "--weights",
@@ -147,12 +177,7 @@ def train_and_report(
 
 
 @images.command("classify")
-@click.argument("source")
-@click.argument("model_dir")
-@click.option("--out", required=True, help="Output folder (local path or URL).")
-@click.option("--cluster", "cluster_file", default=None, help=CLUSTER_HELP)
-@click.option("--partition-size", default=None, type=int, help="Images per task.")
-@click.option("--batch-size", default=None, type=int, help="Images per forward pass.")
+@_parts_options
 @click.option("--top-k", default=None, type=int, help="Labels kept per image.")
 @click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda.")
 def classify_command(
@@ -283,3 +308,145 @@ def consistency_and_report(objects: Any, labels: str, out: str) -> Any:
     )
     click.echo(f"  report: {out.rstrip('/')}/index.html")
     return result
+
+
+@images.command("qc")
+@click.argument("source")
+@click.option("--out", required=True, help="Report folder (local path or URL).")
+@click.option("--labels", default=None, help="Machine labels folder to compare, optional.")
+@_statuses_option("Annotation statuses whose categories are checked (comma-separated).")
+@click.option("--near-bits", default=None, type=int, help="Most differing perceptual-hash bits.")
+@click.option(
+    "--cluster",
+    "cluster_file",
+    default=None,
+    help="Cluster file (clusters/*.yaml) to hash on; default: threads of this process.",
+)
+def qc_command(
+    source: str,
+    out: str,
+    labels: str | None,
+    statuses: str,
+    near_bits: int | None,
+    cluster_file: str | None,
+) -> None:
+    """Quality control of SOURCE's human sorting: duplicates with two labels, and more.
+
+    Lists exact (content hash) and near (perceptual hash) duplicates that carry
+    different categories, counts duplicates within a class and, with --labels, the
+    per-category disagreement of machine labels with the validated categories. Writes
+    OUT/index.html, qc.json, conflicts.csv and conflicts.png; nothing is deleted.
+    """
+    from pipeline.clusters.client import cluster_client
+    from pipeline.images.qc import QCConfig, quality_control, write_qc_report
+
+    options: dict[str, Any] = {"statuses": tuple(s for s in statuses.split(",") if s)}
+    if near_bits is not None:
+        options["near_bits"] = near_bits
+    config = QCConfig(**options)
+    with contextlib.ExitStack() as stack:
+        if cluster_file:  # else dask's threads: hashing is light (about 1 ms an image)
+            client = stack.enter_context(cluster_client(cluster_file))
+            click.echo(f"Dask dashboard: {client.dashboard_link}")
+        result = quality_control(_objects(source), labels=labels, config=config)
+        write_qc_report(result, out)
+    doc = result.to_dict()
+    click.echo(
+        f"  {result.n_images} images: {doc['n_conflicts_exact']} exact and "
+        f"{doc['n_conflicts_near']} near duplicate pair(s) with two categories"
+    )
+    for item in result.look_first():
+        click.echo(f"  - {item}")
+    click.echo(f"  report: {out.rstrip('/')}/index.html")
+
+
+@images.command("embed")
+@_parts_options
+@click.option(
+    "--handcrafted/--no-handcrafted",
+    default=None,
+    help="Add the handcrafted features (h_* columns); default on.",
+)
+@click.option("--tta/--no-tta", default=None, help="Average over 8 flips/rotations; default on.")
+@click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda.")
+def embed_command(
+    source: str, model_dir: str, out: str, cluster_file: str | None, **options: Any
+) -> None:
+    """Write per-object embeddings of SOURCE's images with MODEL_DIR (resumable).
+
+    Writes OUT/embeddings/part-*.parquet (object_id, e_0000..., h_<feature>...,
+    model_id) on the Dask cluster; finished partitions are skipped on a re-run. Fit a
+    head on them in seconds with 'oceanfields images head'.
+    """
+    from pipeline.clusters.client import cluster_client
+    from pipeline.images.classify import EmbedConfig, embed_images
+
+    config = EmbedConfig(**{k: v for k, v in options.items() if v is not None})
+    with cluster_client(cluster_file) as client:
+        click.echo(f"Dask dashboard: {client.dashboard_link}")
+        res = embed_images(_objects(source), model_dir, out, config=config, client=client)
+    click.echo(
+        f"  {res.model_id}: {res.partitions} partition(s), {res.skipped} already done, "
+        f"{res.written} embedded: {res.images} images in {res.seconds:.1f} s, "
+        f"{res.quarantined} quarantined; {out.rstrip('/')}/embeddings/"
+    )
+
+
+@images.command("head")
+@click.argument("embeddings")
+@click.argument("source")
+@click.option("--out", required=True, help="Head folder to write (head.json).")
+@_statuses_option("Annotation statuses whose categories are the labels (comma-separated).")
+@click.option("--target-precision", default=None, type=float, help="Abstention precision.")
+@click.option("--seed", default=None, type=int, help="Seed of the folds.")
+def head_command(
+    embeddings: str,
+    source: str,
+    out: str,
+    statuses: str,
+    target_precision: float | None,
+    seed: int | None,
+) -> None:
+    """Fit a logistic-regression head on stored EMBEDDINGS for SOURCE's labels (seconds).
+
+    EMBEDDINGS: the output folder of 'oceanfields images embed'. SOURCE: the labelled
+    objects (EcoTaxa export, parquet, class folders). Writes OUT/head.json; apply it
+    with 'oceanfields images apply-head'.
+    """
+    from pipeline.images.dataset import image_table
+    from pipeline.images.heads import HeadConfig, fit_head_on, read_embeddings, save_head
+
+    options = {"target_precision": target_precision, "seed": seed}
+    config = HeadConfig(**{k: v for k, v in options.items() if v is not None})
+    table = image_table(_objects(source), statuses=[s for s in statuses.split(",") if s])
+    head = fit_head_on(read_embeddings(embeddings), table, config=config)
+    save_head(head, out)
+    cv = head.meta["cv_balanced_accuracy"][str(head.c)]
+    click.echo(
+        f"  head {head.head_id}: {head.meta['n_rows']} objects, {len(head.classes)} classes, "
+        f"{len(head.columns)} columns; C={head.c:g}, cross-validated balanced accuracy "
+        f"{cv:.3f}, fitted in {head.meta['seconds']:.1f} s; written to {out}"
+    )
+
+
+@images.command("apply-head")
+@click.argument("embeddings")
+@click.argument("head_dir")
+@click.option("--out", required=True, help="Output folder (labels/ under it).")
+def apply_head_command(embeddings: str, head_dir: str, out: str) -> None:
+    """Label stored EMBEDDINGS with the head in HEAD_DIR (labels/part-*.parquet)."""
+    import dask
+
+    from pipeline.images.heads import head_labels, load_head, read_embeddings
+    from pipeline.io import as_store
+
+    head = load_head(head_dir)
+    store = as_store(out)
+
+    def write(part: Any, index: int) -> int:
+        store.write_parquet(f"labels/part-{index:05d}.parquet", head_labels(head, part))
+        return len(part)
+
+    parts = read_embeddings(embeddings).to_delayed()
+    n = sum(dask.compute(*[dask.delayed(write)(p, i) for i, p in enumerate(parts)]))
+    click.echo(f"  {n} objects labelled by head {head.head_id}: {store.path('labels')}/")

@@ -5,24 +5,38 @@
 - :mod:`~pipeline.images.model` and :mod:`~pipeline.images.training` (need the ``images``
   extra, torch; import them from their modules): the compact CNN, backbones, model
   directories, training;
-- :mod:`~pipeline.images.classify`: batched, resumable classification on the cluster;
+- :mod:`~pipeline.images.classify`: batched, resumable classification and embedding on
+  the cluster;
+- :mod:`~pipeline.images.heads`: light heads on stored embeddings, refitted in seconds;
+- :mod:`~pipeline.images.abstention`: per-class thresholds, ``unassigned`` labels;
+- :mod:`~pipeline.images.recipe`: training settings chosen from the data;
 - :mod:`~pipeline.images.evaluation`: classification metrics, stratified holdout;
 - :mod:`~pipeline.images.handcrafted`, :mod:`~pipeline.images.gbt`: the handcrafted-features
   baseline;
 - :mod:`~pipeline.images.morphology`, :mod:`~pipeline.images.morphology_describe`:
   morphological particle types;
 - :mod:`~pipeline.images.labels`: machine labels into the objects table;
-- :mod:`~pipeline.images.consistency`: machine labels against the human sorting.
+- :mod:`~pipeline.images.consistency`: machine labels against the human sorting;
+- :mod:`~pipeline.images.qc`: quality control of the human sorting (duplicates carrying
+  two categories, copies within a class, machine disagreement).
 
 This ``__init__`` exports the API of the modules that do not need torch.
 """
 
 from __future__ import annotations
 
+from pipeline.images.abstention import (
+    UNASSIGNED,
+    abstention_scores,
+    abstention_thresholds,
+    assign_labels,
+)
 from pipeline.images.classify import (
     ClassifyConfig,
     ClassifyResult,
+    EmbedConfig,
     classify_images,
+    embed_images,
 )
 from pipeline.images.consistency import (
     ConsistencyResult,
@@ -42,6 +56,7 @@ from pipeline.images.dataset import (
     read_objects,
 )
 from pipeline.images.evaluation import (
+    calibration_error,
     classification_metrics,
     plot_confusion,
     stratified_holdout,
@@ -57,6 +72,16 @@ from pipeline.images.handcrafted import (
     features_from_urls,
     features_table,
     handcrafted_features,
+)
+from pipeline.images.heads import (
+    Head,
+    HeadConfig,
+    fit_head,
+    fit_head_on,
+    head_labels,
+    load_head,
+    read_embeddings,
+    save_head,
 )
 from pipeline.images.labels import (
     LABEL_SOURCES,
@@ -77,6 +102,13 @@ from pipeline.images.morphology_describe import (
     describe_types,
     plot_type_plate,
 )
+from pipeline.images.qc import (
+    QCConfig,
+    QCResult,
+    quality_control,
+    write_qc_report,
+)
+from pipeline.images.recipe import choose_settings, longer_sides
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -84,39 +116,60 @@ __all__ = [
     "IMAGE_COLUMNS",
     "LABEL_SOURCES",
     "N_EXTRA",
+    "UNASSIGNED",
     "ClassifyConfig",
     "ClassifyResult",
     "ConsistencyResult",
+    "EmbedConfig",
     "FeatureConfig",
     "GBTClassifier",
     "GBTConfig",
+    "Head",
+    "HeadConfig",
     "MorphologyConfig",
     "MorphologyModel",
     "PreparedImages",
     "Preprocess",
+    "QCConfig",
+    "QCResult",
+    "abstention_scores",
+    "abstention_thresholds",
     "apply_labels",
+    "assign_labels",
     "assign_types",
+    "calibration_error",
+    "choose_settings",
     "classification_metrics",
     "classify_images",
     "consistency",
     "decode_image",
     "describe_types",
+    "embed_images",
     "features_from_urls",
     "features_table",
     "fit_gbt",
+    "fit_head",
+    "fit_head_on",
     "fit_types",
     "folder_images",
     "handcrafted_features",
+    "head_labels",
     "image_table",
     "labels_fingerprint",
+    "load_head",
     "load_model",
+    "longer_sides",
     "plot_confusion",
     "plot_type_plate",
     "prepare_array",
     "prepare_images",
+    "quality_control",
+    "read_embeddings",
     "read_labels",
     "read_objects",
+    "save_head",
     "save_model",
     "stratified_holdout",
     "write_consistency_report",
+    "write_qc_report",
 ]

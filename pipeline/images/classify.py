@@ -13,8 +13,11 @@ On a worker, a task:
   decoding keeps up);
 - runs batched inference (on CUDA: pinned memory, non-blocking copies, bf16 autocast,
   channels-last; :func:`pipeline.images.model.predict_proba`);
-- writes ``labels/part-NNNNN.parquet`` (``object_id, label, prob, label_2, prob_2, ...,
-  model_id``; read them with :func:`pipeline.images.labels.read_labels` on ``OUT/labels``)
+- writes ``labels/part-NNNNN.parquet`` (``object_id, label, prob, predicted, label_2,
+  prob_2, ..., model_id``; read them with :func:`pipeline.images.labels.read_labels` on
+  ``OUT/labels``). ``predicted`` is the top-1 class; ``label`` is the same, or
+  ``unassigned`` where ``prob`` is below that class's threshold recorded with the model
+  (:mod:`pipeline.images.abstention`; models without thresholds never abstain)
   and ``quarantine/part-NNNNN.parquet`` (``object_id, image, reason``).
 
 With ``gpu=True`` (or ``"auto"`` on a cluster whose workers declare the Dask resource
@@ -53,7 +56,10 @@ import pandas as pd
 
 from pipeline.config import check_choice, check_count
 from pipeline.errors import ConfigError, StoreMismatchError
+from pipeline.images.abstention import assign_labels
 from pipeline.images.dataset import prepare_images
+from pipeline.images.handcrafted import FEATURE_NAMES, features_from_urls
+from pipeline.images.heads import head_labels
 from pipeline.io import OutputStore, as_store
 
 if TYPE_CHECKING:
@@ -61,7 +67,15 @@ if TYPE_CHECKING:
 
     from pipeline.images.model import ImageModel
 
-__all__ = ["ClassifyConfig", "ClassifyResult", "classify_images"]
+__all__ = [
+    "ClassifyConfig",
+    "ClassifyResult",
+    "EmbedConfig",
+    "classify_images",
+    "embed_images",
+    "embeddings_frame",
+    "handcrafted_frame",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +116,22 @@ class ClassifyConfig:
         for key in ("partition_size", "batch_size", "top_k", "threads"):
             check_count(f"images.classify.{key}", getattr(self, key), 1)
         check_choice("images.classify.gpu", self.gpu, (True, False, "auto"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedConfig(ClassifyConfig):
+    """Options of :func:`embed_images`: those of :class:`ClassifyConfig` and two more.
+
+    Attributes
+    ----------
+    tta : bool
+        Average each embedding over the 8 flips/rotations (8x the cost).
+    handcrafted : bool
+        Add the handcrafted features (``h_*`` columns; each image is read twice).
+    """
+
+    tta: bool = True
+    handcrafted: bool = True
 
 
 @dataclass
@@ -189,8 +219,10 @@ def _classify_part(
     store: OutputStore,
     config: ClassifyConfig,
     storage_options: Mapping[str, Any] | None,
+    kind: str = "labels",
 ) -> dict[str, int]:
-    from pipeline.images.model import predict_proba  # deferred: needs torch (images extra)
+    """Labels (or embeddings, ``kind="embeddings"``) of one partition, written whole."""
+    from pipeline.images.model import embed, predict_proba  # deferred: needs torch
 
     model = _model(model_url, storage_options, config.device)
     device = next(model.network.parameters()).device
@@ -205,6 +237,9 @@ def _classify_part(
         else [math.nan] * len(part)
     )
     starts = list(range(0, len(urls), config.batch_size))
+    mean_head = model.head is not None and model.meta.get("head_mode") == "mean"
+    vectors = kind == "embeddings" or (model.head is not None and not mean_head)
+    tta = bool(model.meta.get("tta", False)) or (vectors and getattr(config, "tta", True))
 
     def read(start: int) -> Any:
         stop = start + config.batch_size
@@ -216,31 +251,106 @@ def _classify_part(
             pool=pool,
         )
 
-    ok_all, reasons, probs = [], [], []
+    def run(batch: Any) -> Any:
+        forward = embed if vectors else predict_proba
+        return forward(
+            model,
+            batch.pixels,
+            batch.extras,
+            batch_size=config.batch_size,
+            device=device,
+            tta=tta,
+        )
+
+    ok_all, reasons, outputs = [], [], []
     with ThreadPoolExecutor(1) as prefetch:
         pending = prefetch.submit(read, starts[0]) if starts else None
         for k in range(len(starts)):
             batch = pending.result()
             pending = prefetch.submit(read, starts[k + 1]) if k + 1 < len(starts) else None
-            probs.append(
-                predict_proba(
-                    model,
-                    batch.pixels,
-                    batch.extras,
-                    batch_size=config.batch_size,
-                    device=device,
-                    tta=bool(model.meta.get("tta", False)),
-                )
-            )
+            outputs.append(run(batch))
             ok_all.append(batch.ok)
             reasons += batch.reasons
     ok = np.concatenate(ok_all) if ok_all else np.zeros(0, bool)
-    labels = _labels_frame(part["object_id"].astype(str).to_numpy()[ok], probs, model, config.top_k)
+    object_ids = part["object_id"].astype(str).to_numpy()[ok]
+    if vectors:
+        handcrafted = kind == "embeddings" and getattr(config, "handcrafted", False)
+        head = model.head
+        if head is not None and any(c.startswith("h_") for c in head.columns):
+            handcrafted = True
+        frame = embeddings_frame(
+            object_ids,
+            outputs,
+            [u for u, good in zip(urls, ok, strict=True) if good],
+            handcrafted=handcrafted,
+            storage_options=storage_options,
+        )
+        if kind == "labels":
+            result = head_labels(head, frame, top_k=config.top_k)
+            result["model_id"] = model.model_id
+        else:
+            result = frame.assign(model_id=model.model_id)
+    else:
+        if mean_head:  # the network's and the handcrafted head's probabilities, averaged
+            import torch
+
+            ok_urls = [u for u, good in zip(urls, ok, strict=True) if good]
+            hand = handcrafted_frame(object_ids, ok_urls, storage_options=storage_options)
+            p = torch.cat(outputs) if outputs else torch.zeros((0, len(model.classes)))
+            outputs = [(p + torch.as_tensor(model.head.predict_proba(hand), dtype=p.dtype)) / 2]
+        result = _labels_frame(object_ids, outputs, model, config.top_k)
     bad = part.loc[~ok, ["object_id", "image"]].astype(str).reset_index(drop=True)
     bad["reason"] = [r for r in reasons if r]
     _write_part(store, "quarantine", index, bad)
-    _write_part(store, "labels", index, labels)  # last: marks the part done
+    _write_part(store, kind, index, result)  # last: marks the part done
     return {"images": int(ok.sum()), "quarantined": int((~ok).sum())}
+
+
+def embeddings_frame(
+    object_ids: np.ndarray,
+    vectors: list[Any],
+    urls: list[str],
+    *,
+    handcrafted: bool,
+    storage_options: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Embeddings table: ``object_id, e_0000 ...`` and, with ``handcrafted``, ``h_<feature>``.
+
+    Parameters
+    ----------
+    object_ids : numpy.ndarray
+        One id per row.
+    vectors : list of torch.Tensor
+        Batches of embeddings (:func:`pipeline.images.model.embed`), in row order.
+    urls : list of str
+        The images of the rows (read again for the handcrafted features).
+    handcrafted : bool
+        Add :data:`pipeline.images.handcrafted.FEATURE_NAMES` as ``h_*`` columns.
+    storage_options : mapping, optional
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    import torch
+
+    e = torch.cat(vectors).numpy() if vectors else np.zeros((0, 0), np.float32)
+    frame = pd.DataFrame(e.astype(np.float32), columns=[f"e_{j:04d}" for j in range(e.shape[1])])
+    frame.insert(0, "object_id", pd.Series(object_ids, dtype=str))
+    if handcrafted:
+        h = handcrafted_frame(object_ids, urls, storage_options=storage_options)
+        frame = pd.concat([frame, h.drop(columns="object_id")], axis=1)
+    return frame
+
+
+def handcrafted_frame(
+    object_ids: np.ndarray, urls: list[str], *, storage_options: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """``object_id`` and the handcrafted features of the images as ``h_<feature>`` columns."""
+    feats = features_from_urls(urls, storage_options=storage_options)
+    h = feats[list(FEATURE_NAMES)].astype("float32").add_prefix("h_").reset_index(drop=True)
+    h.insert(0, "object_id", pd.Series(np.asarray(object_ids), dtype=str))
+    return h
 
 
 def _labels_frame(
@@ -257,6 +367,11 @@ def _labels_frame(
         suffix = "" if j == 0 else f"_{j + 1}"
         frame[f"label{suffix}"] = pd.Series(classes[idx[:, j].numpy()], dtype=str)
         frame[f"prob{suffix}"] = values[:, j].numpy().astype("float32")
+    thresholds = (model.meta.get("abstention") or {}).get("thresholds")
+    frame.insert(3, "predicted", frame["label"])  # the top-1 class, whatever its prob
+    if thresholds:
+        label, _, _ = assign_labels(p.numpy(), model.classes, thresholds)
+        frame["label"] = pd.Series(label, dtype=str)
     frame["model_id"] = model.model_id
     return frame
 
@@ -348,9 +463,60 @@ def classify_images(
     StoreMismatchError
         ``out`` holds labels of another model or table.
     """
+    options = {"client": client, "storage_options": storage_options, "progress": progress}
+    return _run_parts(
+        table, model_url, out, kind="labels", config=config or ClassifyConfig(), **options
+    )
+
+
+def embed_images(
+    table: pd.DataFrame | dd.DataFrame,
+    model_url: str,
+    out: str | OutputStore,
+    *,
+    config: EmbedConfig | None = None,
+    client: Client | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ClassifyResult:
+    """Write per-object embeddings of a table's images (resumable, on the cluster).
+
+    As :func:`classify_images`, but each partition writes
+    ``OUT/embeddings/part-NNNNN.parquet``: ``object_id``, ``e_0000 ...`` (the vector the
+    classifier head reads, :func:`pipeline.images.model.embed`, averaged over the 8
+    flips/rotations with ``tta``), with ``handcrafted`` the ``h_<feature>`` columns of
+    :mod:`pipeline.images.handcrafted`, and ``model_id``. Heads are fitted on them in
+    seconds (:mod:`pipeline.images.heads`).
+
+    Parameters
+    ----------
+    table, model_url, out, client, storage_options, progress
+        As :func:`classify_images`.
+    config : EmbedConfig, optional
+
+    Returns
+    -------
+    ClassifyResult
+    """
+    options = {"client": client, "storage_options": storage_options, "progress": progress}
+    return _run_parts(
+        table, model_url, out, kind="embeddings", config=config or EmbedConfig(), **options
+    )
+
+
+def _run_parts(
+    table: pd.DataFrame | dd.DataFrame,
+    model_url: str,
+    out: str | OutputStore,
+    *,
+    kind: str,
+    config: ClassifyConfig,
+    client: Client | None,
+    storage_options: Mapping[str, Any] | None,
+    progress: Callable[[int, int], None] | None,
+) -> ClassifyResult:
     from pipeline.images.model import load_model_dir  # deferred: needs torch (images extra)
 
-    config = config or ClassifyConfig()
     store = as_store(out, storage_options=storage_options)
     t0 = time.perf_counter()
     model_id = load_model_dir(model_url, storage_options=storage_options).model_id
@@ -359,6 +525,7 @@ def classify_images(
     _manifest(
         store,
         {
+            "kind": kind,
             "model_id": model_id,
             "model": model_url,
             "table": _fingerprint(ddf),
@@ -366,10 +533,11 @@ def classify_images(
             "config": asdict(config),
         },
     )
-    done = set(store.listdir("labels"))
-    todo = [i for i in range(n_parts) if _part_name("labels", i).split("/")[-1] not in done]
+    done = set(store.listdir(kind))
+    todo = [i for i in range(n_parts) if _part_name(kind, i).split("/")[-1] not in done]
     logger.info(
-        "classify: %d partitions, %d already done, %d to do",
+        "%s: %d partitions, %d already done, %d to do",
+        kind,
         n_parts,
         n_parts - len(todo),
         len(todo),
@@ -386,6 +554,7 @@ def classify_images(
                 store=store,
                 config=config,
                 storage_options=storage_options,
+                kind=kind,
             )
             for i in todo
         ]

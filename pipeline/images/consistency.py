@@ -4,7 +4,8 @@
 categories of the validated objects (status ``"V"``): per human category the count, the
 agreement and disagreement rates and the category it is most often taken for; the overall
 agreement; the confusion table (human x machine); and the worst examples, validated
-objects the labels contradict with the highest probability. Only validated objects are
+objects the labels contradict with the highest probability. Labels ``unassigned`` (the
+classifier abstained) count as unlabelled. Only validated objects are
 compared: predicted (``"P"``) categories are themselves machine output, dubious ones
 (``"D"``) are not a reference.
 
@@ -36,6 +37,7 @@ from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.errors import ConfigError, InputFormatError
+from pipeline.images.abstention import UNASSIGNED
 from pipeline.images.labels import _LABEL, _PROB, _check_objects, _joined, _label_columns, _open
 from pipeline.io import OutputStore, as_store, read_bytes
 from pipeline.report import escape, figure_png, format_number, html_table, index_html
@@ -219,7 +221,9 @@ def consistency(
     keep = [c for c in ("object_id", "category", "status", "image") if c in objects.columns]
     validated = objects[objects["status"] == "V"][keep]
     joined = _joined(validated, labels, cols)
-    pair = joined[["category", _LABEL]].assign(**{_LABEL: joined[_LABEL].fillna("")})
+    # an abstention (unassigned) is no label: it neither agrees nor disagrees
+    joined = joined.assign(**{_LABEL: joined[_LABEL].fillna("").replace(UNASSIGNED, "")})
+    pair = joined[["category", _LABEL]]
     ex_meta = pd.DataFrame(
         {c: pd.Series([], dtype="float64" if c == "prob" else str) for c in _EXAMPLE_COLUMNS}
     )

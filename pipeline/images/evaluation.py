@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 
 from pipeline.errors import ConfigError
 
-__all__ = ["classification_metrics", "plot_confusion", "stratified_holdout"]
+__all__ = ["calibration_error", "classification_metrics", "plot_confusion", "stratified_holdout"]
 
 
 def stratified_holdout(
@@ -151,6 +151,45 @@ def classification_metrics(
         },
         "confusion_matrix": cm.tolist(),
     }
+
+
+def calibration_error(probs: Any, truth: Sequence[int] | np.ndarray, *, n_bins: int = 10) -> float:
+    """Return the expected calibration error of top-1 probabilities (0: calibrated).
+
+    The images are binned by top-1 probability into ``n_bins`` equal-width bins; the
+    error is the mean, weighted by bin size, of ``|accuracy - mean probability|`` per
+    bin. Probabilities are used downstream (abstention thresholds, ``prob`` columns),
+    so they should mean what they say.
+
+    Parameters
+    ----------
+    probs : array-like
+        (n, n_classes) probabilities.
+    truth : sequence of int
+        True class index per row.
+    n_bins : int
+
+    Returns
+    -------
+    float
+        NaN when there is no row.
+
+    Examples
+    --------
+    >>> calibration_error([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]], [0, 0, 0, 1])
+    0.09999999999999998
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(truth, dtype=np.int64)
+    if p.size == 0:
+        return float("nan")
+    top, right = p.max(axis=1), (p.argmax(axis=1) == y).astype(np.float64)
+    bins = np.minimum((top * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        sel = bins == b
+        total += sel.sum() * abs(right[sel].mean() - top[sel].mean())
+    return float(total / len(top))
 
 
 def plot_confusion(matrix: Any, classes: list[str], target: Any, *, title: str = "") -> None:

@@ -15,8 +15,10 @@ CNN classifier, ``label_2, prob_2, ..., model_id``. Its two producers are
   ``use="human_first"`` keeps the category of validated objects (status ``"V"``) and
   relabels the others. An object without a label, or whose ``prob`` is below
   ``min_prob``, gets category ``""`` and status ``""`` (unclassified), which the object
-  targets never count. The column ``label_source`` says what happened to each object
-  (:data:`LABEL_SOURCES`).
+  targets never count. A label ``unassigned`` (the classifier abstained below its
+  class's threshold, :mod:`pipeline.images.abstention`) becomes the category
+  ``unassigned``, which the object targets count as a category of its own. The column
+  ``label_source`` says what happened to each object (:data:`LABEL_SOURCES`).
 - :func:`pipeline.images.consistency.consistency` compares the labels with the
   validated human categories (same join, same labels table).
 
@@ -51,6 +53,7 @@ import pandas as pd
 from fsspec.core import url_to_fs
 
 from pipeline.errors import ConfigError, InputFormatError
+from pipeline.images.abstention import UNASSIGNED
 
 __all__ = [
     "LABEL_SOURCES",
@@ -62,9 +65,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Values of the ``label_source`` column :func:`apply_labels` adds: the category kept
-#: (validated, ``human_first``), taken from the labels, or emptied for want of a label or
-#: of probability.
-LABEL_SOURCES: tuple[str, ...] = ("human", "machine", "unlabelled", "below_min_prob")
+#: (validated, ``human_first``), taken from the labels, the label ``unassigned`` (the
+#: classifier abstained: category ``unassigned``, counted as such by the object
+#: targets), or emptied for want of a label or of probability.
+LABEL_SOURCES: tuple[str, ...] = (
+    "human",
+    "machine",
+    "unassigned",
+    "unlabelled",
+    "below_min_prob",
+)
 _USES = ("machine", "human_first")
 _REQUIRED = ("object_id", "label")
 _OBJECTS = ("object_id", "category", "status")
@@ -232,10 +242,13 @@ def _relabel_part(part: pd.DataFrame, use: str, min_prob: float, where: str) -> 
     else:  # an unknown (NaN) probability does not pass a positive threshold
         low = has & ((prob < min_prob) | (np.isnan(prob) & (min_prob > 0)))
     human = (part["status"] == "V").to_numpy() if use == "human_first" else np.zeros_like(has)
+    unassigned = has & ~low & (label.fillna("").astype(str) == UNASSIGNED).to_numpy()
     source = np.select(
-        [human, has & ~low, low], ["human", "machine", "below_min_prob"], "unlabelled"
+        [human, unassigned, has & ~low, low],
+        ["human", "unassigned", "machine", "below_min_prob"],
+        "unlabelled",
     )
-    machine = source == "machine"
+    machine = (source == "machine") | (source == "unassigned")
     out = part.drop(columns=[c for c in (_LABEL, _PROB) if c in part.columns])
     old = out["category"].astype(str).to_numpy()
     new = np.where(machine, label.fillna("").astype(str).to_numpy(), np.where(human, old, ""))

@@ -17,7 +17,9 @@ torchvision model, when that package is installed, built without downloading any
 - ``model.json``: architecture and its parameters, the class list, the preprocessing
   (:class:`pipeline.images.dataset.Preprocess`), the model id (a hash of the weights),
   and whatever the trainer adds (metrics, data).
-- ``weights.pt``: the ``state_dict`` (loaded with ``weights_only=True``).
+- ``weights.pt``: the ``state_dict`` (loaded with ``weights_only=True``);
+- ``head.json``, optional: a head on the network's embeddings
+  (:mod:`pipeline.images.heads`) that classifies instead of the network's last layers.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from torch import nn
 
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.dataset import N_EXTRA, Preprocess
+from pipeline.images.heads import Head, load_head, save_head
 from pipeline.io import OutputStore, as_store
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "ImageModel",
     "build_network",
     "class_index",
+    "embed",
     "load_model_dir",
     "predict_proba",
     "resolve_device",
@@ -235,6 +239,10 @@ class ImageModel:
         ``<arch>-<first 12 hex of the weights' sha256>``.
     meta : dict
         Anything else of ``model.json`` (metrics, training data, parent model).
+    head : Head, optional
+        A head on the network's embeddings (:mod:`pipeline.images.heads`, saved as
+        ``head.json``): when present, classification is the head's, not the network's
+        last layers'.
     """
 
     network: nn.Module
@@ -244,6 +252,7 @@ class ImageModel:
     params: dict[str, Any] = field(default_factory=dict)
     model_id: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    head: Head | None = None
 
 
 def _weights_bytes(network: nn.Module) -> bytes:
@@ -279,6 +288,9 @@ def save_model_dir(
     store = as_store(url, storage_options=storage_options)
     weights = _weights_bytes(model.network)
     model.model_id = f"{model.arch.replace(':', '-')}-{hashlib.sha256(weights).hexdigest()[:12]}"
+    if model.head is not None:
+        model.model_id += f"-{model.head.head_id}"
+        save_head(model.head, store)
     doc = {
         "format": _FORMAT,
         "model_id": model.model_id,
@@ -339,6 +351,9 @@ def load_model_dir(
     state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     network.load_state_dict(state)
     network.to(device).eval()
+    head = (
+        load_head(url, storage_options=storage_options) if fs.exists(f"{root}/head.json") else None
+    )
     known = {"format", "model_id", "arch", "params", "classes", "preprocess"}
     return ImageModel(
         network=network,
@@ -348,6 +363,7 @@ def load_model_dir(
         params=dict(doc.get("params") or {}),
         model_id=str(doc["model_id"]),
         meta={k: v for k, v in doc.items() if k not in known},
+        head=head,
     )
 
 
@@ -430,10 +446,28 @@ def predict_proba(
         Average over the 8 flips/rotations.
     """
     device = torch.device(device) if device is not None else next(model.network.parameters()).device
+    if device.type == "cuda":
+        model.network.to(memory_format=torch.channels_last)
+
+    def probs(view: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(model.network(view, e).float(), dim=1)
+
+    out = _mean_over_views(model, probs, pixels, extras, batch_size, device, tta)
+    return out if out is not None else torch.zeros((0, len(model.classes)))
+
+
+def _mean_over_views(
+    model: ImageModel,
+    fn: Any,
+    pixels: Any,
+    extras: Any,
+    batch_size: int,
+    device: torch.device,
+    tta: bool,
+) -> torch.Tensor | None:
+    """``fn(view, extras)`` per batch, averaged over the views (8 with ``tta``); None if empty."""
     model.network.eval()
     cuda = device.type == "cuda"
-    if cuda:
-        model.network.to(memory_format=torch.channels_last)
     out = []
     for start in range(0, len(pixels), batch_size):
         x, e = to_batch(
@@ -443,18 +477,67 @@ def predict_proba(
             channels_last=cuda,
         )
         views = _views(x) if tta else [x]
-        probs = 0.0
+        total = 0.0
         for view in views:
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
-                logits = model.network(view, e)
-            probs = probs + torch.softmax(logits.float(), dim=1)
-        out.append((probs / len(views)).cpu())
-    if not out:
-        return torch.zeros((0, len(model.classes)))
-    return torch.cat(out)
+                total = total + fn(view, e).float()
+        out.append((total / len(views)).cpu())
+    return torch.cat(out) if out else None
 
 
 def _views(x: torch.Tensor) -> list[torch.Tensor]:
     """Return the 8 flips and 90° rotations of a batch (batch, 1, H, W)."""
     rotations = [torch.rot90(x, k, dims=(2, 3)) for k in range(4)]
     return rotations + [r.flip(-1) for r in rotations]
+
+
+def _network_features(network: nn.Module, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """Return the vector the network's classifier head reads (before its last layers)."""
+    if isinstance(network, CompactCNN):
+        f = network.features(x)
+        return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3)), network.extra(e)], dim=1)
+    if isinstance(network, _Backbone):
+        return torch.cat([network.body(x), network.extra(e)], dim=1)
+    raise ConfigError(f"embed: no embedding for a {type(network).__name__} network.")
+
+
+@torch.inference_mode()
+def embed(
+    model: ImageModel,
+    pixels: Any,
+    extras: Any,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    tta: bool = True,
+) -> torch.Tensor:
+    """Per-image embeddings (n, d, float32 on the CPU): what the classifier head reads.
+
+    For the compact CNN the global mean- and max-pooled features of the last stage and
+    the size inputs' hidden layer (``d = 16 * width + 16``); for a backbone its pooled
+    features and the same size layer. With ``tta`` they are averaged over the 8 flips and
+    90° rotations of each image (orientation carries no information).
+
+    Parameters
+    ----------
+    model, pixels, extras, batch_size, device, tta
+        As :func:`predict_proba` (``tta`` on by default here).
+
+    Returns
+    -------
+    torch.Tensor
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = ImageModel(CompactCNN(2, width=4), ["a", "b"], Preprocess(size=16))
+    >>> embed(m, np.zeros((3, 16, 16), np.uint8), np.zeros((3, N_EXTRA), np.float32)).shape
+    torch.Size([3, 80])
+    """
+    device = torch.device(device) if device is not None else next(model.network.parameters()).device
+
+    def features(view: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return _network_features(model.network, view, e)
+
+    out = _mean_over_views(model, features, pixels, extras, batch_size, device, tta)
+    return out if out is not None else torch.zeros((0, 0))

@@ -50,20 +50,29 @@ from torch import nn
 
 from pipeline.config import check_choice, check_count, check_positive, check_range
 from pipeline.errors import ConfigError
+from pipeline.images.abstention import abstention_scores, abstention_thresholds
+from pipeline.images.classify import embeddings_frame, handcrafted_frame
 from pipeline.images.dataset import Preprocess, prepare_images
-from pipeline.images.evaluation import classification_metrics, plot_confusion
+from pipeline.images.evaluation import (
+    calibration_error,
+    classification_metrics,
+    plot_confusion,
+)
+from pipeline.images.heads import HeadConfig, fit_head
 from pipeline.images.model import (
     ImageModel,
     build_network,
     class_index,
+    embed,
     predict_proba,
     resolve_device,
     save_model_dir,
     to_batch,
 )
+from pipeline.images.recipe import choose_settings, longer_sides
 from pipeline.io import OutputStore, as_store
 
-__all__ = ["ImageTrainConfig", "TrainedClassifier", "train_classifier"]
+__all__ = ["ImageTrainConfig", "TrainedClassifier", "score_probs", "train_classifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +80,10 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, kw_only=True)
 class ImageTrainConfig:
     """Options of :func:`train_classifier` (defaults live here only).
+
+    Options left at None are chosen from the data when training starts
+    (:func:`pipeline.images.recipe.choose_settings`, each choice logged): ``width``,
+    ``canvas_px``, ``epochs``, ``patience`` and ``max_epoch_images``.
 
     Attributes
     ----------
@@ -109,19 +122,38 @@ class ImageTrainConfig:
     tta : bool
         Score the final model with test-time augmentation (8 flips/rotations); saved
         with the model so classification does the same.
+    target_precision : float, optional
+        Per-class probability thresholds are chosen on the validation images so that
+        the labels kept reach this precision; saved with the model, classification
+        labels the others ``unassigned`` (:mod:`pipeline.images.abstention`). None: no
+        abstention.
+    head : {"logistic", "handcrafted_mean", "none"}
+        After the network, fit a logistic-regression head (:mod:`pipeline.images.heads`;
+        saved as ``head.json``): "logistic" on the network's embeddings of the training
+        images (with ``head_handcrafted`` the handcrafted features joined), which then
+        classifies instead of the network's last layers; "handcrafted_mean" on the
+        handcrafted features only, its probabilities averaged with the network's (8-view
+        TTA); "none": the network alone.
+    head_handcrafted : bool
+        Join the handcrafted features (:mod:`pipeline.images.handcrafted`) to the
+        embeddings the head reads.
+    head_rows : int
+        Most training images the head is fitted on (a class-balanced sample beyond:
+        on 500,000 images the head's embeddings and fits would dwarf the network's
+        training).
     """
 
     arch: str = "compact"
-    width: int = 16
+    width: int | None = None
     size: int = 64
-    canvas_px: int = 128
+    canvas_px: int | None = None
     invert: bool = False
-    epochs: int = 40
+    epochs: int | None = None
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
-    patience: int = 8
+    patience: int | None = None
     balance: Literal["sampler", "weights", "none"] = "sampler"
     augment: bool = True
     min_per_class: int = 5
@@ -131,10 +163,15 @@ class ImageTrainConfig:
     weights_file: str | None = None
     max_epoch_images: int | None = None
     tta: bool = False
+    target_precision: float | None = 0.9
+    head: Literal["logistic", "handcrafted_mean", "none"] = "handcrafted_mean"
+    head_handcrafted: bool = True
+    head_rows: int = 50_000
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key."""
         check_choice("images.train.balance", self.balance, ("sampler", "weights", "none"))
+        check_choice("images.train.head", self.head, ("logistic", "handcrafted_mean", "none"))
         check_range(
             "images.train.val_fraction",
             self.val_fraction,
@@ -143,13 +180,21 @@ class ImageTrainConfig:
             low_open=True,
             high_open=True,
         )
-        for key in ("epochs", "batch_size", "patience", "min_per_class", "width"):
+        for key in ("batch_size", "min_per_class", "head_rows"):
             check_count(f"images.train.{key}", getattr(self, key), 1)
-        for key in ("threads", "max_epoch_images"):
+        for key in ("threads", "max_epoch_images", "epochs", "patience", "width", "canvas_px"):
             check_count(f"images.train.{key}", getattr(self, key), 1, allow_none=True)
         check_positive("images.train.lr", self.lr)
         check_range("images.train.weight_decay", self.weight_decay, low=0)
         check_count("images.train.seed", self.seed, 0)
+        if self.target_precision is not None:
+            check_range(
+                "images.train.target_precision",
+                self.target_precision,
+                low=0,
+                high=1,
+                low_open=True,
+            )
 
 
 @dataclass
@@ -272,6 +317,16 @@ def train_classifier(
         Fewer than two classes with ``min_per_class`` readable images.
     """
     config = config or ImageTrainConfig()
+    counts = table["category"].value_counts()
+    usable = table[table["category"].isin(counts[counts >= config.min_per_class].index)]
+    config = choose_settings(
+        config,
+        n_images=len(usable),
+        sides=longer_sides(list(usable["image"]), storage_options=storage_options)
+        if config.canvas_px is None and init is None
+        else None,
+        fine_tuning=init is not None,
+    )
     store = as_store(out, storage_options=storage_options) if out is not None else None
     torch.manual_seed(config.seed)
     if config.threads:
@@ -353,14 +408,53 @@ def train_classifier(
         else None,
     )
     net.load_state_dict(best_state)
-    net.to("cpu").eval()
-    net.to(memory_format=torch.contiguous_format)
+    net.eval()  # scored on the training device, then kept on the CPU
 
-    def score(pixels: Any, extras: Any, truth: np.ndarray) -> dict[str, Any]:
-        probs = predict_proba(model, pixels, extras, device="cpu", tta=config.tta)
-        pred = [classes[i] for i in probs.argmax(dim=1).tolist()]
-        return classification_metrics([classes[i] for i in truth], pred, classes)
+    mean_head = config.head == "handcrafted_mean"
+    tta = config.tta or mean_head
+    if config.head != "none":
+        rows = _head_rows(train_idx, codes, config.head_rows, config.seed)
+        inputs = (
+            handcrafted_frame(
+                rows, list(table["image"].iloc[rows]), storage_options=storage_options
+            )
+            if mean_head
+            else _vectors(
+                model,
+                data.pixels[rows],
+                data.extras[rows],
+                table["image"].iloc[rows],
+                config,
+                storage_options,
+            )
+        )
+        model.head = fit_head(
+            inputs,
+            [classes[i] for i in codes[rows]],
+            config=HeadConfig(target_precision=None, seed=config.seed),
+        )
 
+    def probs_of(pixels: Any, extras: Any, urls: Any) -> np.ndarray:
+        if model.head is None or mean_head:
+            p = predict_proba(model, pixels, extras, device=device, tta=tta).numpy()
+            if model.head is None:
+                return p
+            ids = np.arange(len(pixels))
+            hand = handcrafted_frame(ids, list(urls), storage_options=storage_options)
+            return (p + model.head.predict_proba(hand)) / 2
+        return model.head.predict_proba(
+            _vectors(model, pixels, extras, urls, config, storage_options)
+        )
+
+    val_urls = table["image"].iloc[val_idx] if validation is None else vtable["image"]
+    val_probs = probs_of(val_pixels, val_extras, val_urls)
+    abstention = (
+        abstention_thresholds(
+            val_probs, val_codes, classes, target_precision=config.target_precision
+        )
+        if config.target_precision is not None
+        else None
+    )
     metrics: dict[str, Any] = {
         "classes": classes,
         "counts": {
@@ -368,15 +462,20 @@ def train_classifier(
             "validation": int(val_codes.size),
             "quarantined": len(quarantine),
         },
-        "validation": score(val_pixels, val_extras, val_codes),
+        "validation": score_probs(val_probs, val_codes, classes, abstention),
     }
     if test is not None:
         ttable, tdata, tbad = load(test[test["category"].isin(classes)])
-        metrics["test"] = score(
-            tdata.pixels, tdata.extras, class_index(classes, ttable["category"]).numpy()
+        metrics["test"] = score_probs(
+            probs_of(tdata.pixels, tdata.extras, ttable["image"]),
+            class_index(classes, ttable["category"]).numpy(),
+            classes,
+            abstention,
         )
         metrics["counts"]["test"] = len(ttable)
         metrics["counts"]["test_quarantined"] = len(tbad)
+    net.to("cpu")
+    net.to(memory_format=torch.contiguous_format)
     model.meta = {
         "trained": {
             "config": asdict(config),
@@ -387,11 +486,87 @@ def train_classifier(
             "parent_model": init.model_id if init is not None else None,
         },
         "metrics": {k: metrics[k] for k in ("validation", "test") if k in metrics},
-        "tta": config.tta,
+        "tta": tta,
     }
+    if mean_head:
+        model.meta["head_mode"] = "mean"
+    if abstention is not None:
+        model.meta["abstention"] = {
+            k: abstention[k] for k in ("target_precision", "thresholds", "share_unassigned")
+        }
+        if model.head is not None:
+            model.head.abstention = model.meta["abstention"]
     if store is not None:
         _write(store, model, metrics, history, quarantine)
     return TrainedClassifier(model, metrics, history, quarantine, dropped)
+
+
+def _head_rows(train_idx: np.ndarray, codes: np.ndarray, most: int, seed: int) -> np.ndarray:
+    """At most ``most`` training rows for the head, at most ``most / n_classes`` a class."""
+    if train_idx.size <= most:
+        return train_idx
+    rng = np.random.default_rng(seed)
+    per_class = max(1, most // len(np.unique(codes[train_idx])))
+    picked = [
+        rng.permutation(train_idx[codes[train_idx] == k])[:per_class]
+        for k in np.unique(codes[train_idx])
+    ]
+    rows = np.sort(np.concatenate(picked))
+    logger.info("head: fitted on %d of %d training images (head_rows)", rows.size, train_idx.size)
+    return rows
+
+
+def _vectors(
+    model: ImageModel,
+    pixels: np.ndarray,
+    extras: np.ndarray,
+    urls: Any,
+    config: ImageTrainConfig,
+    storage_options: Mapping[str, Any] | None,
+) -> pd.DataFrame:
+    """Embeddings (8 views) and handcrafted features of prepared images: a head's input."""
+    vectors = embed(model, pixels, extras, tta=True)  # on the network's device
+    ids = np.arange(len(pixels)).astype(str)
+    return embeddings_frame(
+        ids,
+        [vectors],
+        list(urls),
+        handcrafted=config.head_handcrafted,
+        storage_options=storage_options,
+    )
+
+
+def score_probs(
+    probs: np.ndarray,
+    truth: np.ndarray,
+    classes: list[str],
+    abstention: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Metrics of probabilities: classification, calibration and, given, abstention.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray
+        (n, n_classes) probabilities.
+    truth : numpy.ndarray
+        True class index per row.
+    classes : list of str
+    abstention : dict, optional
+        :func:`~pipeline.images.abstention.abstention_thresholds`' result.
+
+    Returns
+    -------
+    dict
+        :func:`~pipeline.images.evaluation.classification_metrics` plus
+        ``calibration_error`` and ``abstention``
+        (:func:`~pipeline.images.abstention.abstention_scores`).
+    """
+    pred = [classes[i] for i in probs.argmax(axis=1).tolist()] if len(probs) else []
+    metrics = classification_metrics([classes[i] for i in truth], pred, classes)
+    metrics["calibration_error"] = calibration_error(probs, truth)
+    if abstention is not None:
+        metrics["abstention"] = abstention_scores(probs, truth, classes, abstention["thresholds"])
+    return metrics
 
 
 def _best_epoch(history: list[dict[str, float]]) -> int:

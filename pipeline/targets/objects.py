@@ -54,7 +54,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import dask
 import dask.dataframe as dd
@@ -69,6 +69,7 @@ from pipeline.config import (
     config_error,
 )
 from pipeline.errors import ConfigError
+from pipeline.images.abstention import UNASSIGNED
 from pipeline.targets.particles import DEFAULT_LAYERS, Layer
 
 __all__ = [
@@ -118,6 +119,15 @@ class ObjectTargetConfig:
     min_prob : float
         With machine labels, labels whose top-1 probability is below this are not used
         (the object is left out). 0 to 1; default 0 uses every label.
+    count_unassigned : bool
+        Count the objects of category ``unassigned`` (machine labels below their
+        class's probability threshold, :mod:`pipeline.images.abstention`) as a category
+        of their own, also when ``categories`` lists others and ``labels`` is
+        ``"machine"`` or ``"human_first"`` (default True; with ``categories`` None it
+        is counted whenever the data hold it): their
+        concentration ``conc_unassigned_per_l`` and share (``share_unassigned`` of the
+        counts, :attr:`ObjectTargetsResult.unassigned_share`) show how much the other
+        concentrations may miss.
     """
 
     categories: tuple[str, ...] | None = None
@@ -126,6 +136,7 @@ class ObjectTargetConfig:
     min_objects: int = 0
     labels: Literal["annotated", "machine", "human_first"] = "annotated"
     min_prob: float = 0.0
+    count_unassigned: bool = True
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key."""
@@ -193,6 +204,10 @@ class ObjectTargetsResult:
         The categories, in the order of ``targets_columns``.
     skipped : pandas.DataFrame or dask.dataframe.DataFrame
         ``id, layer, reason`` of the rows of ``sampled`` left out.
+    unassigned_share : float or dask Scalar, optional
+        Share of the counted objects (rows kept, all categories) whose category is
+        ``unassigned`` (a lazy scalar for dask inputs); None when ``unassigned`` is not
+        a category. The counts then carry it per row as ``share_unassigned``.
     """
 
     targets: pd.DataFrame | dd.DataFrame
@@ -200,6 +215,7 @@ class ObjectTargetsResult:
     targets_columns: list[str] = field(default_factory=list)
     categories: tuple[str, ...] = ()
     skipped: pd.DataFrame | dd.DataFrame | None = None
+    unassigned_share: Any = None
 
 
 def category_column(category: str) -> str:
@@ -470,6 +486,14 @@ def build_object_targets(
                 f"status in {list(config.statuses)!r}; check the statuses option or the "
                 "EcoTaxa export."
             )
+    if (
+        config.count_unassigned
+        and config.labels != "annotated"
+        and config.categories is not None
+        and UNASSIGNED not in categories
+    ):
+        categories = (*categories, UNASSIGNED)
+        logger.info("object targets: %r counted as a category of its own", UNASSIGNED)
     names = _columns(categories)
     args = (tuple(categories), tuple(config.statuses), tuple(config.layers))
     if lazy:
@@ -497,13 +521,30 @@ def build_object_targets(
         combined = _combine(counts, objects["sample_id"].unique(), sampled, names, config)
     columns = [f"conc_{n}_per_l" for n in names]
     kept = combined[combined["reason"] == ""]
+    count_cols = [f"count_{n}" for n in names]
+    counted = kept[["id", "layer", "volume_l", *count_cols]]
+    share = None
+    if UNASSIGNED in categories:
+        unassigned = kept[f"count_{category_column(UNASSIGNED)}"]
+        total = kept[count_cols].sum(axis=1)
+        counted = counted.assign(share_unassigned=(unassigned / total.where(total > 0)))
+        share = unassigned.sum() / total.sum()
     result = ObjectTargetsResult(
         targets=kept[["id", "layer", *columns]],
-        counts=kept[["id", "layer", "volume_l", *[f"count_{n}" for n in names]]],
+        counts=counted,
         targets_columns=columns,
         categories=tuple(categories),
         skipped=combined[combined["reason"] != ""][["id", "layer", "reason"]],
+        unassigned_share=share,
     )
+    if share is not None and not lazy:
+        result.unassigned_share = float(share) if np.isfinite(share) else float("nan")
+        logger.info(
+            "object targets: %.1f %% of the counted objects are %r (below their class's "
+            "probability threshold)",
+            100 * result.unassigned_share,
+            UNASSIGNED,
+        )
     if not lazy:
         for name in ("targets", "counts", "skipped"):
             setattr(result, name, getattr(result, name).reset_index(drop=True))
