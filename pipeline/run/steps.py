@@ -239,6 +239,7 @@ def _run_targets(ctx: StepContext) -> dict:
     res = build_targets(reads["particles"].accepted, config=config.targets)
     names = list(res.targets_columns)
     label_counts: dict[str, int] = {}
+    shares: dict[str, float] = {}
     ores, sources = None, None
     if config.inputs.objects:
         reads["objects"] = _read_table(config, "objects")
@@ -260,12 +261,14 @@ def _run_targets(ctx: StepContext) -> dict:
         )
         for table, read in reads.items()
     ]
-    object_parts = (ores.targets, ores.skipped, sources) if ores is not None else ()
+    object_parts = (
+        (ores.targets, ores.skipped, sources, ores.unassigned_share) if ores is not None else ()
+    )
     targets, skipped, read_parts, object_parts = dask.compute(
         res.targets, res.skipped, read_parts, object_parts
     )
     if ores is not None:
-        by_object, object_skipped, sources = object_parts
+        by_object, object_skipped, sources, unassigned = object_parts
         targets = targets.merge(by_object, on=["id", "layer"], how="left")
         store.write_parquet("skipped_objects.parquet", object_skipped.reset_index(drop=True))
         names += list(ores.targets_columns)
@@ -273,6 +276,9 @@ def _run_targets(ctx: StepContext) -> dict:
             f"  object targets: {', '.join(ores.targets_columns)}; "
             f"{len(object_skipped)} (profile, layer) without objects"
         )
+        if unassigned is not None and np.isfinite(float(unassigned)):
+            shares["objects_unassigned_share"] = round(float(unassigned), 6)
+            say(f"  unassigned (machine labels below their class threshold): {unassigned:.1%}")
         if sources is not None:
             label_counts = _label_counts(sources)
             say(
@@ -289,10 +295,12 @@ def _run_targets(ctx: StepContext) -> dict:
         )
     store.write_parquet("targets.parquet", targets)
     store.write_parquet("skipped.parquet", skipped)
-    counts: dict[str, int] = {}
+    counts: dict[str, Any] = {}
     for table, (_, stats, quarantine) in zip(reads, read_parts, strict=True):
         counts.update(_read_counts(table, summarize(table, stats, quarantine), store, say))
-    counts.update({"target_rows": len(targets), "skipped_layers": len(skipped), **label_counts})
+    counts.update(
+        {"target_rows": len(targets), "skipped_layers": len(skipped), **label_counts, **shares}
+    )
     by_layer = targets["layer"].value_counts().to_dict()
     say(
         f"  {len(targets)} target rows ({by_layer}); {len(skipped)} layer(s) skipped"
@@ -346,6 +354,7 @@ def _label_counts(sources: pd.Series) -> dict[str, int]:
         "machine": "objects_relabelled",
         "unlabelled": "objects_unlabelled",
         "below_min_prob": "objects_below_min_prob",
+        "unassigned": "objects_unassigned",
     }
     return {name: int(sources.get(src, 0)) for src, name in names.items()}
 
