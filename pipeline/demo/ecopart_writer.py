@@ -39,7 +39,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from pipeline import sizeclasses
+from pipeline.demo import noise as nz
 from pipeline.demo import truth
+from pipeline.demo.noise import Calibration
 
 if TYPE_CHECKING:
     from pipeline.demo.drivers import HiddenWorld
@@ -132,17 +134,6 @@ _FIRST_OBJECT = int(np.searchsorted(_EDGES, truth.OBJECT_MIN_ESD_MM - 1e-12))
 _MAX_ESD_MM = 40.0
 _PROJECT = "oceanfields demo world (synthetic UVP5)"
 _OWNER = "oceanfields demo (demo@example.org)"
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A UVP5 unit: serial number, area calibration, pixel size (mm) and image volume (L)."""
-
-    instrumsn: str
-    aa: float
-    exp: float
-    pixel_mm: float = 0.092
-    volimage_l: float = 1.1
 
 
 #: The two UVP5HD units of the demo (the second one is the real BATS 361 sn209 setting).
@@ -428,8 +419,6 @@ def _noisy_rates(
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Images per metre and the expected counts per metre under the realistic noise."""
-    from pipeline.demo import noise as nz
-
     n_m = b.size
     lo, hi = nz.IMAGES_PER_METRE
     imgcount = rng.integers(lo, hi + 1, size=n_m)

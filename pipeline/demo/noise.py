@@ -39,7 +39,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline import sizeclasses
-from pipeline.demo.ecopart_writer import Calibration
 
 __all__ = [
     "GAMMA_SHAPE",
@@ -54,6 +53,18 @@ __all__ = [
     "patchiness",
     "simulate_layer_concentrations",
 ]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A UVP5 unit: serial number, area calibration, pixel size (mm) and image volume (L)."""
+
+    instrumsn: str
+    aa: float
+    exp: float
+    pixel_mm: float = 0.092
+    volimage_l: float = 1.1
+
 
 #: Images per metre (inclusive range) at 1 m s-1: 6-20 Hz.
 IMAGES_PER_METRE: tuple[int, int] = (6, 20)
@@ -106,8 +117,8 @@ def cast_sd_dex(chl_surface: np.ndarray) -> np.ndarray:
 
     Examples
     --------
-    >>> cast_sd_dex(np.array([0.02, 0.3, 5.0])).round(3).tolist()
-    [0.08, 0.151, 0.2]
+    >>> cast_sd_dex(np.array([0.02, 0.3, 5.0])).round(2).tolist()
+    [0.08, 0.15, 0.2]
     """
     x = np.clip(np.log10(np.clip(np.asarray(chl_surface, float), 1e-6, None)) + 1.3, 0.0, 1.3)
     return 0.08 + 0.12 * x / 1.3

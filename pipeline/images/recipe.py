@@ -40,14 +40,11 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import fsspec
 import numpy as np
 from PIL import Image
-
-if TYPE_CHECKING:
-    from pipeline.images.training import ImageTrainConfig
 
 __all__ = ["choose_settings", "longer_sides"]
 
@@ -94,12 +91,12 @@ def longer_sides(
 
 
 def choose_settings(
-    config: ImageTrainConfig,
+    config: Any,
     *,
     n_images: int,
     sides: np.ndarray | None = None,
     fine_tuning: bool = False,
-) -> ImageTrainConfig:
+) -> Any:
     """Fill the options left at None from the data (module docstring); log each choice.
 
     Parameters
