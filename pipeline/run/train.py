@@ -79,6 +79,12 @@ def _predictions(
     return pd.concat(frames, ignore_index=True)
 
 
+def _cast_positions(lat: np.ndarray, lon: np.ndarray) -> tuple[list[float], list[float]]:
+    """Return the unique (lat, lon) of the training rows: one per cast, not per layer."""
+    pos = np.unique(np.round(np.column_stack([lat, lon]), 4), axis=0)
+    return pos[:, 0].tolist(), pos[:, 1].tolist()
+
+
 def _count_setup(
     train: TrainConfig, tr: dict[str, Any], matchup: pd.DataFrame, say: Any
 ) -> tuple[TrainConfig, np.ndarray | None]:
@@ -226,10 +232,9 @@ def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
             },
             "interval_method": "split-conformal per layer and distance to the nearest "
             "training cast (Mondrian), out-of-fold residuals",
-            "train_positions": {
-                "lat": np.round(lat[train_rows], 4).tolist(),
-                "lon": np.round(lon[train_rows], 4).tolist(),
-            },
+            "train_positions": dict(
+                zip(("lat", "lon"), _cast_positions(lat[train_rows], lon[train_rows]), strict=True)
+            ),
             "interval_coverage_nominal": config.fields.interval_coverage,
             "envelope": {k: list(v) for k, v in envelope_of(x[train_rows]).items()},
         },
