@@ -109,6 +109,7 @@ def two_worker_processes() -> Iterator[Client]:
         ) as cluster,
         Client(cluster) as client,
     ):
+        client.wait_for_workers(2, timeout=120)  # under load, registration can lag
         yield client
 
 

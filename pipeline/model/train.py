@@ -345,8 +345,18 @@ def _params(config: TrainConfig, *, device: str, n_targets: int) -> dict[str, An
 def _workers(client: Client) -> list[str]:
     """Worker addresses in xgboost's rank order (its task id: name, then address)."""
     info = client.scheduler_info(n_workers=-1)["workers"]
-    if not info:
-        raise RuntimeError("the dask cluster has no worker; start workers or wait for them.")
+    if not info:  # e.g. the nannies are restarting them: wait, as for a lost worker
+        logger.warning(
+            "train: the dask cluster has no worker; waiting up to %.0f s", _WORKER_WAIT_S
+        )
+        try:
+            client.wait_for_workers(1, timeout=_WORKER_WAIT_S)
+        except TimeoutError:
+            raise RuntimeError(
+                f"the dask cluster has had no worker for {_WORKER_WAIT_S:.0f} s; "
+                "start workers or wait for them."
+            ) from None
+        info = client.scheduler_info(n_workers=-1)["workers"]
     rank_key = {a: f"[xgboost.dask-{w.get('name', a)}]:{a}" for a, w in info.items()}
     return sorted(info, key=rank_key.__getitem__)
 
