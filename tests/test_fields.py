@@ -518,13 +518,30 @@ def test_interrupted_write_resumes_only_the_missing_regions_and_equals_a_clean_r
             raise _Interrupted
 
     with pytest.raises(_Interrupted):
-        write_fields(fields_lazy, url, attrs=PROVENANCE, progress=stop_after_first)
+        write_fields(fields_lazy, url, attrs=PROVENANCE, progress=stop_after_first, batch_mb=0)
     partial = xr.open_zarr(url, consolidated=False)
     assert np.isnan(partial[TARGETS[0]].isel(time=2).values).all()  # never written
     calls = []
-    report = write_fields(fields_lazy, url, attrs=PROVENANCE, progress=lambda *a: calls.append(a))
+    report = write_fields(
+        fields_lazy, url, attrs=PROVENANCE, progress=lambda *a: calls.append(a), batch_mb=0
+    )
     assert (report.regions_written, report.regions_skipped) == (2, 1)
     assert calls == [(1, 3), (2, 3), (3, 3)]
+    xr.testing.assert_equal(xr.open_zarr(url, consolidated=False).compute(), cf_fields(fields))
+
+
+def test_small_regions_are_computed_in_one_batch_and_each_is_marked(fields_lazy, fields, tmp_path):
+    url = str(tmp_path / "fields.zarr")
+    calls = []
+    report = write_fields(fields_lazy, url, attrs=PROVENANCE, progress=lambda *a: calls.append(a))
+    assert (report.regions_written, report.regions_skipped) == (3, 0)
+    assert calls == [(0, 3), (3, 3)]  # one compute for the 3 time steps (a few kB each)
+    assert sorted(p.name for p in (Path(url) / ".oceanfields" / "regions").iterdir()) == [
+        "0000",
+        "0001",
+        "0002",
+        "zarr.json",
+    ]
     xr.testing.assert_equal(xr.open_zarr(url, consolidated=False).compute(), cf_fields(fields))
 
 

@@ -81,6 +81,9 @@ class FieldsConfig:
         recorded in the interval variables' attributes (0 < coverage < 1).
     write_region : {"time"}
         Dimension of the write regions: one region per time step.
+    write_batch_mb : float
+        Regions computed together, as many consecutive time steps as hold this many
+        MB of output (at least one; ``0``: one at a time). Resuming stays per region.
 
     Examples
     --------
@@ -95,6 +98,7 @@ class FieldsConfig:
     lat_chunk: int | None = None
     interval_coverage: float = 0.9
     write_region: Literal["time"] = "time"
+    write_batch_mb: float = 64.0
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key and the value."""
@@ -109,6 +113,7 @@ class FieldsConfig:
             fix="e.g. 0.9",
         )
         check_choice("fields.write_region", self.write_region, ("time",))
+        check_range("fields.write_batch_mb", self.write_batch_mb, low=0, fix="e.g. 64")
 
 
 def envelope_of(X: pd.DataFrame) -> dict[str, tuple[float, float]]:

@@ -195,12 +195,12 @@ def _open_arrays(
     return {name: group[name] for name in names}
 
 
-def _write_region(ds: xr.Dataset, i: int, arrays: Mapping[str, Any]) -> None:
-    """Write time step ``i`` of the variables of ``arrays``: one dask compute for all."""
+def _write_region(ds: xr.Dataset, steps: slice, arrays: Mapping[str, Any]) -> None:
+    """Write time steps ``steps`` of the variables of ``arrays``: one dask compute for all."""
     sources, targets, regions = [], [], []
     for name, array in arrays.items():
         var = ds[name].variable
-        index = tuple(slice(i, i + 1) if d == "time" else slice(None) for d in var.dims)
+        index = tuple(steps if d == "time" else slice(None) for d in var.dims)
         data = var.data[index]
         if isinstance(data, da.Array):
             sources.append(data)
@@ -212,6 +212,29 @@ def _write_region(ds: xr.Dataset, i: int, arrays: Mapping[str, Any]) -> None:
         da.store(sources, targets, regions=regions, lock=False, compute=True)
 
 
+def _batches(todo: list[int], per: int) -> list[slice]:
+    """Group ``todo`` (sorted) into runs of at most ``per`` consecutive time steps.
+
+    >>> _batches([0, 1, 2, 4, 5, 6, 7], 3)
+    [slice(0, 3, None), slice(4, 7, None), slice(7, 8, None)]
+    """
+    out: list[slice] = []
+    for i in todo:
+        if out and out[-1].stop == i and i - out[-1].start < per:
+            out[-1] = slice(out[-1].start, i + 1)
+        else:
+            out.append(slice(i, i + 1))
+    return out
+
+
+def _step_bytes(ds: xr.Dataset, names: list[str]) -> int:
+    """Bytes of one time step of the variables ``names``."""
+    return sum(
+        ds[n].dtype.itemsize * int(np.prod([ds.sizes[d] for d in ds[n].dims if d != "time"]))
+        for n in names
+    )
+
+
 def write_fields(
     ds: xr.Dataset,
     url: str,
@@ -220,6 +243,7 @@ def write_fields(
     attrs: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     area_mean: bool = False,
+    batch_mb: float = 64.0,
 ) -> WriteReport:
     """Write fields to a zarr v3 store, one time step at a time, resumably.
 
@@ -251,6 +275,11 @@ def write_fields(
         region (for a progress bar).
     area_mean : bool
         The fields are means over each grid cell (``cell_methods`` says ``area: mean``).
+    batch_mb : float
+        Consecutive regions still to write are computed together, as many as hold at
+        most this many MB of output (at least one): on small grids one dask compute
+        per time step costs more in scheduling than in work. Each region is marked
+        done once its batch is written; ``0`` computes one region at a time.
 
     Returns
     -------
@@ -349,22 +378,27 @@ def write_fields(
     direct = [n for n in region_vars if n != "time" and ds[n].dtype.kind in "fiu"]
     by_xarray = [n for n in region_vars if n not in direct and n != "time"]
     arrays = _open_arrays(url, storage_options, direct) if todo else {}
+    per = max(1, int(batch_mb * 1e6 // max(_step_bytes(ds, region_vars), 1)))
     count = skipped
-    for i in todo:
+    for steps in _batches(todo, per):
         start = _time.perf_counter()
-        _write_region(ds, i, arrays)
+        _write_region(ds, steps, arrays)
         if by_xarray:
-            region = ds[by_xarray].isel(time=slice(i, i + 1))
+            region = ds[by_xarray].isel(time=steps)
             region = region.drop_vars([n for n in region.coords if "time" not in region[n].dims])
-            region.to_zarr(url, region={"time": slice(i, i + 1)}, mode="r+", **kw)
-        value = np.asarray(ds["time"].values[i])
-        stamp = str(np.datetime_as_string(value, unit="s") if value.dtype.kind == "M" else value)
-        _put_group(markers, _marker(i), {"time": stamp})
-        count += 1
+            region.to_zarr(url, region={"time": steps}, mode="r+", **kw)
+        for i in range(steps.start, steps.stop):
+            value = np.asarray(ds["time"].values[i])
+            stamp = str(
+                np.datetime_as_string(value, unit="s") if value.dtype.kind == "M" else value
+            )
+            _put_group(markers, _marker(i), {"time": stamp})
+            count += 1
         logger.info(
-            "%s: region %d/%d (time %s) written in %.1f s",
+            "%s: region(s) %d-%d/%d (to time %s) written in %.1f s",
             url,
-            i + 1,
+            steps.start + 1,
+            steps.stop,
             total,
             stamp,
             _time.perf_counter() - start,

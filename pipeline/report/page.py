@@ -118,10 +118,16 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str) -
 
 
 def figure_png(fig: Figure) -> bytes:
-    """Render a matplotlib figure to PNG bytes on an explicit Agg canvas (no ``pyplot``)."""
+    """Render a matplotlib figure to PNG bytes on an explicit Agg canvas (no ``pyplot``).
+
+    A figure with a layout engine (``layout="constrained"``) already fits its contents:
+    it is drawn once; others are cropped to their contents (``bbox_inches="tight"``,
+    which draws the figure twice).
+    """
     FigureCanvasAgg(fig)  # explicit Agg canvas: no pyplot, no global backend
     buf = BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, facecolor="white", bbox_inches="tight")
+    tight = None if fig.get_layout_engine() is not None else "tight"
+    fig.savefig(buf, format="png", dpi=_DPI, facecolor="white", bbox_inches=tight)
     return buf.getvalue()
 
 

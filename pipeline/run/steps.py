@@ -441,6 +441,7 @@ def _run_fields(ctx: StepContext) -> dict:
         storage_options=store.storage_options,
         attrs=attrs,
         progress=ctx.progress,
+        batch_mb=config.fields.write_batch_mb,
     )
     say(
         f"  fields: {report.regions_written} region(s) written, "
