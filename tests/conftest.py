@@ -28,3 +28,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+#: The longest test files (whole chains, demo runs, image training), longest first: run
+#: first, so that ``-n 2 --dist loadfile`` (one file per process at a time) fills the two
+#: processes with the short files at the end instead of waiting on a long one.
+LONGEST_FIRST = (
+    "test_run_skill.py",
+    "test_run.py",
+    "test_faults.py",
+    "test_demo_cli.py",
+    "test_recipes.py",
+    "test_run_scheduler.py",
+    "test_images.py",
+    "test_run_cli.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the longest files first (a stable sort: each file's tests keep their order)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -164,6 +164,13 @@ def test_demo_runs_the_image_path_and_the_year2_chain(demo_run):
     assert groups <= set(year2["targets"])
     targets2 = demo_run.parquet("run-year2/targets.parquet")
     assert set(targets2["layer"]) == {"0-200m"}
+    # the objects the classifier left unassigned (below their class threshold): counted
+    share = demo_run.json("run-year2/_state/targets.json")["counts"]["objects_unassigned_share"]
+    assert 0 <= share < 0.5
+    assert f"unassigned (machine labels below their class threshold): {share:.1%}" in (
+        demo_run.output
+    )
+    assert (share > 0) <= (labels["label"] == "unassigned").any()
 
 
 def test_demo_reuses_an_existing_world_and_its_finished_work(demo_run):

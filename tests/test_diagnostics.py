@@ -170,6 +170,10 @@ def test_cv_variants_share_the_cv_rows_and_keep_casts_and_cruises_whole():
         assert np.array_equal(v == -1, folds == -1), name
     assert (pd.Series(out["random"]).groupby(cast).nunique() == 1).all()
     assert (pd.Series(out["random_cruise"]).groupby(cruise.to_numpy()).nunique() == 1).all()
+    only = cv_variants(folds, lat, lon, cast, cruise, SplitConfig(variants=["basins"]))
+    assert list(only) == ["basins"]
+    np.testing.assert_array_equal(only["basins"], out["basins"])
+    assert cv_variants(folds, lat, lon, cast, cruise, SplitConfig(variants=[])) == {}
 
 
 def test_auto_blocks_follow_the_targets_autocorrelation_range(field):

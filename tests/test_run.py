@@ -53,7 +53,7 @@ def _small_config(world, **sections):
     return _config(
         world.root,
         train={**fast, **sections.pop("train", {})},
-        split={"n_folds": 3, **sections.pop("split", {})},
+        split={"n_folds": 3, "variants": [], **sections.pop("split", {})},  # block CV only
         **sections,
     )
 

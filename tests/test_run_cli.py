@@ -28,7 +28,7 @@ def run_file(tmp_path_factory):
     )
     doc = {
         "inputs": {"catalog": "demo", "params": {"root": world.root}, "truth": "truth_profiles"},
-        "split": {"n_folds": 3, "block_deg": 20},
+        "split": {"n_folds": 3, "block_deg": 20, "variants": ["random"]},
         "train": {"n_estimators": 40, "baselines": ["climatology"], "early_stopping_rounds": 5},
         "out": str(base / "run"),
     }

@@ -37,7 +37,7 @@ def run_config(tmp_path_factory):
     return load_run_config(
         {
             "inputs": {"catalog": "demo", "params": {"root": world.root}},
-            "split": {"n_folds": 3, "block_deg": 20},
+            "split": {"n_folds": 3, "block_deg": 20, "variants": []},
             "train": {
                 "n_estimators": 60,
                 "baselines": ["climatology"],

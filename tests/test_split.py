@@ -81,7 +81,8 @@ def worst_mean_deviation(folds, y):
 
 def test_config_defaults_are_ten_degree_blocks_five_folds_a_fifth_held_out():
     cfg = SplitConfig()
-    assert dataclasses.astuple(cfg) == ("blocks", 10.0, 5, 0.2, 0.0, 0)
+    variants = ("random", "random_cruise", "basins")
+    assert dataclasses.astuple(cfg) == ("blocks", 10.0, 5, 0.2, 0.0, 0, variants)
 
 
 @pytest.mark.parametrize(

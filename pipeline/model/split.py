@@ -51,7 +51,7 @@ import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.neighbors import BallTree
 
-from pipeline.config import check_choice, check_count, check_range
+from pipeline.config import check_choice, check_count, check_range, check_strings
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.geo import EARTH_RADIUS_KM
 from pipeline.model.basins import BASINS, _check_coords, _coords_doc, basin_of
@@ -71,6 +71,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _METHODS = ("blocks", "basins")
+#: The CV variants the train step can score beside the block CV, in that order.
+CV_VARIANTS = ("random", "random_cruise", "basins")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +100,11 @@ class SplitConfig:
         autocorrelation range, resolved like ``block_deg``.
     seed : int
         Seed of the RNG that orders blocks (>= 0).
+    variants : tuple of str
+        The CV variants scored beside the block CV, over the same CV rows (each one more
+        set of fits): ``random`` (whole casts at random), ``random_cruise`` (whole
+        cruises, when the rows name them), ``basins`` (leave one basin out); see
+        :func:`pipeline.run.evaluation.cv_variants`. ``[]`` scores the block CV only.
 
     Examples
     --------
@@ -115,10 +122,13 @@ class SplitConfig:
     test_fraction: float = 0.2
     buffer_km: float | Literal["auto"] = 0.0
     seed: int = 0
+    variants: tuple[str, ...] = CV_VARIANTS
 
     def __post_init__(self) -> None:
         """Check the options; raise ConfigError naming the key, value and valid range."""
         check_choice("split.method", self.method, _METHODS)
+        variants = check_strings("split.variants", self.variants, valid=CV_VARIANTS)
+        object.__setattr__(self, "variants", variants)
         if self.block_deg != "auto":
             check_range(
                 "split.block_deg", self.block_deg, low=0, high=180, low_open=True, unit="degrees"

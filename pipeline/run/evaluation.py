@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.fields.predict import envelope_of
 from pipeline.model.basins import basin_of
 from pipeline.model.crossval import CVResult
 from pipeline.model.diagnostics import (
@@ -134,7 +135,8 @@ def cv_variants(
     ``random``: whole casts dealt at random (a cast's layers share a fold);
     ``random_cruise``: whole cruises, when the rows name at least ``2 n_folds`` of them;
     ``basins``: leave one basin out (when the CV rows span two basins or more). The block
-    split's test rows stay ``-1`` in every variant.
+    split's test rows stay ``-1`` in every variant. Only the variants named in
+    ``split.variants`` are made.
 
     Returns
     -------
@@ -145,25 +147,25 @@ def cv_variants(
     inner = dataclasses.replace(split, test_fraction=0.0)
     out: dict[str, np.ndarray] = {}
     base = np.full(folds.shape, -1, dtype=np.int64)
-    rand = base.copy()
-    rand[cv] = random_folds(int(cv.sum()), config=inner, groups=cast[cv])
-    out["random"] = rand
-    if cruise is not None:
+    if "random" in split.variants:
+        rand = base.copy()
+        rand[cv] = random_folds(int(cv.sum()), config=inner, groups=cast[cv])
+        out["random"] = rand
+    if cruise is not None and "random_cruise" in split.variants:
         names = cruise.astype(str).to_numpy()
         known = pd.notna(cruise).to_numpy() & (names != "") & (names != "nan")
         if known[cv].all() and len(set(names[cv])) >= 2 * split.n_folds:
             by_cruise = base.copy()
             by_cruise[cv] = random_folds(int(cv.sum()), config=inner, groups=names[cv])
             out["random_cruise"] = by_cruise
-    if len(set(basin_of(lat[cv], lon[cv]).tolist())) >= 2:
+    if "basins" in split.variants and len(set(basin_of(lat[cv], lon[cv]).tolist())) >= 2:
         out["basins"] = basin_folds(lat, lon, folds)
     return out
 
 
 def _extrapolating(x: pd.DataFrame, train: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Rows with a feature outside the training rows' [min, max] (NaN ignored)."""
-    ref = x.iloc[train]
-    lo, hi = ref.min().to_numpy(), ref.max().to_numpy()
+    """Rows with a feature outside the training rows' envelope (NaN ignored)."""
+    lo, hi = np.array(list(envelope_of(x.iloc[train]).values()), dtype=float).T
     values = x.iloc[rows].to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
         return ((values < lo) | (values > hi)).any(axis=1)
