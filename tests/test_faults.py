@@ -83,7 +83,12 @@ def run_doc(tmp_path_factory):
         "inputs": {"catalog": "demo", "params": {"root": world.root}},
         "split": {"n_folds": 3, "block_deg": 20, "variants": []},  # block CV only
         "fields": {"write_batch_mb": 0},  # a dask compute per region: kills land between
-        "train": {"n_estimators": 40, "baselines": ["climatology"], "early_stopping_rounds": 5},
+        "train": {
+            "n_estimators": 40,
+            "baselines": ["climatology"],
+            "early_stopping_rounds": 5,
+            "min_rows_per_worker": 1,  # a fit on both workers: killing one breaks it
+        },
     }
 
 

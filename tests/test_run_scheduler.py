@@ -42,6 +42,7 @@ def run_config(tmp_path_factory):
                 "n_estimators": 60,
                 "baselines": ["climatology"],
                 "early_stopping_rounds": 10,
+                "min_rows_per_worker": 1,  # both workers in every fit
             },
         }
     )

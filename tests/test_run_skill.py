@@ -11,10 +11,19 @@ import xarray as xr
 
 from pipeline.demo import generate_demo_world
 from pipeline.run.steps import run_steps
-from tests.chains import chain_config as _config
+from tests.chains import chain_config
 from tests.dask_processes import two_worker_processes
 
 pytestmark = pytest.mark.slow  # whole chains on demo worlds and clusters
+
+
+def _config(root, **sections):
+    # Fits on both workers, as when the thresholds below and benchmarks/results/honesty.json
+    # were measured: a one-worker fit of the same rows (train.min_rows_per_worker's default
+    # for 1,300 rows) gave 2deg-seed0 a test MSE of 0.090 instead of 0.076 (per-target
+    # 0.075) and 0.81 interval coverage; the fit-to-fit spread is issue 15's open item.
+    train = {"min_rows_per_worker": 1, **sections.pop("train", {})}
+    return chain_config(root, train=train, **sections)
 
 
 @pytest.fixture(scope="module")

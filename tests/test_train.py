@@ -7,6 +7,7 @@ possible test MSE is the noise variance.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 
@@ -42,6 +43,7 @@ FAST = TrainConfig(
     early_stopping_rounds=15,
     rf_n_estimators=60,
     device="auto",
+    min_rows_per_worker=500,  # both workers: the distributed fit is what is tested
 )
 LAYERS = np.array(["0-100m", "100-500m", "500-1000m"])
 
@@ -228,7 +230,13 @@ def test_early_stopping_stops_well_before_n_estimators_on_pure_noise(client):
 
 def test_deterministic_fits_give_bit_identical_predictions(client, data):
     X, Y, _ = data
-    config = TrainConfig(n_estimators=40, learning_rate=0.2, subsample=0.7, colsample_bytree=0.7)
+    config = TrainConfig(
+        n_estimators=40,
+        learning_rate=0.2,
+        subsample=0.7,
+        colsample_bytree=0.7,
+        min_rows_per_worker=1,
+    )
     train, valid = np.arange(1500), np.arange(1500, 2000)
     a = fit_model(client, X, Y, train=train, valid=valid, config=config)
     b = fit_model(client, X, Y, train=train, valid=valid, config=config)
@@ -240,11 +248,28 @@ def test_deterministic_fits_give_bit_identical_predictions(client, data):
         Y,
         train=train,
         valid=valid,
-        config=TrainConfig(
-            n_estimators=40, learning_rate=0.2, subsample=0.7, colsample_bytree=0.7, seed=1
-        ),
+        config=dataclasses.replace(config, seed=1),
     )
     assert not np.array_equal(predict(a, X), predict(c, X))  # the seed matters
+
+
+def test_a_small_fit_runs_on_one_worker_and_a_large_one_on_every_worker(client, data):
+    from distributed import get_task_stream
+
+    X, Y, _ = data
+    train = np.arange(1500)
+
+    def fit_workers(config):
+        with get_task_stream(client) as stream:
+            booster = fit_model(client, X, Y, train=train, config=config)
+        fits = {t["worker"] for t in stream.data if str(t["key"]).startswith("fn-")}
+        return fits, predict(booster, X.iloc[:50])
+
+    one, small = fit_workers(TrainConfig(n_estimators=20))  # 1,500 rows < 50,000 a worker
+    both, large = fit_workers(TrainConfig(n_estimators=20, min_rows_per_worker=750))
+    assert len(one) == 1
+    assert len(both) == 2
+    assert np.abs(small - large).mean() < 0.05  # the same model, up to the sketches
 
 
 def test_fit_model_takes_masks_weights_and_dask_placed_partitions(client, data):

@@ -115,6 +115,11 @@ class TrainConfig:
         bit-identical models.
     seed : int
         Seed of xgboost's row/column subsampling and of the random forest.
+    min_rows_per_worker : int
+        A fit uses one worker per this many training rows (at least one, at most every
+        worker): below it the allreduce of every boosting round between workers costs
+        more than it saves (a 33-row fit took 1.4 s on 2 workers). With ``deterministic``
+        the workers are the first ones in xgboost's rank order.
     baselines : tuple of str
         Baselines fitted beside the model, among :data:`BASELINES`.
     rf_n_estimators, rf_min_samples_leaf : int
@@ -146,6 +151,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = True
     seed: int = 0
+    min_rows_per_worker: int = 50_000
     baselines: tuple[str, ...] = BASELINES
     rf_n_estimators: int = 300
     rf_min_samples_leaf: int = 3
@@ -168,7 +174,13 @@ class TrainConfig:
         check_choice("train.device", self.device, _DEVICES)
         baselines = check_strings("train.baselines", self.baselines, valid=BASELINES)
         object.__setattr__(self, "baselines", baselines)
-        for key in ("n_estimators", "max_depth", "rf_n_estimators", "rf_min_samples_leaf"):
+        for key in (
+            "n_estimators",
+            "max_depth",
+            "rf_n_estimators",
+            "rf_min_samples_leaf",
+            "min_rows_per_worker",
+        ):
             check_count(f"train.{key}", getattr(self, key), 1)
         check_count("train.early_stopping_rounds", self.early_stopping_rounds, 1)
         for key in ("learning_rate", "subsample", "colsample_bytree"):
@@ -492,6 +504,7 @@ def _train(
     label = _count_label(Y, config)
 
     def fit(workers: list[str]) -> Any:
+        workers = workers[: max(1, -(-train.size // config.min_rows_per_worker))]
         dtrain = _dmatrix(client, X, label, w, train, workers, pinned=pinned)
         evals = None
         if with_valid:
