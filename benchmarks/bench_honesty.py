@@ -32,11 +32,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from distributed import Client, LocalCluster
+
 from pipeline.demo import generate_demo_world
 from pipeline.demo.products import DEMO_SOURCES
 from pipeline.run.config import load_run_config
 from pipeline.run.steps import run_steps
-from tests.dask_processes import two_worker_processes
 
 HERE = Path(__file__).resolve().parent
 
@@ -116,7 +117,11 @@ def main() -> None:
     args = parser.parse_args()
     takes_world = "world" in inspect.signature(generate_demo_world).parameters
     results = []
-    with two_worker_processes() as client, tempfile.TemporaryDirectory() as tmp:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         for kind in args.worlds:
             for resolution in args.resolutions:
                 for seed in args.seeds:

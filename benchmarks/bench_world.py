@@ -36,28 +36,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_honesty import _config  # the same run file (targets and matchup only here)
 
 from pipeline.demo import generate_demo_world, noise_ceiling
-from pipeline.demo.products import DEMO_SOURCES
 from pipeline.model.split import assign_folds, random_folds
-from pipeline.run.config import load_run_config
 from pipeline.run.steps import run_steps
 from pipeline.targets import transform as apply_transform
-
-
-def _config(root: str, seed: int):
-    return load_run_config(
-        {
-            "inputs": {
-                "catalog": "demo",
-                "params": {"root": root},
-                "particles": "ecopart_detailed",
-                "environment": list(DEMO_SOURCES),
-                "truth": "truth_profiles",
-            },
-            "split": {"block_deg": 15.0, "n_folds": 4, "seed": seed},
-        }
-    )
 
 
 def _mse(y: np.ndarray, p: np.ndarray) -> float:
