@@ -227,14 +227,6 @@ def _batches(todo: list[int], per: int) -> list[slice]:
     return out
 
 
-def _step_bytes(ds: xr.Dataset, names: list[str]) -> int:
-    """Bytes of one time step of the variables ``names``."""
-    return sum(
-        ds[n].dtype.itemsize * int(np.prod([ds.sizes[d] for d in ds[n].dims if d != "time"]))
-        for n in names
-    )
-
-
 def write_fields(
     ds: xr.Dataset,
     url: str,
@@ -378,7 +370,8 @@ def write_fields(
     direct = [n for n in region_vars if n != "time" and ds[n].dtype.kind in "fiu"]
     by_xarray = [n for n in region_vars if n not in direct and n != "time"]
     arrays = _open_arrays(url, storage_options, direct) if todo else {}
-    per = max(1, int(batch_mb * 1e6 // max(_step_bytes(ds, region_vars), 1)))
+    step_bytes = ds[direct + by_xarray].isel(time=0).nbytes  # lazy: from shapes and dtypes
+    per = max(1, int(batch_mb * 1e6 // max(step_bytes, 1)))
     count = skipped
     for steps in _batches(todo, per):
         start = _time.perf_counter()
