@@ -559,26 +559,74 @@ def _layer_mean_last(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _vorticity(u: da.Array, v: da.Array, lat: np.ndarray, lon: np.ndarray) -> da.Array:
-    """Relative vorticity (s-1) of (time, layer, lat, lon) currents, chunk-wise."""
-    lat = np.asarray(lat, dtype="float64")
-    lon = np.asarray(lon, dtype="float64")
-    is_global = _is_global(lon)
-    lat4 = da.from_array(np.deg2rad(lat), chunks=(u.chunks[2],))[None, None, :, None]
-    lon4 = da.from_array(np.deg2rad(lon), chunks=(u.chunks[3],))[None, None, None, :]
-    lat4 = da.broadcast_to(lat4, u.shape, chunks=u.chunks)
-    lon4 = da.broadcast_to(lon4, u.shape, chunks=u.chunks)
-    boundary = {0: "none", 1: "none", 2: np.nan, 3: "periodic" if is_global else np.nan}
+    """Relative vorticity (s-1) of (time, layer, lat, lon) currents, chunk-wise.
+
+    Longitudes are one chunk (see the module notes), so their ghost columns (periodic on
+    a global grid, NaN otherwise) are added inside each block; latitude ghost rows come
+    from ``map_overlap`` only when latitudes span several chunks. The graph is one task
+    per block (plus the overlap's row exchange), not a ghosted copy of four arrays.
+    """
+    lat_rad = np.deg2rad(np.asarray(lat, dtype="float64"))
+    lon_rad = np.deg2rad(np.asarray(lon, dtype="float64"))
+    is_global = _is_global(np.asarray(lon, dtype="float64"))
+    if len(u.chunks[3]) != 1:
+        u, v = u.rechunk({3: -1}), v.rechunk({3: -1})
+    kwargs = {
+        "lat_rad": lat_rad,
+        "lat_starts": np.cumsum((0, *u.chunks[2])),
+        "lon_rad": lon_rad,
+        "is_global": is_global,
+        "dtype": "float32",
+    }
+    if len(u.chunks[2]) == 1:
+        return da.map_blocks(_vorticity_padded, u, v, ghost_rows=False, **kwargs)
     return da.map_overlap(
-        _vorticity_block,
+        _vorticity_padded,
         u,
         v,
-        lat4,
-        lon4,
-        depth={0: 0, 1: 0, 2: 1, 3: 1},
-        boundary=boundary,
-        dtype="float32",
-        is_global=is_global,
+        depth={0: 0, 1: 0, 2: 1, 3: 0},
+        boundary={0: "none", 1: "none", 2: np.nan, 3: "none"},
+        ghost_rows=True,
+        **kwargs,
     )
+
+
+def _vorticity_padded(
+    u: np.ndarray,
+    v: np.ndarray,
+    *,
+    lat_rad: np.ndarray,
+    lat_starts: np.ndarray,
+    lon_rad: np.ndarray,
+    is_global: bool,
+    ghost_rows: bool,
+    block_info: dict | None = None,
+) -> np.ndarray:
+    """Pad one block with its ghost rows/columns, then :func:`_vorticity_block`.
+
+    ``ghost_rows`` says whether ``u``/``v`` already carry one ghost row on each side
+    (from ``map_overlap``); otherwise NaN rows are added. ``lat_starts`` are the first
+    latitude index of each chunk; the block's own latitudes come from its chunk location.
+    """
+    i = block_info[0]["chunk-location"][2] if block_info else 0
+    lo, hi = int(lat_starts[i]), int(lat_starts[i + 1])
+    lat_pad = np.concatenate([[np.nan], lat_rad, [np.nan]])[lo : hi + 2]
+    rows = ((0, 0), (0, 0), (0, 0) if ghost_rows else (1, 1), (0, 0))
+    u = np.pad(np.asarray(u, "float64"), rows, constant_values=np.nan)
+    v = np.pad(np.asarray(v, "float64"), rows, constant_values=np.nan)
+    if is_global:
+        u = np.concatenate([u[..., -1:], u, u[..., :1]], axis=3)
+        v = np.concatenate([v[..., -1:], v, v[..., :1]], axis=3)
+        lon_pad = np.concatenate([lon_rad[-1:], lon_rad, lon_rad[:1]])
+    else:
+        cols = ((0, 0), (0, 0), (0, 0), (1, 1))
+        u = np.pad(u, cols, constant_values=np.nan)
+        v = np.pad(v, cols, constant_values=np.nan)
+        lon_pad = np.concatenate([[np.nan], lon_rad, [np.nan]])
+    zeta = _vorticity_block(
+        u, v, lat_pad[None, None, :, None], lon_pad[None, None, None, :], is_global=is_global
+    )
+    return zeta[:, :, :, 1:-1] if ghost_rows else zeta[:, :, 1:-1, 1:-1]
 
 
 def _vorticity_block(

@@ -54,17 +54,17 @@ def _tile(values: np.ndarray, flag: np.ndarray | None, cmap: object, norm: objec
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="PNG", optimize=True)
+    img.convert("RGB").save(buf, format="PNG")
     return buf.getvalue()
 
 
 def _colour_bar(cmap: object, norm: object, label: str) -> bytes:
-    fig = Figure(figsize=(6.0, 0.9), layout="constrained")
-    ax = fig.subplots()
+    fig = Figure(figsize=(6.0, 0.9))
+    ax = fig.add_axes((0.04, 0.62, 0.92, 0.3))  # fixed: room for ticks and label below
     fig.colorbar(
         ScalarMappable(norm=norm, cmap=cmap), cax=ax, orientation="horizontal", label=label
     )  # type: ignore[arg-type]
-    return figure_png(fig)
+    return figure_png(fig, crop=False)
 
 
 def months_html(fields: xr.Dataset, target: str, *, title: str) -> str:

@@ -117,17 +117,29 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str) -
     return f'<table class="{cls}">\n<tr>{head}</tr>\n{body}</table>\n'
 
 
-def figure_png(fig: Figure) -> bytes:
+def figure_png(fig: Figure, *, crop: bool | None = None) -> bytes:
     """Render a matplotlib figure to PNG bytes on an explicit Agg canvas (no ``pyplot``).
 
-    A figure with a layout engine (``layout="constrained"``) already fits its contents:
-    it is drawn once; others are cropped to their contents (``bbox_inches="tight"``,
-    which draws the figure twice).
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    crop : bool, optional
+        Crop to the contents (``bbox_inches="tight"``, which draws the figure twice).
+        Default: only figures without a layout engine; a figure laid out by an engine
+        (``layout="constrained"``) or by fixed margins (pass ``False``) is drawn once.
+
+    Returns
+    -------
+    bytes
+        The PNG.
     """
     FigureCanvasAgg(fig)  # explicit Agg canvas: no pyplot, no global backend
     buf = BytesIO()
-    tight = None if fig.get_layout_engine() is not None else "tight"
-    fig.savefig(buf, format="png", dpi=_DPI, facecolor="white", bbox_inches=tight)
+    if crop is None:
+        crop = fig.get_layout_engine() is None
+    bbox = "tight" if crop else None
+    fig.savefig(buf, format="png", dpi=_DPI, facecolor="white", bbox_inches=bbox)
     return buf.getvalue()
 
 

@@ -29,6 +29,7 @@ Dask cluster of the active ``Client``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,9 @@ class RunSummary:
         Rows of targets, skipped layers, matchup, missing; regions written.
     metrics : dict
         Contents of ``metrics.json`` (when the train step ran or was found).
+    seconds : dict
+        Wall-clock seconds of each step computed in this call (also kept in the step's
+        ``_state/STEP.json``).
     """
 
     out: str
@@ -97,6 +101,7 @@ class RunSummary:
     skipped: list[str] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def run_steps(
@@ -167,9 +172,13 @@ def run_steps(
             info = store.read_json(state)
         else:
             say(f"[{step}] running")
+            started = time.perf_counter()
             info = _RUNNERS[step](ctx)
-            store.write_json(state, {"key": keys[step], **info})
+            seconds = round(time.perf_counter() - started, 2)
+            store.write_json(state, {"key": keys[step], "seconds": seconds, **info})
             summary.done.append(step)
+            summary.seconds[step] = seconds
+            say(f"[{step}] done in {seconds:.1f} s")
         summary.counts.update(info.get("counts", {}))
     if store.exists("metrics.json"):
         summary.metrics = store.read_json("metrics.json")
