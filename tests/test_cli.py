@@ -142,3 +142,21 @@ def test_catalog_errors_name_what_is_valid(runner, args, match):
     assert res.exit_code != 0
     assert match in res.output
     assert "Traceback" not in res.output
+
+
+def test_the_cli_imports_no_heavy_library_before_a_command_needs_it():
+    # dask's worker processes start by re-importing the console script's main module
+    # (multiprocessing "spawn"): each heavy import here is paid again by every worker
+    # of `oceanfields demo` / `run` at cluster start (it was 4 s a worker, 14 s a start)
+    import subprocess
+    import sys
+
+    heavy = ("xgboost", "torch", "matplotlib", "dask.dataframe", "sklearn", "zarr")
+    code = (
+        "import sys, pipeline.cli.main; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "", f"imported at CLI start: {out.stdout.strip()}"

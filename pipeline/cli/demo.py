@@ -33,7 +33,6 @@ from pipeline.cli.images import (
     types_and_report,
 )
 from pipeline.cli.output import CLUSTER_HELP, echo_skill, echo_summary, run_with, write_read_result
-from pipeline.demo.products import DEMO_SOURCES
 from pipeline.errors import InputFormatError
 from pipeline.io import OutputStore, read_bytes
 
@@ -416,6 +415,7 @@ def demo_run_config(
     >>> config.inputs.truth, config.object_targets.labels, config.split.n_folds
     ('truth_profiles', 'annotated', 3)
     """
+    from pipeline.demo.products import DEMO_SOURCES
     from pipeline.predictors.grid import GridConfig
     from pipeline.run.config import RunConfig
 
