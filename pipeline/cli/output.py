@@ -155,7 +155,7 @@ def echo_skill(metrics: dict[str, Any]) -> None:
         "test = held-out spatial blocks):"
     )
     click.echo(
-        f"  {'':<16}{'test MSE':>10}{'mv_mse':>8}{'R2':>7}{'block-CV MSE':>14}"
+        f"  {'':<16}{'test MSE':>10}{'mv_mse':>9}{'R2':>8}{'block-CV MSE':>14}"
         f"{'random-CV MSE':>15}{'basins-CV MSE':>15}   model vs baseline (90 % block bootstrap)"
     )
     comparisons = metrics.get("comparisons", {})
@@ -171,8 +171,8 @@ def echo_skill(metrics: dict[str, Any]) -> None:
             word = "beats" if diff["beats"] else ("worse" if diff["worse"] else "tie")
             verdict = f"   {word}: {diff['diff']:+.4f} [{diff['lo']:+.4f}, {diff['hi']:+.4f}]"
         click.echo(
-            f"  {name:<16}{_num(test.get('mse'), 4):>10}{_num(test.get('mv_mse')):>8}"
-            f"{_num(test.get('r2_mean')):>7}{_num(cv.get('mse'), 4):>14}"
+            f"  {name:<16}{_num(test.get('mse'), 4):>10} {_num(test.get('mv_mse')):>8}"
+            f" {_num(test.get('r2_mean')):>7}{_num(cv.get('mse'), 4):>14}"
             f"{_num(rcv.get('mse'), 4):>15}{_num(bcv.get('mse'), 4):>15}{verdict}"
         )
 
