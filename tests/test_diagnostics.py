@@ -18,6 +18,7 @@ from pipeline.model.diagnostics import (
 )
 from pipeline.model.intervals import (
     coverage_report,
+    cross_fold_coverage,
     interval_bounds,
     mondrian_quantiles,
 )
@@ -216,3 +217,27 @@ def test_distance_strata_cover_rows_far_from_the_casts_where_layers_alone_do_not
     )
     lo1, _ = interval_bounds(zero[:1], layer[:1], few, targets=["c"], strata=[">1000 km"])
     assert lo1[0, 0] == few["groups"]["0-100m"]["c"][0]
+
+
+def test_cross_fold_coverage_holds_each_fold_out_of_its_own_calibration():
+    rng = np.random.default_rng(3)
+    n = 2000
+    layer = np.where(np.arange(n) % 2 == 0, "shallow", "deep")
+    folds = np.arange(n) % 5
+    scale = np.where(layer == "deep", 3.0, 1.0)[:, None]
+    resid = rng.normal(size=(n, 1)) * scale
+    zeros = np.zeros_like(resid)
+    by = {"layer": layer}
+    mondrian = cross_fold_coverage(resid, zeros, folds, layer, targets=["y"], by=by)
+    assert mondrian["folds"] == 5
+    assert mondrian["n"] == n
+    for g in mondrian["by"]["layer"].values():  # per-layer quantiles: both near 0.9
+        assert 0.87 <= g["mean"] <= 0.93, g
+    pooled = cross_fold_coverage(resid, zeros, folds, np.full(n, "all"), targets=["y"], by=by)
+    assert pooled["by"]["layer"]["shallow"]["mean"] > 0.97  # one quantile for both
+    assert pooled["by"]["layer"]["deep"]["mean"] < 0.8
+    # a fold whose errors are five times the others' is not calibrated on itself
+    wild = resid * np.where(folds == 0, 5.0, 1.0)[:, None]
+    out = cross_fold_coverage(wild, zeros, folds, layer, targets=["y"], by={"fold": folds})
+    assert out["by"]["fold"]["0"]["mean"] < 0.5
+    assert out["by"]["fold"]["1"]["mean"] > 0.85

@@ -163,6 +163,12 @@ def test_intervals_cover_the_test_observations_near_their_nominal_rate(skill_tra
     observed = [c["mean"] for c in intervals["calibration"]]
     assert observed == sorted(observed)  # wider nominal, more covered
     assert abs(observed[0] - 0.5) < 0.2  # seen 0.66 where far test rows are over-covered
+    # every CV row, each fold calibrated without its own rows: ~1,000 rows, all blocks
+    folds = intervals["cv"]
+    assert folds["n"] > 2 * test["n"]
+    assert 0.86 <= folds["mean"] <= 0.94, folds["mean"]
+    for layer, g in folds["by"]["layer"].items():  # 300-400 rows a layer
+        assert 0.82 <= g["mean"] <= 0.97, (layer, g)
 
 
 def test_run_writes_every_output_and_reports_block_and_random_cv(skill_run):

@@ -200,6 +200,18 @@ def echo_skill(metrics: dict[str, Any]) -> None:
             f"  {metrics['intervals']['nominal']:.0%} intervals cover {cover['mean']:.2f} of test "
             f"rows (all targets at once {cover['joint']:.2f}; by layer {layers})"
         )
+    folds = metrics.get("intervals", {}).get("cv")
+    if folds:
+        parts = []
+        for by in ("layer", "basin"):
+            groups = folds.get("by", {}).get(by, {})
+            shown = [f"{k} {v['mean']:.2f}" for k, v in groups.items() if not v.get("small")]
+            if shown:
+                parts.append(f"by {by} {', '.join(shown)}")
+        click.echo(
+            f"  across the {folds['folds']} CV folds (each calibrated without its fold): "
+            f"{folds['mean']:.2f} of {folds['n']} rows ({'; '.join(parts)})"
+        )
     honesty = metrics.get("honesty")
     if honesty:
         from pipeline.demo.honesty import honesty_line

@@ -149,26 +149,31 @@ def _intervals_html(metrics: Mapping[str, Any]) -> str:
     if not test:
         return ""
     rows = []
-    for by, groups in test.get("by", {}).items():
-        for label, g in groups.items():
-            rows.append(
-                [
-                    by,
-                    label,
-                    str(g["n"]),
-                    format_number(g["mean"]),
-                    format_number(g["joint"]),
-                    format_number(g["min_target"]) + (" (few rows)" if g.get("small") else ""),
-                ]
-            )
+    checks = [("test", test), ("CV folds", iv.get("cv") or {})]
+    for split, report in checks:
+        for by, groups in report.get("by", {}).items():
+            for label, g in groups.items():
+                rows.append(
+                    [
+                        split,
+                        by,
+                        label,
+                        str(g["n"]),
+                        format_number(g["mean"]),
+                        format_number(g["joint"]),
+                        format_number(g["min_target"]) + (" (few rows)" if g.get("small") else ""),
+                    ]
+                )
     curve = ", ".join(f"{c['nominal']:.0%} → {c['mean']:.2f}" for c in iv.get("calibration", []))
     return (
         "<h3>Prediction intervals</h3>\n"
         f'<p class="note">{escape(iv.get("method", ""))}. Nominal {iv.get("nominal", 0):.0%}: '
         f"test rows covered {format_number(test['mean'])} (all targets at once "
-        f"{format_number(test['joint'])}). Calibration (nominal → observed): {escape(curve)}.</p>\n"
+        f"{format_number(test['joint'])}). Calibration (nominal → observed): {escape(curve)}. "
+        "The test blocks are a few regions; the CV-fold rows (each fold's intervals "
+        "calibrated on the other folds only) span every block.</p>\n"
         + html_table(
-            ["by", "class", "rows", "coverage (mean over targets)", "joint", "worst target"],
+            ["rows of", "by", "class", "rows", "coverage (mean over targets)", "joint", "worst"],
             rows,
             "coverage",
         )

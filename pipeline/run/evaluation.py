@@ -36,6 +36,7 @@ from pipeline.model.evaluate import score
 from pipeline.model.intervals import (
     calibration_curve,
     coverage_report,
+    cross_fold_coverage,
     distance_class,
     interval_bounds,
     mondrian_quantiles,
@@ -286,6 +287,16 @@ def evaluate_fit(
         "(Mondrian) on out-of-fold residuals",
         "nominal": coverage,
         "n_calibration": quantiles["n"],
+        "cv": cross_fold_coverage(
+            obs[cvr],
+            pred_cv,
+            folds[cvr],
+            layer[cvr],
+            targets=targets,
+            coverage=coverage,
+            strata=cv_class,
+            by={"layer": layer[cvr], "basin": basin[cvr], "distance": cv_class},
+        ),
     }
     if test.any():
         km = nearest_km(lat[test], lon[test], lat[cvr], lon[cvr])
