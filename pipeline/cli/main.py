@@ -215,7 +215,12 @@ def _environment_lines(cat: Any, entry: dict[str, Any], open_remote: bool) -> li
     "inputs or beside the files).",
 )
 @click.option("--encoding", default=None, help="Force an encoding (default: auto).")
-@click.option("--no-image-check", is_flag=True, help="EcoTaxa: do not check that images exist.")
+@click.option(
+    "--no-image-check",
+    is_flag=True,
+    help="EcoTaxa: do not check that images exist (default: rows whose image is missing are "
+    "quarantined, unless a TSV has none of its images: then it is read without images).",
+)
 @click.option(
     "--batch-mb",
     type=click.FloatRange(min=0.001),
@@ -258,7 +263,7 @@ def ingest(
         result = read_ecotaxa(
             list(urls),
             encoding=encoding,
-            check_images=not no_image_check,
+            check_images=False if no_image_check else "auto",
             batch_bytes=batch_bytes,
         )
         table = "objects"
