@@ -184,23 +184,33 @@ def _numbers(frame: pd.DataFrame, names: Sequence[str], url: str, lines: Sequenc
         frame[name] = values
 
 
-def _semicolon_table(lines: list[str], url: str) -> tuple[pd.DataFrame, list[int]]:
-    """Split a ``;``-separated table with a header line: text cells, line numbers."""
+def _split_table(
+    lines: list[str], url: str, sep: str
+) -> tuple[list[str], list[list[str]], list[int]]:
+    """Split a delimited table with a header line: header, rows of cells, line numbers."""
     numbered = [(k, line) for k, line in enumerate(lines, start=1) if line.strip()]
     if not numbered:
         raise InputFormatError(f"{url}: the file is empty (no header line).")
-    header = [h.strip().lower() for h in numbered[0][1].split(";")]
+    header = numbered[0][1].split(sep)
     rows, where = [], []
     for k, line in numbered[1:]:
-        cells = [c.strip() for c in line.split(";")]
+        cells = line.split(sep)
         if len(cells) != len(header):
             raise InputFormatError(
-                f"{url}:{k}: {len(cells)} fields, the header has {len(header)}; "
-                "ZooProcess header tables are ';'-separated with one value per column."
+                f"{url}:{k}: {len(cells)} fields, the header has {len(header)} "
+                f"({sep!r}-separated, one value per column)."
             )
         rows.append(cells)
         where.append(k)
-    return pd.DataFrame(rows, columns=header, dtype=str), where
+    return header, rows, where
+
+
+def _semicolon_table(lines: list[str], url: str) -> tuple[pd.DataFrame, list[int]]:
+    """Split a ``;``-separated header table: text cells (lower-case names), line numbers."""
+    header, rows, where = _split_table(lines, url, ";")
+    names = [h.strip().lower() for h in header]
+    cells = [[c.strip() for c in row] for row in rows]
+    return pd.DataFrame(cells, columns=names, dtype=str), where
 
 
 def _key_values(lines: Sequence[tuple[int, str]]) -> dict[str, tuple[str, int]]:
@@ -558,20 +568,7 @@ def read_measurements(
     [{'item': 1, 'label': 's1_d1_1', 'area': 1333.0, 'pct_area': 15.679}]
     """
     lines = _text(read_bytes(url, storage_options=storage_options), url)
-    numbered = [(k, line) for k, line in enumerate(lines, start=1) if line.strip()]
-    if not numbered:
-        raise InputFormatError(f"{url}: the file is empty (no header line).")
-    header = numbered[0][1].split("\t")
-    rows, where = [], []
-    for k, line in numbered[1:]:
-        cells = line.split("\t")
-        if len(cells) != len(header):
-            raise InputFormatError(
-                f"{url}:{k}: {len(cells)} fields, the header has {len(header)} "
-                "(tab-separated ImageJ results expected)."
-            )
-        rows.append(cells)
-        where.append(k)
+    header, rows, where = _split_table(lines, url, "\t")
     return _measurement_frame(header, rows, where, url)
 
 
