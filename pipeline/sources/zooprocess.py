@@ -157,7 +157,7 @@ def degrees_minutes(values: Any) -> np.ndarray:
     bad = minutes >= 60.0
     if np.any(bad):
         raise ValueError(
-            f"{x[bad].ravel()[0]!r} has {minutes[bad].ravel()[0]:g} minutes: not a "
+            f"{float(x[bad].ravel()[0])!r} has {minutes[bad].ravel()[0]:g} minutes: not a "
             "degrees.minutes position (DD.MMmm, minutes below 60)"
         )
     return np.sign(x) * (deg + minutes / 60.0)
@@ -224,9 +224,18 @@ def _key_values(lines: Sequence[tuple[int, str]]) -> dict[str, tuple[str, int]]:
 
 
 def _samples_frame(
-    frame: pd.DataFrame, lines: list[int], url: str, *, west_positive: bool
+    frame: pd.DataFrame,
+    lines: list[int],
+    url: str,
+    *,
+    west_positive: bool,
+    key_lines: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
-    """Canonical sample rows from header text cells (lower-case ZooProcess keys)."""
+    """Canonical sample rows from header text cells (lower-case ZooProcess keys).
+
+    ``lines`` are the rows' line numbers; ``key_lines`` the line of each key of a
+    one-sample ``Key= value`` file (errors name it).
+    """
     missing = [key for key in ("sampleid", "latitude", "longitude") if key not in frame]
     if missing:
         raise InputFormatError(
@@ -243,10 +252,14 @@ def _samples_frame(
     numeric = [n for n, (_, num) in _SAMPLE_KEYS.items() if num] + [n for n, _ in _POSITIONS]
     _numbers(out, numeric, url, lines)
     for name, key in _POSITIONS:
+        values = out[name].to_numpy()
         try:
-            out[name] = degrees_minutes(out[name].to_numpy())
+            out[name] = degrees_minutes(values)
         except ValueError as err:
-            raise InputFormatError(f"{url}: column {key!r}: {err}") from err
+            mag = np.abs(values)
+            i = int(np.flatnonzero(np.round((mag - np.floor(mag)) * 100.0, 9) >= 60.0)[0])
+            line = (key_lines or {}).get(key, lines[i])
+            raise InputFormatError(f"{url}:{line}: column {key!r}: {err}") from err
         if name.startswith("lon") and west_positive:
             out[name] = -out[name]
     for name, limit in (("lat", 90.0), ("lon", 180.0)):
@@ -338,6 +351,13 @@ def read_zooscan_samples(
             )
         frame = pd.DataFrame({k: [v] for k, (v, _) in pairs.items()}, dtype=str)
         where = [min(k for _, k in pairs.values())]
+        return _samples_frame(
+            frame,
+            where,
+            url,
+            west_positive=west_positive,
+            key_lines={key: k for key, (_, k) in pairs.items()},
+        )
     return _samples_frame(frame, where, url, west_positive=west_positive)
 
 

@@ -20,7 +20,8 @@ Choices made and why (automatic choices are logged at INFO):
   ``categories`` (default: every non-empty category seen among those statuses, sorted),
   depth ``depth_min_m`` in the layer, top inclusive, bottom exclusive. UVP objects have
   ``depth_min_m == depth_max_m``; net samples (a depth range per object) are not
-  meant for these targets.
+  meant for these targets: :func:`pipeline.targets.nets.build_net_targets` gives them
+  one row per sample.
 - **Profile**: the objects' ``sample_id`` is the profile id of the particle targets
   (``id``, EcoPart's profile id): EcoTaxa UVP projects name each sample after its
   EcoPart profile (the demo writes ``sample_id == sample_profileid == profile_id``).

@@ -1,0 +1,279 @@
+"""Targets per taxon for net samples (ZooScan): concentrations per sample, # m-3.
+
+A net tow filters a known volume of water over a depth range and is imaged in
+subsamples: each acquisition (a size fraction) is ``1/acq_sub_part`` of the sample, so
+each of its objects stands for ``acq_sub_part / sample_tot_vol`` individuals per m³.
+The objects table of :func:`pipeline.sources.ecotaxa.read_ecotaxa` carries that volume
+per object (``volume_l = sample_tot_vol x 1000 / acq_sub_part``), so
+:func:`build_net_targets` needs nothing else:
+
+    conc_<category>_per_m3 = sum over the sample's objects of 1000 / (volume_l x subsample_fraction)
+
+which is EcoTaxa's own concentration formula (``1 / subsample_coef /
+total_water_volume``, ecotaxa_back ``ProjectVars``), summed over the sample's
+acquisitions. Unlike :func:`pipeline.targets.objects.build_object_targets` (UVP casts, whose
+volume comes from EcoPart per depth bin), a net sample is one row: its layer is the tow's
+own depth range (``Layer(depth_min_m, depth_max_m)``, e.g. ``"0-114m"``).
+
+Choices made and why (automatic choices are logged at INFO):
+
+- **Which objects count**: as in :class:`~pipeline.targets.objects.ObjectTargetConfig`
+  (``statuses``, ``categories``, ``min_objects``); its ``layers`` are not used (a net
+  sample is its own layer), nor are the labels options, which the caller applies
+  before (:func:`pipeline.images.labels.apply_labels`).
+- **One row per sample** that has any object in the table; a category absent from it
+  gives 0 (a zero is an observation).
+- **Position**: the mean latitude and the *circular* mean longitude of the sample's
+  objects (a sample whose rows straddle the dateline, 179.9 and -179.9, is placed at
+  ±180, not at 0), in [-180, 180). Time: the earliest object time. Depths: the smallest
+  ``depth_min_m`` and the largest ``depth_max_m``.
+- **Volume** (``volume_l``, also ``weight``): the smallest volume among the sample's
+  acquisitions, i.e. that of its most split fraction, which bounds the precision of
+  its counts. A sample where a counted object has no volume (``sample_tot_vol``
+  missing) is skipped with a reason, never given a concentration from a partial volume.
+
+Developer note: one ``map_partitions`` sums per (sample, category) within each
+partition; a groupby across partitions (``split_out=1``) merges them, so a sample split
+across files is summed correctly. The graph grows with the partitions, not the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ConfigError
+from pipeline.targets.objects import ObjectTargetConfig, ObjectTargetsResult, _columns
+from pipeline.targets.particles import Layer
+
+__all__ = ["build_net_targets"]
+
+logger = logging.getLogger(__name__)
+
+_REQUIRED = (
+    "sample_id",
+    "category",
+    "status",
+    "lat",
+    "lon",
+    "time",
+    "depth_min_m",
+    "depth_max_m",
+    "volume_l",
+)
+_SUMS = ("n_rows", "lat_sum", "lon_sin", "lon_cos", "no_volume")
+
+
+def _sample_part(part: pd.DataFrame, categories: tuple[str, ...], statuses: tuple[str, ...]):
+    """Per-sample partial sums of one partition: counts, weights, position, depth, volume."""
+    names = _columns(categories)
+    ids = part["sample_id"].astype(str).to_numpy()
+    lon = np.deg2rad(part["lon"].to_numpy(dtype="float64"))
+    volume = part["volume_l"].to_numpy(dtype="float64")
+    fraction = (
+        part["subsample_fraction"].to_numpy(dtype="float64")
+        if "subsample_fraction" in part
+        else np.ones(len(part))
+    )
+    counted = (part["status"].isin(statuses) & part["category"].isin(categories)).to_numpy()
+    frame = pd.DataFrame(
+        {
+            "id": ids,
+            "n_rows": 1.0,
+            "lat_sum": part["lat"].to_numpy(dtype="float64"),
+            "lon_sin": np.sin(lon),
+            "lon_cos": np.cos(lon),
+            "no_volume": (counted & ~(volume > 0)).astype("float64"),
+            "time_ns": pd.to_datetime(part["time"], utc=True)
+            .dt.tz_convert(None)
+            .to_numpy()
+            .astype("datetime64[ns]")
+            .astype("int64"),
+            "depth_min_m": part["depth_min_m"].to_numpy(dtype="float64"),
+            "depth_max_m": part["depth_max_m"].to_numpy(dtype="float64"),
+            "volume_l": volume,
+        }
+    )
+    code = pd.Categorical(part["category"], categories=list(categories)).codes
+    weight = np.where(counted, 1000.0 / (volume * fraction), 0.0)
+    for k, name in enumerate(names):
+        mine = counted & (code == k)
+        frame[f"count_{name}"] = mine.astype("float64")
+        frame[f"w_{name}"] = np.where(mine, weight, 0.0)
+    return _aggregate(frame, names)
+
+
+def _aggregate(frame: pd.DataFrame | dd.DataFrame, names: list[str]):
+    how = dict.fromkeys(_SUMS, "sum")
+    how.update({"time_ns": "min", "depth_min_m": "min", "depth_max_m": "max", "volume_l": "min"})
+    how.update({f"{p}_{n}": "sum" for n in names for p in ("count", "w")})
+    kwargs = {"split_out": 1} if isinstance(frame, dd.DataFrame) else {}
+    return frame.groupby("id").agg(how, **kwargs).reset_index()
+
+
+def _sample_meta(names: list[str]) -> pd.DataFrame:
+    cols = {"id": pd.Series([], dtype=str)}
+    cols.update({c: pd.Series([], dtype="float64") for c in _SUMS})
+    cols["time_ns"] = pd.Series([], dtype="int64")
+    cols.update(
+        {c: pd.Series([], dtype="float64") for c in ("depth_min_m", "depth_max_m", "volume_l")}
+    )
+    for n in names:
+        cols[f"count_{n}"] = pd.Series([], dtype="float64")
+        cols[f"w_{n}"] = pd.Series([], dtype="float64")
+    return pd.DataFrame(cols)
+
+
+def _finish(sums: pd.DataFrame, names: list[str], min_objects: int) -> pd.DataFrame:
+    """Concentrations, position, layer and skip reason per sample, sorted by id."""
+    sums = sums.sort_values("id", kind="stable").reset_index(drop=True)
+    lon = np.rad2deg(np.arctan2(sums["lon_sin"], sums["lon_cos"]))
+    lon = (lon + 180.0) % 360.0 - 180.0
+    top, bottom = sums["depth_min_m"].to_numpy(), sums["depth_max_m"].to_numpy()
+    out = pd.DataFrame(
+        {
+            "id": sums["id"].astype(str),
+            "lat": sums["lat_sum"] / sums["n_rows"],
+            "lon": lon,
+            "time": pd.to_datetime(sums["time_ns"].astype("int64"), utc=True),
+            "layer": [
+                Layer(t, b).name if np.isfinite(t) and np.isfinite(b) else ""
+                for t, b in zip(top, bottom, strict=True)
+            ],
+            "layer_top_m": top,
+            "layer_bottom_m": bottom,
+            "volume_l": sums["volume_l"],
+        }
+    )
+    total = np.zeros(len(sums))
+    for n in names:
+        total += sums[f"count_{n}"].to_numpy()
+        out[f"count_{n}"] = np.rint(sums[f"count_{n}"]).astype("int64")
+    for n in names:
+        out[f"conc_{n}_per_m3"] = sums[f"w_{n}"].to_numpy()
+    out["weight"] = out["volume_l"]
+    reason = np.where(
+        sums["no_volume"].to_numpy() > 0,
+        "no volume for counted objects (sample_tot_vol missing or not positive)",
+        np.where(
+            out["layer"] == "",
+            "no depth range (object_depth_min/max missing)",
+            np.where(
+                total < min_objects, f"fewer than min_objects={min_objects} objects counted", ""
+            ),
+        ),
+    )
+    out["reason"] = pd.Series(reason, dtype=str)
+    return out
+
+
+def build_net_targets(
+    objects: dd.DataFrame | pd.DataFrame,
+    *,
+    config: ObjectTargetConfig | None = None,
+) -> ObjectTargetsResult:
+    """Concentrations (# m-3) per net sample and category from the objects table.
+
+    Parameters
+    ----------
+    objects : dask.dataframe.DataFrame or pandas.DataFrame
+        Canonical objects table of net samples (ZooScan, read by
+        :func:`pipeline.sources.ecotaxa.read_ecotaxa` or
+        :func:`pipeline.sources.zooprocess.pid_objects`): ``sample_id, category, status,
+        lat, lon, time, depth_min_m, depth_max_m, volume_l`` (L of water per object's
+        acquisition) and optionally ``subsample_fraction``.
+    config : ObjectTargetConfig, optional
+        ``categories`` (None: every category seen among the counted statuses),
+        ``statuses`` and ``min_objects``; ``layers`` is not used.
+
+    Returns
+    -------
+    ObjectTargetsResult
+        ``targets``: ``id, lat, lon, time, layer, layer_top_m, layer_bottom_m, volume_l``,
+        one ``conc_<category>_per_m3`` per category and ``weight``, one row per sample
+        kept, sorted by id; ``counts``: ``id, layer, volume_l, count_<category>``;
+        ``skipped``: ``id, layer, reason``. pandas for pandas input, lazy dask otherwise.
+
+    Raises
+    ------
+    ConfigError
+        When a required column is missing or no category is found.
+
+    See Also
+    --------
+    pipeline.targets.objects.build_object_targets : the same per UVP cast and layer.
+
+    Examples
+    --------
+    >>> objects = pd.DataFrame({"sample_id": ["s1", "s1", "s1"],
+    ...     "category": ["Calanidae", "Calanidae", "detritus"], "status": "V",
+    ...     "lat": 70.0, "lon": [179.9, -179.9, 179.9],
+    ...     "time": pd.Timestamp("2013-09-27 22:17Z"), "depth_min_m": 0.0,
+    ...     "depth_max_m": 114.0, "volume_l": [1312.5, 5250.0, 1312.5]})
+    >>> res = build_net_targets(objects)
+    >>> row = res.targets.iloc[0]
+    >>> row["layer"], round(float(row["lon"]), 4)  # circular mean (a plain mean: 59.97)
+    ('0-114m', 179.9667)
+    >>> [round(float(row[c]), 4) for c in res.targets_columns]  # 1000/1312.5 + 1000/5250
+    [0.9524, 0.7619]
+    """
+    config = config or ObjectTargetConfig()
+    missing = [c for c in _REQUIRED if c not in objects.columns]
+    if missing:
+        raise ConfigError(
+            f"build_net_targets: the objects table lacks {missing}; build it with "
+            "pipeline.sources.ecotaxa.read_ecotaxa (ZooScan exports carry sample_tot_vol "
+            "and acq_sub_part, read into volume_l)."
+        )
+    lazy = isinstance(objects, dd.DataFrame)
+    categories = config.categories
+    if categories is None:
+        counted = objects["category"][objects["status"].isin(config.statuses)]
+        seen = counted.drop_duplicates(split_out=1).compute() if lazy else counted.unique()
+        categories = tuple(sorted(c for c in pd.Series(seen).astype(str) if c))
+        logger.info(
+            "net targets: categories from the data (statuses %s): %d, %s",
+            "/".join(config.statuses),
+            len(categories),
+            ", ".join(categories[:10]) + (" …" if len(categories) > 10 else ""),
+        )
+        if not categories:
+            raise ConfigError(
+                "build_net_targets: the objects table has no categorised object with "
+                f"status in {list(config.statuses)!r}; check the statuses option, or "
+                "label the objects first (pipeline.images.labels.apply_labels)."
+            )
+    names = _columns(categories)
+    args = (tuple(categories), tuple(config.statuses))
+    if lazy:
+        parts = objects.map_partitions(_sample_part, *args, meta=_sample_meta(names))
+        sums = _aggregate(parts, names)
+        rows = sums.map_partitions(
+            _finish, names, config.min_objects, meta=_finish(_sample_meta(names), names, 0)
+        )
+    else:
+        rows = _finish(_sample_part(objects, *args), names, config.min_objects)
+    columns = [f"conc_{n}_per_m3" for n in names]
+    kept = rows[rows["reason"] == ""]
+    head = ["id", "lat", "lon", "time", "layer", "layer_top_m", "layer_bottom_m", "volume_l"]
+    result = ObjectTargetsResult(
+        targets=kept[[*head, *columns, "weight"]],
+        counts=kept[["id", "layer", "volume_l", *(f"count_{n}" for n in names)]],
+        targets_columns=columns,
+        categories=tuple(categories),
+        skipped=rows[rows["reason"] != ""][["id", "layer", "reason"]],
+    )
+    if not lazy:
+        for name in ("targets", "counts", "skipped"):
+            setattr(result, name, getattr(result, name).reset_index(drop=True))
+    logger.info(
+        "net targets: %d categor%s, statuses %s%s",
+        len(categories),
+        "y" if len(categories) == 1 else "ies",
+        "/".join(config.statuses),
+        "" if lazy else f", {len(result.targets)} sample(s), {len(result.skipped)} skipped",
+    )
+    return result
