@@ -46,7 +46,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError
-from pipeline.targets.objects import ObjectTargetConfig, ObjectTargetsResult, _columns
+from pipeline.targets.objects import (
+    ObjectTargetConfig,
+    ObjectTargetsResult,
+    _columns,
+    _seen_categories,
+)
 from pipeline.targets.particles import Layer
 
 __all__ = ["build_net_targets"]
@@ -231,21 +236,7 @@ def build_net_targets(
     lazy = isinstance(objects, dd.DataFrame)
     categories = config.categories
     if categories is None:
-        counted = objects["category"][objects["status"].isin(config.statuses)]
-        seen = counted.drop_duplicates(split_out=1).compute() if lazy else counted.unique()
-        categories = tuple(sorted(c for c in pd.Series(seen).astype(str) if c))
-        logger.info(
-            "net targets: categories from the data (statuses %s): %d, %s",
-            "/".join(config.statuses),
-            len(categories),
-            ", ".join(categories[:10]) + (" …" if len(categories) > 10 else ""),
-        )
-        if not categories:
-            raise ConfigError(
-                "build_net_targets: the objects table has no categorised object with "
-                f"status in {list(config.statuses)!r}; check the statuses option, or "
-                "label the objects first (pipeline.images.labels.apply_labels)."
-            )
+        categories = _seen_categories(objects, config.statuses, "build_net_targets")
     names = _columns(categories)
     args = (tuple(categories), tuple(config.statuses))
     if lazy:
