@@ -488,6 +488,28 @@ def test_a_sample_straddling_the_dateline_is_placed_near_180_not_0(tara):
     assert abs(lon) == pytest.approx(180.0)
 
 
+def test_layer_share_puts_tows_in_the_run_layers_they_cover(tara):
+    res = build_net_targets(tara[0], layer_share=0.8)
+    targets = res.targets.set_index("id")
+    assert targets["layer"].value_counts().to_dict() == {"0-100m": 19, "0-33m": 1}
+    tow = targets.loc["tara_oceans_polar_circle_2013_200_d_wp2_200"]
+    assert (tow["layer"], tow["layer_top_m"], tow["layer_bottom_m"]) == ("0-100m", 0.0, 100.0)
+    assert (tow["depth_min_m"], tow["depth_max_m"]) == (0.0, 114.0)  # what the net sampled
+    short = targets.loc["tara_oceans_polar_circle_2013_193_d_wp2_200"]
+    assert (short["layer"], short["layer_bottom_m"]) == ("0-33m", 33.0)
+    default = build_net_targets(tara[0]).targets.set_index("id")
+    assert default.loc["tara_oceans_polar_circle_2013_200_d_wp2_200", "layer"] == "0-114m"
+    np.testing.assert_allclose(
+        targets[res.targets_columns], default.loc[targets.index, res.targets_columns]
+    )
+
+
+@pytest.mark.parametrize("share", [0.0, 1.5], ids=["zero", "above_one"])
+def test_layer_share_outside_0_1_is_refused_naming_the_fix(tara, share):
+    with pytest.raises(ConfigError, match=r"layer_share=.*expected a share in \(0, 1\]"):
+        build_net_targets(tara[0], layer_share=share)
+
+
 def test_net_targets_are_the_same_lazily(tara_dir, tara):
     lazy = build_net_targets(read_ecotaxa(str(tara_dir / "export.tsv")).accepted)
     eager = build_net_targets(tara[0].reset_index(drop=True))

@@ -13,14 +13,20 @@ which is EcoTaxa's own concentration formula (``1 / subsample_coef /
 total_water_volume``, ecotaxa_back ``ProjectVars``), summed over the sample's
 acquisitions. Unlike :func:`pipeline.targets.objects.build_object_targets` (UVP casts, whose
 volume comes from EcoPart per depth bin), a net sample is one row: its layer is the tow's
-own depth range (``Layer(depth_min_m, depth_max_m)``, e.g. ``"0-114m"``).
+own depth range (``Layer(depth_min_m, depth_max_m)``, e.g. ``"0-114m"``), or, with
+``layer_share``, the configured layer the tow matches.
 
 Choices made and why (automatic choices are logged at INFO):
 
 - **Which objects count**: as in :class:`~pipeline.targets.objects.ObjectTargetConfig`
-  (``statuses``, ``categories``, ``min_objects``); its ``layers`` are not used (a net
-  sample is its own layer), nor are the labels options, which the caller applies
-  before (:func:`pipeline.images.labels.apply_labels`).
+  (``statuses``, ``categories``, ``min_objects``); its ``layers`` only with
+  ``layer_share``; the labels options are the caller's, applied before
+  (:func:`pipeline.images.labels.apply_labels`).
+- **Layers**: a tow rarely spans a configured layer exactly (Tara WP2: 0-33 to
+  0-114 m; APERO Bioness: 312-419 m). By default each sample keeps its own range, and
+  ``depth_min_m``/``depth_max_m`` always say what the net sampled; ``layer_share``
+  assigns a tow to a configured layer only when they overlap by that share of both,
+  so a 0-33 m tow is never taken for the 0-100 m layer.
 - **One row per sample** that has any object in the table; a category absent from it
   gives 0 (a zero is an observation).
 - **Position**: the mean latitude and the *circular* mean longitude of the sample's
@@ -40,6 +46,7 @@ across files is summed correctly. The graph grows with the partitions, not the r
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import dask.dataframe as dd
 import numpy as np
@@ -132,24 +139,54 @@ def _sample_meta(names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _finish(sums: pd.DataFrame, names: list[str], min_objects: int) -> pd.DataFrame:
+def _layers_of(
+    top: np.ndarray, bottom: np.ndarray, layers: Sequence[Layer], share: float | None
+) -> list[Layer | None]:
+    """Give each tow a configured layer it matches by ``share``, else its own range.
+
+    A tow matches a configured layer when their overlap is at least ``share`` of the tow
+    *and* of the layer (the largest overlap wins); None where the range is unknown.
+    """
+    out: list[Layer | None] = []
+    for t, b in zip(top, bottom, strict=True):
+        if not (np.isfinite(t) and np.isfinite(b)):
+            out.append(None)
+            continue
+        best, best_overlap = Layer(t, b), 0.0
+        for layer in layers if share is not None else ():
+            overlap = min(b, layer.bottom_m) - max(t, layer.top_m)
+            tow_share = overlap / (b - t) if b > t else 0.0
+            layer_share = overlap / (layer.bottom_m - layer.top_m)
+            if tow_share >= share and layer_share >= share and overlap >= best_overlap:
+                best, best_overlap = layer, overlap
+        out.append(best)
+    return out
+
+
+def _finish(
+    sums: pd.DataFrame,
+    names: list[str],
+    min_objects: int,
+    layers: Sequence[Layer] = (),
+    share: float | None = None,
+) -> pd.DataFrame:
     """Concentrations, position, layer and skip reason per sample, sorted by id."""
     sums = sums.sort_values("id", kind="stable").reset_index(drop=True)
     lon = np.rad2deg(np.arctan2(sums["lon_sin"], sums["lon_cos"]))
     lon = (lon + 180.0) % 360.0 - 180.0
     top, bottom = sums["depth_min_m"].to_numpy(), sums["depth_max_m"].to_numpy()
+    matched = _layers_of(top, bottom, layers, share)
     out = pd.DataFrame(
         {
             "id": sums["id"].astype(str),
             "lat": sums["lat_sum"] / sums["n_rows"],
             "lon": lon,
             "time": pd.to_datetime(sums["time_ns"].astype("int64"), utc=True),
-            "layer": [
-                Layer(t, b).name if np.isfinite(t) and np.isfinite(b) else ""
-                for t, b in zip(top, bottom, strict=True)
-            ],
-            "layer_top_m": top,
-            "layer_bottom_m": bottom,
+            "layer": pd.Series([la.name if la else "" for la in matched], dtype=str),
+            "layer_top_m": [la.top_m if la else np.nan for la in matched],
+            "layer_bottom_m": [la.bottom_m if la else np.nan for la in matched],
+            "depth_min_m": top,
+            "depth_max_m": bottom,
             "volume_l": sums["volume_l"],
         }
     )
@@ -179,6 +216,7 @@ def build_net_targets(
     objects: dd.DataFrame | pd.DataFrame,
     *,
     config: ObjectTargetConfig | None = None,
+    layer_share: float | None = None,
 ) -> ObjectTargetsResult:
     """Concentrations (# m-3) per net sample and category from the objects table.
 
@@ -192,12 +230,19 @@ def build_net_targets(
         acquisition) and optionally ``subsample_fraction``.
     config : ObjectTargetConfig, optional
         ``categories`` (None: every category seen among the counted statuses),
-        ``statuses`` and ``min_objects``; ``layers`` is not used.
+        ``statuses``, ``min_objects``, and ``layers`` when ``layer_share`` is given.
+    layer_share : float, optional
+        None (default): each sample's layer is its tow's own range (``"0-114m"``). A
+        share in (0, 1]: a tow whose overlap with one of ``config.layers`` is at least
+        that share of the tow *and* of the layer is given that layer (so it meets the
+        predictors of the run's layers); the others keep their own range. E.g. 0.8 puts
+        the Tara 0-114 m tows in ``"0-100m"`` but not a 0-33 m tow.
 
     Returns
     -------
     ObjectTargetsResult
-        ``targets``: ``id, lat, lon, time, layer, layer_top_m, layer_bottom_m, volume_l``,
+        ``targets``: ``id, lat, lon, time, layer, layer_top_m, layer_bottom_m,
+        depth_min_m, depth_max_m`` (the tow), ``volume_l``,
         one ``conc_<category>_per_m3`` per category and ``weight``, one row per sample
         kept, sorted by id; ``counts``: ``id, layer, volume_l, count_<category>``;
         ``skipped``: ``id, layer, reason``. pandas for pandas input, lazy dask otherwise.
@@ -226,6 +271,11 @@ def build_net_targets(
     [0.9524, 0.7619]
     """
     config = config or ObjectTargetConfig()
+    if layer_share is not None and not 0.0 < layer_share <= 1.0:
+        raise ConfigError(
+            f"build_net_targets: layer_share={layer_share!r}; expected a share in (0, 1] "
+            "of the tow and of the layer (e.g. 0.8), or None to keep each tow's own range."
+        )
     missing = [c for c in _REQUIRED if c not in objects.columns]
     if missing:
         raise ConfigError(
@@ -243,13 +293,21 @@ def build_net_targets(
         parts = objects.map_partitions(_sample_part, *args, meta=_sample_meta(names))
         sums = _aggregate(parts, names)
         rows = sums.map_partitions(
-            _finish, names, config.min_objects, meta=_finish(_sample_meta(names), names, 0)
+            _finish,
+            names,
+            config.min_objects,
+            config.layers,
+            layer_share,
+            meta=_finish(_sample_meta(names), names, 0),
         )
     else:
-        rows = _finish(_sample_part(objects, *args), names, config.min_objects)
+        rows = _finish(
+            _sample_part(objects, *args), names, config.min_objects, config.layers, layer_share
+        )
     columns = [f"conc_{n}_per_m3" for n in names]
     kept = rows[rows["reason"] == ""]
-    head = ["id", "lat", "lon", "time", "layer", "layer_top_m", "layer_bottom_m", "volume_l"]
+    head = ["id", "lat", "lon", "time", "layer", "layer_top_m", "layer_bottom_m"]
+    head += ["depth_min_m", "depth_max_m", "volume_l"]
     result = ObjectTargetsResult(
         targets=kept[[*head, *columns, "weight"]],
         counts=kept[["id", "layer", "volume_l", *(f"count_{n}" for n in names)]],
