@@ -37,8 +37,8 @@ Developer note
   export of the same objects (``ref_exports/tsv_with_ids``) has ``042000``. ``HH:MM:SS``
   and fractional seconds (VPR's ``020139.315``) are accepted, and so are ``HH:MM`` and
   ``HH:MM:SS.mmm`` (ZooScan imports from ZooProcess 8: ``08:28:00.000``), each field
-  zero-padded on its own. An empty or absent
-  ``object_time`` is midnight; an empty ``object_date`` is refused.
+  zero-padded on its own. An empty or absent ``object_time`` is midnight; an empty
+  ``object_date`` is refused.
 - **Status**: ``predicted``/``validated``/``dubious`` (or ``P``/``V``/``D``, any case) ->
   ``P``/``V``/``D``; empty (or ``unclassified``) -> ``''``; anything else is refused.
 - **Volume** (``volume_l``, litres of water the imaged (sub)sample stands for), as in
@@ -276,8 +276,7 @@ def objects_meta(features: Sequence[str] | None = None) -> pd.DataFrame:
     -------
     pandas.DataFrame
         No rows; ``object_id … area_mm2, esd_um, pixel_size_um, subsample_fraction``,
-        the features
-        (float64), ``image``.
+        the features (float64), ``image``.
 
     Examples
     --------
