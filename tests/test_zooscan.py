@@ -151,6 +151,10 @@ def test_tara_sizes_in_mm_come_from_the_area_not_the_zooprocess_7_esd(tara, tara
     assert first["area_mm2"] == pytest.approx(55089 * 0.0106**2)
     assert first["esd_um"] == pytest.approx(2 * np.sqrt(55089 / np.pi) * 10.6)
     assert first["esd_um"] == pytest.approx(2807.33, abs=0.01)
+    # ZooProcess kept objects of at least process_particle_min_size_mm = 0.3 mm
+    assert (raw["process_particle_min_size_mm"] == 0.3).all()
+    assert objects["esd_um"].min() == pytest.approx(300.93, abs=0.01)
+    assert objects.groupby("category")["esd_um"].median()["Calanidae"] > 2000  # Calanus, mm
     # the exported object_esd is 2 floor(area / pi) (no square root) on every row, kept as is
     np.testing.assert_array_equal(objects["esd"], 2 * np.floor(raw["object_area"] / np.pi))
     assert first["esd"] == 35070.0
