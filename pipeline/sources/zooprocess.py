@@ -599,10 +599,12 @@ def pid_objects(pid: PidFile, *, west_positive: bool = True) -> pd.DataFrame:
     ``object_id``) of sample ``[Sample] SampleId``, acquisition ``<FracId>_<SampleId>``
     (EcoTaxa's ``acq_id``), placed and dated by the ``[Sample]`` section
     (:func:`read_zooscan_samples`), depths ``Zmin``-``Zmax``, ``volume_l = Vol x 1000 /
-    SubPart`` and ``pixel_size_um = PixSize x 1000`` (``[Particules_Process]``, mm).
-    ``category``, ``status``, ``hierarchy`` and ``image`` are empty: the objects are
-    not classified yet (label them with :mod:`pipeline.images.morphology` types, or
-    with a classifier, before counting).
+    SubPart`` (``[Subsample]``; 1 when absent) and ``pixel_size_um = PixSize x 1000``
+    (``[Particules_Process]``, mm). ``category``, ``status``, ``hierarchy`` and
+    ``image`` are empty: the objects are not classified yet (label them with
+    :mod:`pipeline.images.morphology` types, or with a classifier, before counting).
+    Only the features ZooProcess measured are filled; those EcoTaxa derives on import
+    (``elongation``, ``meanpos``, ``cv``, …) are NaN.
 
     Parameters
     ----------
@@ -644,6 +646,8 @@ def pid_objects(pid: PidFile, *, west_positive: bool = True) -> pd.DataFrame:
     numbers = {}
     for section, key in (("Subsample", "SubPart"), ("Particules_Process", "PixSize")):
         raw = pid.value(section, key, "1" if key == "SubPart" else "")
+        if key == "SubPart" and not pid.value(section, key):
+            logger.info("%s: no [Subsample] SubPart: the scan is the whole sample (1)", pid.url)
         value, bad = to_float(pd.Series([raw]))
         if bad[0] or not value[0] > 0:
             raise InputFormatError(
