@@ -41,13 +41,26 @@ def test_ingest_ecopart_writes_particles_quarantine_and_reconciled_summary(
 def test_ingest_ecotaxa_reports_reasons_and_keeps_every_row(runner, shared_data, tmp_path):
     files = str(shared_data / "ecotaxa_back" / "zooscan_import_tot_vol" / "*" / "*.tsv")
     out = tmp_path / "ing"
-    res = runner.invoke(main, ["ingest", "ecotaxa", files, "--out", str(out)])
+    res = runner.invoke(main, ["ingest", "ecotaxa", files, "--out", str(out), "--require-images"])
     assert res.exit_code == 0, res.output
     objects = pd.read_parquet(out / "objects.parquet")
     quarantine = pd.read_parquet(out / "quarantine.parquet")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rows_read"] == len(objects) + len(quarantine) == 9
     assert "referenced image not found" in res.output
+
+
+def test_ingest_ecotaxa_reads_a_tsv_exported_without_images_by_default(
+    runner, shared_data, tmp_path
+):
+    files = str(shared_data / "ecotaxar_tara_zooscan" / "export.tsv")
+    out = tmp_path / "ing"
+    res = runner.invoke(main, ["ingest", "ecotaxa", files, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    objects = pd.read_parquet(out / "objects.parquet")
+    assert len(objects) == 99
+    assert objects["image"].eq("").all()
+    assert objects["esd_um"].notna().all()
 
 
 def test_ingest_names_a_pattern_that_matches_nothing(runner, tmp_path):

@@ -185,8 +185,10 @@ def test_zooscan_tot_vol_999999_is_a_missing_volume(data):
     assert (objects["pixel_size_um"] == 10.6).all()
 
 
-def test_zooscan_tot_vol_without_its_images_quarantines_every_row(data):
-    objects, quarantine, _ = _read(str(data / "zooscan_import_tot_vol" / "*" / "*.tsv"))
+def test_zooscan_tot_vol_without_its_images_quarantines_every_row_when_checked(data):
+    objects, quarantine, _ = _read(
+        str(data / "zooscan_import_tot_vol" / "*" / "*.tsv"), check_images=True
+    )
     assert len(objects) == 0
     assert len(quarantine) == 9
     assert (quarantine["column"] == "img_file_name").all()
@@ -260,7 +262,9 @@ def test_uvp6_gz_gives_the_same_objects_without_images(data, uvp6):
 
 
 def test_uvp6_gz_with_image_checks_quarantines_every_row(data):
-    objects, quarantine, _ = _read(str(data / "uvp6_import" / "ecotaxa_b_da_19.tsv.gz"))
+    objects, quarantine, _ = _read(
+        str(data / "uvp6_import" / "ecotaxa_b_da_19.tsv.gz"), check_images=True
+    )
     assert len(objects) == 0
     assert len(quarantine) == 15
     assert quarantine["reason"].str.startswith("referenced image not found: ").all()
@@ -304,7 +308,7 @@ def test_loki_import_is_accepted_with_its_few_zooprocess_features(data):
 
 
 def test_loki_import_without_its_images_names_each_missing_image(data):
-    _, quarantine, _ = _read(str(data / "loki_import" / "*.txt"))
+    _, quarantine, _ = _read(str(data / "loki_import" / "*.txt"), check_images=True)
     assert len(quarantine) == 4
     assert quarantine["reason"].iloc[0].endswith("20200108 080729  764  000001 0702 1167.png")
 
@@ -332,7 +336,7 @@ def test_default_features_are_normalised_zooprocess_names():
     assert {"area", "perim", "circ", "pct_area", "esd", "skeleton_area"} <= set(DEFAULT_FEATURES)
     assert not any("." in f or "%" in f or f.startswith("object_") for f in DEFAULT_FEATURES)
     meta = objects_meta()
-    assert list(meta.columns[:14]) == [
+    assert list(meta.columns[:16]) == [
         "object_id",
         "sample_id",
         "acq_id",
@@ -345,6 +349,8 @@ def test_default_features_are_normalised_zooprocess_names():
         "hierarchy",
         "status",
         "volume_l",
+        "area_mm2",
+        "esd_um",
         "pixel_size_um",
         "subsample_fraction",
     ]
@@ -354,7 +360,7 @@ def test_default_features_are_normalised_zooprocess_names():
 
 def test_features_option_accepts_tsv_names_and_keeps_the_order(uvp6_zip_url):
     objects, _, _ = _read(uvp6_zip_url, features=["object_perim.", "%area", "area", "nosuch"])
-    assert list(objects.columns[14:]) == ["perim", "pct_area", "area", "nosuch", "image"]
+    assert list(objects.columns[16:]) == ["perim", "pct_area", "area", "nosuch", "image"]
     assert objects["nosuch"].isna().all()
 
 

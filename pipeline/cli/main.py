@@ -215,7 +215,18 @@ def _environment_lines(cat: Any, entry: dict[str, Any], open_remote: bool) -> li
     "inputs or beside the files).",
 )
 @click.option("--encoding", default=None, help="Force an encoding (default: auto).")
-@click.option("--no-image-check", is_flag=True, help="EcoTaxa: do not check that images exist.")
+@click.option(
+    "--no-image-check",
+    is_flag=True,
+    help="EcoTaxa: do not check that images exist (default: rows whose image is missing are "
+    "quarantined, unless a TSV has none of its images: then it is read without images).",
+)
+@click.option(
+    "--require-images",
+    is_flag=True,
+    help="EcoTaxa: quarantine every row whose image is missing, also in a TSV exported "
+    "without any of its images.",
+)
 @click.option(
     "--batch-mb",
     type=click.FloatRange(min=0.001),
@@ -234,6 +245,7 @@ def ingest(
     metadata_url: str | None,
     encoding: str | None,
     no_image_check: bool,
+    require_images: bool,
     batch_mb: float | None,
     restart: bool,
     cluster_file: str | None,
@@ -252,13 +264,15 @@ def ingest(
     from pipeline.io import OutputStore
 
     batch_bytes = None if batch_mb is None else max(1, int(batch_mb * 2**20))
+    if no_image_check and require_images:
+        raise click.UsageError("--no-image-check and --require-images contradict: pick one.")
     if kind == "ecotaxa":
         from pipeline.sources.ecotaxa import read_ecotaxa
 
         result = read_ecotaxa(
             list(urls),
             encoding=encoding,
-            check_images=not no_image_check,
+            check_images=False if no_image_check else (True if require_images else "auto"),
             batch_bytes=batch_bytes,
         )
         table = "objects"

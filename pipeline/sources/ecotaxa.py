@@ -4,10 +4,10 @@
 export files (every field quoted, possibly with decimal commas) from any fsspec URL,
 lazily, one dask task per file, into one row per object: ``object_id, sample_id, acq_id,
 lat, lon, time, depth_min_m, depth_max_m, category, hierarchy, status, volume_l,
-pixel_size_um, subsample_fraction``, the morphological features (:data:`DEFAULT_FEATURES`
-or the caller's list) and ``image`` (URL of the object's first image). Rows that fail a
-check go to the quarantine with the file, line, column and reason; per file, ``rows_read
-== rows_accepted + rows_quarantined``.
+area_mm2, esd_um, pixel_size_um, subsample_fraction``, the morphological features
+(:data:`DEFAULT_FEATURES` or the caller's list) and ``image`` (URL of the object's first
+image). Rows that fail a check go to the quarantine with the file, line, column and
+reason; per file, ``rows_read == rows_accepted + rows_quarantined``.
 
 Developer note
 --------------
@@ -23,15 +23,22 @@ Developer note
   ``convert_degree_minute_float_to_decimal_degree``) computes ``DD + (MM + SS/60)/60``,
   so the real UVP6 file's ``43°0 0`` / ``17°0 0`` are 43.0 N / 17.0 E. Unlike EcoTaxa, a
   negative value keeps its sign for minutes and seconds (``-43°30 0`` is -43.5, not
-  -42.5). Longitudes in [180, 360] are wrapped to [-180, 180).
+  -42.5). Longitudes in [180, 360] are wrapped to [-180, 180); others are kept as
+  written, so a cruise across the dateline (the Tara Polar Circle export: -168.3 to
+  +174.9) keeps both signs. A literal ``nan`` (or ``NaN``) is an empty cell in every
+  column (ZooProcess/pandas write it: the Tara Med import's ``sample_stationid``, the
+  APERO imports' ``acq_quality``), and a missing number in metadata columns, like the
+  codes 9999/99999/999999.
 - **Time**: ``object_date`` (``YYYYMMDD``; ``-`` or ``/`` separators tolerated) plus
   ``object_time`` in UTC, read as EcoTaxa's importer does (ecotaxa_back
   ``ObjectHeader.time_from_txt``): ``HHMM`` with optional ``SS``, left-padded to 4 digits
   (spreadsheets drop leading zeros), then right-padded with zero seconds. So ``420`` is
   **04:20:00**, not 00:04:20: the QA import ``import_test`` has ``420`` and EcoTaxa's
   export of the same objects (``ref_exports/tsv_with_ids``) has ``042000``. ``HH:MM:SS``
-  and fractional seconds (VPR's ``020139.315``) are accepted. An empty or absent
-  ``object_time`` is midnight; an empty ``object_date`` is refused.
+  and fractional seconds (VPR's ``020139.315``) are accepted, and so are ``HH:MM`` and
+  ``HH:MM:SS.mmm`` (ZooScan imports from ZooProcess 8: ``08:28:00.000``), each field
+  zero-padded on its own. An empty or absent ``object_time`` is midnight; an empty
+  ``object_date`` is refused.
 - **Status**: ``predicted``/``validated``/``dubious`` (or ``P``/``V``/``D``, any case) ->
   ``P``/``V``/``D``; empty (or ``unclassified``) -> ``''``; anything else is refused.
 - **Volume** (``volume_l``, litres of water the imaged (sub)sample stands for), as in
@@ -53,6 +60,12 @@ Developer note
   instruments, so ``acq_pixel < 1`` is read as mm and converted; when
   ``acq_instrument`` names a UVP5 or UVP6 that disagrees with the magnitude, the
   magnitude wins and a warning is logged.
+- **Sizes in physical units** (``area_mm2``, ``esd_um``): ZooProcess features are in
+  pixels; ``area_mm2 = area_px x (pixel_size_um / 1000)²`` and ``esd_um = 2 sqrt(area_px /
+  pi) x pixel_size_um``, from ``object_area`` (EcoTaxa's own biovolume formula). The
+  exported ``object_esd`` is not used: ZooProcess 8 writes ``2 sqrt(area/pi)`` px there
+  (APERO: 41.197 for 1333 px) but ZooProcess 7 wrote ``2 floor(area/pi)`` (the Tara
+  export: 35070 for 55089 px); a disagreement is logged. NaN without area or pixel size.
 - **Subsample fraction** (``subsample_fraction``): the fraction of the objects counted in
   the (sub)sample that are in the file, by which a count is divided on top of the volume:
   ``acq_subsample_fraction`` (the demo world's exports, a uniform random subsample of every
@@ -62,16 +75,22 @@ Developer note
   (``acq_sub_part``) is already in ``volume_l`` and is not repeated here.
 - **Features**: every ``object_*`` column, named without the prefix, lower case, ``.``
   dropped and ``%`` -> ``pct_`` (``object_perim.`` -> ``perim``, ``object_%area`` ->
-  ``pct_area``). Absent features are NaN (LOKI, VPR and IFCB have other feature sets:
-  their rows are accepted with NaN where the ZooProcess features are missing). Feature
+  ``pct_area``; the ecotaxar export's ``object__area``, its ``%`` written ``_``, too).
+  Absent features are NaN (LOKI, VPR and IFCB have other feature sets: their rows are
+  accepted with NaN where the ZooProcess features are missing). Feature
   cells do **not** use the 999999/99999/9999 missing codes (an area of 9999 px is a real
   value); only empty, ``nan`` and ``NA`` are missing. A feature cell that is text is
   refused.
 - **Images**: ``img_file_name`` is resolved relative to the TSV's folder, *inside* the
   archive for chained URLs (``zip://ecotaxa_x.tsv::zip://inner.zip::outer.zip`` gives
   ``zip://sub1/a.png::zip://inner.zip::outer.zip``, which fsspec opens). A path that is
-  absolute, has a protocol or climbs out with ``..`` is refused. With
-  ``check_images=True`` a missing image refuses the row (one listing per folder).
+  absolute, has a protocol or climbs out with ``..`` is refused. ``check_images``:
+  ``True`` refuses each row whose image is missing (one listing per folder); ``"auto"``
+  (default) does the same when the file's export carries images, but when *none* of the
+  images a file (or a byte-range block of it) names exists, the TSV was exported or
+  copied without its images (the real ZooScan exports under ``shared/data``): its rows
+  are accepted with ``image = ""`` and a warning is logged; ``False`` does not look and
+  keeps the resolved URLs.
 - **One row per object**: rows that repeat an ``object_id`` with the same position, time
   and sample but another ``img_rank`` are the object's other images (real exports do
   this): the lowest-rank row is kept and the others are quarantined as "extra image",
@@ -88,7 +107,7 @@ import codecs
 import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import dask
 import fsspec
@@ -107,6 +126,7 @@ from pipeline.sources.ecotaxa_columns import (
     _pixel_size,
     _reasons,
     _Rows,
+    _sizes,
     _status,
     _subsample_fraction,
     _times,
@@ -224,6 +244,8 @@ _LEADING = {
     "hierarchy": str,
     "status": str,
     "volume_l": "float64",
+    "area_mm2": "float64",
+    "esd_um": "float64",
     "pixel_size_um": "float64",
     "subsample_fraction": "float64",
 }
@@ -253,8 +275,8 @@ def objects_meta(features: Sequence[str] | None = None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        No rows; ``object_id … pixel_size_um, subsample_fraction``, the features
-        (float64), ``image``.
+        No rows; ``object_id … area_mm2, esd_um, pixel_size_um, subsample_fraction``,
+        the features (float64), ``image``.
 
     Examples
     --------
@@ -273,7 +295,7 @@ def read_ecotaxa(
     *,
     storage_options: Mapping[str, Any] | None = None,
     encoding: str | None = None,
-    check_images: bool = True,
+    check_images: bool | Literal["auto"] = "auto",
     features: Sequence[str] | None = None,
     batch_bytes: int | None = None,
 ) -> ReadResult:
@@ -292,9 +314,12 @@ def read_ecotaxa(
     encoding : {None, 'utf-8', 'latin-1'} or str, optional
         ``None`` (default): UTF-8 when the file is valid UTF-8, else latin-1. An explicit
         encoding quarantines the lines it cannot decode.
-    check_images : bool
-        Refuse rows whose ``img_file_name`` does not exist (default True). Pass False to
-        read a TSV without its images (e.g. a ``.tsv.gz`` copied alone).
+    check_images : {"auto", True, False}
+        ``True``: refuse rows whose ``img_file_name`` does not exist. ``"auto"``
+        (default): the same, except that a file none of whose images exists is read as
+        an export without images (rows accepted, ``image = ""``, a warning logged).
+        ``False``: do not look (the URLs are kept unchecked), e.g. a ``.tsv.gz`` copied
+        alone whose images are elsewhere.
     features : sequence of str, optional
         Morphological feature columns, named as in the TSV with or without ``object_``
         (``perim.`` and ``perim`` alike); default :data:`DEFAULT_FEATURES`. Missing ones
@@ -317,7 +342,8 @@ def read_ecotaxa(
         When no file is given or a glob pattern matches nothing (a file that cannot be
         read becomes a quarantine row with ``line = 0`` instead).
     ConfigError
-        When ``encoding`` is unknown or a feature name clashes with a canonical column.
+        When ``encoding`` is unknown, ``check_images`` is not True, False or ``"auto"``,
+        or a feature name clashes with a canonical column.
 
     See Also
     --------
@@ -342,6 +368,12 @@ def read_ecotaxa(
     [{'line': 4, 'column': 'object_lat', 'reason': 'latitude 95.0 is outside [-90, 90]'}]
     """
     names = _check_features(features)
+    if check_images not in (True, False, "auto") or not isinstance(check_images, bool | str):
+        raise ConfigError(
+            f"read_ecotaxa: check_images={check_images!r}; expected True (refuse rows whose "
+            "image is missing), False (do not look) or 'auto' (True, except for a file "
+            "exported without any of its images)."
+        )
     if encoding is not None:
         try:
             codecs.lookup(encoding)
@@ -489,7 +521,7 @@ def _parse_file(
     *,
     storage_options: Mapping[str, Any] | None,
     encoding: str | None,
-    check_images: bool,
+    check_images: bool | str,
     features: Sequence[str],
     block: tuple[int, int, int] | None = None,
 ) -> FileResult:
@@ -551,6 +583,7 @@ def _parse_file(
     pixel = _pixel_size(reader, check)
     fraction = _subsample_fraction(reader, check)
     feats = _features(reader, check, features)
+    area_mm2, esd_um = _sizes(reader, check, pixel, feats.get("area"))
     image = _images(reader, check, check_images=check_images, storage_options=storage_options)
 
     table = pd.DataFrame(
@@ -567,6 +600,8 @@ def _parse_file(
             "hierarchy": reader.text("object_annotation_hierarchy"),
             "status": status,
             "volume_l": volume,
+            "area_mm2": area_mm2,
+            "esd_um": esd_um,
             "pixel_size_um": pixel,
             "subsample_fraction": fraction,
             **feats,
@@ -632,7 +667,7 @@ def _images(
     reader: _Rows,
     check: RowChecker,
     *,
-    check_images: bool,
+    check_images: bool | str,
     storage_options: Mapping[str, Any] | None,
 ) -> pd.Series:
     names = reader.text("img_file_name")
@@ -662,6 +697,24 @@ def _images(
         unique = sorted(set(wanted) - {""})
         missing = _missing(unique, storage_options) if unique else set()
         lost = wanted.isin(missing).to_numpy()
+        if unique and len(missing) == len(unique):
+            if check_images == "auto":
+                logger.warning(
+                    "%s: none of the %d image(s) named in img_file_name exists (e.g. %s): "
+                    "read as an export without images, image set to '' "
+                    "(check_images='auto'; True refuses these rows)",
+                    reader.raw.url,
+                    len(unique),
+                    unique[0],
+                )
+                return images.where(~lost, "")
+            logger.warning(
+                "%s: none of the %d image(s) named in img_file_name exists: every row "
+                "refused (check_images=True); pass check_images='auto' or False to read an "
+                "export without its images",
+                reader.raw.url,
+                len(unique),
+            )
         check.flag(lost, column, _reasons(lost, "referenced image not found: {}", images))
     return images
 

@@ -43,6 +43,14 @@ _STATUS = {
     "unclassified": "",
 }
 _FEATURE_MISSING = ("nan", "NaN", "NAN", "NA", "na", "N/A", "n/a")
+#: Text that pandas/ZooProcess write for a missing cell (the Tara Med import's
+#: ``sample_stationid``, the APERO imports' ``acq_quality``): read as empty everywhere.
+_NAN_TEXT = ("nan", "NaN", "NAN")
+#: Missing in metadata numbers (volume, depth, pixel size, coordinates): the numeric codes
+#: and the literal ``nan``.
+_NUMBER_MISSING = (*MISSING_SENTINELS, *_NAN_TEXT)
+# HH:MM, HH:MM:SS, HH:MM:SS.mmm (ZooScan exports write 08:28:00.000)
+_COLON_TIME = re.compile(r"^(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?(?:[.,](\d{1,9}))?$")
 _NUM = r"\d+(?:[.,]\d+)?"
 _DMS = re.compile(
     rf"""^\s*(?P<sign>[+-])?\s*(?P<deg>{_NUM})\s*°\s*
@@ -107,9 +115,15 @@ def parse_degrees(text: str) -> float:
 
 
 def _feature_name(raw: str) -> str:
+    """Feature name of a TSV column: ``object_`` dropped, ``.`` dropped, ``%`` -> ``pct_``.
+
+    A name left starting with ``_`` is a ``%`` that was replaced by ``_`` (the ecotaxar
+    Tara export writes ``object_%area`` as ``object__area``): ``pct_`` too.
+    """
     name = raw.strip().lower()
     name = name.removeprefix("object_")
-    return name.replace(".", "").replace("%", "pct_")
+    name = name.replace(".", "").replace("%", "pct_")
+    return "pct" + name if name.startswith("_") else name
 
 
 class _Rows:
@@ -132,9 +146,12 @@ class _Rows:
         return ", ".join(names[:limit]) + more
 
     def text(self, name: str) -> pd.Series:
+        """Return the stripped cells of a column; ``""`` where absent or a literal ``nan``."""
         if name not in self.columns:
             return pd.Series([""] * self.n, dtype=str)
-        return self.raw.cells[self.columns[name]].str.strip().reset_index(drop=True)
+        text = self.raw.cells[self.columns[name]].str.strip().reset_index(drop=True)
+        nan = text.isin(_NAN_TEXT)
+        return text.where(~nan, "") if nan.any() else text
 
     def number(
         self,
@@ -142,7 +159,7 @@ class _Rows:
         name: str,
         what: str,
         *,
-        missing: Sequence[str] = MISSING_SENTINELS,
+        missing: Sequence[str] = _NUMBER_MISSING,
         flag: bool = True,
     ) -> np.ndarray:
         if name not in self.columns:
@@ -188,12 +205,20 @@ def _times(reader: _Rows, check: RowChecker) -> pd.Series:
         if not stamp.isna().any():
             return stamp.astype("datetime64[ns, UTC]")
     date = date_text.str.replace(r"[-/]", "", regex=True)
-    clock = time_text.str.replace(":", "", regex=False)
-    clock = clock.where(clock != "", "0")
+    clock = time_text.where(time_text != "", "0")
     parts = clock.str.extract(r"^(\d{1,6})(?:\.(\d{1,9}))?$")
     # EcoTaxa's ObjectHeader.time_from_txt: HHMM with optional SS, left-padded to 4 digits
     # (spreadsheets drop leading zeros), then right-padded with zero seconds: 420 -> 04:20:00.
     hhmmss = parts[0].fillna("0").str.zfill(4).str.ljust(6, "0")
+    colon = clock.str.extract(_COLON_TIME)
+    has_colon = colon[0].notna()
+    if has_colon.any():  # HH:MM[:SS[.mmm]], each field zero-padded on its own
+        hhmmss = hhmmss.where(
+            ~has_colon,
+            colon[0].str.zfill(2) + colon[1].str.zfill(2) + colon[2].fillna("0").str.zfill(2),
+        )
+        parts[0] = parts[0].where(~has_colon, hhmmss)
+        parts[1] = parts[1].where(~has_colon, colon[3])
     fraction = pd.to_numeric("0." + parts[1].fillna("0"))
     day = pd.to_datetime(
         date.where(date.str.fullmatch(r"\d{8}")), format="%Y%m%d", errors="coerce", utc=True
@@ -212,7 +237,11 @@ def _times(reader: _Rows, check: RowChecker) -> pd.Series:
     check.flag(
         bad_time,
         reader.columns.get("object_time", "object_time"),
-        _reasons(bad_time, "object_time {!r} is not a time: expected HHMMSS", time_text),
+        _reasons(
+            bad_time,
+            "object_time {!r} is not a time: expected HHMMSS or HH:MM:SS(.mmm)",
+            time_text,
+        ),
     )
     stamp = stamp + pd.to_timedelta(fraction.to_numpy(), unit="s")
     return stamp.astype("datetime64[ns, UTC]")
@@ -262,7 +291,7 @@ def _coordinate(
 
 
 def _degrees(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    numbers, bad = to_float(text)
+    numbers, bad = to_float(text, missing=_NUMBER_MISSING)
     if bad.any():
         cache: dict[str, float] = {}
         for cell in pd.unique(text[bad]):
@@ -438,3 +467,40 @@ def _features(reader: _Rows, check: RowChecker, features: Sequence[str]) -> dict
             ", ".join(absent[:5]),
         )
     return out
+
+
+def _sizes(
+    reader: _Rows, check: RowChecker, pixel_um: np.ndarray, area_px: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``area_mm2`` and ``esd_um`` from ``object_area`` (px) and the pixel size (µm).
+
+    ``area_px`` is the already converted ``area`` feature, or None when the caller did not
+    ask for it (the column is then read here). The ESD is ``2 sqrt(area / pi)`` in
+    pixels, scaled by the pixel size, as EcoTaxa computes its biovolumes; ``object_esd``
+    is not used: ZooProcess 7 exports (the Tara export) hold ``2 floor(area / pi)`` there,
+    without the square root.
+    """
+    if area_px is None:
+        area_px = (
+            reader.number(check, "object_area", "a number", missing=_FEATURE_MISSING)
+            if reader.has("object_area")
+            else np.full(reader.n, np.nan)
+        )
+    with np.errstate(invalid="ignore"):
+        esd_px = 2.0 * np.sqrt(np.where(area_px >= 0, area_px, np.nan) / np.pi)
+    if reader.has("object_esd"):
+        exported = reader.number(
+            check, "object_esd", "a number", missing=_FEATURE_MISSING, flag=False
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            off = np.abs(exported / esd_px - 1.0) > 0.01
+        if off.any():
+            logger.info(
+                "%s: object_esd differs from 2 sqrt(object_area/pi) in %d row(s) (e.g. %g "
+                "for area %g: ZooProcess 7 wrote 2 area/pi); esd_um comes from object_area",
+                reader.raw.url,
+                int(off.sum()),
+                exported[off][0],
+                area_px[off][0],
+            )
+    return area_px * (pixel_um / 1000.0) ** 2, esd_px * pixel_um

@@ -4,11 +4,13 @@
 concentrations per depth layer and size class and the Guidi flux (the class merge and
 the flux as functions of their own, which the demo's noise ceiling uses too), with the
 transform used for training and its inverse; :mod:`~pipeline.targets.objects` counts
-EcoTaxa objects per category in the same casts and layers.
+EcoTaxa objects per category in the same casts and layers; :mod:`~pipeline.targets.nets`
+gives net samples (ZooScan) one row each, in individuals per m³.
 """
 
 from __future__ import annotations
 
+from pipeline.targets.nets import build_net_targets
 from pipeline.targets.objects import (
     ObjectTargetConfig,
     ObjectTargetsResult,
@@ -37,6 +39,7 @@ __all__ = [
     "ObjectTargetsResult",
     "TargetConfig",
     "TargetsResult",
+    "build_net_targets",
     "build_object_targets",
     "build_targets",
     "category_column",

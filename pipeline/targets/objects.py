@@ -20,7 +20,8 @@ Choices made and why (automatic choices are logged at INFO):
   ``categories`` (default: every non-empty category seen among those statuses, sorted),
   depth ``depth_min_m`` in the layer, top inclusive, bottom exclusive. UVP objects have
   ``depth_min_m == depth_max_m``; net samples (a depth range per object) are not
-  meant for these targets.
+  meant for these targets: :func:`pipeline.targets.nets.build_net_targets` gives them
+  one row per sample.
 - **Profile**: the objects' ``sample_id`` is the profile id of the particle targets
   (``id``, EcoPart's profile id): EcoTaxa UVP projects name each sample after its
   EcoPart profile (the demo writes ``sample_id == sample_profileid == profile_id``).
@@ -270,6 +271,35 @@ def _columns(categories: Sequence[str]) -> list[str]:
     return names
 
 
+def _seen_categories(
+    objects: pd.DataFrame | dd.DataFrame, statuses: Sequence[str], step: str
+) -> tuple[str, ...]:
+    """Every non-empty category among the objects of ``statuses``, sorted (one pass, logged).
+
+    Raises ConfigError naming ``step`` when there is none.
+    """
+    counted = objects["category"][objects["status"].isin(statuses)]
+    if isinstance(counted, dd.Series):  # a tree reduction into one partition: no shuffle
+        seen = counted.drop_duplicates(split_out=1).compute()
+    else:
+        seen = counted.drop_duplicates()
+    categories = tuple(sorted(c for c in seen.astype(str) if c))
+    logger.info(
+        "%s: categories from the data (statuses %s): %d, %s",
+        step,
+        "/".join(statuses),
+        len(categories),
+        ", ".join(categories[:10]) + (" …" if len(categories) > 10 else ""),
+    )
+    if not categories:
+        raise ConfigError(
+            f"{step}: the objects table has no categorised object with status in "
+            f"{list(statuses)!r}; check the statuses option, the EcoTaxa export, or label "
+            "the objects first (pipeline.images.labels.apply_labels)."
+        )
+    return categories
+
+
 def _count_part(
     part: pd.DataFrame,
     categories: tuple[str, ...],
@@ -468,24 +498,7 @@ def build_object_targets(
         logger.info("object targets: no subsample_fraction column, every object counts once")
     categories = config.categories
     if categories is None:
-        counted = objects["category"][objects["status"].isin(config.statuses)]
-        if isinstance(counted, dd.Series):  # a tree reduction into one partition: no shuffle
-            seen = counted.drop_duplicates(split_out=1).compute()
-        else:
-            seen = counted.drop_duplicates()
-        categories = tuple(sorted(c for c in seen.astype(str) if c))
-        logger.info(
-            "object targets: categories from the data (statuses %s): %d, %s",
-            "/".join(config.statuses),
-            len(categories),
-            ", ".join(categories[:10]) + (" …" if len(categories) > 10 else ""),
-        )
-        if not categories:
-            raise ConfigError(
-                "build_object_targets: the objects table has no categorised object with "
-                f"status in {list(config.statuses)!r}; check the statuses option or the "
-                "EcoTaxa export."
-            )
+        categories = _seen_categories(objects, config.statuses, "object targets")
     if (
         config.count_unassigned
         and config.labels != "annotated"
