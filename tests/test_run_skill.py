@@ -1,4 +1,5 @@
-"""The year-1 chain on two realistic demo worlds: skill, CV honesty, intervals, fields vs truth."""
+"""The year-1 chain on three realistic demo worlds (seeds 0, 7, 1 at 2 and 3 degrees): skill, CV
+honesty, intervals, fields vs truth."""
 
 from __future__ import annotations
 
@@ -40,7 +41,11 @@ def client():
 # come in the order of the chain.
 
 
-@pytest.fixture(scope="module", params=[(2.0, 0), (3.0, 7)], ids=["2deg-seed0", "3deg-seed7"])
+@pytest.fixture(
+    scope="module",
+    params=[(2.0, 0), (3.0, 7), (2.0, 1)],
+    ids=["2deg-seed0", "3deg-seed7", "2deg-seed1"],
+)
 def skill_world(request, tmp_path_factory):
     resolution, seed = request.param
     base = tmp_path_factory.mktemp(f"skill{seed}")
