@@ -482,11 +482,21 @@ def aggregated_concentrations(env: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """
     c100, slope = spectrum_parameters(env)
     e = 1.0 - slope
+    steep = _get(env, "slope_big_extra") if "slope_big_extra" in env else None
+    # the realistic world's factor at the break, shared by every edge above it
+    at_break = None if steep is None else (BREAK_MM / D0_MM) ** e
+    cums: dict[float, np.ndarray] = {}
 
     def cum(x: float) -> np.ndarray:
-        if "slope_big_extra" in env and x >= BREAK_MM:  # the realistic world, above the break
-            return _steepen(np.zeros_like(c100), x, e, _get(env, "slope_big_extra"))
-        return np.zeros_like(c100) if np.isinf(x) else (x / D0_MM) ** e
+        """``N(>x) / C100``, once per edge (the same values as :func:`_steepen`)."""
+        if x not in cums:
+            if np.isinf(x):
+                cums[x] = np.zeros_like(c100)
+            elif at_break is not None and x >= BREAK_MM:  # the realistic world, above the break
+                cums[x] = at_break * (x / BREAK_MM) ** (e - steep)
+            else:
+                cums[x] = (x / D0_MM) ** e
+        return cums[x]
 
     plank = expected_plankton(env)
     out = {}
@@ -518,25 +528,34 @@ def _fields_band(
     levels = np.asarray(DEPTH_LEVELS_M)
     env = environment_month(lat, lon, year=year, month=month, depths=levels)
     h = None if hidden is None else hidden.horizontal(lat, lon, year=year, month=month)
-    mld = np.minimum(env["mlotst"], np.clip(bottom, 1.0, None))
+    mld = np.minimum(env["mlotst"], np.clip(bottom, 1.0, None)).ravel()
+    floor = bottom.ravel()
     for il, (_, top, bot) in enumerate(LAYERS):
         step = (bot - top) / FIELD_POINTS_PER_LAYER
-        sums = {n: np.zeros(lat.shape) for n in names}
-        weight = np.zeros(lat.shape)
-        for z in top + step * (np.arange(FIELD_POINTS_PER_LAYER) + 0.5):
+        depths = top + step * (np.arange(FIELD_POINTS_PER_LAYER) + 0.5)
+        # only the cells wet at one of the layer's depths at least: the others stay NaN
+        cells = np.flatnonzero(floor > depths[0])
+        cell_env = {v: env[v].reshape(levels.size, -1)[:, cells] for v in ("thetao", "o2", "chl")}
+        cell_h = None if h is None else {k: np.ravel(v)[cells] for k, v in h.items()}
+        cell_floor = floor[cells]
+        sums = {n: np.zeros(cells.size) for n in names}
+        weight = np.zeros(cells.size)
+        for z in depths:
             k = int(np.clip(np.searchsorted(levels, z) - 1, 0, levels.size - 2))
             w = (z - levels[k]) / (levels[k + 1] - levels[k])
-            pt = {v: (1.0 - w) * env[v][k] + w * env[v][k + 1] for v in ("thetao", "o2", "chl")}
-            pt["mlotst"] = mld
-            pt["depth_m"] = np.full(lat.shape, z)
-            wet = (z < bottom).astype("float64")
-            agg = aggregated_concentrations(pt if h is None else hidden.apply(pt, h))
+            pt = {v: (1.0 - w) * cell_env[v][k] + w * cell_env[v][k + 1] for v in cell_env}
+            pt["mlotst"] = mld[cells]
+            pt["depth_m"] = np.asarray(z)  # one depth: the depth terms are computed once
+            wet = (z < cell_floor).astype("float64")
+            agg = aggregated_concentrations(pt if cell_h is None else hidden.apply(pt, cell_h))
             for n in names:
                 sums[n] += agg[n] * wet
             weight += wet
         with np.errstate(invalid="ignore", divide="ignore"):
             for n in names:
-                out[n][0, il, sl] = np.where(weight > 0, sums[n] / weight, np.nan)
+                layer = np.full(floor.size, np.nan)
+                layer[cells] = np.where(weight > 0, sums[n] / weight, np.nan)
+                out[n][0, il, sl] = layer.reshape(bottom.shape)
 
 
 def write_truth_fields(

@@ -46,6 +46,7 @@ profile])``; same arguments, same bytes (no wall-clock time is written anywhere)
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -203,12 +204,30 @@ def _choose_profiles(
     return specs
 
 
+@functools.cache
+def _truth_columns() -> tuple[list[str], list[tuple[str, np.ndarray]], list[str], list[str]]:
+    """Column names of the truth rows, and the detailed classes of each aggregated one."""
+    edges = sizeclasses.edges_mm("detailed")
+    classes = [truth.conc_column(edges[k], edges[k + 1]) for k in range(edges.size - 1)]
+    aggregated = [
+        (
+            truth.conc_column(lo, hi),
+            (edges[:-1] >= lo - 1e-12) & (edges[1:] <= hi + 1e-12),
+        )
+        for lo, hi in truth.AGGREGATED_CLASSES_MM
+    ]
+    types = [f"conc_{t}_per_l" for t in truth.TYPES]
+    groups = [f"conc_{g}_per_l" for g in truth.GROUPS]
+    return classes, aggregated, types, groups
+
+
 def _truth_rows(sim: ew.SimulatedProfile) -> list[dict[str, Any]]:
     """Volume-weighted expected concentrations per layer of one cast."""
     spec = sim.spec
-    edges = sizeclasses.edges_mm("detailed")
+    class_names, aggregated, type_names, group_names = _truth_columns()
     exp = sim.expected
     vol = exp["volume_l"]
+    time = spec.time.tz_localize("UTC").as_unit("ns")
     rows = []
     for name, top, bot in truth.LAYERS:
         sel = (sim.bin_depth_m >= top) & (sim.bin_depth_m < bot)
@@ -219,7 +238,7 @@ def _truth_rows(sim: ew.SimulatedProfile) -> list[dict[str, Any]]:
             "profile_id": spec.profile_id,
             "lat": spec.lat,
             "lon": spec.lon,
-            "time": spec.time.tz_localize("UTC").as_unit("ns"),
+            "time": time,
             "layer": name,
             "layer_top_m": top,
             "layer_bottom_m": bot,
@@ -230,15 +249,13 @@ def _truth_rows(sim: ew.SimulatedProfile) -> list[dict[str, Any]]:
             "cell_lon": spec.cell_lon,
         }
         classes = w @ exp["classes"][sel]
-        for k in range(edges.size - 1):
-            row[truth.conc_column(edges[k], edges[k + 1])] = float(classes[k])
-        for lo, hi in truth.AGGREGATED_CLASSES_MM:
-            keep = (edges[:-1] >= lo - 1e-12) & (edges[1:] <= hi + 1e-12)
-            row[truth.conc_column(lo, hi)] = float(classes[keep].sum())
-        for i, t in enumerate(truth.TYPES):
-            row[f"conc_{t}_per_l"] = float(w @ exp["types"][sel, i])
-        for i, g in enumerate(truth.GROUPS):
-            row[f"conc_{g}_per_l"] = float(w @ exp["plankton"][sel, i])
+        row.update(zip(class_names, classes.tolist(), strict=True))
+        for column, keep in aggregated:
+            row[column] = float(classes[keep].sum())
+        for i, column in enumerate(type_names):  # one dot product per column, as always
+            row[column] = float(w @ exp["types"][sel, i])
+        for i, column in enumerate(group_names):
+            row[column] = float(w @ exp["plankton"][sel, i])
         rows.append(row)
     return rows
 
