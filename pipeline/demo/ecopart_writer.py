@@ -504,7 +504,7 @@ def raw_name(spec: ProfileSpec) -> str:
 
 @functools.cache
 def _detailed_header() -> tuple[str, ...]:
-    """The 132 column names of the detailed PAR export (real EcoPart labels)."""
+    """Name the 132 columns of the detailed PAR export (real EcoPart labels)."""
     lo, hi = _EDGES[:-1], _EDGES[1:]
     return tuple(
         ["Profile", "Rawfilename", "yyyy-mm-dd hh:mm", "Depth [m]", "Sampled volume [L]"]

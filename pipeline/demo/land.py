@@ -101,7 +101,7 @@ def _sample_land(resolution: float, lat: np.ndarray, lon: np.ndarray) -> np.ndar
 
 
 def _cache_file(resolution: float) -> Path | None:
-    """The disk cache of a land grid, or None when ``OCEANFIELDS_CACHE=none``."""
+    """Locate the disk cache of a land grid (None when ``OCEANFIELDS_CACHE=none``)."""
     root = os.environ.get("OCEANFIELDS_CACHE") or str(Path.home() / ".cache" / "oceanfields")
     if root.lower() == "none":
         return None
