@@ -468,23 +468,23 @@ def detailed_table(sim: SimulatedProfile) -> tuple[np.ndarray, np.ndarray, np.nd
 def _fmt_floats(values: np.ndarray) -> pa.Array:
     """Shortest round-trip text of floats as Python's ``repr`` writes it, ``0.0`` for zeros.
 
-    The text EcoPart's Python export writes, made by Arrow (its cast gives the same
-    shortest digits) for a flat array; ``.0`` is added to whole numbers, and the rare
-    values below 1e-4 or from 1e16, which Python writes in exponent notation, take
-    ``repr`` itself.
+    The text EcoPart's Python export writes, made by Arrow for a flat array (its cast
+    gives the same shortest digits and, between 1e-4 and 1e9, the same fixed notation);
+    the rare whole numbers (Arrow leaves out ``.0``) and values outside that range (Python
+    writes an exponent) take ``repr`` itself.
     """
     flat = np.ascontiguousarray(values, dtype="float64").ravel()
-    text = pc.cast(pa.array(flat), pa.string())
-    whole = pc.match_substring_regex(text, r"^-?[0-9]+$")
-    text = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
-    text = pc.if_else(pa.array(flat == 0.0), "0.0", text)
+    nonzero = flat != 0.0
+    found = flat[nonzero]
+    text = pc.cast(pa.array(found), pa.string())
     with np.errstate(invalid="ignore"):
-        big_or_small = (flat != 0.0) & ((np.abs(flat) < 1e-4) | ~(np.abs(flat) < 1e16))
-    if big_or_small.any():
+        odd = (found == np.trunc(found)) | (np.abs(found) < 1e-4) | ~(np.abs(found) < 1e9)
+    if odd.any():
         text = pc.replace_with_mask(
-            text, pa.array(big_or_small), pa.array(list(map(repr, flat[big_or_small].tolist())))
+            text, pa.array(odd), pa.array(list(map(repr, found[odd].tolist())), pa.string())
         )
-    return text
+    zeros = pa.repeat(pa.scalar("0.0", pa.string()), flat.size)
+    return pc.replace_with_mask(zeros, pa.array(nonzero), text)
 
 
 def _write_latin1(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

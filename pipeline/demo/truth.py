@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import dask.array as da
@@ -434,6 +435,8 @@ def formulas() -> str:
 
 #: Depth points per layer of the midpoint rule used for ``truth/fields.zarr``.
 FIELD_POINTS_PER_LAYER = 20
+#: Threads computing the months of ``truth/fields.zarr``.
+_FIELD_THREADS = 2
 
 
 def _field_names() -> list[str]:
@@ -632,13 +635,21 @@ def write_truth_fields(
     enc = {n: {"_FillValue": np.float32(np.nan), "chunks": chunks} for n in names}
     template.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=enc)
     bands = _bands(ny, nx)
-    for it, (year, month) in enumerate(months):
+
+    def write_month(it: int) -> None:
+        year, month = months[it]
         out = {n: np.full((1, nl, ny, nx), np.nan, dtype="float32") for n in names}
         for sl in bands:  # latitude bands bound the float64 temporaries
             _fields_band(out, sl, lat2[sl], lon2[sl], bottom[sl], year, month, names, hidden)
         xr.Dataset({n: (("time", "layer", "lat", "lon"), a) for n, a in out.items()}).to_zarr(
             path, region={"time": slice(it, it + 1)}, zarr_format=3, consolidated=False
         )
+
+    # Months are independent and numpy releases the GIL: two threads, each month written
+    # whole into its own chunk (the same bytes as one after the other).
+    write_month(0)  # fills the hidden drivers' cache of wave bases first
+    with ThreadPoolExecutor(max_workers=_FIELD_THREADS) as pool:
+        list(pool.map(write_month, range(1, nt)))
     logger.info("truth/fields.zarr: %d months x %d layers x %d x %d", nt, nl, ny, nx)
     return {"variables": names, "shape": {"time": nt, "layer": nl, "lat": ny, "lon": nx}}
 
