@@ -260,19 +260,20 @@ def type_fractions(env: Mapping[str, Any]) -> np.ndarray:
     o2 = np.clip(_get(env, "o2"), 0.0, None)
     z = _get(env, "depth_m")
     zr = _zr(env)
-    scores = np.stack(
-        np.broadcast_arrays(
-            -0.3 + 0.55 * np.log10(z + 10.0) + 0.6 * np.exp(-o2 / 60.0),
-            0.6 + 0.9 * np.log10(chl + 0.05) - 0.25 * np.log10(zr),
-            0.2 + 0.02 * (t - 15.0) + 0.4 * np.exp(-z / 250.0),
-            np.full(np.shape(t), -0.6),
-        ),
-        axis=-1,
+    scores = np.broadcast_arrays(
+        -0.3 + 0.55 * np.log10(z + 10.0) + 0.6 * np.exp(-o2 / 60.0),
+        0.6 + 0.9 * np.log10(chl + 0.05) - 0.25 * np.log10(zr),
+        0.2 + 0.02 * (t - 15.0) + 0.4 * np.exp(-z / 250.0),
+        np.full(np.shape(t), -0.6),
     )
     if "type_score_extra" in env:  # the realistic world (pipeline.demo.drivers)
-        scores = scores + _get(env, "type_score_extra")
-    ex = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    return ex / ex.sum(axis=-1, keepdims=True)
+        extra = _get(env, "type_score_extra")
+        scores = [s + extra[..., i] for i, s in enumerate(scores)]
+    # softmax type by type: the same operations, in the same order, as along a last axis
+    top = np.maximum(np.maximum(np.maximum(scores[0], scores[1]), scores[2]), scores[3])
+    ex = [np.exp(s - top) for s in scores]
+    total = ex[0] + ex[1] + ex[2] + ex[3]
+    return np.stack([e / total for e in ex], axis=-1)
 
 
 def expected_plankton(env: Mapping[str, Any]) -> np.ndarray:
