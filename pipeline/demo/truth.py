@@ -577,8 +577,10 @@ def write_truth_fields(
     Each value is the mean over the water column of the layer (midpoint rule,
     :data:`FIELD_POINTS_PER_LAYER` depths per layer, depths below ``deptho`` left out) of
     the expected concentration, evaluated on the stored environment linearly interpolated
-    between levels; NaN on land and where the layer lies below the sea floor. Written one
-    month at a time.
+    between levels; NaN on land and where the layer lies below the sea floor. Each month
+    is computed (only over the cells wet in each layer) and written whole into its own
+    chunk, two months at a time in threads (numpy releases the GIL): the same bytes as
+    one month after the other.
 
     Parameters
     ----------
