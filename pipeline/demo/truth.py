@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import dask.array as da
@@ -436,8 +435,6 @@ def formulas() -> str:
 
 #: Depth points per layer of the midpoint rule used for ``truth/fields.zarr``.
 FIELD_POINTS_PER_LAYER = 20
-#: Threads computing the months of ``truth/fields.zarr``.
-_FIELD_THREADS = 2
 
 
 def _field_names() -> list[str]:
@@ -577,10 +574,9 @@ def write_truth_fields(
     Each value is the mean over the water column of the layer (midpoint rule,
     :data:`FIELD_POINTS_PER_LAYER` depths per layer, depths below ``deptho`` left out) of
     the expected concentration, evaluated on the stored environment linearly interpolated
-    between levels; NaN on land and where the layer lies below the sea floor. Each month
-    is computed (only over the cells wet in each layer) and written whole into its own
-    chunk, two months at a time in threads (numpy releases the GIL): the same bytes as
-    one month after the other.
+    between levels; NaN on land and where the layer lies below the sea floor. Written one
+    month at a time (each computed only over the cells wet in each layer);
+    :func:`pipeline.demo.generate_demo_world` runs it in a thread beside the casts.
 
     Parameters
     ----------
@@ -648,11 +644,8 @@ def write_truth_fields(
             path, region={"time": slice(it, it + 1)}, zarr_format=3, consolidated=False
         )
 
-    # Months are independent and numpy releases the GIL: two threads, each month written
-    # whole into its own chunk (the same bytes as one after the other).
-    write_month(0)  # fills the hidden drivers' cache of wave bases first
-    with ThreadPoolExecutor(max_workers=_FIELD_THREADS) as pool:
-        list(pool.map(write_month, range(1, nt)))
+    for it in range(nt):
+        write_month(it)
     logger.info("truth/fields.zarr: %d months x %d layers x %d x %d", nt, nl, ny, nx)
     return {"variables": names, "shape": {"time": nt, "layer": nl, "lat": ny, "lon": nx}}
 

@@ -51,6 +51,7 @@ import json
 import logging
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -422,58 +423,65 @@ def generate_demo_world(
     env_info["products"] = write_products(
         root, resolution=resolution, years=years, world="realistic" if realistic else "simple"
     )
-    if realistic:
-        specs = plan_realistic_casts(int(n_profiles), resolution, years, seed, deptho)
-    else:
-        specs = _choose_profiles(int(n_profiles), resolution, years, seed)
-    truth_rows: list[dict[str, Any]] = []
-    objects: list[pd.DataFrame] = []
-    n_raw_rows = 0
-    for spec in specs:
-        cast = _cast_noise(spec, seed) if realistic else None
-        sim = ew.simulate_profile(spec, _rng(seed, 2, spec.index), noise=cast, hidden=hidden)
-        ew.write_detailed_export(sim, ecopart)
-        ew.write_raw_export(sim, raw_dir)
-        n_raw_rows += sim.raw["depth"].size
-        rows = _truth_rows(sim)
-        if cast is not None:
-            for row in rows:
-                row.update(
-                    cruise=spec.cruise,
-                    instrument=spec.instrument,
-                    cast_sd_dex=cast.cast_sd_dex,
-                    cast_effect=cast.cast_effect,
-                )
-        truth_rows.extend(rows)
-        o = sim.objects
-        secs = o["depth_m"].astype("float64")  # descent at 1 m s-1
-        objects.append(
-            pd.DataFrame(
-                {
-                    "profile_id": spec.profile_id,
-                    "lat": spec.lat,
-                    "lon": spec.lon,
-                    "time": spec.time + pd.to_timedelta(np.floor(secs), unit="s"),
-                    "depth_m": o["depth_m"],
-                    "area_px": o["area_px"],
-                    "esd_mm": o["esd_mm"],
-                    "kind": o["kind"],
-                    "basin": spec.basin,
-                    "profile_index": spec.index,
-                }
-            )
+    # The truth fields need neither the casts nor their files: a second thread computes
+    # and writes them while this one simulates and writes the casts (numpy and Arrow
+    # release the GIL; each thread has its own generators, so the bytes do not change).
+    with ThreadPoolExecutor(max_workers=1) as background:
+        fields = background.submit(
+            truth.write_truth_fields,
+            str(truth_dir / "fields.zarr"),
+            resolution=resolution,
+            years=years,
+            deptho=deptho,
+            hidden=hidden,
         )
-    ew.write_metadata_summaries(specs, ecopart, raw_dir)
-    profiles_truth = pd.DataFrame(truth_rows)
-    profiles_truth["time"] = profiles_truth["time"].astype("datetime64[ns, UTC]")
-    profiles_truth.to_parquet(truth_dir / "profiles.parquet", index=False)
-    fields_info = truth.write_truth_fields(
-        str(truth_dir / "fields.zarr"),
-        resolution=resolution,
-        years=years,
-        deptho=deptho,
-        hidden=hidden,
-    )
+        if realistic:
+            specs = plan_realistic_casts(int(n_profiles), resolution, years, seed, deptho)
+        else:
+            specs = _choose_profiles(int(n_profiles), resolution, years, seed)
+        truth_rows: list[dict[str, Any]] = []
+        objects: list[pd.DataFrame] = []
+        n_raw_rows = 0
+        for spec in specs:
+            cast = _cast_noise(spec, seed) if realistic else None
+            sim = ew.simulate_profile(spec, _rng(seed, 2, spec.index), noise=cast, hidden=hidden)
+            ew.write_detailed_export(sim, ecopart)
+            ew.write_raw_export(sim, raw_dir)
+            n_raw_rows += sim.raw["depth"].size
+            rows = _truth_rows(sim)
+            if cast is not None:
+                for row in rows:
+                    row.update(
+                        cruise=spec.cruise,
+                        instrument=spec.instrument,
+                        cast_sd_dex=cast.cast_sd_dex,
+                        cast_effect=cast.cast_effect,
+                    )
+            truth_rows.extend(rows)
+            o = sim.objects
+            secs = o["depth_m"].astype("float64")  # descent at 1 m s-1
+            objects.append(
+                pd.DataFrame(
+                    {
+                        "profile_id": spec.profile_id,
+                        "lat": spec.lat,
+                        "lon": spec.lon,
+                        "time": spec.time + pd.to_timedelta(np.floor(secs), unit="s"),
+                        "depth_m": o["depth_m"],
+                        "area_px": o["area_px"],
+                        "esd_mm": o["esd_mm"],
+                        "kind": o["kind"],
+                        "basin": spec.basin,
+                        "profile_index": spec.index,
+                    }
+                )
+            )
+        ew.write_metadata_summaries(specs, ecopart, raw_dir)
+        profiles_truth = pd.DataFrame(truth_rows)
+        profiles_truth["time"] = profiles_truth["time"].astype("datetime64[ns, UTC]")
+        profiles_truth.to_parquet(truth_dir / "profiles.parquet", index=False)
+
+        fields_info = fields.result()
 
     # EcoTaxa: uniform subsample of all objects, statuses, drawings
     allobj = pd.concat(objects, ignore_index=True)
