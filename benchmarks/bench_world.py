@@ -21,6 +21,21 @@ xgboost (not the train step), on the transformed targets (log10(c + eps)):
 
 MSE is the plain mean over targets of the per-target MSE (transformed space). The
 machine's load average is recorded with the figures.
+
+Generation time (``--timing``): how long ``generate_demo_world`` takes at test size
+(default 2 degrees, 500 casts, 2019-2020, no images; the skill tests' worlds), stage by
+stage, for a baseline git ref (default ``main``, exported with ``git archive``) and the
+working tree, side by side in one run: each repetition generates the same world with
+one tree then the other, each in a fresh process (``PYTHONPATH`` = the tree). Per stage
+(the functions :mod:`pipeline.demo.world` calls, wrapped by name) the wall time and the
+CPU time of its thread (``time.thread_time``), and in total the process CPU time
+(``time.process_time``, all threads: meaningful when other work shares the cores) are
+recorded, with the load average before and after each generation, and whether the two
+trees wrote the same bytes. The figures go to the ``world_generation`` key of
+``--out`` (the other keys are kept)::
+
+    python benchmarks/bench_world.py --timing [--baseline-ref main] [--repeats 2] \
+        [--resolution 2.0] [--profiles 500] [--seeds 0]
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -36,12 +52,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from bench_honesty import _config  # the same run file (targets and matchup only here)
-
-from pipeline.demo import generate_demo_world, noise_ceiling
-from pipeline.model.split import assign_folds, random_folds
-from pipeline.run.steps import run_steps
-from pipeline.targets import transform as apply_transform
 
 
 def _mse(y: np.ndarray, p: np.ndarray) -> float:
@@ -93,6 +103,13 @@ def _say(msg: str, t0: float) -> None:
 
 
 def run_one(kind: str, seed: int, resolution: float, profiles: int, client) -> dict:
+    from bench_honesty import _config  # the same run file (targets and matchup only here)
+
+    from pipeline.demo import generate_demo_world, noise_ceiling
+    from pipeline.model.split import assign_folds, random_folds
+    from pipeline.run.steps import run_steps
+    from pipeline.targets import transform as apply_transform
+
     tmp = Path(tempfile.mkdtemp(prefix=f"bench_world_{kind}_{seed}_"))
     t0 = time.perf_counter()
     world = generate_demo_world(
@@ -167,6 +184,187 @@ def run_one(kind: str, seed: int, resolution: float, profiles: int, client) -> d
     }
 
 
+# --------------------------------------------------------------------- generation time
+
+#: Stages of generate_demo_world: name -> the functions pipeline.demo.world calls
+#: (``module.function`` or a name of world.py), wrapped in the child process.
+STAGES: dict[str, tuple[str, ...]] = {
+    "land_and_bathymetry": ("real_bathymetry",),
+    "environment": ("envmod.write_environment",),
+    "products": ("write_products",),
+    "cast_plan": ("plan_realistic_casts", "_choose_profiles"),
+    "cast_noise": ("_cast_noise",),
+    "simulate_casts": ("ew.simulate_profile",),
+    "ecopart_detailed_export": ("ew.write_detailed_export",),
+    "ecopart_raw_export": ("ew.write_raw_export",),
+    "truth_rows": ("_truth_rows",),
+    "metadata_summaries": ("ew.write_metadata_summaries",),
+    "truth_fields": ("truth.write_truth_fields",),
+    "ecotaxa_export": ("etw.write_ecotaxa_export",),
+}
+
+
+def _timing_child(args: dict) -> dict:
+    """In a fresh process: generate one world with stages wrapped; print their times."""
+    import pipeline.demo.world as world_module
+
+    wall: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+    cpu: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+
+    def wrap(stage, fn):
+        def timed(*a, **k):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                wall[stage] += time.perf_counter() - t0
+                cpu[stage] += time.thread_time() - c0
+
+        return timed
+
+    for stage, names in STAGES.items():
+        for name in names:
+            mod, _, attr = name.rpartition(".")
+            owner = getattr(world_module, mod) if mod else world_module
+            if hasattr(owner, attr):
+                setattr(owner, attr, wrap(stage, getattr(owner, attr)))
+    load = os.getloadavg()
+    t0, c0 = time.perf_counter(), time.process_time()
+    world_module.generate_demo_world(
+        args["out"],
+        resolution=args["resolution"],
+        years=(2019, 2020),
+        n_profiles=args["profiles"],
+        n_images=0,
+        seed=args["seed"],
+    )
+    wall["total"] = time.perf_counter() - t0
+    cpu["total"] = time.process_time() - c0
+    wall["other"] = wall["total"] - sum(wall[s] for s in STAGES)
+    cpu["other"] = cpu["total"] - sum(cpu[s] for s in STAGES)  # incl. zarr's I/O thread
+    return {
+        "wall_s": {k: round(v, 3) for k, v in wall.items()},
+        "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
+        "load_average_before": load,
+        "load_average_after": os.getloadavg(),
+    }
+
+
+def _export_tree(ref: str, dest: Path) -> str:
+    """Export ``ref`` of this repository into ``dest`` (``git archive``); its commit."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", ref], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", commit], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return commit
+
+
+def _file_digests(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def run_timing(args: argparse.Namespace) -> dict:
+    """Time generate_demo_world stage by stage for the baseline ref and this tree."""
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parent.parent
+    tmp = Path(tempfile.mkdtemp(prefix="bench_world_timing_"))
+    (tmp / "baseline").mkdir()
+    baseline_commit = _export_tree(args.baseline_ref, tmp / "baseline")
+    trees = {"before": tmp / "baseline", "after": here}
+    runs = []
+    same_bytes = {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for rep in range(args.repeats):
+            outs = {}
+            for label, tree in trees.items():
+                out = tmp / f"world_{label}_{seed}_{rep}"
+                child = {
+                    "out": str(out),
+                    "resolution": args.resolution,
+                    "profiles": args.profiles,
+                    "seed": seed,
+                }
+                env = {**os.environ, "PYTHONPATH": str(tree)}
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--timing-child", json.dumps(child)],
+                    env=env,
+                    cwd=str(tmp),
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+                runs.append({"tree": label, "seed": seed, "repeat": rep, **result})
+                t = result["wall_s"]["total"], result["cpu_s"]["total"]
+                print(f"  {label:6s} seed {seed} rep {rep}: {t[0]:.1f} s wall, {t[1]:.1f} s CPU")
+                outs[label] = out
+            a, b = (_file_digests(outs[k]) for k in ("before", "after"))
+            differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            same_bytes[f"seed {seed} repeat {rep}"] = {
+                "files": len(a),
+                "differing": differ,
+            }
+            for out in outs.values():
+                shutil.rmtree(out, ignore_errors=True)
+    summary = {}
+    for label in trees:
+        mine = [r for r in runs if r["tree"] == label]
+        summary[label] = {
+            key: {
+                stage: round(float(np.median([r[key][stage] for r in mine])), 2)
+                for stage in mine[0][key]
+            }
+            for key in ("wall_s", "cpu_s")
+        }
+    return {
+        "parameters": {
+            "resolution": args.resolution,
+            "profiles": args.profiles,
+            "years": [2019, 2020],
+            "n_images": 0,
+            "seeds": args.seeds,
+            "repeats": args.repeats,
+            "world": "realistic",
+        },
+        "baseline": {"ref": args.baseline_ref, "commit": baseline_commit},
+        "after": {"tree": "working tree of this benchmark", "commit": _head(here)},
+        "stages": {k: list(v) for k, v in STAGES.items()},
+        "median": summary,
+        "same_bytes": same_bytes,
+        "runs": runs,
+        "note": (
+            "per stage: wall time and the CPU time of the thread running it "
+            "(time.thread_time); total CPU: time.process_time (every thread, zarr's I/O "
+            "thread included); other = total - stages. Imports are excluded (timing "
+            "starts at the call). In the after tree the truth fields run in a second "
+            "thread beside the casts, so stage walls overlap and do not add up to the "
+            "total. Its land grids come from the disk cache once a first run wrote them."
+        ),
+    }
+
+
+def _head(root: Path) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=float, default=2.0)
@@ -174,7 +372,32 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--worlds", default="realistic,simple")
     parser.add_argument("--out", default="benchmarks/results/world.json")
+    parser.add_argument("--timing", action="store_true", help="time world generation")
+    parser.add_argument("--baseline-ref", default="main")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--timing-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.timing_child:
+        print(json.dumps(_timing_child(json.loads(args.timing_child))))
+        return
+    if args.timing:
+        if args.seeds == parser.get_default("seeds"):
+            args.seeds = "0"
+        out = Path(args.out)
+        doc = json.loads(out.read_text()) if out.exists() else {"name": "world"}
+        load = os.getloadavg()
+        timing = run_timing(args)
+        timing["machine"] = {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_start": load,
+            "load_average_end": os.getloadavg(),
+        }
+        doc["world_generation"] = timing
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2) + "\n")
+        print(json.dumps(timing["median"], indent=1))
+        return
     from distributed import Client, LocalCluster
 
     results = []

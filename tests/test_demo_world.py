@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline import sizeclasses
-from pipeline.demo import DemoWorld, generate_demo_world, truth
+from pipeline.demo import DemoWorld, ecopart_writer, generate_demo_world, truth
 from pipeline.demo import environment as envmod
 
 # the simple world, bit for bit as before issue 15 (the realistic one: test_demo_realistic.py)
@@ -326,3 +328,52 @@ def test_ecopart_headers_are_byte_identical_to_real_exports(world, shared_data):
     for real, mine in pairs:
         with real.open("rb") as a, mine.open("rb") as b:
             assert a.readline() == b.readline(), mine.name
+
+
+# ------------------------------------------------------------------ fast paths, same output
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.just(0.0),
+            st.floats(min_value=0.0, max_value=1e20, allow_nan=False, allow_infinity=False),
+            st.integers(min_value=0, max_value=10**6).map(float),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_export_floats_are_written_as_python_repr_and_zeros_as_0_0(values):
+    text = ecopart_writer._fmt_floats(np.array(values)).to_pylist()
+    assert text == ["0.0" if v == 0 else repr(v) for v in values]
+
+
+def test_patchiness_is_the_ar1_recursion_bit_for_bit():
+    from pipeline.demo.noise import PATCH_METRES, PATCH_SD, patchiness
+
+    eps = np.random.default_rng(4).standard_normal((3, 50))
+    phi = np.exp(-1.0 / PATCH_METRES)
+    g = np.empty_like(eps)
+    g[:, 0] = eps[:, 0] * PATCH_SD
+    for m in range(1, 50):  # the recursion as first written
+        g[:, m] = phi * g[:, m - 1] + np.sqrt(1.0 - phi * phi) * PATCH_SD * eps[:, m]
+    expected = np.exp(g - PATCH_SD**2 / 2.0)
+    assert np.array_equal(patchiness(np.random.default_rng(4), 50, (3,)), expected)
+
+
+def test_land_grid_from_the_disk_cache_equals_the_sampled_one(tmp_path, monkeypatch):
+    from pipeline.demo import land
+
+    monkeypatch.setenv("OCEANFIELDS_CACHE", str(tmp_path))
+    land.land_grid.cache_clear()
+    first = land.land_grid(10.0)  # sampled, then written to the cache
+    assert len(list(tmp_path.glob("land_grid_10.0deg_*.npy"))) == 1
+    land.land_grid.cache_clear()
+    again = land.land_grid(10.0)  # read back
+    assert np.array_equal(first, again)
+    assert not again.flags.writeable
+    monkeypatch.setenv("OCEANFIELDS_CACHE", "none")
+    land.land_grid.cache_clear()
+    assert np.array_equal(land.land_grid(10.0), first)
+    land.land_grid.cache_clear()

@@ -140,7 +140,7 @@ def test_detailed_export_counts_are_concentration_times_volume(detailed):
     # 176.991150 # l-1 x 1.13 L = 200 particles, etc.
     assert (first["n_50p8_64um"], first["n_64_80p6um"], first["n_80p6_102um"]) == (200, 10, 20)
     assert (first["n_128_161um"], first["n_161_203um"]) == (33, 57)
-    counts = acc.iloc[:, 6:].to_numpy()
+    counts = acc.iloc[:, 7:].to_numpy()
     assert np.array_equal(counts, np.round(counts))  # rounded to whole particles
     assert (bru["lat"] == 44.0905).all()
     assert (bru["lon"] == 7.576).all()
@@ -184,7 +184,7 @@ def test_reduced_export_is_detected_and_its_classes_sum_the_detailed_ones(shared
         acc["n_64_128um"].to_numpy(),
         (det["n_64_80p6um"] + det["n_80p6_102um"] + det["n_102_128um"]).to_numpy(),
     )
-    assert acc.iloc[:, 6:].sum().sum() == det.iloc[:, 6:].sum().sum()
+    assert acc.iloc[:, 7:].sum().sum() == det.iloc[:, 7:].sum().sum()
 
 
 # --------------------------------------------------------------------------- raw
@@ -241,7 +241,7 @@ def test_bats_raw_casts_have_plausible_volumes_positions_and_concentrations(bats
     assert np.allclose(acc["volume_l"] / 1.1, np.round(acc["volume_l"] / 1.1))
     assert acc["depth_m"].min() == 2.5
     assert acc["depth_m"].max() == 517.5
-    counts = acc.iloc[:, 6:]
+    counts = acc.iloc[:, 7:]
     assert counts.loc[:, :"n_64_80p6um"].sum().sum() == 0  # smallest area 2 px = 91 µm
     mip = acc[["n_102_128um", "n_128_161um", "n_161_203um"]].sum(axis=1) / acc["volume_l"]
     assert 15 < mip.median() < 30  # particles 0.1-0.2 mm per litre
@@ -383,13 +383,37 @@ def test_a_reduced_file_among_detailed_ones_is_quarantined_whole(shared_data):
     assert quar["line"].tolist() == [0]
 
 
+def test_particles_carry_the_cruise_of_the_real_bats_export(shared_data):
+    acc = read_ecopart(str(shared_data / BATS)).accepted.compute()
+    assert acc["profile_id"].nunique() == 6
+    assert set(acc["cruise"]) == {"sn209_bats_361"}  # the raw summary's cruise column
+
+
+@pytest.mark.parametrize("folder", [DET, AGG, RAW], ids=["detailed", "aggregated", "raw"])
+def test_particles_without_a_cruise_in_the_summary_take_the_ecopart_project(shared_data, folder):
+    # the QA summaries leave Cruise / cruise empty: the project (Project / ptitle) stands for it
+    acc = read_ecopart(str(shared_data / folder)).accepted.compute()
+    by_profile = acc.groupby("profile_id")["cruise"].unique().map(list).to_dict()
+    assert by_profile["brusample01"] == ["EcoPart TU Project UVP 5 pour load BRU"]
+    assert by_profile["uvpappsample01"] == ["EcoPart TU Project UVP 6 from UVP APP"]
+    assert all(len(v) == 1 and v[0] for v in by_profile.values())
+
+
+def test_detailed_and_raw_readers_give_the_same_cruise_to_a_profile(detailed, raw_qa):
+    det = detailed[0].groupby("profile_id")["cruise"].first()
+    raw = raw_qa[0].groupby("profile_id")["cruise"].first()
+    common = det.index.intersection(raw.index)
+    assert len(common) >= 2
+    assert (det[common] == raw[common]).all()
+
+
 def test_class_edges_of_the_header_map_to_the_canonical_columns():
     header = [
         sizeclasses.export_label(lo, hi) for lo, hi in zip(*_edge_pairs("detailed"), strict=True)
     ]
     assert len(header) == 45
     assert header[20] == "LPM (102-128 µm) [# l-1]"
-    assert particles_meta("detailed").columns[6 + 20] == "n_102_128um"
+    assert particles_meta("detailed").columns[7 + 20] == "n_102_128um"
 
 
 def _edge_pairs(kind):

@@ -382,7 +382,7 @@ def test_raw_bins_volumes_over_distinct_metres_and_counts_by_esd(tmp_path, caplo
     assert acc["volume_l"].tolist() == pytest.approx([(20 + 25) * 1.1, 30 * 1.1])
     esd6 = sizeclasses.esd_mm_from_area(np.array([6.0, 40.0]), 0.00279, 1.2236)
     cls = sizeclasses.class_for_esd(esd6, EDGES)
-    cols = acc.columns[6:]
+    cols = acc.columns[7:]
     assert acc.loc[0, cols[cls[0]]] == 7
     assert acc.loc[0, cols[cls[1]]] == 1
     assert acc.loc[1, cols[cls[0]]] == 4
@@ -398,7 +398,7 @@ def test_raw_areas_below_the_first_class_are_dropped_and_logged(tmp_path, caplog
     summary.write_text(summary.read_text().replace("0.00279", "0.0000000001"), encoding="latin-1")
     with caplog.at_level(logging.DEBUG, logger="pipeline.sources"):
         acc, _, stats = _read_raw(path)
-    assert acc.iloc[:, 6:].sum().sum() == 0
+    assert acc.iloc[:, 7:].sum().sum() == 0
     assert acc["volume_l"].tolist() == [22.0]  # the lines still count for the volume
     assert stats["rows_accepted"].item() == 2
     assert "below the first class edge" in caplog.text
@@ -432,7 +432,7 @@ def test_raw_bad_line_is_quarantined_and_the_bins_built_from_the_rest(
 ):
     acc, quar, stats = _read_raw(_raw_dir(tmp_path, ["2\t20\t6\t5\t1\t2\t3", bad]))
     assert acc["volume_l"].tolist() == pytest.approx([22.0])
-    assert acc.iloc[:, 6:].sum().sum() == 5
+    assert acc.iloc[:, 7:].sum().sum() == 5
     assert quar[["line", "column"]].iloc[0].tolist() == [3, column]
     assert reason in quar["reason"].item()
     assert stats[["rows_read", "rows_accepted", "rows_quarantined"]].iloc[0].tolist() == [2, 1, 1]

@@ -206,6 +206,15 @@ def test_run_writes_every_output_and_reports_block_and_random_cv(skill_run):
     per_cast = folds[folds["random_fold"] >= 0].groupby("id")["random_fold"].nunique()
     assert (per_cast == 1).all()  # random CV keeps a cast's layers together
     assert ((folds["fold"] == -1) == (folds["random_fold"] == -1)).all()  # same CV rows
+    # the casts' cruises come through ingest (EcoPart summaries -> particles -> targets ->
+    # matchup): random CV by whole cruises is scored too
+    assert "random_cruise" in metrics["split"]["variants"]
+    assert np.isfinite(model["random_cruise_cv"]["mean"]["mse"])
+    cruise = pd.read_parquet(out / "matchup.parquet", columns=["cruise"])["cruise"].to_numpy()
+    in_cv = folds["random_cruise_fold"].to_numpy() >= 0
+    assert len(set(cruise[in_cv])) >= 2 * metrics["split"]["n_folds"]
+    by_cruise = folds[in_cv].groupby(cruise[in_cv])["random_cruise_fold"].nunique()
+    assert (by_cruise == 1).all()  # a cruise's casts share a fold
     honesty = json.loads((out / "honesty.json").read_text())
     assert set(honesty["estimates"]) >= {"block", "random", "basins"}
     assert honesty["true_mse"] > 0

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from pipeline.demo import generate_demo_world
 from pipeline.errors import ConfigError
+from pipeline.sources.ecopart import read_ecopart
 from pipeline.sources.ecopart_raw import read_par_raw
 from pipeline.targets.particles import (
     Layer,
@@ -207,3 +208,27 @@ def test_targets_from_the_demo_world_recover_its_noise_free_truth(world):
         assert ratio == pytest.approx(1.0, abs=0.05), col
         r = np.corrcoef(np.log10(observed + 1e-3), np.log10(expected + 1e-3))[0, 1]
         assert r > 0.95, (col, r)
+
+
+@pytest.fixture(scope="module")
+def realistic_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("realistic")
+    return generate_demo_world(str(root), resolution=10.0, n_profiles=60, n_images=0, seed=2)
+
+
+@pytest.mark.parametrize("reader", ["detailed", "raw"])
+def test_targets_carry_the_cruise_of_each_demo_cast(realistic_world, reader):
+    folder = realistic_world.paths[f"ecopart_{reader}"]
+    particles = read_ecopart(folder).accepted
+    targets = build_targets(particles).targets.compute()
+    truth = pd.read_parquet(realistic_world.paths["truth_profiles"])
+    expected = truth.groupby("profile_id")["cruise"].first()
+    assert targets["id"].nunique() >= 40
+    assert (targets["cruise"].to_numpy() == expected[targets["id"]].to_numpy()).all()
+    assert targets["cruise"].nunique() >= 4  # cruises and time-series station-years
+    assert targets.groupby("id")["cruise"].nunique().max() == 1
+
+
+def test_targets_of_a_particles_table_without_cruises_name_none():
+    targets, _ = _targets(_profile())
+    assert targets["cruise"].tolist() == ["", "", ""]

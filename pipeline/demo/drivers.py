@@ -37,6 +37,7 @@ from ``(seed, 7, field index)``: same seed, same world.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ from pipeline.demo.environment import _surface
 __all__ = ["DRIVERS", "FINE", "HiddenWorld", "RandomField"]
 
 EARTH_RADIUS_KM = 6371.0
+_CACHE_LOCK = threading.Lock()
 _MODES = 96
 
 #: Hidden drivers: name -> (scale km, standard deviation, time scale in months or 0).
@@ -215,14 +217,15 @@ class HiddenWorld:
             float(lat.sum()),
             float(lon.sum()),
         )
-        if key not in self._cache:
-            if len(self._cache) >= 2:  # a latitude band or two: bound the memory
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = {
-                name: (f.basis(lat, lon) if f.time_scale_months > 0 else f(lat, lon))
-                for name, f in self._fields.items()
-            }
-        entry = self._cache[key]
+        with _CACHE_LOCK:  # months may be evaluated in threads (truth.write_truth_fields)
+            if key not in self._cache:
+                if len(self._cache) >= 2:  # a latitude band or two: bound the memory
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[key] = {
+                    name: (f.basis(lat, lon) if f.time_scale_months > 0 else f(lat, lon))
+                    for name, f in self._fields.items()
+                }
+            entry = self._cache[key]
         shape = np.broadcast(lat, lon).shape
         return {
             name: (f.at(entry[name], t).reshape(shape) if f.time_scale_months > 0 else entry[name])

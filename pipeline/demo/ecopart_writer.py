@@ -26,6 +26,7 @@ All casts are UVP5 (HD, 0.092 mm pixels) with one of two calibrations,
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from pipeline import sizeclasses
@@ -455,19 +457,34 @@ def detailed_table(sim: SimulatedProfile) -> tuple[np.ndarray, np.ndarray, np.nd
     volume = np.bincount(mbin, weights=mvol, minlength=bins.size)
     esd = sizeclasses.esd_mm_from_area(raw["area"], cal.aa, cal.exp)
     cls = sizeclasses.class_for_esd(esd, _EDGES)
-    counts = np.zeros((bins.size, _N_CLASSES))
-    np.add.at(counts, (inv, cls), raw["nbr"])
-    biov = np.zeros((bins.size, _N_CLASSES))
-    np.add.at(biov, (inv, cls), raw["nbr"] * np.pi / 6.0 * esd**3)
-    return bins, volume, counts, biov
+    # bincount adds in the rows' order, as np.add.at did: the same sums, 10x faster
+    cell = inv * _N_CLASSES + cls
+    size = bins.size * _N_CLASSES
+    counts = np.bincount(cell, weights=raw["nbr"], minlength=size).reshape(bins.size, -1)
+    biov = np.bincount(cell, weights=raw["nbr"] * np.pi / 6.0 * esd**3, minlength=size)
+    return bins, volume, counts, biov.reshape(bins.size, -1)
 
 
-def _fmt_floats(values: np.ndarray) -> np.ndarray:
-    """Shortest round-trip text of floats, ``0.0`` for zeros (as EcoPart's Python export)."""
-    out = np.full(values.shape, "0.0", dtype=object)
-    nz = values != 0
-    out[nz] = [repr(float(v)) for v in values[nz]]
-    return out
+def _fmt_floats(values: np.ndarray) -> pa.Array:
+    """Shortest round-trip text of floats as Python's ``repr`` writes it, ``0.0`` for zeros.
+
+    The text EcoPart's Python export writes, made by Arrow for a flat array (its cast
+    gives the same shortest digits and, between 1e-4 and 1e9, the same fixed notation);
+    the rare whole numbers (Arrow leaves out ``.0``) and values outside that range (Python
+    writes an exponent) take ``repr`` itself.
+    """
+    flat = np.ascontiguousarray(values, dtype="float64").ravel()
+    nonzero = flat != 0.0
+    found = flat[nonzero]
+    text = pc.cast(pa.array(found), pa.string())
+    with np.errstate(invalid="ignore"):
+        odd = (found == np.trunc(found)) | (np.abs(found) < 1e-4) | ~(np.abs(found) < 1e9)
+    if odd.any():
+        text = pc.replace_with_mask(
+            text, pa.array(odd), pa.array(list(map(repr, found[odd].tolist())), pa.string())
+        )
+    zeros = pa.repeat(pa.scalar("0.0", pa.string()), flat.size)
+    return pc.replace_with_mask(zeros, pa.array(nonzero), text)
 
 
 def _write_latin1(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -483,6 +500,23 @@ def detailed_name(spec: ProfileSpec) -> str:
 def raw_name(spec: ProfileSpec) -> str:
     """File name of a cast's raw PAR export."""
     return f"{spec.stamp}_{spec.profile_id}_PAR_raw_{EXPORT_STAMP}.tsv"
+
+
+@functools.cache
+def _detailed_header() -> tuple[str, ...]:
+    """Name the 132 columns of the detailed PAR export (real EcoPart labels)."""
+    lo, hi = _EDGES[:-1], _EDGES[1:]
+    return tuple(
+        ["Profile", "Rawfilename", "yyyy-mm-dd hh:mm", "Depth [m]", "Sampled volume [L]"]
+        + [sizeclasses.export_label(a, b) for a, b in zip(lo, hi, strict=True)]
+        + [
+            sizeclasses.export_label(a, b)
+            .replace("LPM (", "LPM biovolume (")
+            .replace("[# l-1]", "[mm3 l-1]")
+            for a, b in zip(lo, hi, strict=True)
+        ]
+        + list(CTD_COLUMNS)
+    )
 
 
 def write_detailed_export(sim: SimulatedProfile, folder: str | Path) -> Path:
@@ -501,28 +535,22 @@ def write_detailed_export(sim: SimulatedProfile, folder: str | Path) -> Path:
     """
     spec = sim.spec
     bins, volume, counts, biov = detailed_table(sim)
-    lo, hi = _EDGES[:-1], _EDGES[1:]
-    header = (
-        ["Profile", "Rawfilename", "yyyy-mm-dd hh:mm", "Depth [m]", "Sampled volume [L]"]
-        + [sizeclasses.export_label(a, b) for a, b in zip(lo, hi, strict=True)]
-        + [
-            sizeclasses.export_label(a, b)
-            .replace("LPM (", "LPM biovolume (")
-            .replace("[# l-1]", "[mm3 l-1]")
-            for a, b in zip(lo, hi, strict=True)
-        ]
-        + list(CTD_COLUMNS)
-    )
-    conc = _fmt_floats(counts / volume[:, None])
-    bvol = _fmt_floats(biov / volume[:, None])
-    lead = [spec.profile_id, f"HDR{spec.stamp}", spec.time.strftime("%Y-%m-%d %H:%M:%S")]
-    empty = [""] * len(CTD_COLUMNS)
-    rows = [
-        [*lead, repr(float(d)), repr(round(float(v), 6)), *conc[i], *bvol[i], *empty]
-        for i, (d, v) in enumerate(zip(bins, volume, strict=True))
+    header = _detailed_header()
+    n = bins.size
+    values = np.hstack([counts / volume[:, None], biov / volume[:, None]])
+    text = _fmt_floats(values.T)  # column by column: column j is text[j * n : (j + 1) * n]
+    lead = [
+        [spec.profile_id] * n,
+        [f"HDR{spec.stamp}"] * n,
+        [spec.time.strftime("%Y-%m-%d %H:%M:%S")] * n,
+        [repr(float(d)) for d in bins],
+        [repr(round(float(v), 6)) for v in volume],
     ]
+    columns = [pa.array(c, pa.string()) for c in lead]
+    columns += [text.slice(j * n, n) for j in range(values.shape[1])]
+    columns += [pa.array([""] * n, pa.string())] * len(CTD_COLUMNS)
     path = Path(folder) / detailed_name(spec)
-    _write_latin1(path, header, rows)
+    _write_table(path, header, pa.table(columns, names=[str(i) for i in range(len(header))]))
     return path
 
 
@@ -542,16 +570,19 @@ def write_raw_export(sim: SimulatedProfile, folder: str | Path) -> Path:
     """
     cols = ("depth", "imgcount", "area", "nbr", "greylimit1", "greylimit2", "greylimit3")
     table = pa.table({c: np.asarray(sim.raw[c], dtype=np.int64) for c in cols})
-    buf = pa.BufferOutputStream()
-    pacsv.write_csv(
-        table,
-        buf,
-        pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"),
-    )
-    body = buf.getvalue().to_pybytes().replace(b"\n", b"\r\n")
     path = Path(folder) / raw_name(sim.spec)
-    path.write_bytes(("\t".join(cols) + "\r\n").encode("latin-1") + body)
+    _write_table(path, cols, table)
     return path
+
+
+def _write_table(path: Path, header: Sequence[str], table: pa.Table) -> None:
+    """Write a latin-1 header and the table's rows, tab-separated, CRLF, never quoted."""
+    buf = pa.BufferOutputStream()
+    options = pacsv.WriteOptions(
+        include_header=False, delimiter="\t", quoting_style="none", eol="\r\n"
+    )
+    pacsv.write_csv(table, buf, options)
+    path.write_bytes(("\t".join(header) + "\r\n").encode("latin-1") + buf.getvalue().to_pybytes())
 
 
 def write_metadata_summaries(

@@ -10,13 +10,19 @@ turns the distance to that land into a sea-floor depth with the simple world's p
 :func:`real_basin_of` names the basins as :func:`pipeline.demo.environment.basin_of`,
 with the Mediterranean and the Black Sea counted as Atlantic.
 
-The mask is loaded once per process (about 2 s) and each grid is cached.
+The mask is loaded once per process (about 2 s) and each grid is cached: in memory, and
+on disk under ``$OCEANFIELDS_CACHE`` (default ``~/.cache/oceanfields``; ``none`` turns
+it off), keyed by resolution and roaring-landmask version, so a process that finds its
+grid there never loads the mask.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -66,6 +72,18 @@ def land_grid(resolution: float) -> np.ndarray:
     True
     """
     lat, lon = grid(resolution)
+    cached = _cache_file(resolution)
+    land = _read_cached(cached, (lat.size, lon.size))
+    if land is None:
+        land = _sample_land(resolution, lat, lon)
+        _write_cached(cached, land)
+    land.setflags(write=False)
+    logger.debug("land mask at %g deg: %.3f land", resolution, land.mean())
+    return land
+
+
+def _sample_land(resolution: float, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Sample the GSHHG mask on the sub-grid of every cell (see :func:`land_grid`)."""
     k = int(np.clip(round(resolution / 0.25), 2, 8))
     sub = (np.arange(k) + 0.5) / k - 0.5  # sub-point offsets in cells
     la = (lat[:, None] + sub[None, :] * resolution).clip(-89.999, 89.999)
@@ -79,9 +97,45 @@ def land_grid(resolution: float) -> np.ndarray:
     frac = np.asarray(hits, dtype="float64").reshape(lat.size, k, lon.size, k).mean(axis=(1, 3))
     land = frac >= 0.5
     land[lat < -78.0] = True  # ice shelves: the mask's Antarctic coast leaves the Ross Sea open
-    land.setflags(write=False)
-    logger.debug("land mask at %g deg: %.3f land", resolution, land.mean())
     return land
+
+
+def _cache_file(resolution: float) -> Path | None:
+    """Locate the disk cache of a land grid (None when ``OCEANFIELDS_CACHE=none``)."""
+    root = os.environ.get("OCEANFIELDS_CACHE") or str(Path.home() / ".cache" / "oceanfields")
+    if root.lower() == "none":
+        return None
+    try:
+        version = importlib.metadata.version("roaring-landmask")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return Path(root) / f"land_grid_{float(resolution)!r}deg_roaring-landmask-{version}.npy"
+
+
+def _read_cached(path: Path | None, shape: tuple[int, int]) -> np.ndarray | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        land = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        logger.info("land mask cache %s unreadable (%s): sampling the mask again", path, err)
+        return None
+    if land.shape != shape or land.dtype != bool:
+        logger.info("land mask cache %s has shape %s, not %s: ignored", path, land.shape, shape)
+        return None
+    return land
+
+
+def _write_cached(path: Path | None, land: np.ndarray) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, land, allow_pickle=False)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
+    except OSError as err:
+        logger.info("land mask not cached in %s: %s", path, err)
 
 
 @lru_cache(maxsize=8)

@@ -37,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.signal import lfilter
 
 from pipeline import sizeclasses
 
@@ -151,11 +152,11 @@ def patchiness(rng: np.random.Generator, n: int, size: tuple[int, ...] = ()) -> 
     """
     phi = np.exp(-1.0 / PATCH_METRES)
     eps = rng.standard_normal((*size, n))
-    g = np.empty_like(eps)
-    g[..., 0] = eps[..., 0] * PATCH_SD
     scale = np.sqrt(1.0 - phi * phi) * PATCH_SD
-    for m in range(1, n):
-        g[..., m] = phi * g[..., m - 1] + scale * eps[..., m]
+    x = scale * eps
+    x[..., 0] = eps[..., 0] * PATCH_SD
+    # g[m] = phi * g[m - 1] + x[m] as a recursive filter: the same sums as a loop over m
+    g = lfilter([1.0], [1.0, -phi], x, axis=-1)
     return np.exp(g - PATCH_SD**2 / 2.0)
 
 

@@ -125,7 +125,8 @@ def write_products(
     bathy.to_zarr(out / "bathymetry.zarr", mode="w", zarr_format=3, consolidated=False)
     info["bathymetry"] = {"step_deg": fine, "dims": _dims(bathy)}
     # a 12-month surface temperature climatology as NetCDF, as the collections ship them
-    sst = env["thetao"].isel(depth=0, drop=True).groupby("time.month").mean("time")
+    with xr.set_options(use_flox=False):  # a few months: xarray's own groupby, no flox import
+        sst = env["thetao"].isel(depth=0, drop=True).groupby("time.month").mean("time")
     sst = sst.coarsen(latitude=2, longitude=2, boundary="trim").mean()
     sst = sst.isel(latitude=slice(None, None, -1)).rename(month="time")
     clim = xr.Dataset(

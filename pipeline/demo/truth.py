@@ -259,19 +259,20 @@ def type_fractions(env: Mapping[str, Any]) -> np.ndarray:
     o2 = np.clip(_get(env, "o2"), 0.0, None)
     z = _get(env, "depth_m")
     zr = _zr(env)
-    scores = np.stack(
-        np.broadcast_arrays(
-            -0.3 + 0.55 * np.log10(z + 10.0) + 0.6 * np.exp(-o2 / 60.0),
-            0.6 + 0.9 * np.log10(chl + 0.05) - 0.25 * np.log10(zr),
-            0.2 + 0.02 * (t - 15.0) + 0.4 * np.exp(-z / 250.0),
-            np.full(np.shape(t), -0.6),
-        ),
-        axis=-1,
+    scores = np.broadcast_arrays(
+        -0.3 + 0.55 * np.log10(z + 10.0) + 0.6 * np.exp(-o2 / 60.0),
+        0.6 + 0.9 * np.log10(chl + 0.05) - 0.25 * np.log10(zr),
+        0.2 + 0.02 * (t - 15.0) + 0.4 * np.exp(-z / 250.0),
+        np.full(np.shape(t), -0.6),
     )
     if "type_score_extra" in env:  # the realistic world (pipeline.demo.drivers)
-        scores = scores + _get(env, "type_score_extra")
-    ex = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    return ex / ex.sum(axis=-1, keepdims=True)
+        extra = _get(env, "type_score_extra")
+        scores = [s + extra[..., i] for i, s in enumerate(scores)]
+    # softmax type by type: the same operations, in the same order, as along a last axis
+    top = np.maximum(np.maximum(np.maximum(scores[0], scores[1]), scores[2]), scores[3])
+    ex = [np.exp(s - top) for s in scores]
+    total = ex[0] + ex[1] + ex[2] + ex[3]
+    return np.stack([e / total for e in ex], axis=-1)
 
 
 def expected_plankton(env: Mapping[str, Any]) -> np.ndarray:
@@ -482,11 +483,21 @@ def aggregated_concentrations(env: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """
     c100, slope = spectrum_parameters(env)
     e = 1.0 - slope
+    steep = _get(env, "slope_big_extra") if "slope_big_extra" in env else None
+    # the realistic world's factor at the break, shared by every edge above it
+    at_break = None if steep is None else (BREAK_MM / D0_MM) ** e
+    cums: dict[float, np.ndarray] = {}
 
     def cum(x: float) -> np.ndarray:
-        if "slope_big_extra" in env and x >= BREAK_MM:  # the realistic world, above the break
-            return _steepen(np.zeros_like(c100), x, e, _get(env, "slope_big_extra"))
-        return np.zeros_like(c100) if np.isinf(x) else (x / D0_MM) ** e
+        """``N(>x) / C100``, once per edge (the same values as :func:`_steepen`)."""
+        if x not in cums:
+            if np.isinf(x):
+                cums[x] = np.zeros_like(c100)
+            elif at_break is not None and x >= BREAK_MM:  # the realistic world, above the break
+                cums[x] = at_break * (x / BREAK_MM) ** (e - steep)
+            else:
+                cums[x] = (x / D0_MM) ** e
+        return cums[x]
 
     plank = expected_plankton(env)
     out = {}
@@ -518,25 +529,34 @@ def _fields_band(
     levels = np.asarray(DEPTH_LEVELS_M)
     env = environment_month(lat, lon, year=year, month=month, depths=levels)
     h = None if hidden is None else hidden.horizontal(lat, lon, year=year, month=month)
-    mld = np.minimum(env["mlotst"], np.clip(bottom, 1.0, None))
+    mld = np.minimum(env["mlotst"], np.clip(bottom, 1.0, None)).ravel()
+    floor = bottom.ravel()
     for il, (_, top, bot) in enumerate(LAYERS):
         step = (bot - top) / FIELD_POINTS_PER_LAYER
-        sums = {n: np.zeros(lat.shape) for n in names}
-        weight = np.zeros(lat.shape)
-        for z in top + step * (np.arange(FIELD_POINTS_PER_LAYER) + 0.5):
+        depths = top + step * (np.arange(FIELD_POINTS_PER_LAYER) + 0.5)
+        # only the cells wet at one of the layer's depths at least: the others stay NaN
+        cells = np.flatnonzero(floor > depths[0])
+        cell_env = {v: env[v].reshape(levels.size, -1)[:, cells] for v in ("thetao", "o2", "chl")}
+        cell_h = None if h is None else {k: np.ravel(v)[cells] for k, v in h.items()}
+        cell_floor = floor[cells]
+        sums = {n: np.zeros(cells.size) for n in names}
+        weight = np.zeros(cells.size)
+        for z in depths:
             k = int(np.clip(np.searchsorted(levels, z) - 1, 0, levels.size - 2))
             w = (z - levels[k]) / (levels[k + 1] - levels[k])
-            pt = {v: (1.0 - w) * env[v][k] + w * env[v][k + 1] for v in ("thetao", "o2", "chl")}
-            pt["mlotst"] = mld
-            pt["depth_m"] = np.full(lat.shape, z)
-            wet = (z < bottom).astype("float64")
-            agg = aggregated_concentrations(pt if h is None else hidden.apply(pt, h))
+            pt = {v: (1.0 - w) * cell_env[v][k] + w * cell_env[v][k + 1] for v in cell_env}
+            pt["mlotst"] = mld[cells]
+            pt["depth_m"] = np.asarray(z)  # one depth: the depth terms are computed once
+            wet = (z < cell_floor).astype("float64")
+            agg = aggregated_concentrations(pt if cell_h is None else hidden.apply(pt, cell_h))
             for n in names:
                 sums[n] += agg[n] * wet
             weight += wet
         with np.errstate(invalid="ignore", divide="ignore"):
             for n in names:
-                out[n][0, il, sl] = np.where(weight > 0, sums[n] / weight, np.nan)
+                layer = np.full(floor.size, np.nan)
+                layer[cells] = np.where(weight > 0, sums[n] / weight, np.nan)
+                out[n][0, il, sl] = layer.reshape(bottom.shape)
 
 
 def write_truth_fields(
@@ -555,7 +575,8 @@ def write_truth_fields(
     :data:`FIELD_POINTS_PER_LAYER` depths per layer, depths below ``deptho`` left out) of
     the expected concentration, evaluated on the stored environment linearly interpolated
     between levels; NaN on land and where the layer lies below the sea floor. Written one
-    month at a time.
+    month at a time (each computed only over the cells wet in each layer);
+    :func:`pipeline.demo.generate_demo_world` runs it in a thread beside the casts.
 
     Parameters
     ----------
@@ -613,13 +634,18 @@ def write_truth_fields(
     enc = {n: {"_FillValue": np.float32(np.nan), "chunks": chunks} for n in names}
     template.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=enc)
     bands = _bands(ny, nx)
-    for it, (year, month) in enumerate(months):
+
+    def write_month(it: int) -> None:
+        year, month = months[it]
         out = {n: np.full((1, nl, ny, nx), np.nan, dtype="float32") for n in names}
         for sl in bands:  # latitude bands bound the float64 temporaries
             _fields_band(out, sl, lat2[sl], lon2[sl], bottom[sl], year, month, names, hidden)
         xr.Dataset({n: (("time", "layer", "lat", "lon"), a) for n, a in out.items()}).to_zarr(
             path, region={"time": slice(it, it + 1)}, zarr_format=3, consolidated=False
         )
+
+    for it in range(nt):
+        write_month(it)
     logger.info("truth/fields.zarr: %d months x %d layers x %d x %d", nt, nl, ny, nx)
     return {"variables": names, "shape": {"time": nt, "layer": nl, "lat": ny, "lon": nx}}
 

@@ -46,10 +46,12 @@ profile])``; same arguments, same bytes (no wall-clock time is written anywhere)
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -203,12 +205,30 @@ def _choose_profiles(
     return specs
 
 
+@functools.cache
+def _truth_columns() -> tuple[list[str], list[tuple[str, np.ndarray]], list[str], list[str]]:
+    """Column names of the truth rows, and the detailed classes of each aggregated one."""
+    edges = sizeclasses.edges_mm("detailed")
+    classes = [truth.conc_column(edges[k], edges[k + 1]) for k in range(edges.size - 1)]
+    aggregated = [
+        (
+            truth.conc_column(lo, hi),
+            (edges[:-1] >= lo - 1e-12) & (edges[1:] <= hi + 1e-12),
+        )
+        for lo, hi in truth.AGGREGATED_CLASSES_MM
+    ]
+    types = [f"conc_{t}_per_l" for t in truth.TYPES]
+    groups = [f"conc_{g}_per_l" for g in truth.GROUPS]
+    return classes, aggregated, types, groups
+
+
 def _truth_rows(sim: ew.SimulatedProfile) -> list[dict[str, Any]]:
     """Volume-weighted expected concentrations per layer of one cast."""
     spec = sim.spec
-    edges = sizeclasses.edges_mm("detailed")
+    class_names, aggregated, type_names, group_names = _truth_columns()
     exp = sim.expected
     vol = exp["volume_l"]
+    time = spec.time.tz_localize("UTC").as_unit("ns")
     rows = []
     for name, top, bot in truth.LAYERS:
         sel = (sim.bin_depth_m >= top) & (sim.bin_depth_m < bot)
@@ -219,7 +239,7 @@ def _truth_rows(sim: ew.SimulatedProfile) -> list[dict[str, Any]]:
             "profile_id": spec.profile_id,
             "lat": spec.lat,
             "lon": spec.lon,
-            "time": spec.time.tz_localize("UTC").as_unit("ns"),
+            "time": time,
             "layer": name,
             "layer_top_m": top,
             "layer_bottom_m": bot,
@@ -230,15 +250,13 @@ def _truth_rows(sim: ew.SimulatedProfile) -> list[dict[str, Any]]:
             "cell_lon": spec.cell_lon,
         }
         classes = w @ exp["classes"][sel]
-        for k in range(edges.size - 1):
-            row[truth.conc_column(edges[k], edges[k + 1])] = float(classes[k])
-        for lo, hi in truth.AGGREGATED_CLASSES_MM:
-            keep = (edges[:-1] >= lo - 1e-12) & (edges[1:] <= hi + 1e-12)
-            row[truth.conc_column(lo, hi)] = float(classes[keep].sum())
-        for i, t in enumerate(truth.TYPES):
-            row[f"conc_{t}_per_l"] = float(w @ exp["types"][sel, i])
-        for i, g in enumerate(truth.GROUPS):
-            row[f"conc_{g}_per_l"] = float(w @ exp["plankton"][sel, i])
+        row.update(zip(class_names, classes.tolist(), strict=True))
+        for column, keep in aggregated:
+            row[column] = float(classes[keep].sum())
+        for i, column in enumerate(type_names):  # one dot product per column, as always
+            row[column] = float(w @ exp["types"][sel, i])
+        for i, column in enumerate(group_names):
+            row[column] = float(w @ exp["plankton"][sel, i])
         rows.append(row)
     return rows
 
@@ -405,58 +423,65 @@ def generate_demo_world(
     env_info["products"] = write_products(
         root, resolution=resolution, years=years, world="realistic" if realistic else "simple"
     )
-    if realistic:
-        specs = plan_realistic_casts(int(n_profiles), resolution, years, seed, deptho)
-    else:
-        specs = _choose_profiles(int(n_profiles), resolution, years, seed)
-    truth_rows: list[dict[str, Any]] = []
-    objects: list[pd.DataFrame] = []
-    n_raw_rows = 0
-    for spec in specs:
-        cast = _cast_noise(spec, seed) if realistic else None
-        sim = ew.simulate_profile(spec, _rng(seed, 2, spec.index), noise=cast, hidden=hidden)
-        ew.write_detailed_export(sim, ecopart)
-        ew.write_raw_export(sim, raw_dir)
-        n_raw_rows += sim.raw["depth"].size
-        rows = _truth_rows(sim)
-        if cast is not None:
-            for row in rows:
-                row.update(
-                    cruise=spec.cruise,
-                    instrument=spec.instrument,
-                    cast_sd_dex=cast.cast_sd_dex,
-                    cast_effect=cast.cast_effect,
-                )
-        truth_rows.extend(rows)
-        o = sim.objects
-        secs = o["depth_m"].astype("float64")  # descent at 1 m s-1
-        objects.append(
-            pd.DataFrame(
-                {
-                    "profile_id": spec.profile_id,
-                    "lat": spec.lat,
-                    "lon": spec.lon,
-                    "time": spec.time + pd.to_timedelta(np.floor(secs), unit="s"),
-                    "depth_m": o["depth_m"],
-                    "area_px": o["area_px"],
-                    "esd_mm": o["esd_mm"],
-                    "kind": o["kind"],
-                    "basin": spec.basin,
-                    "profile_index": spec.index,
-                }
-            )
+    # The truth fields need neither the casts nor their files: a second thread computes
+    # and writes them while this one simulates and writes the casts (numpy and Arrow
+    # release the GIL; each thread has its own generators, so the bytes do not change).
+    with ThreadPoolExecutor(max_workers=1) as background:
+        fields = background.submit(
+            truth.write_truth_fields,
+            str(truth_dir / "fields.zarr"),
+            resolution=resolution,
+            years=years,
+            deptho=deptho,
+            hidden=hidden,
         )
-    ew.write_metadata_summaries(specs, ecopart, raw_dir)
-    profiles_truth = pd.DataFrame(truth_rows)
-    profiles_truth["time"] = profiles_truth["time"].astype("datetime64[ns, UTC]")
-    profiles_truth.to_parquet(truth_dir / "profiles.parquet", index=False)
-    fields_info = truth.write_truth_fields(
-        str(truth_dir / "fields.zarr"),
-        resolution=resolution,
-        years=years,
-        deptho=deptho,
-        hidden=hidden,
-    )
+        if realistic:
+            specs = plan_realistic_casts(int(n_profiles), resolution, years, seed, deptho)
+        else:
+            specs = _choose_profiles(int(n_profiles), resolution, years, seed)
+        truth_rows: list[dict[str, Any]] = []
+        objects: list[pd.DataFrame] = []
+        n_raw_rows = 0
+        for spec in specs:
+            cast = _cast_noise(spec, seed) if realistic else None
+            sim = ew.simulate_profile(spec, _rng(seed, 2, spec.index), noise=cast, hidden=hidden)
+            ew.write_detailed_export(sim, ecopart)
+            ew.write_raw_export(sim, raw_dir)
+            n_raw_rows += sim.raw["depth"].size
+            rows = _truth_rows(sim)
+            if cast is not None:
+                for row in rows:
+                    row.update(
+                        cruise=spec.cruise,
+                        instrument=spec.instrument,
+                        cast_sd_dex=cast.cast_sd_dex,
+                        cast_effect=cast.cast_effect,
+                    )
+            truth_rows.extend(rows)
+            o = sim.objects
+            secs = o["depth_m"].astype("float64")  # descent at 1 m s-1
+            objects.append(
+                pd.DataFrame(
+                    {
+                        "profile_id": spec.profile_id,
+                        "lat": spec.lat,
+                        "lon": spec.lon,
+                        "time": spec.time + pd.to_timedelta(np.floor(secs), unit="s"),
+                        "depth_m": o["depth_m"],
+                        "area_px": o["area_px"],
+                        "esd_mm": o["esd_mm"],
+                        "kind": o["kind"],
+                        "basin": spec.basin,
+                        "profile_index": spec.index,
+                    }
+                )
+            )
+        ew.write_metadata_summaries(specs, ecopart, raw_dir)
+        profiles_truth = pd.DataFrame(truth_rows)
+        profiles_truth["time"] = profiles_truth["time"].astype("datetime64[ns, UTC]")
+        profiles_truth.to_parquet(truth_dir / "profiles.parquet", index=False)
+
+        fields_info = fields.result()
 
     # EcoTaxa: uniform subsample of all objects, statuses, drawings
     allobj = pd.concat(objects, ignore_index=True)

@@ -2,7 +2,7 @@
 
 Four readers, one per kind of EcoPart legacy export, all returning the particles table
 (one row per profile x 5 m depth bin: ``profile_id, lat, lon, time, depth_m, volume_l,
-n_<lo>_<hi>um`` counts) through :func:`~pipeline.sources.table.read_many`, lazily, one
+cruise, n_<lo>_<hi>um`` counts) through :func:`~pipeline.sources.table.read_many`, lazily, one
 dask task per file:
 
 - :func:`read_par_export`: detailed (45 classes) or reduced (15 classes) PAR exports, one
@@ -30,6 +30,12 @@ Developer note
 - Position and time come from the metadata summary, one per profile (the cast's start,
   ``yyyy-mm-dd hh:mm`` or ``sampledate``), for every bin: the raw and the detailed
   exports then give identical tables. The per-bin times of UVP6 exports are not kept.
+- ``cruise`` comes from the metadata summary too (``Cruise`` of a detailed/reduced
+  summary, ``cruise`` of a raw one: ``sn209_bats_361`` for the real BATS export); where
+  the summary leaves it empty, as the EcoPart QA exports do, the profile's EcoPart
+  project (``Project`` / ``ptitle``) stands for it: a project is one campaign, so
+  grouping by it keeps a campaign's casts together (the cruise-grouped random CV,
+  :func:`pipeline.run.evaluation.cv_variants`). Logged at INFO with the count.
 - A PAR file missing a required column (``Depth [m]``, ``Sampled volume [L]``,
   ``Profile``, ``depth``, ``imgcount``, ``area``, ``nbr``) has **every row quarantined**,
   each naming the missing column and the columns found, so the counts still reconcile

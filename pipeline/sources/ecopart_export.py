@@ -31,6 +31,7 @@ from pipeline.sources.ecopart_summary import (
     _load_summary,
     _mark_used,
     _missing_profile_reason,
+    _particles_cruise,
     _show_columns,
     _sort_files,
 )
@@ -73,14 +74,15 @@ def particles_meta(size_classes: SizeClasses = "detailed") -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``profile_id, lat, lon, time, depth_m, volume_l`` then one float64 count column
-        per class, in ascending order.
+        ``profile_id, lat, lon, time, depth_m, volume_l, cruise`` then one float64 count
+        column per class, in ascending order. ``cruise`` is the metadata summary's (or
+        the EcoPart project's where the summary has none; see :mod:`pipeline.sources.ecopart`).
 
     Examples
     --------
     >>> meta = particles_meta("reduced")
-    >>> list(meta.columns[:6]), len(meta.columns), meta.columns[-1]
-    (['profile_id', 'lat', 'lon', 'time', 'depth_m', 'volume_l'], 21, 'n_16400_infum')
+    >>> list(meta.columns[:7]), len(meta.columns), meta.columns[-1]
+    (['profile_id', 'lat', 'lon', 'time', 'depth_m', 'volume_l', 'cruise'], 22, 'n_16400_infum')
     """
     return _particles_meta(size_classes).copy()
 
@@ -95,14 +97,19 @@ def _particles_meta(size_classes: SizeClasses) -> pd.DataFrame:
         "time": pd.Series([], dtype="datetime64[ns, UTC]"),
         "depth_m": pd.Series([], dtype="float64"),
         "volume_l": pd.Series([], dtype="float64"),
+        "cruise": pd.Series([], dtype=str),
     }
     for lo, hi in itertools.pairwise(edges):
         columns[sizeclasses.class_column(lo, hi)] = pd.Series([], dtype="float64")
     return pd.DataFrame(columns)
 
 
+#: The columns of the particles table before the counts.
+_LEAD_COLUMNS = ("profile_id", "lat", "lon", "time", "depth_m", "volume_l", "cruise")
+
+
 def _count_columns(size_classes: SizeClasses) -> list[str]:
-    return list(_particles_meta(size_classes).columns[6:])
+    return list(_particles_meta(size_classes).columns[len(_LEAD_COLUMNS) :])
 
 
 # ----------------------------------------------------------------------- PAR exports
@@ -336,6 +343,7 @@ def _parse_par_export(
             "time": info["time"],
             "depth_m": depth,
             "volume_l": volume,
+            "cruise": _particles_cruise(summary).reindex(profile.to_numpy()).to_numpy(),
         }
     )
     table = pd.concat([table, pd.DataFrame(counts, columns=count_names)], axis=1)
@@ -445,6 +453,8 @@ def _parse_clean_par_export(
     # appended last: the batch puts every column in its place once (conform)
     table["profile_id"] = pd.array(profile, dtype=_PROFILE_DTYPE)
     table["time"] = summary["time"].array.take(rows)
+    cruise = _particles_cruise(summary).to_numpy()[rows]
+    table["cruise"] = pd.array(cruise, dtype=_PROFILE_DTYPE)
     return FileResult(url, table, QUARANTINE_META.iloc[:0], rows_read=n_lines)
 
 

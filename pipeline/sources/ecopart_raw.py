@@ -24,6 +24,7 @@ from pipeline.io import read_bytes
 from pipeline.sources.archive import ArchiveFile
 from pipeline.sources.ecopart_export import (
     SizeClasses,
+    _count_columns,
     _flag_duplicates,
     _kinds,
     particles_meta,
@@ -35,6 +36,7 @@ from pipeline.sources.ecopart_summary import (
     _load_summary,
     _mark_used,
     _missing_profile_reason,
+    _particles_cruise,
     _show_columns,
     _sort_files,
 )
@@ -311,8 +313,9 @@ def _parse_par_raw(
             "time": pd.Series([info["time"]] * len(volume), dtype="datetime64[ns, UTC]"),
             "depth_m": volume.index.to_numpy(dtype="float64"),
             "volume_l": volume.to_numpy(dtype="float64"),
+            "cruise": str(_particles_cruise(summary).loc[pid]),
         }
     )
-    table = pd.concat([table, pd.DataFrame(counts, columns=list(meta.columns[6:]))], axis=1)
+    table = pd.concat([table, pd.DataFrame(counts, columns=_count_columns(size_classes))], axis=1)
     res = check.result(cells)
     return FileResult(url, table, res.quarantine, res.rows_read, rows_accepted=n_ok)

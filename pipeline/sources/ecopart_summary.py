@@ -405,7 +405,35 @@ def _load_summary(
         or _find_summary(urls[0], storage_options=storage_options, kind=kind)
     )
     res, bad = _read_summary(url, storage_options=storage_options, encoding=encoding)
-    return url, res.accepted.set_index("profile_id", drop=False), bad
+    summary = res.accepted.set_index("profile_id", drop=False)
+    summary[CRUISE_OF_PARTICLES] = _cruise_or_project(summary, url)
+    return url, summary, bad
+
+
+#: Column of the loaded summary holding each profile's ``cruise`` in the particles table.
+CRUISE_OF_PARTICLES = "_particles_cruise"
+
+
+def _particles_cruise(summary: pd.DataFrame) -> pd.Series:
+    """Each profile's ``cruise`` for the particles table (made by :func:`_load_summary`)."""
+    if CRUISE_OF_PARTICLES in summary:
+        return summary[CRUISE_OF_PARTICLES]
+    return _cruise_or_project(summary, "metadata summary")  # a summary loaded otherwise
+
+
+def _cruise_or_project(summary: pd.DataFrame, url: str) -> pd.Series:
+    """Give each profile its cruise, or its EcoPart project where the cruise is empty."""
+    cruise = summary["cruise"].astype(str).str.strip()
+    project = summary["project"].astype(str).str.strip()
+    empty = (cruise == "") | summary["cruise"].isna()
+    if empty.any():
+        logger.info(
+            "%s: %d of %d profile(s) without a cruise: their EcoPart project stands for it",
+            url,
+            int(empty.sum()),
+            len(summary),
+        )
+    return cruise.where(~empty, project.where(summary["project"].notna(), ""))
 
 
 def _missing_profile_reason(pid: str, summary_url: str, bad: Mapping[str, str]) -> str:

@@ -137,9 +137,11 @@ class TargetsResult:
     Attributes
     ----------
     targets : dask.dataframe.DataFrame
-        ``id, lat, lon, time, layer, layer_top_m, layer_bottom_m, volume_l, coverage``,
-        one ``conc_<lo>_<hi>um_per_l`` column per target class, ``flux_mgc_m2_d`` and
-        ``weight`` (the volume sampled).
+        ``id, lat, lon, time, cruise, layer, layer_top_m, layer_bottom_m, volume_l,
+        coverage``, one ``conc_<lo>_<hi>um_per_l`` column per target class,
+        ``flux_mgc_m2_d`` and ``weight`` (the volume sampled). ``cruise`` is the
+        particles table's (empty when it has none), what the cruise-grouped random CV
+        groups by.
     skipped : dask.dataframe.DataFrame
         ``id, layer, volume_l, coverage, reason`` of the pairs left out.
     targets_columns : list of str
@@ -312,8 +314,10 @@ def _layer_rows(part: pd.DataFrame, config: TargetConfig) -> pd.DataFrame:
         # One cython sum over every column (a per-column dict agg costs ~45x more).
         sums = grouped[["volume_l", *(c for c, _, _ in classes)]].sum()
         sums["depth_m"] = grouped["depth_m"].count()
-        first = grouped[["lat", "lon", "time"]].first()
+        first = grouped[["lat", "lon", "time", *(["cruise"] if "cruise" in part else [])]].first()
         out = first.copy()
+        if "cruise" not in out:
+            out["cruise"] = ""  # a particles table without cruises: none known
         out["layer"] = layer.name
         out["layer_top_m"] = float(layer.top_m)
         out["layer_bottom_m"] = float(layer.bottom_m)
@@ -358,6 +362,7 @@ def _empty(config: TargetConfig) -> pd.DataFrame:
         "lat": pd.Series([], dtype="float64"),
         "lon": pd.Series([], dtype="float64"),
         "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+        "cruise": pd.Series([], dtype=str),
         "layer": pd.Series([], dtype=str),
         "layer_top_m": pd.Series([], dtype="float64"),
         "layer_bottom_m": pd.Series([], dtype="float64"),
