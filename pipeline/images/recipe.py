@@ -14,9 +14,12 @@ images, and logs each choice at INFO; options given explicitly are kept.
   training set's size, at least ``32 x batch_size``, so a short run on a small set
   still takes hundreds of steps (120 images at 64 a batch were 2 steps an epoch: 8
   epochs left the network at the majority class);
-- **epochs**: about 80,000 draws in all, within [8, 80] epochs: 39 epochs of 2,048
+- **epochs**: about 64,000 draws in all, within [8, 80] epochs: 31 epochs of 2,048
   draws for 1,000 images (the hand-tuned benchmark's 80 epochs of 1,000 took 400 s on
-  2 cores), 8 from 10,000 images on (4 million draws for 500,000 images);
+  2 cores), 8 from 8,000 images on (4 million draws for 500,000 images). On the UVP6
+  sample, 80,000 draws (39 epochs) took about 11 min on 2 cores for 0.859 / 0.832
+  (balanced / accuracy, read off the same network), 64,000 about 8 min for 0.846 /
+  0.824, rerun end to end (``benchmarks/results/recipes.json``);
 - **patience**: the epochs (no early stop; the best validation epoch is still kept): the
   one-cycle schedule only anneals at its end, and stopping it at epoch 27 of 39 on a
   150-image validation set kept a high-learning-rate snapshot (epoch 18).
@@ -48,7 +51,7 @@ from PIL import Image
 
 __all__ = ["choose_settings", "longer_sides"]
 
-_DRAWS = 80_000  # images drawn in a whole training of a small set (module docstring)
+_DRAWS = 64_000  # images drawn in a whole training of a small set (module docstring)
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +122,7 @@ def choose_settings(
     >>> from pipeline.images.training import ImageTrainConfig
     >>> c = choose_settings(ImageTrainConfig(), n_images=1000, sides=np.array([50, 90, 138]))
     >>> c.epochs, c.patience, c.canvas_px, c.width, c.max_epoch_images
-    (39, 39, 96, 32, 2048)
+    (31, 31, 96, 32, 2048)
     >>> choose_settings(ImageTrainConfig(epochs=5), n_images=500_000, sides=np.array([60])).epochs
     5
     """
