@@ -649,7 +649,7 @@ def _compute(
 
     futures = client.compute(tasks, optimize_graph=False)
     results = []
-    for i, fut in enumerate(as_completed(futures), start=1):
+    for i, fut in enumerate(as_completed(futures, loop=client.loop), start=1):
         results.append(fut.result())
         if progress is not None:
             progress(i, len(futures))
