@@ -19,9 +19,11 @@ hold ``--images`` demo vignettes (:func:`pipeline.demo.ecotaxa_writer.draw_objec
 16-128 px PNGs, ``--unique`` distinct drawings cycled under distinct object ids: decoding
 costs the same) in shards of ``--per-shard``; the ensemble, ~20x slower an image on a
 CPU, is timed on ``--default-images`` of them in shards of ``--default-per-shard``.
-Forward rates are measured on at most ``--forward-images`` images. Each figure is the best
-of ``--repeats``. The load average is recorded beside each figure (the 2 cores of the
-development machine are shared).
+Forward rates are measured on at most ``--forward-images`` images, before and after the
+end-to-end runs (the best of both). The 2 cores of the development machine are shared
+with other jobs, so each figure comes with the load average and, beside images per wall
+second, images per CPU second (user + system of this process and of the workers): the
+ratio of those is what the pipeline costs over the forward pass whatever the others run.
 The device is CUDA where there is one (``--device auto``): the same script runs on a GPU
 worker. Writes ``benchmarks/results/shards.json``.
 Run: ``python benchmarks/bench_shards.py [--images 100000] [--workers 2]``.
@@ -148,6 +150,22 @@ def forward_seconds(model, prepared, features, batch_size, device, *, streams: i
     return time.perf_counter() - start
 
 
+def cpu_seconds(client=None) -> float:
+    """CPU seconds (user + system) used so far by this process and the cluster's workers."""
+    total = time.process_time()
+    if client is not None:
+        total += sum(client.run(time.process_time).values())
+    return total
+
+
+def measured(fn, client=None):
+    """``fn()``, its wall seconds and the CPU seconds it took (here and on the workers)."""
+    c0, w0 = cpu_seconds(client), time.perf_counter()
+    out = fn()
+    wall = time.perf_counter() - w0
+    return out, wall, cpu_seconds(client) - c0
+
+
 def load() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -172,51 +190,67 @@ def bench_model(kind, args, tmp, blobs, labels, device, client) -> dict:
     predict_proba(model, *warm, batch_size=args.batch_size, device=device)
     fig: dict = {"images": n, "shards": len(shards.urls), "forward_images": n_fwd}
     loads = {"before": load()}
-    t_fwd = min(
-        forward_seconds(model, prepared, features, args.batch_size, device, streams=1)
-        for _ in range(args.repeats)
-    )
-    t_fwd2 = min(
-        forward_seconds(model, prepared, features, args.batch_size, device, streams=args.workers)
-        for _ in range(args.repeats)
-    )
-    loads["forward"] = load()
     config = ClassifyConfig(batch_size=args.batch_size, device=args.device)
-    process = min(
-        (
-            classify_images(shards, model_dir, str(tmp / f"out-{kind}-p{r}"), config=config)
-            for r in range(args.repeats)
-        ),
-        key=lambda res: res.seconds,
+
+    def forward(streams):
+        return measured(
+            lambda: forward_seconds(
+                model, prepared, features, args.batch_size, device, streams=streams
+            )
+        )
+
+    fwd = [forward(1)]  # measured again after the end-to-end runs: the best of both
+    fwd2 = [forward(args.workers)]
+    loads["forward"] = load()
+    process, t_p, cpu_p = measured(
+        lambda: classify_images(shards, model_dir, str(tmp / f"out-{kind}-p"), config=config)
     )
     loads["process"] = load()
-    cluster = min(
-        (
-            classify_images(
-                shards, model_dir, str(tmp / f"out-{kind}-c{r}"), config=config, client=client
-            )
-            for r in range(args.repeats)
+    cluster, t_c, cpu_c = measured(
+        lambda: classify_images(
+            shards, model_dir, str(tmp / f"out-{kind}-c"), config=config, client=client
         ),
-        key=lambda res: res.seconds,
+        client,
     )
     loads["cluster"] = load()
+    fwd.append(forward(1))
+    fwd2.append(forward(args.workers))
+    loads["forward_after"] = load()
     assert process.images == cluster.images == n, (process.images, cluster.images, n)
-    forward, forward2 = n_fwd / t_fwd, n_fwd / t_fwd2
+    _, t_f, cpu_f = min(fwd, key=lambda m: m[1])
+    _, t_f2, cpu_f2 = min(fwd2, key=lambda m: m[1])
+    rate = {
+        "forward": n_fwd / t_f,
+        "forward_concurrent": n_fwd / t_f2,
+        "process": n / t_p,
+        "cluster": n / t_c,
+    }
+    per_cpu = {
+        "forward": n_fwd / cpu_f,
+        "forward_concurrent": n_fwd / cpu_f2,
+        "process": n / cpu_p,
+        "cluster": n / cpu_c,
+    }
     fig.update(
         {
-            "forward_images_per_s": forward,
-            "forward_concurrent_images_per_s": forward2,
-            "process_images_per_s": process.images_per_second,
-            "cluster_images_per_s": cluster.images_per_second,
-            "ratio_process_over_forward": process.images_per_second / forward,
-            "ratio_cluster_over_forward": cluster.images_per_second / forward,
-            "ratio_cluster_over_forward_concurrent": cluster.images_per_second / forward2,
-            "ratio_cluster_over_process": cluster.images_per_second / process.images_per_second,
-            "seconds": {
-                "forward": t_fwd,
-                "forward_concurrent": t_fwd2,
-                "process": process.seconds,
-                "cluster": cluster.seconds,
+            "images_per_s": rate,
+            "images_per_cpu_s": per_cpu,
+            "ratio_process_over_forward": rate["process"] / rate["forward"],
+            "ratio_cluster_over_forward": rate["cluster"] / rate["forward"],
+            "ratio_cluster_over_forward_concurrent": rate["cluster"] / rate["forward_concurrent"],
+            "ratio_cluster_over_process": rate["cluster"] / rate["process"],
+            "ratio_per_cpu_process_over_forward": per_cpu["process"] / per_cpu["forward"],
+            "ratio_per_cpu_cluster_over_forward": per_cpu["cluster"] / per_cpu["forward"],
+            "forward_runs_seconds": {
+                "one_stream": [m[1] for m in fwd],
+                "concurrent": [m[1] for m in fwd2],
+            },
+            "seconds": {"forward": t_f, "forward_concurrent": t_f2, "process": t_p, "cluster": t_c},
+            "cpu_seconds": {
+                "forward": cpu_f,
+                "forward_concurrent": cpu_f2,
+                "process": cpu_p,
+                "cluster_workers_and_client": cpu_c,
             },
             "load_average_1min": loads,
             "model": {
@@ -245,7 +279,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--models", default="compact,default")
-    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "shards.json"))
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -283,7 +316,6 @@ def main() -> None:
             "batch_size": args.batch_size,
             "workers": args.workers,
             "threads_per_worker": 1,
-            "repeats": args.repeats,
             "device": str(device),
         },
         "set": {

@@ -23,8 +23,14 @@ from PIL import Image
 from pipeline.cli.main import main as cli
 from pipeline.demo.ecotaxa_writer import draw_object
 from pipeline.errors import InputFormatError, StoreMismatchError
-from pipeline.images.classify import ClassifyConfig, classify_images, handcrafted_frame
+from pipeline.images.classify import (
+    ClassifyConfig,
+    classify_images,
+    embed_images,
+    handcrafted_frame,
+)
 from pipeline.images.dataset import Preprocess, image_table
+from pipeline.images.handcrafted import FEATURE_NAMES
 from pipeline.images.heads import HeadConfig, fit_head
 from pipeline.images.labels import read_labels
 from pipeline.images.model import ImageModel, build_network, save_model_dir
@@ -182,6 +188,24 @@ def test_a_rerun_classifies_only_the_shards_whose_parts_are_missing(
         classify_images(
             open_shards(str(shards / "shard-00000.tar")), model_dir, str(tmp_path), config=CONFIG
         )
+
+
+def test_embeddings_of_a_shard_equal_those_of_its_files_features_from_one_decode(
+    table, shards, model_dir, tmp_path
+):
+    with dask.config.set(scheduler="threads"):
+        a = embed_images(
+            open_shards(str(shards / "shard-00002.tar")), model_dir, str(tmp_path / "a")
+        )
+        b = embed_images(table.iloc[200:], model_dir, str(tmp_path / "b"))
+    assert (a.partitions, a.images, b.images) == (1, 40, 40)
+    ea = pd.read_parquet(tmp_path / "a" / "embeddings" / "part-00000.parquet")
+    eb = pd.read_parquet(tmp_path / "b" / "embeddings" / "part-00000.parquet")
+    assert ea["object_id"].tolist() == eb["object_id"].tolist()
+    assert [sum(c.startswith(p) for c in ea) for p in ("e_", "h_")] == [80, len(FEATURE_NAMES)]
+    pd.testing.assert_frame_equal(
+        ea.drop(columns="object_id"), eb.drop(columns="object_id"), atol=1e-5
+    )
 
 
 def test_a_corrupt_member_and_a_truncated_shard_are_quarantined_and_the_rest_is_labelled(
