@@ -133,7 +133,7 @@ def test_packing_keeps_each_image_byte_for_byte_with_its_id_label_and_order(tabl
 
 def test_packing_again_does_nothing_and_refuses_another_shard_size(table, shards):
     again = write_shards(table, str(shards), per_shard=100)
-    assert (again.skipped, again.images) == (True, 240)
+    assert (again.skipped, again.images, len(again.quarantine)) == (True, 240, 0)
     with pytest.raises(StoreMismatchError, match="per_shard 100 != 50"):
         write_shards(table, str(shards), per_shard=50)
 

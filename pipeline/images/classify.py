@@ -9,7 +9,7 @@ the shard's members from one open file (no request per image). On a worker, a ta
 - loads the model directory **once per worker process** (a process-wide cache keyed by
   the model's URL and id; later tasks reuse it) onto the worker's device: CUDA when the
   process sees a GPU (``device="auto"``), else the CPU with torch threads set to the
-  worker's share of the cores (cores / worker threads);
+  worker's share of its host's cores (cores / threads of the workers on the host);
 - reads and decodes the images of the next batch in a **thread pool** while the device
   runs the current one (one batch of prefetch: the device never waits on storage when
   decoding keeps up); from a shard, the handcrafted features a head needs come from the
@@ -202,18 +202,41 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 def _torch_threads() -> None:
-    """Torch CPU threads = this worker's share of the cores."""
+    """Torch CPU threads = this worker's share of its host's cores (outside a worker: all).
+
+    The cores are divided by the threads of all the workers on the host, not of this
+    worker alone: on 2 cores, 2 single-threaded workers of 2 torch threads each spent
+    twice the CPU time an image of one process (their threads spin against each other;
+    ``benchmarks/results/shards_before_host_threads.json``).
+    """
     import torch
 
     try:
         from distributed import get_worker
 
-        nthreads = get_worker().state.nthreads
-    except (ImportError, ValueError, AttributeError):
-        nthreads = 1
-    share = max(1, (os.cpu_count() or 1) // max(1, nthreads))
+        worker = get_worker()
+    except (ImportError, ValueError):
+        worker = None
+    threads = _host_threads(worker) if worker is not None else 1
+    share = max(1, (os.cpu_count() or 1) // threads)
     if torch.get_num_threads() != share:
+        logger.info("torch threads: %d (%d worker threads on this host)", share, threads)
         torch.set_num_threads(share)
+
+
+def _host_threads(worker: Any) -> int:
+    """Threads of all the workers on ``worker``'s host (its own when the scheduler is not asked)."""
+    own = max(1, int(worker.state.nthreads))
+    try:
+        from distributed import get_client
+        from distributed.comm import get_address_host
+
+        host = get_address_host(worker.address)
+        per_worker = get_client().nthreads()
+        return max(own, sum(n for a, n in per_worker.items() if get_address_host(a) == host))
+    except Exception as err:  # no scheduler answer: this worker's threads only
+        logger.debug("torch threads: workers of this host unknown (%s)", err)
+        return own
 
 
 def _classify_part(

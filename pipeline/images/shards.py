@@ -9,8 +9,10 @@ any fsspec URL) of plain tar files, webdataset-like:
   ``pixel_size_um``; ``null`` when unknown), the two members adjacent. ``key`` is the
   vignette's running number in the set (object ids may hold ``/`` or dots). A member
   without its JSON is still read (its ``object_id`` is the key).
-- ``shards.json``: the format, the shards with their image counts and a fingerprint of
-  the packed table, written last (a set with it is complete).
+- ``shards.json``: the format, the shards with their image counts, the count of images
+  that could not be read (listed in ``quarantine.parquet``: ``object_id, image,
+  reason``) and a fingerprint of the packed table, written last (a set with it is
+  complete: packing again does nothing).
 
 :func:`write_shards` packs any image table (:func:`pipeline.images.dataset.image_table`:
 an EcoTaxa export, an objects parquet, a class-folder tree) without decoding: the bytes
@@ -305,6 +307,9 @@ def write_shards(
     >>> res = write_shards(table, root + "/shards", per_shard=1)
     >>> res.shards, res.images, res.quarantine["object_id"].tolist()
     (2, 1, ['b'])
+    >>> again = write_shards(table, root + "/shards", per_shard=1)  # complete: nothing to do
+    >>> again.skipped, again.quarantine["reason"].str.contains("gone.png").tolist()
+    (True, [True])
     """
     check_count("images.shard.per_shard", per_shard, 1)
     check_count("images.shard.threads", threads, 1)
@@ -326,8 +331,8 @@ def write_shards(
             )
         logger.info("write_shards: %s is complete; nothing to do", store.url)
         n_images = sum(s["images"] for s in index["shards"])
-        empty = pd.DataFrame(columns=["object_id", "image", "reason"])
-        return ShardsWritten(store.url, len(index["shards"]), n_images, empty, skipped=True)
+        quarantine = store.read_parquet("quarantine.parquet")
+        return ShardsWritten(store.url, len(index["shards"]), n_images, quarantine, skipped=True)
     rows = table.reset_index(drop=True)
     names = [f"shard-{j:05d}.tar" for j in range(max(1, math.ceil(len(rows) / per_shard)))]
     logger.info("write_shards: %d images into %d shards of %d", len(rows), len(names), per_shard)
@@ -345,16 +350,24 @@ def write_shards(
             for j, name in enumerate(names)
         ]
     )
-    bad = [b for _, q in done for b in q]
+    quarantine = pd.DataFrame(
+        [b for _, q in done for b in q], columns=["object_id", "image", "reason"]
+    )
     index = {
         "format": SHARD_FORMAT,
         "table": fingerprint,
         "per_shard": per_shard,
         "images": sum(n for n, _ in done),
+        "quarantined": len(quarantine),
         "shards": [{"name": n, "images": c} for n, (c, _) in zip(names, done, strict=True)],
     }
+    store.write_parquet("quarantine.parquet", quarantine)
     store.write_json(_INDEX, index, indent=1, newline=False)  # last: the set is complete
-    quarantine = pd.DataFrame(bad, columns=["object_id", "image", "reason"])
+    logger.info(
+        "write_shards: %d images packed, %d unreadable (quarantine.parquet)",
+        index["images"],
+        len(quarantine),
+    )
     return ShardsWritten(store.url, len(names), index["images"], quarantine)
 
 
