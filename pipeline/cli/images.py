@@ -49,6 +49,13 @@ def _objects(source: str) -> Any:
     return read_objects(source)
 
 
+def _images_or_shards(source: str) -> Any:
+    """Open SOURCE's shards (a .tar URL or glob, a folder with shards.json), else its objects."""
+    from pipeline.images.shards import is_shard_source, open_shards
+
+    return open_shards(source) if is_shard_source(source) else _objects(source)
+
+
 class _EpochBar:
     """Epoch lines (and a tqdm bar on a terminal) while a classifier trains."""
 
@@ -185,9 +192,11 @@ def classify_command(
 ) -> None:
     """Classify every image of SOURCE with MODEL_DIR on a Dask cluster (resumable).
 
-    Writes OUT/labels/part-*.parquet (object_id, top-k labels and probabilities,
-    model_id) and OUT/quarantine/part-*.parquet; finished partitions are skipped on a
-    re-run.
+    SOURCE: an EcoTaxa export, an objects .parquet, a class-folder tree, or image shards
+    ('oceanfields images shard': a folder, a *.tar glob, local or s3://; one task per
+    shard). Writes OUT/labels/part-*.parquet (object_id, top-k labels and
+    probabilities, model_id) and OUT/quarantine/part-*.parquet; finished partitions (or
+    shards) are skipped on a re-run.
     """
     from pipeline.clusters.client import cluster_client
     from pipeline.images.classify import ClassifyConfig
@@ -195,7 +204,8 @@ def classify_command(
     config = ClassifyConfig(**{k: v for k, v in options.items() if v is not None})
     with cluster_client(cluster_file) as client:
         click.echo(f"Dask dashboard: {client.dashboard_link}")
-        classify_and_report(_objects(source), model_dir, out, config=config, client=client)
+        table = _images_or_shards(source)
+        classify_and_report(table, model_dir, out, config=config, client=client)
 
 
 def classify_and_report(table: Any, model_dir: str, out: str, *, config: Any, client: Any) -> Any:
@@ -229,6 +239,40 @@ def classify_and_report(table: Any, model_dir: str, out: str, *, config: Any, cl
     )
     click.echo(f"  labels: {out.rstrip('/')}/labels/, quarantine: {out.rstrip('/')}/quarantine/")
     return res
+
+
+@images.command("shard")
+@click.argument("source")
+@click.option("--out", required=True, help="Folder of the shards (local path or URL).")
+@click.option(
+    "--per-shard", default=5000, show_default=True, help="Vignettes per shard (tar file)."
+)
+@click.option(
+    "--statuses", default=None, help="Pack only these annotation statuses (comma-separated)."
+)
+def shard_command(source: str, out: str, per_shard: int, statuses: str | None) -> None:
+    """Pack the images of SOURCE into tar shards of --per-shard vignettes each.
+
+    SOURCE: an EcoTaxa export, an objects .parquet or a class-folder tree. Writes
+    OUT/shard-NNNNN.tar ({key}.png + {key}.json: object_id, category, status,
+    pixel_size_um) and OUT/shards.json, last. Classify them with 'oceanfields images
+    classify OUT MODEL_DIR --out ...'.
+    """
+    from pipeline.images.dataset import image_table
+    from pipeline.images.shards import write_shards
+
+    chosen = [s for s in statuses.split(",") if s] if statuses else None
+    table = image_table(_objects(source), statuses=chosen)
+    res = write_shards(table, out, per_shard=per_shard)
+    done = "already complete" if res.skipped else "written"
+    click.echo(
+        f"  {res.images} images in {res.shards} shard(s) of <= {per_shard} {done}: "
+        f"{out.rstrip('/')}/shards.json"
+    )
+    if len(res.quarantine):
+        click.echo(f"  {len(res.quarantine)} image(s) could not be read and were left out:")
+        for row in res.quarantine.head(5).itertuples():
+            click.echo(f"    {row.object_id}: {row.reason}")
 
 
 @images.command("types")
@@ -374,9 +418,10 @@ def embed_command(
 ) -> None:
     """Write per-object embeddings of SOURCE's images with MODEL_DIR (resumable).
 
-    Writes OUT/embeddings/part-*.parquet (object_id, e_0000..., h_<feature>...,
-    model_id) on the Dask cluster; finished partitions are skipped on a re-run. Fit a
-    head on them in seconds with 'oceanfields images head'.
+    SOURCE as for 'images classify' (shards included). Writes
+    OUT/embeddings/part-*.parquet (object_id, e_0000..., h_<feature>..., model_id) on the
+    Dask cluster; finished partitions are skipped on a re-run. Fit a head on them in
+    seconds with 'oceanfields images head'.
     """
     from pipeline.clusters.client import cluster_client
     from pipeline.images.classify import EmbedConfig, embed_images
@@ -384,7 +429,8 @@ def embed_command(
     config = EmbedConfig(**{k: v for k, v in options.items() if v is not None})
     with cluster_client(cluster_file) as client:
         click.echo(f"Dask dashboard: {client.dashboard_link}")
-        res = embed_images(_objects(source), model_dir, out, config=config, client=client)
+        table = _images_or_shards(source)
+        res = embed_images(table, model_dir, out, config=config, client=client)
     click.echo(
         f"  {res.model_id}: {res.partitions} partition(s), {res.skipped} already done, "
         f"{res.written} embedded: {res.images} images in {res.seconds:.1f} s, "

@@ -7,6 +7,7 @@
   directories, training;
 - :mod:`~pipeline.images.classify`: batched, resumable classification and embedding on
   the cluster;
+- :mod:`~pipeline.images.shards`: tar shards of vignettes (packing, one task per shard);
 - :mod:`~pipeline.images.heads`: light heads on stored embeddings, refitted in seconds;
 - :mod:`~pipeline.images.abstention`: per-class thresholds, ``unassigned`` labels;
 - :mod:`~pipeline.images.recipe`: training settings chosen from the data;
@@ -52,6 +53,7 @@ from pipeline.images.dataset import (
     folder_images,
     image_table,
     prepare_array,
+    prepare_bytes,
     prepare_images,
     read_objects,
 )
@@ -109,6 +111,7 @@ from pipeline.images.qc import (
     write_qc_report,
 )
 from pipeline.images.recipe import choose_settings, longer_sides
+from pipeline.images.shards import ShardSet, iter_shard, open_shards, write_shards
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -132,6 +135,7 @@ __all__ = [
     "Preprocess",
     "QCConfig",
     "QCResult",
+    "ShardSet",
     "abstention_scores",
     "abstention_thresholds",
     "apply_labels",
@@ -155,13 +159,16 @@ __all__ = [
     "handcrafted_features",
     "head_labels",
     "image_table",
+    "iter_shard",
     "labels_fingerprint",
     "load_head",
     "load_model",
     "longer_sides",
+    "open_shards",
     "plot_confusion",
     "plot_type_plate",
     "prepare_array",
+    "prepare_bytes",
     "prepare_images",
     "quality_control",
     "read_embeddings",
@@ -172,4 +179,5 @@ __all__ = [
     "stratified_holdout",
     "write_consistency_report",
     "write_qc_report",
+    "write_shards",
 ]

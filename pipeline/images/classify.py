@@ -1,16 +1,19 @@
 """Classify millions of images on Dask workers: batched, resumable, GPU where present.
 
 :func:`classify_images` cuts the image table into partitions (``partition_size`` rows;
-a dask table keeps its own partitions) and sends one task per partition to the cluster.
-On a worker, a task:
+a dask table keeps its own partitions) and sends one task per partition to the cluster;
+given a :class:`~pipeline.images.shards.ShardSet` (tar shards of vignettes,
+:func:`~pipeline.images.shards.open_shards`) instead, one task per shard, which streams
+the shard's members from one open file (no request per image). On a worker, a task:
 
 - loads the model directory **once per worker process** (a process-wide cache keyed by
   the model's URL and id; later tasks reuse it) onto the worker's device: CUDA when the
   process sees a GPU (``device="auto"``), else the CPU with torch threads set to the
-  worker's share of the cores (cores / worker threads);
+  worker's share of its host's cores (cores / threads of the workers on the host);
 - reads and decodes the images of the next batch in a **thread pool** while the device
   runs the current one (one batch of prefetch: the device never waits on storage when
-  decoding keeps up);
+  decoding keeps up); from a shard, the handcrafted features a head needs come from the
+  same decode (from image files they are read again);
 - runs batched inference (on CUDA: pinned memory, non-blocking copies, bf16 autocast,
   channels-last; :func:`pipeline.images.model.predict_proba`);
 - writes ``labels/part-NNNNN.parquet`` (``object_id, label, prob, predicted, label_2,
@@ -31,8 +34,9 @@ fingerprint of the table's object ids: a re-run with another model or table into
 same ``OUT`` is refused (naming what differs) instead of mixing labels.
 
 Developer note: tasks receive the table partition by reference (dask ``to_delayed``
-parts, or scattered pandas slices), never the model: the model directory's URL travels
-and each worker process reads it once. The graph has one task per partition.
+parts, or scattered pandas slices) or the shard's URL, never the model: the model
+directory's URL travels and each worker process reads it once. The graph has one task
+per partition or shard.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -60,6 +64,7 @@ from pipeline.images.abstention import assign_labels
 from pipeline.images.dataset import prepare_images
 from pipeline.images.handcrafted import FEATURE_NAMES, features_from_urls
 from pipeline.images.heads import head_labels
+from pipeline.images.shards import ImageBatch, ShardSet, shard_batches
 from pipeline.io import OutputStore, as_store
 
 if TYPE_CHECKING:
@@ -144,7 +149,7 @@ class ClassifyResult:
         Output URL (``labels/`` and ``quarantine/`` under it).
     model_id : str
     partitions : int
-        Partitions of the table.
+        Partitions of the table (shards of a shard set).
     skipped : int
         Partitions already done before this call.
     written : int
@@ -197,22 +202,45 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 def _torch_threads() -> None:
-    """Torch CPU threads = this worker's share of the cores."""
+    """Torch CPU threads = this worker's share of its host's cores (outside a worker: all).
+
+    The cores are divided by the threads of all the workers on the host, not of this
+    worker alone: on 2 cores, 2 single-threaded workers of 2 torch threads each spent
+    twice the CPU time an image of one process (their threads spin against each other;
+    ``benchmarks/results/shards_before_host_threads.json``).
+    """
     import torch
 
     try:
         from distributed import get_worker
 
-        nthreads = get_worker().state.nthreads
-    except (ImportError, ValueError, AttributeError):
-        nthreads = 1
-    share = max(1, (os.cpu_count() or 1) // max(1, nthreads))
+        worker = get_worker()
+    except (ImportError, ValueError):
+        worker = None
+    threads = _host_threads(worker) if worker is not None else 1
+    share = max(1, (os.cpu_count() or 1) // threads)
     if torch.get_num_threads() != share:
+        logger.info("torch threads: %d (%d worker threads on this host)", share, threads)
         torch.set_num_threads(share)
 
 
+def _host_threads(worker: Any) -> int:
+    """Threads of all the workers on ``worker``'s host (its own when the scheduler is not asked)."""
+    own = max(1, int(worker.state.nthreads))
+    try:
+        from distributed import get_client
+        from distributed.comm import get_address_host
+
+        host = get_address_host(worker.address)
+        per_worker = get_client().nthreads()
+        return max(own, sum(n for a, n in per_worker.items() if get_address_host(a) == host))
+    except Exception as err:  # no scheduler answer: this worker's threads only
+        logger.debug("torch threads: workers of this host unknown (%s)", err)
+        return own
+
+
 def _classify_part(
-    part: pd.DataFrame,
+    part: pd.DataFrame | str,
     index: int,
     *,
     model_url: str,
@@ -221,7 +249,7 @@ def _classify_part(
     storage_options: Mapping[str, Any] | None,
     kind: str = "labels",
 ) -> dict[str, int]:
-    """Labels (or embeddings, ``kind="embeddings"``) of one partition, written whole."""
+    """Labels (or embeddings, ``kind="embeddings"``) of a partition or a shard, written whole."""
     from pipeline.images.model import embed, predict_proba  # deferred: needs torch
 
     model = _model(model_url, storage_options, config.device)
@@ -229,61 +257,58 @@ def _classify_part(
     if device.type == "cpu":
         _torch_threads()
     pool = _pool(config.threads)
-    pre = model.preprocess
-    urls = part["image"].astype(str).tolist()
-    sizes = (
-        part["pixel_size_um"].astype("float64").tolist()
-        if "pixel_size_um" in part
-        else [math.nan] * len(part)
-    )
-    starts = list(range(0, len(urls), config.batch_size))
-    mean_head = model.head is not None and model.meta.get("head_mode") == "mean"
-    vectors = kind == "embeddings" or (model.head is not None and not mean_head)
+    head = model.head
+    mean_head = head is not None and model.meta.get("head_mode") == "mean"
+    vectors = kind == "embeddings" or (head is not None and not mean_head)
     tta = bool(model.meta.get("tta", False)) or (vectors and getattr(config, "tta", True))
-
-    def read(start: int) -> Any:
-        stop = start + config.batch_size
-        return prepare_images(
-            urls[start:stop],
-            pre,
-            pixel_size_um=sizes[start:stop],
-            storage_options=storage_options,
-            pool=pool,
-        )
-
-    def run(batch: Any) -> Any:
-        forward = embed if vectors else predict_proba
-        return forward(
-            model,
-            batch.pixels,
-            batch.extras,
+    handcrafted = (kind == "embeddings" and getattr(config, "handcrafted", False)) or (
+        head is not None and any(c.startswith("h_") for c in head.columns)
+    )
+    if isinstance(part, str):  # a shard: its members streamed, features from the same decode
+        batches = shard_batches(
+            part,
+            model.preprocess,
             batch_size=config.batch_size,
-            device=device,
-            tta=tta,
+            pool=pool,
+            features=(vectors and handcrafted) or mean_head,
+            storage_options=storage_options,
+        )
+    else:
+        batches = _table_batches(part, model.preprocess, config, pool, storage_options)
+
+    def run(batch: ImageBatch) -> Any:
+        forward = embed if vectors else predict_proba
+        p = batch.prepared
+        return forward(
+            model, p.pixels, p.extras, batch_size=config.batch_size, device=device, tta=tta
         )
 
-    ok_all, reasons, outputs = [], [], []
-    with ThreadPoolExecutor(1) as prefetch:
-        pending = prefetch.submit(read, starts[0]) if starts else None
-        for k in range(len(starts)):
-            batch = pending.result()
-            pending = prefetch.submit(read, starts[k + 1]) if k + 1 < len(starts) else None
+    read: list[ImageBatch] = []
+    outputs = []
+    with ThreadPoolExecutor(1) as prefetch:  # reads the next batch while this one runs
+        pending = prefetch.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = prefetch.submit(next, batches, None)
             outputs.append(run(batch))
-            ok_all.append(batch.ok)
-            reasons += batch.reasons
-    ok = np.concatenate(ok_all) if ok_all else np.zeros(0, bool)
-    object_ids = part["object_id"].astype(str).to_numpy()[ok]
+            batch.prepared.pixels = batch.prepared.pixels[:0]  # keep the ids, not the pixels
+            read.append(batch)
+    ok = np.concatenate([b.prepared.ok for b in read]) if read else np.zeros(0, bool)
+    ids = np.array([i for b in read for i in b.object_ids], dtype=object).astype(str)
+    urls = np.array([u for b in read for u in b.images], dtype=object).astype(str)
+    object_ids, ok_urls = ids[ok], urls[ok].tolist()
+    features = (
+        pd.concat([b.features for b in read], ignore_index=True)
+        if read and all(b.features is not None for b in read)
+        else None
+    )
     if vectors:
-        handcrafted = kind == "embeddings" and getattr(config, "handcrafted", False)
-        head = model.head
-        if head is not None and any(c.startswith("h_") for c in head.columns):
-            handcrafted = True
         frame = embeddings_frame(
             object_ids,
             outputs,
-            [u for u, good in zip(urls, ok, strict=True) if good],
+            ok_urls,
             handcrafted=handcrafted,
             storage_options=storage_options,
+            features=features,
         )
         if kind == "labels":
             result = head_labels(head, frame, top_k=config.top_k)
@@ -294,16 +319,49 @@ def _classify_part(
         if mean_head:  # the network's and the handcrafted head's probabilities, averaged
             import torch
 
-            ok_urls = [u for u, good in zip(urls, ok, strict=True) if good]
-            hand = handcrafted_frame(object_ids, ok_urls, storage_options=storage_options)
+            hand = handcrafted_frame(
+                object_ids, ok_urls, storage_options=storage_options, features=features
+            )
             p = torch.cat(outputs) if outputs else torch.zeros((0, len(model.classes)))
-            outputs = [(p + torch.as_tensor(model.head.predict_proba(hand), dtype=p.dtype)) / 2]
+            outputs = [(p + torch.as_tensor(head.predict_proba(hand), dtype=p.dtype)) / 2]
         result = _labels_frame(object_ids, outputs, model, config.top_k)
-    bad = part.loc[~ok, ["object_id", "image"]].astype(str).reset_index(drop=True)
-    bad["reason"] = [r for r in reasons if r]
-    _write_part(store, "quarantine", index, bad)
+    reasons = [r for b in read for r in b.prepared.reasons if r]
+    errors = [e for b in read for e in b.errors]
+    bad = pd.DataFrame(
+        {"object_id": ids[~ok], "image": urls[~ok], "reason": pd.Series(reasons, dtype=str)}
+    )
+    if errors:
+        bad = pd.concat([bad, pd.DataFrame(errors, columns=bad.columns)], ignore_index=True)
+    _write_part(store, "quarantine", index, bad.astype(str))
     _write_part(store, kind, index, result)  # last: marks the part done
-    return {"images": int(ok.sum()), "quarantined": int((~ok).sum())}
+    return {"images": int(ok.sum()), "quarantined": len(bad)}
+
+
+def _table_batches(
+    part: pd.DataFrame,
+    pre: Any,
+    config: ClassifyConfig,
+    pool: ThreadPoolExecutor,
+    storage_options: Mapping[str, Any] | None,
+) -> Iterator[ImageBatch]:
+    """Batches of a table partition's images, each read by URL in the pool."""
+    ids = part["object_id"].astype(str).tolist()
+    urls = part["image"].astype(str).tolist()
+    sizes = (
+        part["pixel_size_um"].astype("float64").tolist()
+        if "pixel_size_um" in part
+        else [math.nan] * len(part)
+    )
+    for start in range(0, len(urls), config.batch_size):
+        stop = start + config.batch_size
+        prepared = prepare_images(
+            urls[start:stop],
+            pre,
+            pixel_size_um=sizes[start:stop],
+            storage_options=storage_options,
+            pool=pool,
+        )
+        yield ImageBatch(ids[start:stop], urls[start:stop], prepared)
 
 
 def embeddings_frame(
@@ -313,6 +371,7 @@ def embeddings_frame(
     *,
     handcrafted: bool,
     storage_options: Mapping[str, Any] | None = None,
+    features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Embeddings table: ``object_id, e_0000 ...`` and, with ``handcrafted``, ``h_<feature>``.
 
@@ -327,6 +386,9 @@ def embeddings_frame(
     handcrafted : bool
         Add :data:`pipeline.images.handcrafted.FEATURE_NAMES` as ``h_*`` columns.
     storage_options : mapping, optional
+    features : pandas.DataFrame, optional
+        The rows' handcrafted features when already computed (shards: from the same
+        decode); default: read ``urls`` again.
 
     Returns
     -------
@@ -338,16 +400,28 @@ def embeddings_frame(
     frame = pd.DataFrame(e.astype(np.float32), columns=[f"e_{j:04d}" for j in range(e.shape[1])])
     frame.insert(0, "object_id", pd.Series(object_ids, dtype=str))
     if handcrafted:
-        h = handcrafted_frame(object_ids, urls, storage_options=storage_options)
+        h = handcrafted_frame(object_ids, urls, storage_options=storage_options, features=features)
         frame = pd.concat([frame, h.drop(columns="object_id")], axis=1)
     return frame
 
 
 def handcrafted_frame(
-    object_ids: np.ndarray, urls: list[str], *, storage_options: Mapping[str, Any] | None = None
+    object_ids: np.ndarray,
+    urls: list[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """``object_id`` and the handcrafted features of the images as ``h_<feature>`` columns."""
-    feats = features_from_urls(urls, storage_options=storage_options)
+    """``object_id`` and the handcrafted features of the images as ``h_<feature>`` columns.
+
+    ``features``, when given, are the images' features already computed (one row each,
+    :data:`~pipeline.images.handcrafted.FEATURE_NAMES`); else ``urls`` are read.
+    """
+    feats = (
+        features
+        if features is not None
+        else features_from_urls(urls, storage_options=storage_options)
+    )
     h = feats[list(FEATURE_NAMES)].astype("float32").add_prefix("h_").reset_index(drop=True)
     h.insert(0, "object_id", pd.Series(np.asarray(object_ids), dtype=str))
     return h
@@ -424,7 +498,7 @@ def _manifest(store: OutputStore, doc: dict[str, Any]) -> None:
 
 
 def classify_images(
-    table: pd.DataFrame | dd.DataFrame,
+    table: pd.DataFrame | dd.DataFrame | ShardSet,
     model_url: str,
     out: str | OutputStore,
     *,
@@ -437,9 +511,10 @@ def classify_images(
 
     Parameters
     ----------
-    table : pandas or dask DataFrame
+    table : pandas or dask DataFrame, or ShardSet
         ``object_id``, ``image`` (URL) and optionally ``pixel_size_um``
-        (:func:`pipeline.images.dataset.image_table`, or the objects table itself).
+        (:func:`pipeline.images.dataset.image_table`, or the objects table itself); or
+        shards of vignettes (:func:`pipeline.images.shards.open_shards`): one task each.
     model_url : str
         Model directory (:func:`pipeline.images.model.save_model_dir`), readable from
         the workers.
@@ -470,7 +545,7 @@ def classify_images(
 
 
 def embed_images(
-    table: pd.DataFrame | dd.DataFrame,
+    table: pd.DataFrame | dd.DataFrame | ShardSet,
     model_url: str,
     out: str | OutputStore,
     *,
@@ -505,7 +580,7 @@ def embed_images(
 
 
 def _run_parts(
-    table: pd.DataFrame | dd.DataFrame,
+    table: pd.DataFrame | dd.DataFrame | ShardSet,
     model_url: str,
     out: str | OutputStore,
     *,
@@ -520,17 +595,22 @@ def _run_parts(
     store = as_store(out, storage_options=storage_options)
     t0 = time.perf_counter()
     model_id = load_model_dir(model_url, storage_options=storage_options).model_id
-    ddf = _as_dask(table, config.partition_size)
-    n_parts = ddf.npartitions
+    if isinstance(table, ShardSet):  # one task per shard; the shards' names and sizes
+        parts, fingerprint = list(table.urls), table.fingerprint
+    else:
+        ddf = _as_dask(table, config.partition_size)
+        parts, fingerprint = ddf.to_delayed(), _fingerprint(ddf)
+    n_parts = len(parts)
     _manifest(
         store,
         {
             "kind": kind,
             "model_id": model_id,
             "model": model_url,
-            "table": _fingerprint(ddf),
+            "table": fingerprint,
             "partitions": n_parts,
             "config": asdict(config),
+            **({"shards": list(table.urls)} if isinstance(table, ShardSet) else {}),
         },
     )
     done = set(store.listdir(kind))
@@ -542,7 +622,6 @@ def _run_parts(
         n_parts - len(todo),
         len(todo),
     )
-    parts = ddf.to_delayed()
     task = dask.delayed(_classify_part, pure=False)
     resources = _resources(config, client)
     with dask.annotate(resources=resources) if resources else contextlib.nullcontext():
@@ -593,7 +672,7 @@ def _compute(
 
     futures = client.compute(tasks, optimize_graph=False)
     results = []
-    for i, fut in enumerate(as_completed(futures), start=1):
+    for i, fut in enumerate(as_completed(futures, loop=client.loop), start=1):
         results.append(fut.result())
         if progress is not None:
             progress(i, len(futures))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -48,6 +48,7 @@ from pipeline.sources.ecotaxa import read_ecotaxa
 
 __all__ = [
     "IMAGE_COLUMNS",
+    "IMAGE_SUFFIXES",
     "N_EXTRA",
     "PreparedImages",
     "Preprocess",
@@ -55,18 +56,22 @@ __all__ = [
     "folder_images",
     "image_table",
     "prepare_array",
+    "prepare_bytes",
     "prepare_images",
     "read_objects",
 ]
 
 logger = logging.getLogger(__name__)
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+#: File suffixes read as images (lower case).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 
 #: Columns of an image table.
 IMAGE_COLUMNS: tuple[str, ...] = ("object_id", "image", "category", "status", "pixel_size_um")
 #: Number of extra (size) inputs made by :func:`prepare_array`.
 N_EXTRA = 4
+#: One image's pixels, extras, reason ("" when read) and description (or None).
+_Prepared = tuple[np.ndarray | None, np.ndarray | None, str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,12 +119,15 @@ class PreparedImages:
         Boolean (n,): which of the requested images are in ``pixels`` (in order).
     reasons : list of str
         One per requested image: ``""`` when read, else why it was quarantined.
+    described : list, optional
+        What :func:`prepare_bytes`'s ``describe`` returned for each image in ``pixels``.
     """
 
     pixels: np.ndarray
     extras: np.ndarray
     ok: np.ndarray
     reasons: list[str]
+    described: list[Any] | None = None
 
     @property
     def quarantine(self) -> pd.DataFrame:
@@ -220,23 +228,57 @@ def prepare_array(
     return np.asarray(resized, dtype=np.uint8), extras
 
 
+def _guarded(action: Callable[[], Any], url: str, verb: str) -> tuple[Any, str]:
+    """Run one image's read or decode; an error becomes its reason, never an exception."""
+    try:
+        return action(), ""
+    except InputFormatError as err:
+        return None, str(err)
+    except Exception as err:  # one image's storage or decoder failure never stops the batch
+        return None, f"{url}: cannot {verb} ({type(err).__name__}: {err})"
+
+
 def _prepare_one(
     url: str,
     pixel_size_um: float | None,
     pre: Preprocess,
     storage_options: Mapping[str, Any] | None,
-) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+) -> _Prepared:
     if not isinstance(url, str) or not url:
-        return None, None, "no image URL"
-    try:
-        data = read_bytes(url, storage_options=storage_options)
-        image = decode_image(data, url=url)
-    except InputFormatError as err:
-        return None, None, str(err)
-    except Exception as err:  # a storage error on one image never stops the batch
-        return None, None, f"{url}: cannot read ({type(err).__name__}: {err})"
+        return None, None, "no image URL", None
+    data, reason = _guarded(lambda: read_bytes(url, storage_options=storage_options), url, "read")
+    if reason:
+        return None, None, reason, None
+    return _prepare_data(data, url, pixel_size_um, pre, None)
+
+
+def _prepare_data(
+    data: bytes,
+    url: str,
+    pixel_size_um: float | None,
+    pre: Preprocess,
+    describe: Callable[[np.ndarray], Any] | None,
+) -> _Prepared:
+    """Decode and prepare one image's bytes (and describe the decoded image)."""
+    image, reason = _guarded(lambda: decode_image(data, url=url), url, "decode")
+    if reason:
+        return None, None, reason, None
     pixels, extras = prepare_array(image, pre, pixel_size_um=pixel_size_um)
-    return pixels, extras, ""
+    return pixels, extras, "", describe(image) if describe is not None else None
+
+
+def _assemble(results: list[_Prepared], pre: Preprocess, describe: bool) -> PreparedImages:
+    """One :class:`PreparedImages` of per-image results, in order."""
+    ok = np.array([r[0] is not None for r in results], dtype=bool)
+    pixels = np.zeros((int(ok.sum()), pre.size, pre.size), dtype=np.uint8)
+    extras = np.zeros((int(ok.sum()), N_EXTRA), dtype=np.float32)
+    j = 0
+    for p, e, _, _ in results:
+        if p is not None:
+            pixels[j], extras[j] = p, e
+            j += 1
+    described = [r[3] for r in results if r[0] is not None] if describe else None
+    return PreparedImages(pixels, extras, ok, [r[2] for r in results], described)
 
 
 def prepare_images(
@@ -277,25 +319,79 @@ def prepare_images(
     n = len(urls)
     sizes = [None] * n if pixel_size_um is None else list(pixel_size_um)
 
-    def one(i: int) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    def one(i: int) -> _Prepared:
         return _prepare_one(urls[i], sizes[i], pre, storage_options)
 
+    return _assemble(_map(one, n, threads, pool), pre, describe=False)
+
+
+def _map(
+    one: Callable[[int], _Prepared], n: int, threads: int | None, pool: ThreadPoolExecutor | None
+) -> list[_Prepared]:
+    """``one(i)`` for ``i < n``, in the given pool, a pool of ``threads``, or inline."""
     if pool is not None:
-        results = list(pool.map(one, range(n)))
-    elif n <= 1:
-        results = [one(i) for i in range(n)]
-    else:
-        with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as own:
-            results = list(own.map(one, range(n)))
-    ok = np.array([r[0] is not None for r in results], dtype=bool)
-    pixels = np.zeros((int(ok.sum()), pre.size, pre.size), dtype=np.uint8)
-    extras = np.zeros((int(ok.sum()), N_EXTRA), dtype=np.float32)
-    j = 0
-    for p, e, _ in results:
-        if p is not None:
-            pixels[j], extras[j] = p, e
-            j += 1
-    return PreparedImages(pixels, extras, ok, [r[2] for r in results])
+        return list(pool.map(one, range(n)))
+    if n <= 1:
+        return [one(i) for i in range(n)]
+    with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as own:
+        return list(own.map(one, range(n)))
+
+
+def prepare_bytes(
+    blobs: Sequence[bytes],
+    urls: Sequence[str],
+    pre: Preprocess,
+    *,
+    pixel_size_um: Sequence[float] | None = None,
+    pool: ThreadPoolExecutor | None = None,
+    describe: Callable[[np.ndarray], Any] | None = None,
+) -> PreparedImages:
+    """Decode and prepare images already read (members of a shard) in a thread pool.
+
+    As :func:`prepare_images`, for bytes in memory: the same decoding, preprocessing and
+    quarantine ``reason`` strings, so an image gives the same model input whether it is
+    read from a file or from an archive.
+
+    Parameters
+    ----------
+    blobs : sequence of bytes
+        Each image file's content.
+    urls : sequence of str
+        Where each came from (named in the reasons), e.g. ``tar://key.png::shard.tar``.
+    pre : Preprocess
+    pixel_size_um : sequence of float, optional
+        Pixel size per image (µm; NaN when unknown).
+    pool : ThreadPoolExecutor, optional
+        Where to decode (default: this thread).
+    describe : callable, optional
+        Applied to each decoded image (``uint8`` 2-D array) in the pool; the results of
+        the readable images are ``described`` (e.g.
+        :func:`pipeline.images.handcrafted.handcrafted_features`: one decode for both).
+
+    Returns
+    -------
+    PreparedImages
+
+    See Also
+    --------
+    prepare_images : the same for image URLs.
+
+    Examples
+    --------
+    >>> buf = io.BytesIO(); Image.new("L", (5, 3), 7).save(buf, format="PNG")
+    >>> res = prepare_bytes([buf.getvalue(), b""], ["a.png", "b.png"], Preprocess(size=8),
+    ...                     describe=lambda image: image.shape)
+    >>> res.ok.tolist(), res.pixels.shape, res.reasons[1], res.described
+    ([True, False], (1, 8, 8), 'b.png: empty image file', [(3, 5)])
+    """
+    n = len(blobs)
+    sizes = [None] * n if pixel_size_um is None else list(pixel_size_um)
+
+    def one(i: int) -> _Prepared:
+        return _prepare_data(blobs[i], urls[i], sizes[i], pre, describe)
+
+    results = list(pool.map(one, range(n))) if pool is not None else [one(i) for i in range(n)]
+    return _assemble(results, pre, describe=describe is not None)
 
 
 def image_table(
@@ -466,7 +562,7 @@ def folder_images(root: str, *, storage_options: Mapping[str, Any] | None = None
         urls = expand_urls(pattern, storage_options=storage_options)
     except InputFormatError:
         urls = []
-    urls = [u for u in urls if u.lower().endswith(_IMAGE_SUFFIXES)]
+    urls = [u for u in urls if u.lower().endswith(IMAGE_SUFFIXES)]
     if not urls:
         raise InputFormatError(
             f"{root}: no image in a class sub-folder (expected {root}/<class>/<image>.png). "
