@@ -17,9 +17,9 @@ images, and logs each choice at INFO; options given explicitly are kept.
 - **epochs**: about 64,000 draws in all, within [8, 80] epochs: 31 epochs of 2,048
   draws for 1,000 images (the hand-tuned benchmark's 80 epochs of 1,000 took 400 s on
   2 cores), 8 from 8,000 images on (4 million draws for 500,000 images). On the UVP6
-  sample, 80,000 draws (39 epochs) took about 11 min on 2 cores for 0.859 / 0.832
-  (balanced / accuracy, read off the same network), 64,000 about 8 min for 0.846 /
-  0.824, rerun end to end (``benchmarks/results/recipes.json``);
+  sample, 64,000 draws train in 256 s on 2 quiet cores and give 0.846 / 0.824
+  (balanced accuracy / accuracy, end to end, ``benchmarks/results/recipes.json``);
+  80,000 gave 0.859 / 0.832 read off the same network (``recipes_80k_draws.json``);
 - **patience**: the epochs (no early stop; the best validation epoch is still kept): the
   one-cycle schedule only anneals at its end, and stopping it at epoch 27 of 39 on a
   150-image validation set kept a high-learning-rate snapshot (epoch 18).
