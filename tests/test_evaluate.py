@@ -174,3 +174,21 @@ def test_score_invariants(y, shift):
             s["bias"][name] + shift, abs=1e-6 * (1 + abs(shift) + abs(s["bias"][name]))
         )
     assert s["mv_mse"] >= 0 or np.isnan(s["mv_mse"])
+
+
+def test_mv_mse_is_undefined_with_no_more_rows_than_targets():
+    # 10 rows of 10 targets: the covariance is singular where the rows never varied,
+    # and a residual there was divided by ~0 (826 on the quick demo's year 2)
+    from pipeline.model.evaluate import target_covariance
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(10, 10))
+    pred = y + rng.normal(scale=0.1, size=y.shape)
+    assert np.isnan(score(y, pred)["mv_mse"])
+    cov = target_covariance(y)
+    assert np.isnan(cov).all()
+    s = score(y[:3], pred[:3], cov=cov)
+    assert np.isnan(s["mv_mse"])
+    assert s["mse"] == pytest.approx(np.mean((y[:3] - pred[:3]) ** 2))  # plain MSE stays
+    eleven = rng.normal(size=(11, 10))
+    assert np.isfinite(score(eleven, eleven + 0.1)["mv_mse"])

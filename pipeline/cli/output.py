@@ -8,6 +8,7 @@ prints.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -220,4 +221,6 @@ def echo_skill(metrics: dict[str, Any]) -> None:
 
 
 def _num(value: Any, digits: int = 3) -> str:
-    return "-" if value is None else f"{float(value):.{digits}f}"
+    if value is None or not math.isfinite(float(value)):
+        return "-"
+    return f"{float(value):.{digits}f}"

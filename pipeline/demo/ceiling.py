@@ -32,7 +32,7 @@ from scipy.stats import poisson
 
 from pipeline.catalog import open_catalog, read_entry
 from pipeline.demo.truth import annotated_concentrations
-from pipeline.model.evaluate import score
+from pipeline.model.evaluate import score, target_covariance
 from pipeline.targets.particles import (
     TargetConfig,
     class_groups,
@@ -235,7 +235,7 @@ def noise_ceiling(
                     volume * fraction.get(name, 1.0),
                     epsilon=float(transform["epsilon"]),
                 )
-    cov = np.cov(y[~test].to_numpy(dtype=float).T, bias=True)
+    cov = target_covariance(y[~test].to_numpy(dtype=float))
     out: dict[str, Any] = {}
     sel = test & found
     if sel.any():

@@ -25,7 +25,7 @@ import pandas as pd
 import xgboost
 
 from pipeline.model.baselines import Predictor, _fit_baselines
-from pipeline.model.evaluate import score, score_folds
+from pipeline.model.evaluate import score, score_folds, target_covariance
 from pipeline.model.split import inner_split
 from pipeline.model.train import (
     TrainConfig,
@@ -356,7 +356,7 @@ def cross_validate(
         test_rows = test_rows[:0]
 
     y = Y.to_numpy(dtype="float64")
-    cov = np.atleast_2d(np.cov(y[cv_rows].T, aweights=None if w is None else w[cv_rows], bias=True))
+    cov = target_covariance(y[cv_rows], None if w is None else w[cv_rows])
     scores: dict[str, Any] = {"model": {}, "baselines": {}}
     for i, name in enumerate(names):
         entry = {

@@ -36,7 +36,7 @@ import numpy as np
 from scipy.optimize import curve_fit
 
 from pipeline.geo import EARTH_RADIUS_KM
-from pipeline.model.evaluate import score
+from pipeline.model.evaluate import score, target_covariance
 
 __all__ = [
     "bootstrap_difference",
@@ -96,8 +96,10 @@ def row_losses(
     pred = np.asarray(y_pred, dtype="float64").reshape(obs.shape)
     resid = obs - pred
     if cov is None:
-        cov = np.atleast_2d(np.cov(obs.T, bias=True))
+        cov = target_covariance(obs)
     cov = np.atleast_2d(np.asarray(cov, dtype="float64"))
+    if not np.isfinite(cov).all():  # too few rows for a covariance: mv_mse undefined
+        return {"mse": (resid**2).mean(axis=1), "mv_mse": np.full(len(obs), np.nan)}
     rank = max(int(np.linalg.matrix_rank(cov, hermitian=True)), 1)
     inverse = np.linalg.pinv(cov, hermitian=True)
     return {

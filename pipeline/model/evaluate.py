@@ -51,6 +51,7 @@ __all__ = [
     "residual_quantiles",
     "score",
     "score_folds",
+    "target_covariance",
 ]
 
 logger = logging.getLogger(__name__)
@@ -108,14 +109,40 @@ def _weights(weight: Any, n: int) -> np.ndarray:
     return w / w.sum()
 
 
+def target_covariance(y: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Covariance (``ddof=0``) of the targets for ``mv_mse``; NaN with too few rows.
+
+    With no more rows than targets the covariance is singular in directions the rows
+    never varied in, and ``mv_mse`` would divide residuals by near-zero variances (826
+    on a 10-row, 10-target run): it is then undefined, and every ``mv_mse`` scored with
+    this covariance is NaN (printed "-").
+
+    Examples
+    --------
+    >>> target_covariance(np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 2.0]])).round(3).tolist()
+    [[2.667, 0.667], [0.667, 0.667]]
+    >>> bool(np.isnan(target_covariance(np.ones((2, 2)))).all())
+    True
+    """
+    y = np.asarray(y, dtype="float64").reshape(len(y), -1)
+    k = y.shape[1]
+    if len(y) <= k:
+        return np.full((k, k), np.nan)
+    return np.atleast_2d(np.cov(y.T, aweights=weight, bias=True))
+
+
 def _mv_mse(resid: np.ndarray, obs: np.ndarray, w: np.ndarray, cov: Any) -> float:
+    k = obs.shape[1]
     if cov is None:
+        if len(obs) <= k:
+            return math.nan  # see target_covariance
         centred = obs - w @ obs
         cov = (centred * w[:, None]).T @ centred
     cov = np.atleast_2d(np.asarray(cov, dtype="float64"))
-    k = obs.shape[1]
     if cov.shape != (k, k):
         raise ValueError(f"cov has shape {cov.shape}; expected ({k}, {k}) for {k} target(s).")
+    if not np.isfinite(cov).all():
+        return math.nan
     rank = int(np.linalg.matrix_rank(cov, hermitian=True))
     if rank == 0:
         return math.nan

@@ -32,7 +32,7 @@ from pipeline.model.diagnostics import (
     variogram,
     variogram_range,
 )
-from pipeline.model.evaluate import score
+from pipeline.model.evaluate import score, target_covariance
 from pipeline.model.intervals import (
     calibration_curve,
     coverage_report,
@@ -229,7 +229,7 @@ def evaluate_fit(
     oof = cv.oof_arrays()
     pred_cv = oof["model"]
     pred_test = np.asarray(cv.test["model"])
-    cov = np.atleast_2d(np.cov(obs[cvr].T, bias=True))
+    cov = target_covariance(obs[cvr])
     basin = basin_of(lat, lon)
     out: dict[str, Any] = {}
 
