@@ -122,8 +122,12 @@ def _colourbar(fig: Figure, mesh: Any, *, label: str, extend: str) -> None:
     width, height = fig.get_size_inches()
     left = 1.0 - (_RIGHT + _COLOURBAR_W - 0.15) / width
     cax = fig.add_axes((left, _BOTTOM / height, 0.18 / width, 1.0 - (_TOP + _BOTTOM) / height))
-    bar = fig.colorbar(mesh, cax=cax, label=label, extend=extend)
-    if isinstance(mesh.norm, LogNorm):  # plain numbers: no mathtext to typeset per tick
+    plain_log_ticks(fig.colorbar(mesh, cax=cax, label=label, extend=extend))
+
+
+def plain_log_ticks(bar: Any) -> None:
+    """Label a colour bar on a log scale with plain numbers (no mathtext to typeset)."""
+    if isinstance(bar.norm, LogNorm):
         bar.formatter = _PlainLogFormatter(labelOnlyBase=False)
         bar.minorformatter = _PlainLogFormatter(labelOnlyBase=False)
 

@@ -24,7 +24,7 @@ import xarray as xr
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
-from pipeline.report.figures import _r2, _test_rows, colour_scale
+from pipeline.report.figures import _r2, _test_rows, colour_scale, plain_log_ticks
 from pipeline.report.page import escape, figure_png, format_number, html_table, page_head
 
 __all__ = ["layer_skill_html", "months_html"]
@@ -61,9 +61,11 @@ def _tile(values: np.ndarray, flag: np.ndarray | None, cmap: object, norm: objec
 def _colour_bar(cmap: object, norm: object, label: str) -> bytes:
     fig = Figure(figsize=(6.0, 0.9))
     ax = fig.add_axes((0.04, 0.62, 0.92, 0.3))  # fixed: room for ticks and label below
-    fig.colorbar(
-        ScalarMappable(norm=norm, cmap=cmap), cax=ax, orientation="horizontal", label=label
-    )  # type: ignore[arg-type]
+    plain_log_ticks(
+        fig.colorbar(
+            ScalarMappable(norm=norm, cmap=cmap), cax=ax, orientation="horizontal", label=label
+        )  # type: ignore[arg-type]
+    )
     return figure_png(fig, crop=False)
 
 
