@@ -147,7 +147,8 @@ def page_problems(urls: list[str], *, timeout_s: float = 30.0) -> dict[str, list
     exe = chromium()
     if exe is None:
         raise RuntimeError("no chromium executable on PATH")
-    with tempfile.TemporaryDirectory() as profile:
+    # chromium's helper processes may still write the profile after the main one exits
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [
                 exe,
