@@ -1,4 +1,9 @@
-"""A real S3 endpoint for tests: moto's threaded server on 127.0.0.1, reached through s3fs.
+"""A real S3 endpoint for tests: moto's server on 127.0.0.1, reached through s3fs.
+
+The server runs in its own process (``python -m moto.server``), as an object store is
+its own service: in the test's process, its request threads would share one interpreter
+lock with the test, the CLI and a LocalCluster's scheduler, and every object write would
+wait on them (the S3 demo of ``tests/test_demo_cli.py`` took 98 s to set up that way).
 
 Follows the s3fs test suite (``fsspec/s3fs: s3fs/tests/test_s3fs.py``): one server per
 test module, its state reset before each test, dummy credentials only in the process
@@ -24,6 +29,8 @@ has ``.bucket`` (an empty bucket created for this test) and ``.url(key)``.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -67,11 +74,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_until_up(endpoint_url: str, timeout_s: float = 10.0) -> None:
+def _wait_until_up(
+    endpoint_url: str, *, process: subprocess.Popen[bytes], timeout_s: float = 60.0
+) -> None:
     import requests
 
     deadline = time.monotonic() + timeout_s
     while True:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"moto server exited with code {process.returncode} before it was up"
+            )
         try:
             requests.get(f"{endpoint_url}/moto-api/", timeout=1)
             return
@@ -83,9 +96,8 @@ def _wait_until_up(endpoint_url: str, timeout_s: float = 10.0) -> None:
 
 @pytest.fixture(scope="module")
 def s3_server() -> Iterator[str]:
-    """Start moto's S3 server on 127.0.0.1 (free port) for the module; yield its URL."""
+    """Start moto's S3 server on 127.0.0.1 (free port, own process); yield its URL."""
     pytest.importorskip("moto.server", reason="moto[server] is needed for S3 tests")
-    from moto.server import ThreadedMotoServer
 
     with pytest.MonkeyPatch.context() as mp:
         for name, value in _DUMMY_ENV.items():
@@ -93,14 +105,22 @@ def s3_server() -> Iterator[str]:
         for name in _UNSET_ENV:
             mp.delenv(name, raising=False)
         port = _free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         endpoint_url = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_up(endpoint_url)
+            _wait_until_up(endpoint_url, process=server)
             yield endpoint_url
         finally:
-            server.stop()
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 @pytest.fixture

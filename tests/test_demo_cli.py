@@ -1,10 +1,11 @@
 """`oceanfields demo` end to end on a small world, its outputs on S3, the world local.
 
-One demo run is shared by the module: ``oceanfields demo --out s3://… --world DIR``
-against a moto S3 server on 127.0.0.1 (one bucket for the module, never reset), so
-every output goes through the object store as on a cluster; only the environment says
-where S3 is (the cluster's workers inherit it). Every catalog entry is read and
-reconciled, both chains and the image path run, and each output is read back from S3.
+One demo run is shared by the module, in three parts (``--until images``, ``--until
+year1``, then the rest): ``oceanfields demo --out s3://… --world DIR`` against a moto S3
+server on 127.0.0.1 (one bucket for the module, never reset), so every output goes
+through the object store as on a cluster; only the environment says where S3 is (the
+cluster's workers inherit it). Every catalog entry is read and reconciled, both chains
+and the image path run, and each output is read back from S3.
 The run files themselves are tested in ``tests/test_demo_config.py``.
 """
 
@@ -58,8 +59,21 @@ class Demo(NamedTuple):
         return bool(self.fs.exists(f"{self.url}/{key}"))
 
 
+def _tour(s3_server: str, demo: Demo, until: str) -> Demo:
+    """Run ``oceanfields demo`` on the module's S3 output up to ``until``; add its output."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ENDPOINT_URL", s3_server)  # set before the demo's cluster starts
+        args = ["demo", "--out", demo.url, "--world", str(demo.world), *ARGS, "--until", until]
+        res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    return demo._replace(output=demo.output + res.output)
+
+
+# The tour runs in three parts (``--until``), each going on from the last, so that no
+# test's set-up holds the whole tour (about 130 s beside another test file on 2 cores).
 @pytest.fixture(scope="module")
-def demo_run(s3_server, tmp_path_factory):
+def tour_images(s3_server, tmp_path_factory):
+    """The tour up to the image path: world, every catalog entry read, images."""
     import boto3
     import s3fs
 
@@ -67,19 +81,31 @@ def demo_run(s3_server, tmp_path_factory):
     s3fs.S3FileSystem.clear_instance_cache()
     storage_options = {"anon": False, "client_kwargs": {"endpoint_url": s3_server}}
     world = tmp_path_factory.mktemp("demo") / "world"
-    url = f"s3://{BUCKET}/demo"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ENDPOINT_URL", s3_server)  # set before the demo's cluster starts
-        res = CliRunner().invoke(main, ["demo", "--out", url, "--world", str(world), *ARGS])
-        assert res.exit_code == 0, res.output
-        yield Demo(url, world, res.output, storage_options, s3fs.S3FileSystem(**storage_options))
+    empty = Demo(
+        f"s3://{BUCKET}/demo", world, "", storage_options, s3fs.S3FileSystem(**storage_options)
+    )
+    return _tour(s3_server, empty, "images")
 
 
-def test_demo_reads_every_catalog_entry_through_the_readers(demo_run):
+@pytest.fixture(scope="module")
+def tour_year1(s3_server, tour_images):
+    """The tour on to the year-1 chain."""
+    return _tour(s3_server, tour_images, "year1")
+
+
+@pytest.fixture(scope="module")
+def demo_run(s3_server, tour_year1):
+    """The whole tour (the year-2 chain last); ``output`` holds the three parts' output."""
+    return _tour(s3_server, tour_year1, "year2")
+
+
+def test_demo_reads_every_catalog_entry_through_the_readers(tour_images):
+    demo_run = tour_images
     output = demo_run.output
     for entry in ("environment", "ecopart_detailed", "ecopart_raw", "ecotaxa", "truth_fields"):
         assert f"[{entry}]" in output
     assert "Dask dashboard: http://127.0.0.1:" in output
+    assert "Stopped after images (--until images)" in output
     assert "12 file(s):" in output
     assert "variables: ['chl', 'deptho', 'mask', 'mlotst', 'o2', 'so', 'thetao', 'uo', 'vo']" in (
         output
@@ -92,14 +118,8 @@ def test_demo_reads_every_catalog_entry_through_the_readers(demo_run):
         assert summary["outputs"]["summary"] == f"{demo_run.url}/tables/{entry}/summary.json"
 
 
-def test_demo_keeps_the_world_local_and_prints_no_credentials(demo_run):
-    assert (demo_run.world / "world.json").exists()
-    assert not demo_run.exists("world")
-    assert f"oceanfields run {demo_run.url}/run.yaml" in demo_run.output
-    assert "testing" not in demo_run.output  # the dummy credentials of the environment
-
-
-def test_demo_raw_and_detailed_exports_give_the_same_particles(demo_run):
+def test_demo_raw_and_detailed_exports_give_the_same_particles(tour_images):
+    demo_run = tour_images
     keys = ["profile_id", "depth_m"]
     detailed = demo_run.parquet("tables/ecopart_detailed/particles.parquet")
     raw = demo_run.parquet("tables/ecopart_raw/particles.parquet")
@@ -109,7 +129,8 @@ def test_demo_raw_and_detailed_exports_give_the_same_particles(demo_run):
     pd.testing.assert_frame_equal(detailed, raw, check_exact=False, rtol=1e-9)
 
 
-def test_demo_objects_match_the_truth_of_the_world(demo_run):
+def test_demo_objects_match_the_truth_of_the_world(tour_images):
+    demo_run = tour_images
     objects = demo_run.parquet("tables/ecotaxa/objects.parquet")
     world = json.loads((demo_run.world / "world.json").read_text())
     assert len(objects) == world["counts"]["objects_written"] == world["counts"]["images"]
@@ -117,7 +138,39 @@ def test_demo_objects_match_the_truth_of_the_world(demo_run):
     assert objects["lat"].between(-90, 90).all()
 
 
-def test_demo_runs_the_year1_chain_and_prints_the_skill_table(demo_run):
+def test_without_torch_the_demo_keeps_the_types_and_year2_counts_the_human_labels(
+    tour_images, tmp_path, monkeypatch, capsys
+):
+    demo_run = tour_images
+    import sys
+
+    from pipeline.catalog import open_catalog, read_entry
+    from pipeline.cli.demo import demo_images, write_demo_year2_config
+    from pipeline.run.config import load_run_config
+
+    (tmp_path / "world").symlink_to(demo_run.world)
+    objects = read_entry(open_catalog("demo", root=str(demo_run.world)), "ecotaxa").accepted
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    for name in ("pipeline.images.training", "pipeline.images.model"):  # imported with torch
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    made = demo_images(str(tmp_path), objects, None)
+    assert made["labels"] is None
+    assert made["ari"] > 0.8
+    assert (tmp_path / "images" / "types" / "labels" / "part-0.parquet").exists()
+    assert not (tmp_path / "images" / "model").exists()
+    assert "needs the images extra" in capsys.readouterr().out
+    config = load_run_config(
+        write_demo_year2_config(str(tmp_path), str(demo_run.world), labels=None, quick=True)
+    )
+    assert config.inputs.labels is None
+    assert config.object_targets.labels == "annotated"
+    assert [layer.name for layer in config.targets.layers] == ["0-200m"]
+    assert config.split.n_folds == 3
+    assert config.train.baselines == ("climatology",)
+
+
+def test_demo_runs_the_year1_chain_and_prints_the_skill_table(tour_year1):
+    demo_run = tour_year1
     output = demo_run.output
     for name in (
         "targets.parquet",
@@ -173,6 +226,13 @@ def test_demo_runs_the_image_path_and_the_year2_chain(demo_run):
     assert (share > 0) <= (labels["label"] == "unassigned").any()
 
 
+def test_demo_keeps_the_world_local_and_prints_no_credentials(demo_run):
+    assert (demo_run.world / "world.json").exists()
+    assert not demo_run.exists("world")
+    assert f"oceanfields run {demo_run.url}/run.yaml" in demo_run.output
+    assert "testing" not in demo_run.output  # the dummy credentials of the environment
+
+
 def test_demo_reuses_an_existing_world_and_its_finished_work(demo_run):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ENDPOINT_URL", demo_run.storage_options["client_kwargs"]["endpoint_url"])
@@ -185,36 +245,6 @@ def test_demo_reuses_an_existing_world_and_its_finished_work(demo_run):
     assert "Images: already done in" in res.output
     for step in ("targets", "matchup", "train", "fields", "report"):
         assert f"[{step}] already done with these inputs; skipped." in res.output
-
-
-def test_without_torch_the_demo_keeps_the_types_and_year2_counts_the_human_labels(
-    demo_run, tmp_path, monkeypatch, capsys
-):
-    import sys
-
-    from pipeline.catalog import open_catalog, read_entry
-    from pipeline.cli.demo import demo_images, write_demo_year2_config
-    from pipeline.run.config import load_run_config
-
-    (tmp_path / "world").symlink_to(demo_run.world)
-    objects = read_entry(open_catalog("demo", root=str(demo_run.world)), "ecotaxa").accepted
-    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
-    for name in ("pipeline.images.training", "pipeline.images.model"):  # imported with torch
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    made = demo_images(str(tmp_path), objects, None)
-    assert made["labels"] is None
-    assert made["ari"] > 0.8
-    assert (tmp_path / "images" / "types" / "labels" / "part-0.parquet").exists()
-    assert not (tmp_path / "images" / "model").exists()
-    assert "needs the images extra" in capsys.readouterr().out
-    config = load_run_config(
-        write_demo_year2_config(str(tmp_path), str(demo_run.world), labels=None, quick=True)
-    )
-    assert config.inputs.labels is None
-    assert config.object_targets.labels == "annotated"
-    assert [layer.name for layer in config.targets.layers] == ["0-200m"]
-    assert config.split.n_folds == 3
-    assert config.train.baselines == ("climatology",)
 
 
 def test_demo_refuses_a_world_at_a_url_and_says_to_give_a_local_folder():

@@ -64,6 +64,9 @@ _world_kind_option = click.option(
     help=WORLD_KIND_HELP,
 )
 
+#: The parts of the demo's tour, in order (``demo --until``).
+TOUR_PARTS = ("tables", "images", "year1", "year2")
+
 #: Where ``demo`` keeps the demo world when OUT is a URL and ``--world`` is not given.
 URL_WORLD = "demo-world"
 
@@ -231,6 +234,14 @@ def _echo_environment(info: dict[str, Any], *, indent: str = "  ") -> None:
     help="A fast tour: 3 CV folds, at most 200 boosting rounds, the climatology "
     "baseline only (the run files say so).",
 )
+@click.option(
+    "--until",
+    type=click.Choice(TOUR_PARTS),
+    default=TOUR_PARTS[-1],
+    show_default=True,
+    help="Stop after this part of the tour (tables, images, the year-1 chain); the same "
+    "command without it goes on from there, reusing what is done.",
+)
 @click.option("--cluster", "cluster_file", default=None, help=CLUSTER_HELP)
 def demo(
     out: str,
@@ -244,6 +255,7 @@ def demo(
     world_kind: str,
     image_epochs: int,
     quick: bool,
+    until: str,
     cluster_file: str | None,
 ) -> None:
     """Run oceanfields end to end on the demo world (LocalCluster by default).
@@ -305,9 +317,15 @@ def demo(
                 _echo_environment(describe_environment(result))
             else:
                 click.echo(f"  {type(result).__name__}: {_short(result)}")
+        if until == "tables":
+            _echo_stopped(until)
+            return
         made = demo_images(
             out, read_entry(catalog, "ecotaxa").accepted, client, epochs=image_epochs, world=root
         )
+        if until == "images":
+            _echo_stopped(until)
+            return
         config_file = write_demo_run_config(
             out, root, types=made["types"], quick=quick, grid=grid_step
         )
@@ -317,6 +335,9 @@ def demo(
         )
         summary = run_with(client, load_run_config(config_file), None, None)
         echo_skill(summary.metrics)
+        if until == "year1":
+            _echo_stopped(until)
+            return
         year2_file = write_demo_year2_config(
             out, root, labels=made["labels"], quick=quick, grid=grid_step
         )
@@ -336,6 +357,13 @@ def demo(
         f"images/ (types, classifier, labels, consistency report), run/ and run-year2/ "
         f"(targets, matchup, model, metrics.json, fields.zarr, report/index.html).\n"
         f"Re-run a chain alone with: oceanfields run {config_file}"
+    )
+
+
+def _echo_stopped(until: str) -> None:
+    click.echo(
+        f"\nStopped after {until} (--until {until}); the same command without --until goes "
+        "on from there, reusing what is done."
     )
 
 
