@@ -29,7 +29,7 @@ def demo_run(tmp_path_factory: Any) -> Path:
 
     base = tmp_path_factory.mktemp("products")
     world = generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: product files, not skill (skill: test_run_skill.py)
         str(base / "world"),
         resolution=15.0,
         n_profiles=40,

@@ -33,7 +33,7 @@ ARGS = [
     "--image-epochs",
     "2",
     "--quick",
-    # TODO(issue 15): move to the realistic world with the new evaluation
+    # the simple world: the tour's mechanics; the realistic demo: test_demo_realistic.py
     "--world-kind",
     "simple",
 ]

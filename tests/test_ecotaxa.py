@@ -226,7 +226,7 @@ def test_real_uvp6_and_export_files_have_no_subsample_so_fraction_is_one(uvp6, h
 
 def test_demo_exports_carry_the_worlds_subsample_fraction(tmp_path):
     world = generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: export format, not skill
         str(tmp_path),
         resolution=30.0,
         n_profiles=4,

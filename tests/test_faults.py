@@ -71,7 +71,7 @@ def client(flaky_proxy):
 @pytest.fixture(scope="module")
 def run_doc(tmp_path_factory):
     world = generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: fault handling, not skill (skill: test_run_skill.py)
         str(tmp_path_factory.mktemp("faults") / "world"),
         resolution=6.0,
         n_profiles=60,

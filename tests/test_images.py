@@ -33,7 +33,7 @@ TRAIN = ImageTrainConfig(size=32, canvas_px=96, width=8, epochs=8, patience=8, t
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: image-path mechanics, not skill
         str(tmp_path_factory.mktemp("imgworld") / "world"),
         resolution=10.0,
         n_profiles=40,

@@ -37,7 +37,7 @@ def _next_kind(kind: str) -> str:
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("labels_world")
     world = generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: label bookkeeping, not skill (skill: test_run_skill.py)
         str(root / "world"),
         resolution=5.0,
         n_profiles=15,

@@ -30,7 +30,7 @@ from pipeline.sources.ecotaxa import read_ecotaxa
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("morphology_world")
     return generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: its kinds are drawn without hidden drivers
         str(root),
         resolution=5.0,
         n_profiles=24,

@@ -136,7 +136,7 @@ class TaskCounter(Callback):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: predictor mechanics, not skill
         str(tmp_path_factory.mktemp("world")),
         resolution=5.0,
         years=(2020, 2021),

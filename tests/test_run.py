@@ -38,7 +38,7 @@ def client():
 @pytest.fixture(scope="module")
 def small_world(tmp_path_factory):
     return generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: chain mechanics, not skill (skill: test_run_skill.py)
         str(tmp_path_factory.mktemp("small") / "world"),
         resolution=5.0,
         n_profiles=80,
@@ -181,7 +181,7 @@ def test_a_run_on_s3_writes_the_same_fields_as_a_local_run(
 @pytest.fixture(scope="module")
 def objects_world(tmp_path_factory):
     return generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: chain mechanics, not skill (skill: test_run_skill.py)
         str(tmp_path_factory.mktemp("objects") / "world"),
         resolution=5.0,
         n_profiles=120,

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # whole chains on demo worlds and clusters
 def run_file(tmp_path_factory):
     base = tmp_path_factory.mktemp("runcli")
     world = generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: the CLI's behaviour, not skill (test_run_skill.py)
         str(base / "world"),
         resolution=6.0,
         n_profiles=60,

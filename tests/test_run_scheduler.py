@@ -26,7 +26,7 @@ STEPS = ["targets", "matchup", "train", "fields"]
 @pytest.fixture(scope="module")
 def run_config(tmp_path_factory):
     world = generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: scheduling, not skill (skill: test_run_skill.py)
         str(tmp_path_factory.mktemp("schedworld") / "world"),
         resolution=6.0,
         n_profiles=60,

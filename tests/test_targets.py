@@ -183,7 +183,7 @@ def test_a_particles_table_without_counts_is_refused():
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
     return generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: its truth is Poisson-only, so targets check exactly
         str(root),
         resolution=10.0,
         n_profiles=24,

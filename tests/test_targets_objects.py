@@ -307,7 +307,7 @@ def test_object_targets_compute_on_a_process_cluster():
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo_objects")
     world = generate_demo_world(
-        # TODO(issue 15): move to the realistic world with the new evaluation
+        # the simple world: Poisson-only counts, recovered within their noise
         str(root),
         resolution=5.0,
         n_profiles=60,
