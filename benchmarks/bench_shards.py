@@ -10,7 +10,9 @@ For each model, side by side in one run (same model, device and batch size):
 - ``process``: :func:`pipeline.images.classify.classify_images` on the shard set in this
   process (dask's threads): one task per shard, members streamed from one open file,
   decoded (and described) in the thread pool, inference, parquet parts written;
-- ``cluster``: the same on a ``LocalCluster`` of ``--workers`` single-threaded processes.
+- ``cluster``: the same on a ``LocalCluster`` of ``--workers`` single-threaded processes;
+  ``cluster_1`` on a ``LocalCluster`` of one such process: ``scaling_over_one_worker``
+  (``cluster`` / ``cluster_1`` images/s) is how the workers scale on this machine.
 
 Models: ``compact`` (the compact CNN of ``bench_images.py``: width 16, one view, no head)
 and ``default`` (what ``images train`` makes for fewer than 200,000 images: width 32, 8
@@ -170,7 +172,7 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def bench_model(kind, args, tmp, blobs, labels, device, client) -> dict:
+def bench_model(kind, args, tmp, blobs, labels, device, client, client_1) -> dict:
     classes = sorted(HIERARCHY)
     model = make_model(kind, classes, blobs, labels)
     model_dir = str(tmp / f"model-{kind}")
@@ -213,10 +215,22 @@ def bench_model(kind, args, tmp, blobs, labels, device, client) -> dict:
         client,
     )
     loads["cluster"] = load()
+    cluster_1, t_c1, cpu_c1 = measured(
+        lambda: classify_images(
+            shards, model_dir, str(tmp / f"out-{kind}-c1"), config=config, client=client_1
+        ),
+        client_1,
+    )
+    loads["cluster_1"] = load()
     fwd.append(forward(1))
     fwd2.append(forward(args.workers))
     loads["forward_after"] = load()
-    assert process.images == cluster.images == n, (process.images, cluster.images, n)
+    assert process.images == cluster.images == cluster_1.images == n, (
+        process.images,
+        cluster.images,
+        cluster_1.images,
+        n,
+    )
     _, t_f, cpu_f = min(fwd, key=lambda m: m[1])
     _, t_f2, cpu_f2 = min(fwd2, key=lambda m: m[1])
     rate = {
@@ -224,12 +238,14 @@ def bench_model(kind, args, tmp, blobs, labels, device, client) -> dict:
         "forward_concurrent": n_fwd / t_f2,
         "process": n / t_p,
         "cluster": n / t_c,
+        "cluster_1": n / t_c1,
     }
     per_cpu = {
         "forward": n_fwd / cpu_f,
         "forward_concurrent": n_fwd / cpu_f2,
         "process": n / cpu_p,
         "cluster": n / cpu_c,
+        "cluster_1": n / cpu_c1,
     }
     fig.update(
         {
@@ -239,18 +255,26 @@ def bench_model(kind, args, tmp, blobs, labels, device, client) -> dict:
             "ratio_cluster_over_forward": rate["cluster"] / rate["forward"],
             "ratio_cluster_over_forward_concurrent": rate["cluster"] / rate["forward_concurrent"],
             "ratio_cluster_over_process": rate["cluster"] / rate["process"],
+            "scaling_over_one_worker": rate["cluster"] / rate["cluster_1"],
             "ratio_per_cpu_process_over_forward": per_cpu["process"] / per_cpu["forward"],
             "ratio_per_cpu_cluster_over_forward": per_cpu["cluster"] / per_cpu["forward"],
             "forward_runs_seconds": {
                 "one_stream": [m[1] for m in fwd],
                 "concurrent": [m[1] for m in fwd2],
             },
-            "seconds": {"forward": t_f, "forward_concurrent": t_f2, "process": t_p, "cluster": t_c},
+            "seconds": {
+                "forward": t_f,
+                "forward_concurrent": t_f2,
+                "process": t_p,
+                "cluster": t_c,
+                "cluster_1": t_c1,
+            },
             "cpu_seconds": {
                 "forward": cpu_f,
                 "forward_concurrent": cpu_f2,
                 "process": cpu_p,
                 "cluster_workers_and_client": cpu_c,
+                "cluster_1_worker_and_client": cpu_c1,
             },
             "load_average_1min": loads,
             "model": {
@@ -299,9 +323,15 @@ def main() -> None:
                 n_workers=args.workers, threads_per_worker=1, dashboard_address=None
             ) as cluster,
             distributed.Client(cluster, set_as_default=False) as client,
+            distributed.LocalCluster(
+                n_workers=1, threads_per_worker=1, dashboard_address=None
+            ) as cluster_1,
+            distributed.Client(cluster_1, set_as_default=False) as client_1,
         ):
             for kind in args.models.split(","):
-                results[kind] = bench_model(kind, args, tmp, blobs, labels, device, client)
+                results[kind] = bench_model(
+                    kind, args, tmp, blobs, labels, device, client, client_1
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report = {
