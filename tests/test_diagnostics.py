@@ -241,3 +241,27 @@ def test_cross_fold_coverage_holds_each_fold_out_of_its_own_calibration():
     out = cross_fold_coverage(wild, zeros, folds, layer, targets=["y"], by={"fold": folds})
     assert out["by"]["fold"]["0"]["mean"] < 0.5
     assert out["by"]["fold"]["1"]["mean"] > 0.85
+
+
+def test_coverage_counts_the_blocks_behind_each_class():
+    rng = np.random.default_rng(4)
+    n = 600
+    layer = np.where(np.arange(n) % 3 == 0, "deep", "shallow")
+    blocks = np.arange(n) // 50  # 12 blocks of 50 rows
+    basin = np.where(blocks < 2, "small sea", "ocean")  # 2 blocks against 10
+    resid = rng.normal(size=(n, 1))
+    out = cross_fold_coverage(
+        resid,
+        np.zeros_like(resid),
+        blocks % 4,
+        layer,
+        targets=["y"],
+        by={"basin": basin, "layer": layer},
+        units=blocks,
+    )
+    assert out["blocks"] == 12
+    assert out["by"]["basin"]["small sea"]["blocks"] == 2
+    assert out["by"]["basin"]["ocean"]["blocks"] == 10
+    assert out["by"]["layer"]["deep"]["blocks"] == 12
+    without = cross_fold_coverage(resid, np.zeros_like(resid), blocks % 4, layer, targets=["y"])
+    assert "blocks" not in without

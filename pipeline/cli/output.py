@@ -206,7 +206,12 @@ def echo_skill(metrics: dict[str, Any]) -> None:
         parts = []
         for by in ("layer", "basin"):
             groups = folds.get("by", {}).get(by, {})
-            shown = [f"{k} {v['mean']:.2f}" for k, v in groups.items() if not v.get("small")]
+            shown = [
+                f"{k} {v['mean']:.2f}"
+                + (f" ({v['blocks']} blocks)" if by == "basin" and "blocks" in v else "")
+                for k, v in groups.items()
+                if not v.get("small")
+            ]
             if shown:
                 parts.append(f"by {by} {', '.join(shown)}")
         click.echo(

@@ -159,6 +159,7 @@ def _intervals_html(metrics: Mapping[str, Any]) -> str:
                         by,
                         label,
                         str(g["n"]),
+                        str(g.get("blocks", "-")),
                         format_number(g["mean"]),
                         format_number(g["joint"]),
                         format_number(g["min_target"]) + (" (few rows)" if g.get("small") else ""),
@@ -171,9 +172,21 @@ def _intervals_html(metrics: Mapping[str, Any]) -> str:
         f"test rows covered {format_number(test['mean'])} (all targets at once "
         f"{format_number(test['joint'])}). Calibration (nominal → observed): {escape(curve)}. "
         "The test blocks are a few regions; the CV-fold rows (each fold's intervals "
-        "calibrated on the other folds only) span every block.</p>\n"
+        "calibrated on the other folds only) span every block. Errors are correlated "
+        "within a block, so a class's coverage is worth about as many independent checks "
+        "as it has blocks: a basin of 2 or 3 blocks can land well off the nominal by "
+        "chance.</p>\n"
         + html_table(
-            ["rows of", "by", "class", "rows", "coverage (mean over targets)", "joint", "worst"],
+            [
+                "rows of",
+                "by",
+                "class",
+                "rows",
+                "blocks",
+                "coverage (mean over targets)",
+                "joint",
+                "worst",
+            ],
             rows,
             "coverage",
         )

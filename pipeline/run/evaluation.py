@@ -296,6 +296,7 @@ def evaluate_fit(
             coverage=coverage,
             strata=cv_class,
             by={"layer": layer[cvr], "basin": basin[cvr], "distance": cv_class},
+            units=blocks[cvr],
         ),
     }
     if test.any():
@@ -312,7 +313,9 @@ def evaluate_fit(
         lo, hi = interval_bounds(
             pred_test, layer[test], quantiles, targets=targets, strata=test_class
         )
-        intervals["test"] = coverage_report(obs[test], lo, hi, targets=targets, by=by)
+        intervals["test"] = coverage_report(
+            obs[test], lo, hi, targets=targets, by=by, units=blocks[test]
+        )
         intervals["calibration"] = calibration_curve(
             obs[cvr],
             pred_cv,
