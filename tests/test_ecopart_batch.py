@@ -62,6 +62,8 @@ def exports(shared_data, tmp_path_factory):
     files["timed"] = write("timed", par["uvpappsampleT1"])
     files["moved"] = write("moved", _move_column(par[CLEAN[0]], "Sampled volume [L]"))
     files["header_only"] = write("header_only", par[CLEAN[0]].split(b"\r\n")[0] + b"\r\n")
+    head, rest = par[CLEAN[1]].split(b"\r\n", 1)  # empty lines after the header and at the end
+    files["blank_lines"] = write("blank_lines", head + b"\r\n\r\n" + rest + b"\r\n\n")
     files["utf8"] = write(  # the same header, "µ" in UTF-8: other header bytes
         "utf8", par[CLEAN[1]].decode("latin-1").encode("utf-8")
     )
@@ -114,7 +116,7 @@ def test_a_batch_with_dirty_files_gives_the_file_by_file_tables_and_quarantine(
 
 def test_files_with_other_headers_or_no_row_in_one_batch_are_read_at_once_in_file_order(exports):
     summary, files = exports
-    names = ["clean0", "moved", "clean1", "header_only", "utf8", "clean2", "clean3"]
+    names = ["clean0", "moved", "clean1", "header_only", "utf8", "clean2", "blank_lines"]
     res = _read(summary, files, names)
     assert _bulk_done(res) == [True] * len(names)  # three headers, three reads
     got = res.compute()

@@ -143,12 +143,20 @@ def _split_clean(i: int, data: bytes, encoding: str | None) -> tuple[bytes, str,
         if encoding is not None:
             return None
         enc = "latin-1"
-    n_lines = sum(1 for line in body.split(b"\n") if line.strip())
+    n_lines = _count_lines(body)
     if body.count(b"\t") != n_lines * head.count(b"\t"):
         return None  # a line with too few or too many fields
     if body and not body.endswith(b"\n"):
         body += b"\n"
     return head, enc, _Body(i, body, n_lines)
+
+
+def _count_lines(body: bytes) -> int:
+    """Count the lines that are not blank (in C when none is empty: the usual file)."""
+    if b"\n\n" in body or b"\n\r\n" in body or body.startswith((b"\n", b"\r\n")):
+        return sum(1 for line in body.split(b"\n") if line.strip())
+    # a blank line that is not empty counts here: too few tabs or no depth refuse its file
+    return body.count(b"\n") + (len(body) > 0 and not body.endswith(b"\n"))
 
 
 class _Layout(NamedTuple):
