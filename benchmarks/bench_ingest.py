@@ -144,7 +144,7 @@ def ingest(folder: str, kind: str, workers: int, out: str, *, restrict: list[str
         "rows_accepted": summary.rows_accepted,
         "particles_rows": summary.rows_accepted
         if kind == "detailed"
-        else int(pd.read_parquet(out, columns=["depth_m"]).shape[0]),
+        else int(pd.read_parquet(f"{out}/particles.parquet", columns=["depth_m"]).shape[0]),
         "files": summary.files,
         "tasks": summary.batches,
         "graph_keys": len(graph),

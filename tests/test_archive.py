@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from pipeline.cli.main import main
 from pipeline.errors import InputFormatError
-from pipeline.sources import ecopart_export, table
+from pipeline.sources import ecopart_clean, table
 from pipeline.sources.archive import ArchiveFile, list_files
 from pipeline.sources.ecopart import read_ecopart, read_par_export, read_par_raw
 
@@ -176,7 +176,7 @@ def test_read_ecopart_with_nothing_to_read_names_each_file_and_its_kind(shared_d
 
 
 def _without_fast_paths(monkeypatch):
-    monkeypatch.setattr(ecopart_export, "_FAST_PATHS", False)
+    monkeypatch.setattr(ecopart_clean, "_FAST_PATHS", False)
     monkeypatch.setattr(table, "_tokenize_fast", lambda *a, **k: None)
     monkeypatch.setattr(table, "_to_float_fast", lambda *a, **k: None)
 

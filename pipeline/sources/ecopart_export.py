@@ -1,22 +1,20 @@
 """EcoPart detailed and reduced PAR exports into the canonical particles table.
 
 The sub-step of the EcoPart reader (:mod:`pipeline.sources.ecopart`) for
-``*_PAR_<profile>.tsv`` and ``*_PAR_Aggregated.tsv`` files: :func:`particles_meta` (the
-table's columns for a class set, shared with the raw reader), class-set detection from
-the headers, and :func:`read_par_export` (concentrations x volume -> counts, with the
-time-organised and duplicate-bin checks). The choices made are listed in
-:mod:`pipeline.sources.ecopart`.
+``*_PAR_<profile>.tsv`` and ``*_PAR_Aggregated.tsv`` files: :func:`read_par_export`
+(concentrations x volume -> counts, with the time-organised and duplicate-bin checks) and
+its careful per-file parser. The table's columns and the class sets are in
+:mod:`pipeline.sources.ecopart_classes` (:func:`particles_meta` is also here); clean files,
+a batch at once, take the fast path of :mod:`pipeline.sources.ecopart_clean`. The choices
+made are listed in :mod:`pipeline.sources.ecopart`.
 """
 
 from __future__ import annotations
 
 import functools
-import io
-import itertools
 import logging
-import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +23,16 @@ from pipeline import sizeclasses
 from pipeline.errors import InputFormatError
 from pipeline.io import read_bytes
 from pipeline.sources.archive import ArchiveFile
+from pipeline.sources.ecopart_classes import (
+    _DEPTH,
+    _VOLUME,
+    SizeClasses,
+    _class_set,
+    _count_columns,
+    _round_counts,
+    particles_meta,
+)
+from pipeline.sources.ecopart_clean import _parse_clean_par_batch, _read_clean
 from pipeline.sources.ecopart_summary import (
     PAR_EXPORT,
     _flag_values,
@@ -36,7 +44,6 @@ from pipeline.sources.ecopart_summary import (
     _sort_files,
 )
 from pipeline.sources.table import (
-    MISSING_SENTINELS,
     QUARANTINE_META,
     FileResult,
     ReadResult,
@@ -51,65 +58,6 @@ __all__ = ["particles_meta", "read_par_export"]
 # One logger for the whole EcoPart reader: its name, "pipeline.sources.ecopart", is the
 # one callers filter on.
 logger = logging.getLogger(__name__)
-
-SizeClasses = Literal["detailed", "reduced"]
-
-_DEPTH = "Depth [m]"
-_VOLUME = "Sampled volume [L]"
-_ROUND_RTOL = 1e-6
-_FIX_REEXPORT = "re-export the file from EcoPart or fix the line"
-
-
-# ----------------------------------------------------------------------------- meta
-
-
-def particles_meta(size_classes: SizeClasses = "detailed") -> pd.DataFrame:
-    """Return the empty canonical particles table for a class set.
-
-    Parameters
-    ----------
-    size_classes : {"detailed", "reduced"}
-        45 detailed or 15 reduced EcoPart ESD classes.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``profile_id, lat, lon, time, depth_m, volume_l, cruise`` then one float64 count
-        column per class, in ascending order. ``cruise`` is the metadata summary's (or
-        the EcoPart project's where the summary has none; see :mod:`pipeline.sources.ecopart`).
-
-    Examples
-    --------
-    >>> meta = particles_meta("reduced")
-    >>> list(meta.columns[:7]), len(meta.columns), meta.columns[-1]
-    (['profile_id', 'lat', 'lon', 'time', 'depth_m', 'volume_l', 'cruise'], 22, 'n_16400_infum')
-    """
-    return _particles_meta(size_classes).copy()
-
-
-@functools.lru_cache(maxsize=4)
-def _particles_meta(size_classes: SizeClasses) -> pd.DataFrame:
-    edges = sizeclasses.edges_mm(size_classes)
-    columns: dict[str, pd.Series] = {
-        "profile_id": pd.Series([], dtype=str),
-        "lat": pd.Series([], dtype="float64"),
-        "lon": pd.Series([], dtype="float64"),
-        "time": pd.Series([], dtype="datetime64[ns, UTC]"),
-        "depth_m": pd.Series([], dtype="float64"),
-        "volume_l": pd.Series([], dtype="float64"),
-        "cruise": pd.Series([], dtype=str),
-    }
-    for lo, hi in itertools.pairwise(edges):
-        columns[sizeclasses.class_column(lo, hi)] = pd.Series([], dtype="float64")
-    return pd.DataFrame(columns)
-
-
-#: The columns of the particles table before the counts.
-_LEAD_COLUMNS = ("profile_id", "lat", "lon", "time", "depth_m", "volume_l", "cruise")
-
-
-def _count_columns(size_classes: SizeClasses) -> list[str]:
-    return list(_particles_meta(size_classes).columns[len(_LEAD_COLUMNS) :])
 
 
 # ----------------------------------------------------------------------- PAR exports
@@ -191,16 +139,18 @@ def read_par_export(
         raise InputFormatError(
             f"size_classes={size_classes!r} is not a class set; valid: 'detailed', 'reduced'."
         )
-    parse = functools.partial(
-        _parse_par_export,
-        size_classes=size_classes,
-        storage_options=dict(storage_options) if storage_options else None,
-        encoding=encoding,
-    )
+    options = {
+        "size_classes": size_classes,
+        "storage_options": dict(storage_options) if storage_options else None,
+        "encoding": encoding,
+    }
+    parse = functools.partial(_parse_par_export, **options)
+    # clean files: a batch at once (ecopart_clean); the others, and those, file by file
+    bulk = functools.partial(_parse_clean_par_batch, **options)
     # the summary: one copy in the graph, whatever the number of batches
     shared = {"summary": summary, "bad_profiles": bad, "summary_url": summary_url}
     meta = particles_meta(size_classes)
-    result = read_many(files, parse, meta, batch_bytes=batch_bytes, shared=shared)
+    result = read_many(files, parse, meta, batch_bytes=batch_bytes, shared=shared, parse_bulk=bulk)
     result.inventory = _mark_used(inventory, summary_url)
     return result
 
@@ -208,32 +158,6 @@ def read_par_export(
 def _kinds(inventory: pd.DataFrame) -> str:
     counts = inventory["kind"].value_counts()
     return ", ".join(f"{n} {k}" for k, n in counts.items()) or "none"
-
-
-def _class_set(header: Sequence[str]) -> tuple[SizeClasses | None, dict[str, int]]:
-    """Detect the class set from count-concentration headers: (kind, column -> index)."""
-    kind, index = _class_set_cached(tuple(header))
-    return kind, dict(index)
-
-
-@functools.lru_cache(maxsize=64)
-def _class_set_cached(header: tuple[str, ...]) -> tuple[SizeClasses | None, dict[str, int]]:
-    # "Âµ": a UTF-8 "µ" decoded as latin-1 (a UTF-8 file with one stray latin-1 byte).
-    found = [(h, sizeclasses.parse_export_label(h.replace("Âµ", "µ"))) for h in header]
-    found = [(h, edges) for h, edges in found if edges is not None]
-    for kind in ("detailed", "reduced"):
-        edges = sizeclasses.edges_mm(kind)
-        index: dict[str, int] = {}
-        for h, (lo, hi) in found:
-            i = int(np.argmin(np.abs(edges[:-1] - lo)))
-            hi_ok = (math.isinf(hi) and math.isinf(edges[i + 1])) or math.isclose(
-                hi, edges[i + 1], rel_tol=1e-6
-            )
-            if math.isclose(lo, edges[i], rel_tol=1e-6) and hi_ok:
-                index[h] = i
-        if len(index) == len(found) == len(edges) - 1:
-            return kind, index  # type: ignore[return-value]
-    return None, {}
 
 
 def _sniff_size_classes(
@@ -268,9 +192,11 @@ def _parse_par_export(
 ) -> FileResult:
     """Parse one detailed/reduced PAR export file (module level: picklable)."""
     data = read_bytes(url, storage_options=storage_options)
-    fast = _parse_clean_par_export(data, url, summary, size_classes, encoding)
-    if fast is not None:
-        return fast
+    fast = _read_clean([data], summary, size_classes, encoding)
+    if fast.done[0]:
+        return FileResult(
+            url, fast.accepted, QUARANTINE_META.iloc[:0], rows_read=len(fast.accepted)
+        )
     raw = tokenize(data, url, encoding=encoding)
     kind, class_index = _class_set(raw.header)
     if kind is None:
@@ -327,9 +253,7 @@ def _parse_par_export(
         _flag_values(check, conc < 0, cells, col, "negative concentration {v!r}", profile)
         counts[:, i] = conc
     counts *= volume[:, None]
-    rounded = np.round(counts)
-    close = np.abs(counts - rounded) <= _ROUND_RTOL * np.maximum(np.abs(rounded), 1e-3)
-    counts = np.where(close, rounded, counts)
+    _round_counts(counts)
 
     bins = sizeclasses.depth_bin_centre(depth)
     _flag_duplicates(check, cells, profile, bins, _DEPTH, "depth bin")
@@ -352,122 +276,6 @@ def _parse_par_export(
         "%s: %d row(s) accepted, %d quarantined", url, len(res.accepted), len(res.quarantine)
     )
     return res
-
-
-def _parse_clean_par_export(
-    data: bytes,
-    url: str,
-    summary: pd.DataFrame,
-    size_classes: SizeClasses,
-    encoding: str | None,
-) -> FileResult | None:
-    """Read a clean PAR export with pandas' C parser; None when any row needs checking.
-
-    Clean: every line has the header's fields, depth, volume and the class columns are
-    plain numbers (no missing code, no decimal comma), every profile is in the summary and
-    depth-organised, depths are 5 m bin centres, volumes > 0, no concentration < 0, no
-    duplicate (profile, bin). Such a file gives exactly the table of the careful path
-    (which every other file takes, to quarantine what is wrong), in a tenth of the time.
-    """
-    if not _FAST_PATHS or b'"' in data:
-        return None
-    try:
-        text = data.decode(encoding or "utf-8")
-    except UnicodeDecodeError:
-        if encoding is not None:
-            return None
-        encoding = "latin-1"
-        text = data.decode(encoding)
-    except LookupError:
-        return None
-    end = text.find("\n")
-    header = [h.strip() for h in text[: end if end >= 0 else None].rstrip("\r").split("\t")]
-    kind, class_index = _class_set(header)
-    profile_col = next((c for c in ("Profile", "profile") if c in header), None)
-    if kind != size_classes or profile_col is None or _DEPTH not in header or _VOLUME not in header:
-        return None
-    if len(set(header)) != len(header):
-        return None
-    n_lines = sum(1 for line in text.split("\n")[1:] if line.strip())
-    n_tabs = text.count("\t")
-    if n_tabs != (n_lines + 1) * (len(header) - 1):
-        return None  # a line with too few or too many fields
-    numeric_cols = [_DEPTH, _VOLUME, *class_index]
-    try:
-        numeric = pd.read_csv(
-            io.BytesIO(data),
-            encoding=encoding or "utf-8",
-            sep="\t",
-            header=0,
-            names=header,
-            usecols=numeric_cols,
-            dtype="float64",
-            keep_default_na=False,
-            na_values=[""],
-            engine="c",
-        )
-    except (pd.errors.ParserError, ValueError):
-        return None  # text in a number column: the careful path quarantines it
-    if len(numeric) != n_lines:
-        return None
-    block = numeric.to_numpy(dtype="float64")
-    where = {c: i for i, c in enumerate(numeric.columns)}
-    depth, volume = block[:, where[_DEPTH]], block[:, where[_VOLUME]]
-    concs = block[:, [where[c] for c in class_index]]
-    if np.isin(block, _SENTINEL_VALUES).any() or np.isnan(depth).any() or np.isnan(volume).any():
-        return None
-    at = header.index(profile_col)
-    profile = np.array(
-        [line.split("\t", at + 1)[at].strip() for line in text.split("\n")[1:] if line.strip()],
-        dtype=object,
-    )
-    names, inverse = np.unique(profile, return_inverse=True)
-    found = summary.index.get_indexer(names)
-    if (found < 0).any():
-        return None
-    rows = found[inverse]
-    declared = summary["organized_by_depth"].to_numpy(dtype=object)[found]
-    if any(d is False or d is np.False_ for d in declared):
-        return None  # time-organised
-    bins = sizeclasses.depth_bin_centre(depth)
-    if (
-        (depth < 0).any()
-        or (np.abs(depth - bins) > 1e-6).any()
-        or (volume <= 0).any()
-        or (concs < 0).any()
-        or _has_duplicates(profile, bins)
-    ):
-        return None
-    count_names = _count_columns(size_classes)
-    out = np.full((n_lines, 4 + len(count_names)), np.nan)
-    counts = out[:, 4:]
-    counts[:, list(class_index.values())] = concs * volume[:, None]
-    rounded = np.round(counts)
-    close = np.abs(counts - rounded) <= _ROUND_RTOL * np.maximum(np.abs(rounded), 1e-3)
-    np.copyto(counts, rounded, where=close)
-    out[:, 0] = summary["lat"].to_numpy()[rows]
-    out[:, 1] = summary["lon"].to_numpy()[rows]
-    out[:, 2] = depth
-    out[:, 3] = volume
-    table = pd.DataFrame(out, columns=["lat", "lon", "depth_m", "volume_l", *count_names])
-    # appended last: the batch puts every column in its place once (conform)
-    table["profile_id"] = pd.array(profile, dtype=_PROFILE_DTYPE)
-    table["time"] = summary["time"].array.take(rows)
-    cruise = _particles_cruise(summary).to_numpy()[rows]
-    table["cruise"] = pd.array(cruise, dtype=_PROFILE_DTYPE)
-    return FileResult(url, table, QUARANTINE_META.iloc[:0], rows_read=n_lines)
-
-
-def _has_duplicates(profile: np.ndarray, bins: np.ndarray) -> bool:
-    if len(profile) and (profile == profile[0]).all():  # one profile per file: the usual
-        return len(np.unique(bins)) != len(bins)
-    return bool(pd.DataFrame({"p": profile, "b": bins}).duplicated().any())
-
-
-#: Clean files take a fast path (tests switch it off to compare with the careful one).
-_FAST_PATHS = True
-_SENTINEL_VALUES = [float(m) for m in MISSING_SENTINELS]
-_PROFILE_DTYPE = pd.Series([], dtype=str).dtype
 
 
 def _flag_time_organised(

@@ -22,13 +22,8 @@ from pipeline import sizeclasses
 from pipeline.errors import InputFormatError
 from pipeline.io import read_bytes
 from pipeline.sources.archive import ArchiveFile
-from pipeline.sources.ecopart_export import (
-    SizeClasses,
-    _count_columns,
-    _flag_duplicates,
-    _kinds,
-    particles_meta,
-)
+from pipeline.sources.ecopart_classes import SizeClasses, _count_columns, particles_meta
+from pipeline.sources.ecopart_export import _flag_duplicates, _kinds
 from pipeline.sources.ecopart_summary import (
     PAR_RAW,
     _basename,

@@ -17,11 +17,15 @@ Every tabular reader (EcoPart, EcoTaxa) follows the same three steps per file:
 :class:`ReadResult`: :func:`plan_batches` cuts the files into batches of about
 :data:`BATCH_BYTES` of input (at least :data:`FILES_PER_TASK` files each while the bytes
 allow), and one dask task parses a batch, so the graph grows with bytes, not with files
-or rows. What every file of a read needs (the metadata summary of an EcoPart export) is
-passed as ``shared`` keyword arguments: one key of the graph that every batch task
-depends on (:func:`batch_tasks`), not a copy per batch (at 3,000 files a copy per batch
-made a 1.2 MB graph). A file that cannot be read at all (missing, truncated archive,
-empty) becomes one quarantine row with ``line = 0``; it never stops the other files.
+or rows. A reader may also pass a *bulk* parser: it reads the files of a batch that it
+can at once (clean files, every row accepted: one ``pd.read_csv`` for the batch instead
+of one per file, see :class:`BulkResult`) and leaves the others to the per-file parser, so
+the tables are the same as file by file. What every file of a read needs (the metadata
+summary of an EcoPart export) is passed as ``shared`` keyword arguments: one key of the
+graph that every batch task depends on (:func:`batch_tasks`), not a copy per batch (at
+3,000 files a copy per batch made a 1.2 MB graph). A file that cannot be read at all
+(missing, truncated archive, empty) becomes one quarantine row with ``line = 0``; it never
+stops the other files.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -54,6 +59,7 @@ __all__ = [
     "QUARANTINE_META",
     "STATS_META",
     "Batch",
+    "BulkResult",
     "FileResult",
     "RawTable",
     "ReadResult",
@@ -212,16 +218,29 @@ class FileResult:
     @property
     def stats(self) -> pd.DataFrame:
         """One-row frame of ``STATS_META`` columns for this file."""
-        n_q = int((self.quarantine["line"] > 0).sum()) if len(self.quarantine) else 0
-        n_ok = len(self.accepted) if self.rows_accepted is None else self.rows_accepted
-        return pd.DataFrame(
-            {
-                "file": [self.url],
-                "rows_read": [self.rows_read],
-                "rows_accepted": [n_ok],
-                "rows_quarantined": [n_q],
-            }
-        ).astype(STATS_META.dtypes.to_dict())
+        return _stats_frame([_stats_row(self)])
+
+
+@dataclass
+class BulkResult:
+    """What a bulk parser made of the files of a batch: those read at once, all accepted.
+
+    Attributes
+    ----------
+    done : numpy.ndarray of bool
+        One value per file of the batch: its rows are in ``accepted``, every row it has
+        accepted and none quarantined. The other files are parsed one by one.
+    accepted : pandas.DataFrame
+        The rows of the ``done`` files, file after file in the batch's order (the
+        per-file parser's columns, in any order; the batch conforms them once).
+    rows_read : numpy.ndarray of int64
+        One value per file: its data rows (the rows it has in ``accepted``); 0 where not
+        done.
+    """
+
+    done: np.ndarray
+    accepted: pd.DataFrame
+    rows_read: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -246,6 +265,9 @@ class Batch:
     shared : mapping, optional
         Keyword arguments of ``parse_one`` that all the batches of a read share (one
         object, by identity): a graph holds them once (:func:`batch_tasks`).
+    parse_bulk : callable, optional
+        ``parse_bulk(urls, **shared) -> BulkResult`` (picklable): reads the files it can
+        at once; ``parse_one`` parses the others.
     """
 
     name: str
@@ -254,6 +276,7 @@ class Batch:
     meta: pd.DataFrame
     continues: bool = False
     shared: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    parse_bulk: Callable[..., BulkResult] | None = None
 
     def read(
         self, shared: Mapping[str, Any] | None = None
@@ -265,7 +288,10 @@ class Batch:
         """
         kw = self.shared if shared is None else shared
         parse = functools.partial(self.parse_one, **kw) if kw else self.parse_one
-        return _parse_batch(parse, self.urls, self.meta)
+        bulk = self.parse_bulk
+        if bulk is not None and kw:
+            bulk = functools.partial(bulk, **kw)
+        return _parse_batch(parse, self.urls, self.meta, parse_bulk=bulk)
 
     def renamed(self, index: int) -> Batch:
         """Return the same batch at another position (batches of several reads joined)."""
@@ -925,6 +951,7 @@ def read_many(
     files_per_task: int | None = None,
     batch_bytes: int | None = None,
     shared: Mapping[str, Any] | None = None,
+    parse_bulk: Callable[..., BulkResult] | None = None,
 ) -> ReadResult:
     """Map a per-file parser lazily over many files, a batch of files per task.
 
@@ -947,6 +974,10 @@ def read_many(
         Keyword arguments of ``parse_one`` that every file needs and that are big (a
         metadata table): ``parse_one(url, **shared)``. The graph holds them once, not
         once per batch (:func:`batch_tasks`); they are part of the batches' names.
+    parse_bulk : callable, optional
+        ``parse_bulk(urls, **shared) -> BulkResult``: reads the files of a batch that it
+        can at once (their rows must be the ones ``parse_one`` accepts, none quarantined);
+        ``parse_one`` parses the others. Picklable, like ``parse_one``.
 
     Returns
     -------
@@ -983,7 +1014,7 @@ def read_many(
         len(batches),
     )
     shared = dict(shared) if shared else None
-    token = dask.base.tokenize(parse_one, meta, shared)
+    token = dask.base.tokenize(parse_one, meta, shared, parse_bulk)
     jobs = [
         Batch(
             name=f"{i:05d}-" + dask.base.tokenize(token, [(f.url, f.size) for f in b])[:16],
@@ -991,6 +1022,7 @@ def read_many(
             parse_one=parse_one,
             meta=meta,
             shared=shared,
+            parse_bulk=parse_bulk,
         )
         for i, b in enumerate(batches)
     ]
@@ -1035,25 +1067,49 @@ def _human_bytes(n: float) -> str:
 
 
 def _parse_batch(
-    parse_one: Callable[[str], FileResult], urls: Sequence[str], meta: pd.DataFrame
+    parse_one: Callable[[str], FileResult],
+    urls: Sequence[str],
+    meta: pd.DataFrame,
+    *,
+    parse_bulk: Callable[[Sequence[str]], BulkResult] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    results = [_safe_parse(parse_one, url, meta) for url in urls]
-    frames = [r.accepted for r in results if len(r.accepted)]
+    if parse_bulk is not None:
+        bulk = parse_bulk(urls)
+    else:
+        none = np.zeros(len(urls), dtype=bool)
+        bulk = BulkResult(none, meta.iloc[:0], none.astype("int64"))
+    results = [
+        None if ok else _safe_parse(parse_one, url, meta)
+        for url, ok in zip(urls, bulk.done, strict=True)
+    ]
+    ends = np.cumsum(np.where(bulk.done, bulk.rows_read, 0))  # bulk rows up to each file
+    frames: list[pd.DataFrame] = []
+    for ok, group in itertools.groupby(range(len(urls)), key=lambda i: bool(bulk.done[i])):
+        run = list(group)
+        if not ok:
+            frames += [results[i].accepted for i in run]
+            continue
+        start, stop = int(ends[run[0]] - bulk.rows_read[run[0]]), int(ends[run[-1]])
+        whole = start == 0 and stop == len(bulk.accepted)
+        frames.append(bulk.accepted if whole else bulk.accepted.iloc[start:stop])
+    frames = [f for f in frames if len(f)]
     accepted = conform(pd.concat(frames, ignore_index=True) if frames else meta.iloc[:0], meta)
-    quarantined = [r.quarantine for r in results if len(r.quarantine)]
+    quarantined = [r.quarantine for r in results if r is not None and len(r.quarantine)]
     quarantine = (
         pd.concat(quarantined, ignore_index=True) if quarantined else QUARANTINE_META.copy()
     )
-    stats = pd.DataFrame(
-        [
-            (
-                r.url,
-                r.rows_read,
-                len(r.accepted) if r.rows_accepted is None else r.rows_accepted,
-                int((r.quarantine["line"] > 0).sum()) if len(r.quarantine) else 0,
-            )
-            for r in results
-        ],
-        columns=list(STATS_META.columns),
-    ).astype(STATS_META.dtypes.to_dict())
-    return accepted, quarantine, stats
+    rows = [
+        (url, int(n), int(n), 0) if r is None else _stats_row(r)
+        for url, r, n in zip(urls, results, bulk.rows_read, strict=True)
+    ]
+    return accepted, quarantine, _stats_frame(rows)
+
+
+def _stats_row(r: FileResult) -> tuple[str, int, int, int]:
+    n_q = int((r.quarantine["line"] > 0).sum()) if len(r.quarantine) else 0
+    return r.url, r.rows_read, len(r.accepted) if r.rows_accepted is None else r.rows_accepted, n_q
+
+
+def _stats_frame(rows: list[tuple[str, int, int, int]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(STATS_META.columns))
+    return frame.astype(STATS_META.dtypes.to_dict())
