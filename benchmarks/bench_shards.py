@@ -62,7 +62,8 @@ from pipeline.images.model import (
     resolve_device,
     save_model_dir,
 )
-from pipeline.images.shards import open_shards, shard_bytes
+from pipeline.images.shard_pack import shard_bytes
+from pipeline.images.shards import open_shards
 
 
 def draw_vignettes(n: int, seed: int = 0) -> tuple[list[bytes], list[str]]:

@@ -259,7 +259,7 @@ def shard_command(source: str, out: str, per_shard: int, statuses: str | None) -
     classify OUT MODEL_DIR --out ...'.
     """
     from pipeline.images.dataset import image_table
-    from pipeline.images.shards import write_shards
+    from pipeline.images.shard_pack import write_shards
 
     chosen = [s for s in statuses.split(",") if s] if statuses else None
     table = image_table(_objects(source), statuses=chosen)

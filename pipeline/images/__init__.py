@@ -7,7 +7,9 @@
   directories, training;
 - :mod:`~pipeline.images.classify`: batched, resumable classification and embedding on
   the cluster;
-- :mod:`~pipeline.images.shards`: tar shards of vignettes (packing, one task per shard);
+- :mod:`~pipeline.images.shards` and :mod:`~pipeline.images.shard_pack`: tar shards of
+  vignettes (reading, one task per shard; packing);
+- :mod:`~pipeline.images.outputs`: the labels, embeddings and handcrafted-feature tables;
 - :mod:`~pipeline.images.heads`: light heads on stored embeddings, refitted in seconds;
 - :mod:`~pipeline.images.abstention`: per-class thresholds, ``unassigned`` labels;
 - :mod:`~pipeline.images.recipe`: training settings chosen from the data;
@@ -111,7 +113,8 @@ from pipeline.images.qc import (
     write_qc_report,
 )
 from pipeline.images.recipe import choose_settings, longer_sides
-from pipeline.images.shards import ShardSet, iter_shard, open_shards, write_shards
+from pipeline.images.shard_pack import write_shards
+from pipeline.images.shards import ShardSet, iter_shard, open_shards
 
 __all__ = [
     "DEFAULT_FEATURES",

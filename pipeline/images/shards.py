@@ -14,9 +14,9 @@ any fsspec URL) of plain tar files, webdataset-like:
   reason``) and a fingerprint of the packed table, written last (a set with it is
   complete: packing again does nothing).
 
-:func:`write_shards` packs any image table (:func:`pipeline.images.dataset.image_table`:
-an EcoTaxa export, an objects parquet, a class-folder tree) without decoding: the bytes
-are copied, so a corrupt image is quarantined when it is classified, as from the folder.
+:func:`~pipeline.images.shard_pack.write_shards` packs any image table without decoding
+(:mod:`pipeline.images.shard_pack`): the bytes are copied, so a corrupt image is
+quarantined when it is classified, as from the folder.
 :func:`open_shards` lists a set (a folder, a glob, one ``.tar``) as a :class:`ShardSet`,
 which :func:`pipeline.images.classify.classify_images` and ``embed_images`` take in place
 of a table: **one task per shard**, which streams its members from one open file
@@ -41,34 +41,29 @@ import math
 import os
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import dask
 import fsspec
 import numpy as np
 import pandas as pd
 
-from pipeline.config import check_count
-from pipeline.errors import InputFormatError, StoreMismatchError
-from pipeline.images.dataset import IMAGE_SUFFIXES, PreparedImages, Preprocess, prepare_bytes
+from pipeline.errors import InputFormatError
+from pipeline.images.dataset import PreparedImages, Preprocess, prepare_bytes
 from pipeline.images.handcrafted import FEATURE_NAMES, handcrafted_features
-from pipeline.io import OutputStore, as_store, chain_options, read_bytes
+from pipeline.io import chain_options
 
 __all__ = [
     "SHARD_FORMAT",
     "ImageBatch",
     "ShardEntry",
     "ShardSet",
-    "ShardsWritten",
     "is_shard_source",
     "iter_shard",
     "open_shards",
     "shard_batches",
-    "shard_bytes",
-    "write_shards",
 ]
 
 logger = logging.getLogger(__name__)
@@ -145,230 +140,6 @@ class ShardSet:
     def __len__(self) -> int:
         """Return the number of shards."""
         return len(self.urls)
-
-
-@dataclass
-class ShardsWritten:
-    """What :func:`write_shards` did.
-
-    Attributes
-    ----------
-    out : str
-    shards : int
-    images : int
-        Images packed.
-    quarantine : pandas.DataFrame
-        ``object_id, image, reason`` of the images that could not be read.
-    skipped : bool
-        The set was already complete (nothing written).
-    """
-
-    out: str
-    shards: int
-    images: int
-    quarantine: pd.DataFrame
-    skipped: bool = False
-
-
-def _suffix(url: str) -> str:
-    """Image suffix of a URL (the member's), ``.png`` when it has none it knows."""
-    ext = posixpath.splitext(url.split("::", 1)[0])[1].lower()
-    return ext if ext in IMAGE_SUFFIXES else ".png"
-
-
-def _meta(value: Any) -> Any:
-    """Return a JSON-safe value (NaN becomes null)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def shard_bytes(records: Iterable[tuple[str, str, bytes, Mapping[str, Any]]]) -> bytes:
-    """One tar shard of ``(key, suffix, image bytes, meta)`` records (module docstring).
-
-    Parameters
-    ----------
-    records : iterable of (str, str, bytes, mapping)
-        ``key`` (no ``/`` nor ``.``), image suffix (``.png``), the image file's bytes and
-        its metadata (``object_id``, ``category``, ``status``, ``pixel_size_um``).
-
-    Returns
-    -------
-    bytes
-        The tar file (members dated 0, so equal records give equal shards).
-
-    Examples
-    --------
-    >>> raw = shard_bytes([("000000", ".png", b"img", {"object_id": "a"})])
-    >>> [(e.key, e.object_id, e.data) for e in iter_shard(raw)]
-    [('000000', 'a', b'img')]
-    """
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for key, suffix, data, meta in records:
-            doc = json.dumps({k: _meta(v) for k, v in meta.items()}).encode()
-            for name, blob in ((f"{key}{suffix}", data), (f"{key}.json", doc)):
-                info = tarfile.TarInfo(name)
-                info.size, info.mode = len(blob), 0o644
-                tar.addfile(info, io.BytesIO(blob))
-    return buf.getvalue()
-
-
-def _read_record(
-    i: int, row: Mapping[str, Any], storage_options: Mapping[str, Any] | None
-) -> tuple[str, str, bytes, dict[str, Any]] | str:
-    """Return the shard record of a table row, or why its image cannot be read."""
-    try:
-        data = read_bytes(str(row["image"]), storage_options=storage_options)
-    except InputFormatError as err:
-        return str(err)
-    meta = {k: row[k] for k in ("object_id", "category", "status", "pixel_size_um") if k in row}
-    return f"{i:08d}", _suffix(str(row["image"])), data, meta
-
-
-def _write_shard(
-    rows: pd.DataFrame,
-    start: int,
-    store: OutputStore,
-    name: str,
-    storage_options: Mapping[str, Any] | None,
-    threads: int,
-) -> tuple[int, list[tuple[str, str, str]]]:
-    """Pack one shard of table rows (numbered from ``start``); return count and quarantine."""
-    records = rows.to_dict("records")
-    with ThreadPoolExecutor(threads) as pool:
-        read = list(
-            pool.map(
-                lambda i: _read_record(start + i, records[i], storage_options), range(len(rows))
-            )
-        )
-    good = [r for r in read if not isinstance(r, str)]
-    bad = [
-        (str(records[i]["object_id"]), str(records[i]["image"]), r)
-        for i, r in enumerate(read)
-        if isinstance(r, str)
-    ]
-    store.write_bytes(name, shard_bytes(good))
-    return len(good), bad
-
-
-def _table_fingerprint(table: pd.DataFrame) -> str:
-    text = "\n".join(table["object_id"].astype(str) + "\t" + table["image"].astype(str))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def write_shards(
-    table: pd.DataFrame,
-    out: str | OutputStore,
-    *,
-    per_shard: int = 5000,
-    threads: int = 8,
-    storage_options: Mapping[str, Any] | None = None,
-) -> ShardsWritten:
-    """Pack the images of a table into tar shards of ``per_shard`` vignettes (no decoding).
-
-    One dask task per shard (on the current scheduler: a client's cluster when one is
-    active, else threads) reads its images in a pool of ``threads`` and writes the shard
-    whole (:class:`~pipeline.io.OutputStore`); ``shards.json`` is written last.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        ``object_id``, ``image`` (URL) and optionally ``category``, ``status``,
-        ``pixel_size_um`` (:func:`pipeline.images.dataset.image_table`).
-    out : str or OutputStore
-        Folder of the shards (local path or fsspec URL).
-    per_shard : int
-        Vignettes per shard (1,000 to 10,000 keeps tasks long and objects few).
-    threads : int
-        Image-reading threads per task.
-    storage_options : mapping, optional
-        fsspec options of the images and of ``out``.
-
-    Returns
-    -------
-    ShardsWritten
-
-    Raises
-    ------
-    StoreMismatchError
-        ``out`` holds the shards of another table.
-
-    See Also
-    --------
-    open_shards : list a shard set for classification.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> root = tempfile.mkdtemp()
-    >>> png = os.path.join(root, "a.png"); _ = open(png, "wb").write(b"not decoded here")
-    >>> table = pd.DataFrame({"object_id": ["a", "b"], "image": [png, root + "/gone.png"]})
-    >>> res = write_shards(table, root + "/shards", per_shard=1)
-    >>> res.shards, res.images, res.quarantine["object_id"].tolist()
-    (2, 1, ['b'])
-    >>> again = write_shards(table, root + "/shards", per_shard=1)  # complete: nothing to do
-    >>> again.skipped, again.quarantine["reason"].str.contains("gone.png").tolist()
-    (True, [True])
-    """
-    check_count("images.shard.per_shard", per_shard, 1)
-    check_count("images.shard.threads", threads, 1)
-    missing = {"object_id", "image"} - set(table.columns)
-    if missing:
-        raise InputFormatError(
-            f"write_shards: the table has no column(s) {sorted(missing)}; found "
-            f"{list(table.columns)[:20]}. Pass an image table (image_table(source))."
-        )
-    store = as_store(out, storage_options=storage_options)
-    fingerprint = _table_fingerprint(table)
-    if store.exists(_INDEX):
-        index = store.read_json(_INDEX)
-        if index.get("table") != fingerprint or index.get("per_shard") != per_shard:
-            raise StoreMismatchError(
-                f"{store.url}: holds the shards of another table or shard size (table "
-                f"{index.get('table')!r} != {fingerprint!r} or per_shard "
-                f"{index.get('per_shard')!r} != {per_shard}); write into a new folder."
-            )
-        logger.info("write_shards: %s is complete; nothing to do", store.url)
-        n_images = sum(s["images"] for s in index["shards"])
-        quarantine = store.read_parquet("quarantine.parquet")
-        return ShardsWritten(store.url, len(index["shards"]), n_images, quarantine, skipped=True)
-    rows = table.reset_index(drop=True)
-    names = [f"shard-{j:05d}.tar" for j in range(max(1, math.ceil(len(rows) / per_shard)))]
-    logger.info("write_shards: %d images into %d shards of %d", len(rows), len(names), per_shard)
-    task = dask.delayed(_write_shard, pure=False)
-    done = dask.compute(
-        *[
-            task(
-                rows.iloc[j * per_shard : (j + 1) * per_shard],
-                j * per_shard,
-                store,
-                name,
-                storage_options,
-                threads,
-            )
-            for j, name in enumerate(names)
-        ]
-    )
-    quarantine = pd.DataFrame(
-        [b for _, q in done for b in q], columns=["object_id", "image", "reason"]
-    )
-    index = {
-        "format": SHARD_FORMAT,
-        "table": fingerprint,
-        "per_shard": per_shard,
-        "images": sum(n for n, _ in done),
-        "quarantined": len(quarantine),
-        "shards": [{"name": n, "images": c} for n, (c, _) in zip(names, done, strict=True)],
-    }
-    store.write_parquet("quarantine.parquet", quarantine)
-    store.write_json(_INDEX, index, indent=1, newline=False)  # last: the set is complete
-    logger.info(
-        "write_shards: %d images packed, %d unreadable (quarantine.parquet)",
-        index["images"],
-        len(quarantine),
-    )
-    return ShardsWritten(store.url, len(names), index["images"], quarantine)
 
 
 def is_shard_source(source: Any, *, storage_options: Mapping[str, Any] | None = None) -> bool:
@@ -471,6 +242,7 @@ def iter_shard(
 
     Examples
     --------
+    >>> from pipeline.images.shard_pack import shard_bytes
     >>> raw = shard_bytes([(f"{i}", ".png", b"x" * 600, {}) for i in range(3)])
     >>> [e.object_id or e.reason.split("; ")[1] for e in iter_shard(raw[:4400])]  # cut in 1.json
     ['0', 'member(s) 1.png and the rest are unreadable. Re-pack or re-upload it.']

@@ -51,7 +51,6 @@ from torch import nn
 from pipeline.config import check_choice, check_count, check_positive, check_range
 from pipeline.errors import ConfigError
 from pipeline.images.abstention import abstention_scores, abstention_thresholds
-from pipeline.images.classify import embeddings_frame, handcrafted_frame
 from pipeline.images.dataset import Preprocess, prepare_images
 from pipeline.images.evaluation import (
     calibration_error,
@@ -69,6 +68,7 @@ from pipeline.images.model import (
     save_model_dir,
     to_batch,
 )
+from pipeline.images.outputs import embeddings_frame, handcrafted_frame
 from pipeline.images.recipe import choose_settings, longer_sides
 from pipeline.io import OutputStore, as_store
 
