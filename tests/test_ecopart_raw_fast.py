@@ -77,6 +77,8 @@ def exports(shared_data, tmp_path_factory):
     files["imgcount"] = write("imgcount", "ctd5", _set(five, 9, "imgcount", b"9999"))
     files["no_column"] = write("no_column", "ctd1", _drop_column(one, "imgcount"))
     files["truncated"] = write("truncated", "ctd5", _edit_line(five, 12, lambda f: f[:3]))
+    shifted = _edit_line(five, 2, lambda f: [*f, b"1"])  # the tabs of the file still add up
+    files["shifted"] = write("shifted", "ctd5", _edit_line(shifted, 30, lambda f: f[:-1]))
     files["empty_cell"] = write("empty_cell", "ctd1", _set(one, 20, "area", b""))
     # not plain integers, accepted by the careful path: "5.0" is read at once, "5.5" is not
     files["whole"] = write("whole", "ctd5", _edit_line(five, 3, lambda f: [*f[:2], b"5.0", *f[3:]]))
@@ -105,6 +107,7 @@ DIRTY = {  # name: (line, column, reason) of its first quarantine row
     "no_column": (2, "imgcount", "required column 'imgcount' is missing"),
     "truncated": (12, "", "expected 7 fields (as in the header), found 3"),
     "empty_cell": (20, "area", "missing area"),
+    "shifted": (2, "", "expected 7 fields (as in the header), found 8"),
 }
 
 
@@ -112,7 +115,7 @@ def test_a_batch_of_clean_and_dirty_raw_files_gives_the_careful_tables(exports, 
     summary, files = exports
     names = [
         "clean0", "text", "clean1", "negative", "duplicate", "clean2", "imgcount", "no_column",
-        "clean3", "truncated", "empty_cell", "whole", "fraction", "unknown", "clean4",
+        "clean3", "truncated", "empty_cell", "whole", "fraction", "unknown", "shifted", "clean4",
     ]  # fmt: skip
     res = _read(summary, files, names)
     # the clean files are binned at once; the others (some found by halving) are not

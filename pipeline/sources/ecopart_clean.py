@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -155,7 +156,9 @@ def _split_clean(i: int, data: bytes, encoding: str | None) -> tuple[bytes, str,
 
     The encoding is the careful path's: ``encoding``, or UTF-8 when the whole file is valid
     UTF-8 and latin-1 otherwise. Refused: quotes, undecodable bytes (explicit encoding), a
-    ``\r`` that does not end a line, a total of tabs other than the header's per line.
+    ``\r`` that does not end a line, a total of tabs other than the header's per line, a
+    first line with another number of tabs than the header (other lines with too many
+    fields fail the read).
     """
     if b'"' in data:
         return None
@@ -174,8 +177,15 @@ def _split_clean(i: int, data: bytes, encoding: str | None) -> tuple[bytes, str,
         enc = "latin-1"
     body_octets = octets[len(data) - len(body) :]
     n_lines = _count_lines(body, body_octets)
-    if np.count_nonzero(body_octets == _TAB) != n_lines * head.count(b"\t"):
+    tabs = head.count(b"\t")
+    if np.count_nonzero(body_octets == _TAB) != n_lines * tabs:
         return None  # a line with too few or too many fields
+    start = _BLANK.match(body).end()  # blank lines skipped
+    end = body.find(b"\n", start)
+    if n_lines and body.count(b"\t", start, len(body) if end < 0 else end) != tabs:
+        # one more field on the first line, one less on another: read_csv (usecols) refuses
+        # it too, but an extra field there can also be taken for an index, not here
+        return None
     if body and not body.endswith(b"\n"):
         body += b"\n"
     return head, enc, _Body(i, body, n_lines)
@@ -368,3 +378,4 @@ _FAST_PATHS = True
 _SENTINEL_VALUES = [float(m) for m in MISSING_SENTINELS]
 _PROFILE_DTYPE = pd.Series([], dtype=str).dtype
 _TAB, _LF, _CR = 9, 10, 13
+_BLANK = re.compile(rb"\s*")
