@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
-import pickle
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.sources import ecopart_clean
 from pipeline.sources.ecopart_export import read_par_export
-from pipeline.sources.table import ReadResult, result_of
+from pipeline.sources.table import ReadResult
+from tests.bulk_reads import (
+    assert_same,
+    bulk_done,
+    bulk_done_after_pickling,
+    file_by_file,
+    same_three_ways,
+)
 
 DET = "ecopart_qa/tsv_det_multi"
 STAMP = "export_detailed_20210201_11_31"
@@ -76,20 +80,6 @@ def _read(summary, files, names) -> ReadResult:
     return res
 
 
-def _file_by_file(res: ReadResult) -> ReadResult:
-    return result_of([dataclasses.replace(b, parse_bulk=None) for b in res.batches])
-
-
-def _assert_same(got, want) -> None:
-    for g, w in zip(got, want, strict=True):
-        pd.testing.assert_frame_equal(g, w, check_exact=True)
-
-
-def _bulk_done(res: ReadResult) -> list[bool]:
-    (batch,) = res.batches
-    return batch.parse_bulk(batch.urls, **batch.shared).done.tolist()
-
-
 def test_a_batch_with_dirty_files_gives_the_file_by_file_tables_and_quarantine(
     exports, monkeypatch
 ):
@@ -97,11 +87,11 @@ def test_a_batch_with_dirty_files_gives_the_file_by_file_tables_and_quarantine(
     names = ["clean0", "clean1", "text", "clean2", "negative", "clean3", "timed", "clean4"]
     res = _read(summary, files, names)
     # the clean files are read at once; the dirty ones (found by halving the read) are not
-    assert _bulk_done(res) == [n.startswith("clean") for n in names]
+    assert bulk_done(res) == [n.startswith("clean") for n in names]
     got = res.compute()
-    _assert_same(got, _file_by_file(res).compute())
+    assert_same(got, file_by_file(res).compute())
     monkeypatch.setattr(ecopart_clean, "_FAST_PATHS", False)  # the careful path only
-    _assert_same(got, _read(summary, files, names).compute())
+    assert_same(got, _read(summary, files, names).compute())
     accepted, quarantine, stats = got
     where = quarantine.set_index(quarantine["file"].str.extract(r"PAR_(\w+)\.tsv")[0])
     assert where.loc["text", ["line", "column"]].tolist() == [5, "LPM (80.6-102 µm) [# l-1]"]
@@ -118,9 +108,9 @@ def test_files_with_other_headers_or_no_row_in_one_batch_are_read_at_once_in_fil
     summary, files = exports
     names = ["clean0", "moved", "clean1", "header_only", "utf8", "clean2", "blank_lines"]
     res = _read(summary, files, names)
-    assert _bulk_done(res) == [True] * len(names)  # three headers, three reads
+    assert bulk_done(res) == [True] * len(names)  # three headers, three reads
     got = res.compute()
-    _assert_same(got, _file_by_file(res).compute())
+    assert_same(got, file_by_file(res).compute())
     accepted, _, stats = got
     assert stats["rows_read"].tolist() == [N_ROWS] * 3 + [0] + [N_ROWS] * 3
     profiles = accepted["profile_id"].to_numpy()[::N_ROWS].tolist()
@@ -132,10 +122,7 @@ def test_files_with_other_headers_or_no_row_in_one_batch_are_read_at_once_in_fil
 def test_the_bulk_parser_survives_pickling_with_its_batch(exports):
     summary, files = exports
     res = _read(summary, files, ["clean0", "text", "clean1"])
-    (batch,) = res.batches
-    again = pickle.loads(pickle.dumps(batch))
-    _assert_same(again.read(), batch.read())
-    assert again.parse_bulk(again.urls, **again.shared).done.tolist() == [True, False, True]
+    assert bulk_done_after_pickling(res) == [True, False, True]
 
 
 @pytest.mark.parametrize(
@@ -151,9 +138,6 @@ def test_real_exports_give_the_same_tables_read_at_once_file_by_file_or_carefull
     shared_data, monkeypatch, folder, done
 ):
     res = read_par_export(str(shared_data / folder / "*_PAR_*.tsv"))
-    assert _bulk_done(res) == done
-    got = res.compute()
-    _assert_same(got, _file_by_file(res).compute())
-    monkeypatch.setattr(ecopart_clean, "_FAST_PATHS", False)
-    _assert_same(got, read_par_export(str(shared_data / folder / "*_PAR_*.tsv")).compute())
+    assert bulk_done(res) == done
+    got = same_three_ways(res, monkeypatch)
     assert np.isfinite(got[0]["depth_m"]).all()

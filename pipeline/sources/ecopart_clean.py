@@ -16,8 +16,10 @@ same as file by file. The per-file parser runs the same code on one file.
 
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -90,18 +92,21 @@ def _read_clean(
     time. The files' bodies (headers stripped) are joined and read once per header, the
     checks run once over all their rows, and a refused row refuses its file.
     """
-    groups: dict[tuple[bytes, str, bool], list[_Body]] = {}
-    if _FAST_PATHS and _ascii_compatible(encoding):
-        for i, data in enumerate(datas):
-            split = _split_clean(i, data, encoding) if data is not None else None
-            if split is not None:
-                head, enc, body = split
-                groups.setdefault((head, enc, body.body.isascii()), []).append(body)
     parts: list[_CleanRows] = []
-    for (head, enc, ascii_body), bodies in groups.items():
+    for (head, enc, body_enc), bodies in _group_by_header(datas, encoding).items():
         layout = _clean_layout(head.decode(enc), size_classes)
-        if layout is not None:
-            parts += _read_clean_group(bodies, layout, "utf-8" if ascii_body else enc, summary)
+        if layout is None:
+            continue
+        numeric = [_DEPTH, _VOLUME, *layout.class_index]
+        read = functools.partial(
+            _read_joined,
+            names=layout.header,
+            dtype={layout.profile: object} | dict.fromkeys(numeric, "float64"),
+            encoding=body_enc,
+            na_values={c: [""] for c in numeric},
+        )
+        for part, frame in _read_halving(bodies, read):
+            parts.append(_check_clean(part, frame, layout, summary))
     done = np.zeros(len(datas), dtype=bool)
     if not parts:
         empty = _particles_meta(size_classes).iloc[:0]
@@ -113,6 +118,27 @@ def _read_clean(
     done[rows.clean] = True
     rows_read = np.bincount(rows.files, minlength=len(datas)).astype("int64")
     return BulkResult(done, _clean_table(rows, summary, size_classes), rows_read)
+
+
+def _group_by_header(
+    datas: Sequence[bytes | None], encoding: str | None
+) -> dict[tuple[bytes, str, str], list[_Body]]:
+    """Sort the files that pass the cheap checks (:func:`_split_clean`) by header.
+
+    Keys: the header's bytes, its encoding and the encoding to read the bodies with (UTF-8
+    for an ASCII body: faster, the same text). Empty when the fast paths are off or the
+    encoding does not suit them.
+    """
+    groups: dict[tuple[bytes, str, str], list[_Body]] = {}
+    if not (_FAST_PATHS and _ascii_compatible(encoding)):
+        return groups
+    for i, data in enumerate(datas):
+        split = _split_clean(i, data, encoding) if data is not None else None
+        if split is not None:
+            head, enc, body = split
+            key = (head, enc, "utf-8" if body.body.isascii() else enc)
+            groups.setdefault(key, []).append(body)
+    return groups
 
 
 def _ascii_compatible(encoding: str | None) -> bool:
@@ -130,10 +156,16 @@ def _split_clean(i: int, data: bytes, encoding: str | None) -> tuple[bytes, str,
 
     The encoding is the careful path's: ``encoding``, or UTF-8 when the whole file is valid
     UTF-8 and latin-1 otherwise. Refused: quotes, undecodable bytes (explicit encoding), a
-    ``\r`` that does not end a line, a total of tabs other than the header's per line.
+    ``\r`` that does not end a line, a total of tabs other than the header's per line, a
+    first line with another number of tabs than the header (other lines with too many
+    fields fail the read).
     """
-    if b'"' in data or data.count(b"\r") != data.count(b"\r\n"):
+    if b'"' in data:
         return None
+    octets = np.frombuffer(data, dtype=np.uint8)  # the counts below in numpy: 6x bytes.count
+    after_cr = np.flatnonzero(octets == _CR) + 1
+    if len(after_cr) and (after_cr[-1] == len(data) or (octets[after_cr] != _LF).any()):
+        return None  # a carriage return that does not end a line: the careful path splits
     end = data.find(b"\n")
     head, body = (data, b"") if end < 0 else (data[:end], data[end + 1 :])
     enc = encoding or "utf-8"
@@ -143,20 +175,36 @@ def _split_clean(i: int, data: bytes, encoding: str | None) -> tuple[bytes, str,
         if encoding is not None:
             return None
         enc = "latin-1"
-    n_lines = _count_lines(body)
-    if body.count(b"\t") != n_lines * head.count(b"\t"):
+    body_octets = octets[len(data) - len(body) :]
+    n_lines = _count_lines(body, body_octets)
+    tabs = head.count(b"\t")
+    if np.count_nonzero(body_octets == _TAB) != n_lines * tabs:
         return None  # a line with too few or too many fields
+    start = _BLANK.match(body).end()  # blank lines skipped
+    end = body.find(b"\n", start)
+    if n_lines and body.count(b"\t", start, len(body) if end < 0 else end) != tabs:
+        # one more field on the first line, one less on another: read_csv (usecols) refuses
+        # it too, but an extra field there can also be taken for an index, not here
+        return None
     if body and not body.endswith(b"\n"):
         body += b"\n"
     return head, enc, _Body(i, body, n_lines)
 
 
-def _count_lines(body: bytes) -> int:
-    """Count the lines that are not blank (in C when none is empty: the usual file)."""
-    if b"\n\n" in body or b"\n\r\n" in body or body.startswith((b"\n", b"\r\n")):
-        return sum(1 for line in body.split(b"\n") if line.strip())
+def _count_lines(body: bytes, octets: np.ndarray) -> int:
+    """Count the lines that are not blank (in numpy when none is empty: the usual file).
+
+    ``octets``: the body's bytes as an array.
+    """
+    ends = np.flatnonzero(octets == _LF)
+    if len(ends):
+        starts = np.empty_like(ends)
+        starts[0], starts[1:] = 0, ends[:-1] + 1
+        length = ends - starts
+        if ((length == 0) | ((length == 1) & (octets[starts] == _CR))).any():  # "" or "\r"
+            return sum(1 for line in body.split(b"\n") if line.strip())
     # a blank line that is not empty counts here: too few tabs or no depth refuse its file
-    return body.count(b"\n") + (len(body) > 0 and not body.endswith(b"\n"))
+    return len(ends) + (len(body) > 0 and not body.endswith(b"\n"))
 
 
 class _Layout(NamedTuple):
@@ -177,41 +225,54 @@ def _clean_layout(head: str, size_classes: SizeClasses) -> _Layout | None:
     return _Layout(header, profile_col, class_index)
 
 
-def _read_clean_group(
-    bodies: list[_Body], layout: _Layout, encoding: str, summary: pd.DataFrame
-) -> list[_CleanRows]:
-    """Read the files of one header at once, halving the set where ``read_csv`` fails."""
+def _read_halving(
+    bodies: list[_Body], read: Callable[[list[_Body]], pd.DataFrame | None]
+) -> list[tuple[list[_Body], pd.DataFrame]]:
+    """Read files at once with ``read``, halving the set where it fails (None).
+
+    Returns the parts read and their frames; a file that cannot be read alone is left out
+    (the careful path quarantines what is wrong in it).
+    """
     out, todo = [], [bodies]
     while todo:
         part = todo.pop()
-        frame = _read_bodies(part, layout, encoding)
+        frame = read(part)
         if frame is not None:
-            out.append(_check_clean(part, frame, layout, summary))
+            out.append((part, frame))
         elif len(part) > 1:  # text in a number column somewhere: find the file(s)
             todo += [part[len(part) // 2 :], part[: len(part) // 2]]
     return out
 
 
-def _read_bodies(bodies: list[_Body], layout: _Layout, encoding: str) -> pd.DataFrame | None:
-    numeric = [_DEPTH, _VOLUME, *layout.class_index]
+def _read_joined(
+    bodies: list[_Body],
+    *,
+    names: list[str],
+    dtype: Mapping[str, Any],
+    encoding: str,
+    na_values: Mapping[str, list[str]] | None = None,
+) -> pd.DataFrame | None:
+    """Read the joined bodies' columns ``dtype`` with the C parser; None where it fails.
+
+    None also when the rows read are not the lines counted. No missing value but the
+    ``na_values`` given.
+    """
     if not any(b.n_lines for b in bodies):  # headers alone: no row (read_csv would refuse)
-        return pd.DataFrame({layout.profile: pd.Series([], dtype=object)}).assign(
-            **{c: pd.Series([], dtype="float64") for c in numeric}
-        )
+        return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in dtype.items()})
     try:
         frame = pd.read_csv(
             io.BytesIO(b"".join(b.body for b in bodies)),
             encoding=encoding,
             sep="\t",
             header=None,
-            names=layout.header,
-            usecols=[layout.profile, *numeric],
-            dtype={layout.profile: object} | dict.fromkeys(numeric, "float64"),
+            names=names,
+            usecols=list(dtype),
+            dtype=dict(dtype),
             keep_default_na=False,
-            na_values={c: [""] for c in numeric},
+            na_values=na_values,
             engine="c",
         )
-    except (pd.errors.ParserError, ValueError):
+    except (pd.errors.ParserError, ValueError, OverflowError):
         return None  # text in a number column: the careful path quarantines it
     return frame if len(frame) == sum(b.n_lines for b in bodies) else None
 
@@ -295,15 +356,26 @@ def _clean_table(
     out[:, 2] = rows.depth
     out[:, 3] = rows.volume
     table = pd.DataFrame(out, columns=["lat", "lon", "depth_m", "volume_l", *count_names])
-    # appended last: the batch puts every column in its place once (conform)
-    table["profile_id"] = pd.array(rows.profile, dtype=_PROFILE_DTYPE)
-    table["time"] = summary["time"].array.take(rows.rows)
-    cruise = _particles_cruise(summary).to_numpy()[rows.rows]
-    table["cruise"] = pd.array(cruise, dtype=_PROFILE_DTYPE)
+    _add_profile_columns(table, summary, rows.rows, rows.profile)
     return table
+
+
+def _add_profile_columns(
+    table: pd.DataFrame, summary: pd.DataFrame, rows: np.ndarray, profile: np.ndarray
+) -> None:
+    """Add ``profile_id``, ``time`` and ``cruise`` of summary rows ``rows`` to ``table``.
+
+    Appended last: the batch puts every column in its place once (conform).
+    """
+    table["profile_id"] = pd.array(profile, dtype=_PROFILE_DTYPE)
+    table["time"] = summary["time"].array.take(rows)
+    cruise = _particles_cruise(summary).to_numpy()[rows]
+    table["cruise"] = pd.array(cruise, dtype=_PROFILE_DTYPE)
 
 
 #: Clean files take a fast path (tests switch it off to compare with the careful one).
 _FAST_PATHS = True
 _SENTINEL_VALUES = [float(m) for m in MISSING_SENTINELS]
 _PROFILE_DTYPE = pd.Series([], dtype=str).dtype
+_TAB, _LF, _CR = 9, 10, 13
+_BLANK = re.compile(rb"\s*")

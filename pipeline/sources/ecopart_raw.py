@@ -2,8 +2,10 @@
 
 The sub-step of the EcoPart reader (:mod:`pipeline.sources.ecopart`) that turns raw
 1 m rows of particle areas (pixels) into 5 m depth bins and ESD size classes exactly as
-EcoPart does: :func:`read_par_raw`, its per-file parser and the profile lookup from the
-file name. The choices made are listed in :mod:`pipeline.sources.ecopart`.
+EcoPart does: :func:`read_par_raw`, its per-file parser (the careful path, which
+quarantines), its bulk parser (clean files of a batch binned at once, see
+:mod:`pipeline.sources.ecopart_raw_clean`) and the profile lookup from the file name. The
+choices made are listed in :mod:`pipeline.sources.ecopart`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pipeline.io import read_bytes
 from pipeline.sources.archive import ArchiveFile
 from pipeline.sources.ecopart_classes import SizeClasses, _count_columns, particles_meta
 from pipeline.sources.ecopart_export import _flag_duplicates, _kinds
+from pipeline.sources.ecopart_raw_clean import RAW_COLUMNS, _read_clean_raw
 from pipeline.sources.ecopart_summary import (
     PAR_RAW,
     _basename,
@@ -36,6 +39,7 @@ from pipeline.sources.ecopart_summary import (
     _sort_files,
 )
 from pipeline.sources.table import (
+    BulkResult,
     FileResult,
     ReadResult,
     RowChecker,
@@ -50,7 +54,7 @@ __all__ = ["read_par_raw"]
 # one callers filter on.
 logger = logging.getLogger(__name__)
 
-_RAW_REQUIRED = ("depth", "imgcount", "area", "nbr")
+_RAW_REQUIRED = RAW_COLUMNS
 _RAW_NAME = re.compile(r"^(?P<head>.+)_PAR_raw_[^/]*$")
 
 
@@ -136,13 +140,13 @@ def read_par_raw(
     summary_url, summary, bad = _load_summary(
         urls, metadata_url, storage_options, encoding, "raw", found
     )
-    parse = functools.partial(
-        _parse_par_raw,
-        size_classes=size_classes,
-        bin_m=float(bin_m),
-        storage_options=dict(storage_options) if storage_options else None,
-        encoding=encoding,
-    )
+    options = {
+        "size_classes": size_classes,
+        "bin_m": float(bin_m),
+        "storage_options": dict(storage_options) if storage_options else None,
+        "encoding": encoding,
+    }
+    parse = functools.partial(_parse_par_raw, **options)
     # the summary: one copy in the graph, whatever the number of batches
     shared = {
         "summary": summary,
@@ -150,8 +154,9 @@ def read_par_raw(
         "summary_url": summary_url,
         "by_file": _profiles_by_file(summary),
     }
+    bulk = functools.partial(_parse_clean_raw_batch, **options)
     meta = particles_meta(size_classes)
-    result = read_many(files, parse, meta, batch_bytes=batch_bytes, shared=shared)
+    result = read_many(files, parse, meta, batch_bytes=batch_bytes, shared=shared, parse_bulk=bulk)
     result.inventory = _mark_used(inventory, summary_url)
     return result
 
@@ -187,6 +192,55 @@ def _profiles_by_file(summary: pd.DataFrame) -> dict[str, str]:
         if file and file not in out:
             out[str(file)] = str(pid)
     return out
+
+
+def _profile_problem(pid: str, info: pd.Series, summary_url: str) -> str | None:
+    """Say why a profile's lines cannot be binned (time-organised, no calibration), or None."""
+    by_depth = info["organized_by_depth"]
+    if pd.notna(by_depth) and not bool(by_depth):
+        return (
+            f"profile {pid!r} is a time-organised sample (organizedbydeepth False): it has no "
+            "depth bins and is not part of the particles table"
+        )
+    for key, col in (("volimage_l", "acq_volimage"), ("aa", "acq_aa"), ("exp", "acq_exp")):
+        if not (info[key] > 0):
+            return (
+                f"profile {pid!r}: {col} is {info[key]} in the metadata summary "
+                f"{summary_url}; it must be > 0 to compute volumes and sizes"
+            )
+    return None
+
+
+def _parse_clean_raw_batch(
+    urls: Sequence[str],
+    *,
+    summary: pd.DataFrame,
+    summary_url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    by_file: Mapping[str, str] | None = None,
+    **options: Any,
+) -> BulkResult:
+    """Bin the clean raw PAR files of a batch at once (module level: picklable).
+
+    The bulk parser of :func:`read_par_raw` (see :func:`_read_clean_raw`): it finds each
+    file's profile as :func:`_parse_par_raw` does and leaves it the files whose profile is
+    unknown or cannot be binned, and those that are not clean. It gets the read's shared
+    arguments and options as that one does; ``options`` (``size_classes``, ``bin_m``,
+    ``encoding``) go to :func:`_read_clean_raw`, which ignores the others.
+    """
+    datas: list[bytes | None] = []
+    rows = np.full(len(urls), -1, dtype=np.intp)
+    for i, url in enumerate(urls):
+        pid = _raw_profile(url, summary, by_file)
+        data = None
+        if pid is not None and _profile_problem(pid, summary.loc[pid], summary_url) is None:
+            rows[i] = summary.index.get_loc(pid)
+            try:
+                data = read_bytes(url, storage_options=storage_options)
+            except InputFormatError:
+                pass  # the per-file parser reports it
+        datas.append(data)
+    return _read_clean_raw(datas, rows, summary, **options)
 
 
 def _parse_par_raw(
@@ -228,22 +282,10 @@ def _parse_par_raw(
         check.flag_all("", _missing_profile_reason(guess, summary_url, bad_profiles))
         return done()
     info = summary.loc[pid]
-    by_depth = info["organized_by_depth"]
-    if pd.notna(by_depth) and not bool(by_depth):
-        check.flag_all(
-            "",
-            f"profile {pid!r} is a time-organised sample (organizedbydeepth False): it has no "
-            "depth bins and is not part of the particles table",
-        )
+    problem = _profile_problem(pid, info, summary_url)
+    if problem is not None:
+        check.flag_all("", problem)
         return done()
-    for key, col in (("volimage_l", "acq_volimage"), ("aa", "acq_aa"), ("exp", "acq_exp")):
-        if not (info[key] > 0):
-            check.flag_all(
-                "",
-                f"profile {pid!r}: {col} is {info[key]} in the metadata summary "
-                f"{summary_url}; it must be > 0 to compute volumes and sizes",
-            )
-            return done()
 
     values = {}
     for col in _RAW_REQUIRED:

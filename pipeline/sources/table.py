@@ -234,13 +234,17 @@ class BulkResult:
         The rows of the ``done`` files, file after file in the batch's order (the
         per-file parser's columns, in any order; the batch conforms them once).
     rows_read : numpy.ndarray of int64
-        One value per file: its data rows (the rows it has in ``accepted``); 0 where not
-        done.
+        One value per file: its data rows (the rows it has in ``accepted``, unless
+        ``table_rows`` says otherwise); 0 where not done.
+    table_rows : numpy.ndarray of int64, optional
+        One value per file: its rows in ``accepted`` when they aggregate the data rows
+        (raw PAR lines binned to 5 m); None: ``rows_read``.
     """
 
     done: np.ndarray
     accepted: pd.DataFrame
     rows_read: np.ndarray
+    table_rows: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -1082,14 +1086,15 @@ def _parse_batch(
         None if ok else _safe_parse(parse_one, url, meta)
         for url, ok in zip(urls, bulk.done, strict=True)
     ]
-    ends = np.cumsum(np.where(bulk.done, bulk.rows_read, 0))  # bulk rows up to each file
+    n_rows = bulk.rows_read if bulk.table_rows is None else bulk.table_rows
+    ends = np.cumsum(np.where(bulk.done, n_rows, 0))  # bulk rows up to each file
     frames: list[pd.DataFrame] = []
     for ok, group in itertools.groupby(range(len(urls)), key=lambda i: bool(bulk.done[i])):
         run = list(group)
         if not ok:
             frames += [results[i].accepted for i in run]
             continue
-        start, stop = int(ends[run[0]] - bulk.rows_read[run[0]]), int(ends[run[-1]])
+        start, stop = int(ends[run[0]] - n_rows[run[0]]), int(ends[run[-1]])
         whole = start == 0 and stop == len(bulk.accepted)
         frames.append(bulk.accepted if whole else bulk.accepted.iloc[start:stop])
     frames = [f for f in frames if len(f)]
