@@ -484,7 +484,7 @@ def apply_head_command(embeddings: str, head_dir: str, out: str) -> None:
     import dask
 
     from pipeline.images.heads import head_labels, load_head, read_embeddings
-    from pipeline.io import as_store
+    from pipeline.store import as_store
 
     head = load_head(head_dir)
     store = as_store(out)

@@ -57,8 +57,9 @@ from pipeline.images.consistency import (
 )
 from pipeline.images.dataset import decode_image, image_table, read_objects
 from pipeline.images.labels import _require
-from pipeline.io import OutputStore, as_store, read_bytes
+from pipeline.io import read_bytes
 from pipeline.report import escape, figure_png, format_number, html_table, index_html
+from pipeline.store import OutputStore, as_store
 
 __all__ = ["QCConfig", "QCResult", "image_hashes", "quality_control", "write_qc_report"]
 

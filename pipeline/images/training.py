@@ -70,7 +70,7 @@ from pipeline.images.model import (
 )
 from pipeline.images.outputs import embeddings_frame, handcrafted_frame
 from pipeline.images.recipe import choose_settings, longer_sides
-from pipeline.io import OutputStore, as_store
+from pipeline.store import OutputStore, as_store
 
 __all__ = ["ImageTrainConfig", "TrainedClassifier", "score_probs", "train_classifier"]
 
