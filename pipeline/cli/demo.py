@@ -661,7 +661,7 @@ def demo_images(
             "classifier": None,
         }  # not saved: a classifier may come later
 
-    from pipeline.images.training import ImageTrainConfig  # deferred: needs torch (images extra)
+    from pipeline.images.training_config import ImageTrainConfig  # deferred, as the training
 
     click.echo(f"\nImages: classifier on the validated images ({base.path('model')}):")
     table = image_table(objects, statuses=("V",))

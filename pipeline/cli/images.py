@@ -146,7 +146,7 @@ def train_command(
     """
     from pipeline.images.dataset import image_table
     from pipeline.images.model import load_model_dir
-    from pipeline.images.training import ImageTrainConfig
+    from pipeline.images.training_config import ImageTrainConfig
 
     table = image_table(_objects(source), statuses=[s for s in statuses.split(",") if s])
     config = ImageTrainConfig(**{k: v for k, v in options.items() if v is not None})

@@ -2,9 +2,10 @@
 
 - :mod:`~pipeline.images.dataset`: image tables and constant-scale preprocessing, with
   quarantine;
-- :mod:`~pipeline.images.model` and :mod:`~pipeline.images.training` (need the ``images``
-  extra, torch; import them from their modules): the compact CNN, backbones, model
-  directories, training;
+- :mod:`~pipeline.images.model`, :mod:`~pipeline.images.training` and
+  :mod:`~pipeline.images.epochs` (need the ``images`` extra, torch; import them from their
+  modules): the compact CNN, backbones, model directories, training and its epoch loop;
+  :mod:`~pipeline.images.training_config`: the training options;
 - :mod:`~pipeline.images.classify`: batched, resumable classification and embedding on
   the cluster;
 - :mod:`~pipeline.images.shards` and :mod:`~pipeline.images.shard_pack`: tar shards of
