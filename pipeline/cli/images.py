@@ -382,7 +382,8 @@ def qc_command(
     OUT/index.html, qc.json, conflicts.csv and conflicts.png; nothing is deleted.
     """
     from pipeline.clusters.client import cluster_client
-    from pipeline.images.qc import QCConfig, quality_control, write_qc_report
+    from pipeline.images.qc import QCConfig, quality_control
+    from pipeline.images.qc_report import write_qc_report
 
     options: dict[str, Any] = {"statuses": tuple(s for s in statuses.split(",") if s)}
     if near_bits is not None:
