@@ -42,7 +42,8 @@ from pipeline.images.gbt import GBTConfig, fit_gbt
 from pipeline.images.handcrafted import FEATURE_NAMES, features_from_urls
 from pipeline.images.heads import fit_head
 from pipeline.images.model import predict_proba
-from pipeline.images.training import ImageTrainConfig, score_probs, train_classifier
+from pipeline.images.training import score_probs, train_classifier
+from pipeline.images.training_config import ImageTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,7 +31,8 @@ from pipeline.images.dataset import image_table
 from pipeline.images.evaluation import classification_metrics, stratified_holdout
 from pipeline.images.gbt import GBTConfig, fit_gbt
 from pipeline.images.handcrafted import features_from_urls
-from pipeline.images.training import ImageTrainConfig, train_classifier
+from pipeline.images.training import train_classifier
+from pipeline.images.training_config import ImageTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "uvpec_uvp6_labelled_images" / "img_sample"

@@ -13,7 +13,7 @@ xgboost (not the train step), on the transformed targets (log10(c + eps)):
 
 - the block split of the project (:func:`pipeline.model.split.assign_folds`): test MSE
   of OLS and of xgboost (one model per target, 150 trees, depth 6, 64 bins) on the test blocks;
-- block-CV and random-CV MSE of xgboost (:func:`~pipeline.model.split.random_folds`)
+- block-CV and random-CV MSE of xgboost (:func:`~pipeline.model.split_variants.random_folds`)
   over the training rows, and their ratio; the block-CV MSE of OLS;
 - residual Moran's I of the out-of-fold block-CV residuals (weights 1 for pairs of
   rows of different casts closer than 1,000 km, first target, per layer, averaged);
@@ -106,7 +106,8 @@ def run_one(kind: str, seed: int, resolution: float, profiles: int, client) -> d
     from bench_honesty import _config  # the same run file (targets and matchup only here)
 
     from pipeline.demo import generate_demo_world, noise_ceiling
-    from pipeline.model.split import assign_folds, random_folds
+    from pipeline.model.split import assign_folds
+    from pipeline.model.split_variants import random_folds
     from pipeline.run.steps import run_steps
     from pipeline.targets import transform as apply_transform
 

@@ -20,6 +20,7 @@ are the stages of the flow described in the repository's ``design.md``:
 - :mod:`pipeline.cli` is the ``oceanfields`` command.
 
 :mod:`pipeline.io` opens any fsspec URL (local, ``s3://``, ``zip://``, ``.gz``).
+:mod:`pipeline.store` is the one output store every writer writes through.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ import dask
 import pandas as pd
 
 from pipeline.errors import InputFormatError
-from pipeline.io import OutputStore, as_store
 from pipeline.sources.table import Batch, ReadResult, batch_tasks
+from pipeline.store import OutputStore, as_store
 
 __all__ = ["IngestSummary", "summarize", "write_ingest", "write_quarantine"]
 

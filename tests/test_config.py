@@ -285,7 +285,12 @@ CONFIGS = [
     ),
     ("pipeline.scaling", "ScalingConfig", {"repeats": 0}, "scaling.repeats"),
     ("pipeline.images.classify", "ClassifyConfig", {"top_k": 0}, "images.classify.top_k"),
-    ("pipeline.images.training", "ImageTrainConfig", {"balance": "x"}, "images.train.balance"),
+    (
+        "pipeline.images.training_config",
+        "ImageTrainConfig",
+        {"balance": "x"},
+        "images.train.balance",
+    ),
     ("pipeline.images.dataset", "Preprocess", {"size": 4}, "preprocess.size"),
     ("pipeline.images.gbt", "GBTConfig", {"max_depth": 0}, "gbt.max_depth"),
     ("pipeline.images.heads", "HeadConfig", {"n_folds": 1}, "images.head.n_folds"),
@@ -305,8 +310,6 @@ CONFIGS = [
 
 @pytest.mark.parametrize(("module", "name", "kwargs", "key"), CONFIGS, ids=[c[1] for c in CONFIGS])
 def test_every_config_raises_one_shape_of_error_naming_its_key(module, name, kwargs, key):
-    if module == "pipeline.images.training":
-        pytest.importorskip("torch")
     cls = getattr(importlib.import_module(module), name)
     with pytest.raises(ConfigError) as info:
         cls(**kwargs)

@@ -90,7 +90,8 @@ def tiny(shared_data, tmp_path_factory):
     epoch) it stayed at the majority class (validation balanced accuracy 0.33).
     """
     from pipeline.images.dataset import image_table
-    from pipeline.images.training import ImageTrainConfig, train_classifier
+    from pipeline.images.training import train_classifier
+    from pipeline.images.training_config import ImageTrainConfig
 
     table = image_table(str(shared_data / "uvpec_uvp6_labelled_images" / "img_sample"))
     keep = ["Acantharea__1111", "detritus__8888", "fiber__9999"]

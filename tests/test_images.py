@@ -24,7 +24,8 @@ from pipeline.images.dataset import Preprocess, decode_image, image_table, prepa
 from pipeline.images.evaluation import stratified_holdout
 from pipeline.images.labels import read_labels
 from pipeline.images.model import ImageModel, build_network, load_model_dir, save_model_dir
-from pipeline.images.training import ImageTrainConfig, train_classifier
+from pipeline.images.training import train_classifier
+from pipeline.images.training_config import ImageTrainConfig
 from tests.dask_processes import WorkerKiller
 
 TRAIN = ImageTrainConfig(size=32, canvas_px=96, width=8, epochs=8, patience=8, threads=2)

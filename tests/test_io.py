@@ -11,16 +11,8 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import InputFormatError
-from pipeline.io import (
-    OutputStore,
-    as_store,
-    expand_urls,
-    file_in_store,
-    join_under,
-    parent_url,
-    read_bytes,
-    url_exists,
-)
+from pipeline.io import expand_urls, join_under, parent_url, read_bytes, url_exists
+from pipeline.store import OutputStore, as_store, file_in_store
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from PIL import Image
 
 from pipeline.cli.main import main as cli
 from pipeline.errors import ConfigError
-from pipeline.images.qc import QCConfig, quality_control, write_qc_report
+from pipeline.images.qc import QCConfig, quality_control
+from pipeline.images.qc_report import write_qc_report
 
 TWINS = ("Copepoda__6666", "darksphere__7777")
 

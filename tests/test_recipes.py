@@ -17,7 +17,8 @@ from pipeline.images.evaluation import classification_metrics, stratified_holdou
 from pipeline.images.gbt import GBTConfig, fit_gbt
 from pipeline.images.handcrafted import FEATURE_NAMES, features_from_urls
 from pipeline.images.recipe import choose_settings, longer_sides
-from pipeline.images.training import ImageTrainConfig, train_classifier
+from pipeline.images.training import train_classifier
+from pipeline.images.training_config import ImageTrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,9 @@ from sklearn.model_selection import cross_val_score
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.geo import EARTH_RADIUS_KM
 from pipeline.model.basins import basin_of
-from pipeline.model.split import (
-    RandomCV,
-    SpatialBlockCV,
-    SplitConfig,
-    assign_blocks,
-    assign_folds,
-    basin_folds,
-    buffer_mask,
-    inner_split,
-    random_folds,
-)
+from pipeline.model.split import SplitConfig, assign_blocks, assign_folds
+from pipeline.model.split_variants import basin_folds, inner_split, random_folds
+from pipeline.model.splitters import RandomCV, SpatialBlockCV, buffer_mask
 
 KM_PER_DEG = math.pi * EARTH_RADIUS_KM / 180.0  # great-circle km per degree of arc
 

@@ -8,7 +8,7 @@ the run files it writes (:func:`write_demo_run_config`, :func:`write_demo_year2_
 
 The demo's output folder is a local path or an fsspec URL (``s3://bucket/demo``): every
 file the tour writes (tables, images, run files, runs) goes through one
-:class:`~pipeline.io.OutputStore`, and it reads its own outputs back through it. The demo
+:class:`~pipeline.store.OutputStore`, and it reads its own outputs back through it. The demo
 world is always a local folder (its generator writes local files): OUT/world for a local
 OUT, ``./demo-world`` (or ``--world``) for a URL. Storage options (endpoint, credentials)
 come from the environment only (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
@@ -34,7 +34,8 @@ from pipeline.cli.images import (
 )
 from pipeline.cli.output import CLUSTER_HELP, echo_skill, echo_summary, run_with, write_read_result
 from pipeline.errors import InputFormatError
-from pipeline.io import OutputStore, read_bytes
+from pipeline.io import read_bytes
+from pipeline.store import OutputStore
 
 if TYPE_CHECKING:
     from pipeline.run.config import RunConfig
@@ -660,7 +661,7 @@ def demo_images(
             "classifier": None,
         }  # not saved: a classifier may come later
 
-    from pipeline.images.training import ImageTrainConfig  # deferred: needs torch (images extra)
+    from pipeline.images.training_config import ImageTrainConfig  # deferred, as the training
 
     click.echo(f"\nImages: classifier on the validated images ({base.path('model')}):")
     table = image_table(objects, statuses=("V",))

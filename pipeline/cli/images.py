@@ -146,7 +146,7 @@ def train_command(
     """
     from pipeline.images.dataset import image_table
     from pipeline.images.model import load_model_dir
-    from pipeline.images.training import ImageTrainConfig
+    from pipeline.images.training_config import ImageTrainConfig
 
     table = image_table(_objects(source), statuses=[s for s in statuses.split(",") if s])
     config = ImageTrainConfig(**{k: v for k, v in options.items() if v is not None})
@@ -382,7 +382,8 @@ def qc_command(
     OUT/index.html, qc.json, conflicts.csv and conflicts.png; nothing is deleted.
     """
     from pipeline.clusters.client import cluster_client
-    from pipeline.images.qc import QCConfig, quality_control, write_qc_report
+    from pipeline.images.qc import QCConfig, quality_control
+    from pipeline.images.qc_report import write_qc_report
 
     options: dict[str, Any] = {"statuses": tuple(s for s in statuses.split(",") if s)}
     if near_bits is not None:
@@ -484,7 +485,7 @@ def apply_head_command(embeddings: str, head_dir: str, out: str) -> None:
     import dask
 
     from pipeline.images.heads import head_labels, load_head, read_embeddings
-    from pipeline.io import as_store
+    from pipeline.store import as_store
 
     head = load_head(head_dir)
     store = as_store(out)

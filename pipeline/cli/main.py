@@ -261,7 +261,7 @@ def ingest(
     batches missing. Storage options come from the environment / fsspec configuration.
     """
     from pipeline.clusters.client import cluster_client
-    from pipeline.io import OutputStore
+    from pipeline.store import OutputStore
 
     batch_bytes = None if batch_mb is None else max(1, int(batch_mb * 2**20))
     if no_image_check and require_images:

@@ -34,8 +34,8 @@ from pipeline.model.intervals import DISTANCE_BINS_KM, distance_class, nearest_k
 from pipeline.targets.particles import transform as transform_values
 
 if TYPE_CHECKING:
-    from pipeline.io import OutputStore
     from pipeline.run.config import RunConfig
+    from pipeline.store import OutputStore
 
 __all__ = ["FAR_KM", "honesty_check", "honesty_line", "run_honesty_check"]
 

@@ -37,9 +37,9 @@ import numpy as np
 import xarray as xr
 
 from pipeline.errors import StoreMismatchError
-from pipeline.io import OutputStore
 from pipeline.products.cf import CONVENTIONS, VOLATILE, cf_fields, product_attributes
 from pipeline.products.chunking import consolidate_metadata
+from pipeline.store import OutputStore
 
 __all__ = ["WriteReport", "write_fields"]
 

@@ -2,9 +2,10 @@
 
 - :mod:`~pipeline.images.dataset`: image tables and constant-scale preprocessing, with
   quarantine;
-- :mod:`~pipeline.images.model` and :mod:`~pipeline.images.training` (need the ``images``
-  extra, torch; import them from their modules): the compact CNN, backbones, model
-  directories, training;
+- :mod:`~pipeline.images.model`, :mod:`~pipeline.images.training` and
+  :mod:`~pipeline.images.epochs` (need the ``images`` extra, torch; import them from their
+  modules): the compact CNN, backbones, model directories, training and its epoch loop;
+  :mod:`~pipeline.images.training_config`: the training options;
 - :mod:`~pipeline.images.classify`: batched, resumable classification and embedding on
   the cluster;
 - :mod:`~pipeline.images.shards` and :mod:`~pipeline.images.shard_pack`: tar shards of
@@ -21,7 +22,9 @@
 - :mod:`~pipeline.images.labels`: machine labels into the objects table;
 - :mod:`~pipeline.images.consistency`: machine labels against the human sorting;
 - :mod:`~pipeline.images.qc`: quality control of the human sorting (duplicates carrying
-  two categories, copies within a class, machine disagreement).
+  two categories, copies within a class, machine disagreement), with
+  :mod:`~pipeline.images.duplicates` (image hashes, duplicate pairs) and
+  :mod:`~pipeline.images.qc_report` (its report).
 
 This ``__init__`` exports the API of the modules that do not need torch.
 """
@@ -110,8 +113,8 @@ from pipeline.images.qc import (
     QCConfig,
     QCResult,
     quality_control,
-    write_qc_report,
 )
+from pipeline.images.qc_report import write_qc_report
 from pipeline.images.recipe import choose_settings, longer_sides
 from pipeline.images.shard_pack import write_shards
 from pipeline.images.shards import ShardSet, iter_shard, open_shards

@@ -27,7 +27,7 @@ With ``gpu=True`` (or ``"auto"`` on a cluster whose workers declare the Dask res
 ``GPU``), tasks ask for ``resources={"GPU": 1}``, so they run on the GPU workers only.
 
 **Resumable**: a partition is done when its labels part exists (written last, whole,
-through the :class:`~pipeline.io.OutputStore`: a temporary name renamed on a local disk,
+through the :class:`~pipeline.store.OutputStore`: a temporary name renamed on a local disk,
 one PUT on an object store). A re-run skips the
 done partitions. ``OUT/manifest.json`` records the model id, the partition size and a
 fingerprint of the table's object ids: a re-run with another model or table into the
@@ -64,7 +64,7 @@ from pipeline.images.dataset import prepare_images
 from pipeline.images.heads import head_labels
 from pipeline.images.outputs import embeddings_frame, handcrafted_frame, labels_frame
 from pipeline.images.shards import ImageBatch, ShardSet, shard_batches
-from pipeline.io import OutputStore, as_store
+from pipeline.store import OutputStore, as_store
 
 if TYPE_CHECKING:
     from distributed import Client

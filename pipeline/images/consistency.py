@@ -39,8 +39,9 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.abstention import UNASSIGNED
 from pipeline.images.labels import _LABEL, _PROB, _check_objects, _joined, _label_columns, _open
-from pipeline.io import OutputStore, as_store, read_bytes
+from pipeline.io import read_bytes
 from pipeline.report import escape, figure_png, format_number, html_table, index_html
+from pipeline.store import OutputStore, as_store
 
 __all__ = ["ConsistencyResult", "consistency", "write_consistency_report"]
 

@@ -47,7 +47,7 @@ from pipeline.config import check_count, check_range
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.abstention import abstention_thresholds, assign_labels
 from pipeline.images.evaluation import classification_metrics
-from pipeline.io import OutputStore, as_store
+from pipeline.store import OutputStore, as_store
 
 __all__ = [
     "Head",

@@ -39,7 +39,7 @@ from torch import nn
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.images.dataset import N_EXTRA, Preprocess
 from pipeline.images.heads import Head, load_head, save_head
-from pipeline.io import OutputStore, as_store
+from pipeline.store import OutputStore, as_store
 
 __all__ = [
     "CompactCNN",
@@ -269,7 +269,7 @@ def save_model_dir(
 ) -> str:
     """Write a model directory (``model.json`` + ``weights.pt``); return the model id.
 
-    Each file is written whole (:class:`~pipeline.io.OutputStore`), ``model.json`` last:
+    Each file is written whole (:class:`~pipeline.store.OutputStore`), ``model.json`` last:
     a directory with a ``model.json`` is complete.
 
     Parameters

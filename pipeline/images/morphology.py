@@ -50,7 +50,8 @@ from threadpoolctl import threadpool_limits
 
 from pipeline.config import check_choice, check_count, check_range, check_strings, config_error
 from pipeline.errors import ConfigError, InputFormatError
-from pipeline.io import file_in_store, read_bytes
+from pipeline.io import read_bytes
+from pipeline.store import file_in_store
 
 __all__ = [
     "DEFAULT_FEATURES",

@@ -32,7 +32,8 @@ from matplotlib.figure import Figure
 from pipeline.errors import InputFormatError
 from pipeline.images.dataset import decode_image  # the one image decoder
 from pipeline.images.morphology import MorphologyModel, _as_dask
-from pipeline.io import file_in_store, read_bytes
+from pipeline.io import read_bytes
+from pipeline.store import file_in_store
 
 __all__ = ["describe_types", "plot_type_plate", "type_plate_png"]
 
@@ -148,7 +149,7 @@ def plot_type_plate(
         a row, in name order.
     url_or_path : str
         Where to write the PNG (local path or fsspec URL), whole
-        (:meth:`pipeline.io.OutputStore.open_atomic`).
+        (:meth:`pipeline.store.OutputStore.open_atomic`).
     per_type : int
         Vignettes per row (a seeded random choice; images that fail to open are skipped).
     seed : int

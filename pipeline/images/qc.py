@@ -19,73 +19,45 @@ workers when the table is a dask DataFrame, else in a thread pool) and finds:
   categories and machine labels and the most confident disagreements
   (:func:`pipeline.images.consistency.consistency`, folded in).
 
-Nothing is deleted or changed. :func:`write_qc_report` writes ``qc.json``,
+Nothing is deleted or changed.
+:func:`~pipeline.images.qc_report.write_qc_report` writes ``qc.json``,
 ``conflicts.csv``, ``conflicts.png`` (a plate of the conflicting pairs), ``index.html``
 with a "look at first" list for the curator, and with machine labels the consistency
 report's figures (``confusion.png``, ``worst_examples.png``).
 
-Developer note: near duplicates are found without comparing every pair: the 64 bits are
-cut into ``near_bits + 1`` bands and only images that share one band exactly are compared
-(two hashes within ``near_bits`` bits agree on at least one band: pigeonhole), so the
-work grows with the bucket sizes, not with n squared. Buckets larger than
-``max_bucket`` (featureless images: blank, saturated) are skipped and counted.
+The hashes and duplicate pairs are found in :mod:`pipeline.images.duplicates`; the report
+is written by :mod:`pipeline.images.qc_report`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from PIL import Image
 
 from pipeline.config import check_count, check_range
-from pipeline.errors import ConfigError, InputFormatError
-from pipeline.images.consistency import (
-    ConsistencyResult,
-    consistency,
-    write_consistency_report,
+from pipeline.errors import ConfigError
+from pipeline.images.consistency import ConsistencyResult, consistency
+from pipeline.images.dataset import image_table, read_objects
+from pipeline.images.duplicates import (
+    copies_per_category,
+    exact_groups,
+    exact_pairs,
+    image_hashes,
+    near_pairs,
+    pairs_frame,
 )
-from pipeline.images.dataset import decode_image, image_table, read_objects
 from pipeline.images.labels import _require
-from pipeline.io import OutputStore, as_store, read_bytes
-from pipeline.report import escape, figure_png, format_number, html_table, index_html
 
-__all__ = ["QCConfig", "QCResult", "image_hashes", "quality_control", "write_qc_report"]
+__all__ = ["QCConfig", "QCResult", "quality_control"]
 
 logger = logging.getLogger(__name__)
-
-_HASH_COLUMNS = (
-    "object_id",
-    "image",
-    "category",
-    "sha256",
-    "dhash",
-    "thumb",
-    "height",
-    "width",
-    "reason",
-)
-_THUMB = 16
-_PAIR_COLUMNS = (
-    "kind",
-    "distance",
-    "object_id_a",
-    "category_a",
-    "image_a",
-    "object_id_b",
-    "category_b",
-    "image_b",
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +77,8 @@ class QCConfig:
         Most mean absolute difference of their 16 x 16 thumbnails, as a share of their
         mean grey level (0.1: 10 %), which confirms the hash.
     max_bucket : int
-        Images sharing one hash band beyond this are not compared (module note).
+        Images sharing one hash band beyond this are not compared
+        (:mod:`pipeline.images.duplicates`).
     n_examples : int
         Conflicting pairs drawn on the plate; machine disagreements kept per category.
     threads : int
@@ -239,225 +212,6 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: clean(v) for k, v in r.items()} for r in frame.to_dict("records")]
 
 
-# --------------------------------------------------------------------------- hashes
-
-
-def _dhash(image: np.ndarray) -> tuple[int, bytes]:
-    """Return the 64-bit difference hash and a 16 x 16 thumbnail (256 bytes).
-
-    Hash bits: is each of 8 x 8 cells brighter than its right neighbour. The
-    area-averaged thumbnail confirms a near duplicate.
-    """
-    img = Image.fromarray(image)
-    small = np.asarray(img.resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).ravel()
-    thumb = np.asarray(img.resize((_THUMB, _THUMB), Image.Resampling.BOX), dtype=np.uint8)
-    return int(np.packbits(bits).view(">u8")[0]), thumb.tobytes()
-
-
-def _thumb_distance(a: Sequence[bytes], b: Sequence[bytes]) -> np.ndarray:
-    """Mean absolute grey difference of thumbnails over their mean grey (0: identical)."""
-    x = np.frombuffer(b"".join(a), np.uint8).reshape(len(a), _THUMB**2).astype(np.float32)
-    y = np.frombuffer(b"".join(b), np.uint8).reshape(len(b), _THUMB**2).astype(np.float32)
-    scale = np.maximum((x.mean(axis=1) + y.mean(axis=1)) / 2, 1.0)
-    return np.abs(x - y).mean(axis=1) / scale
-
-
-def _hash_one(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, ...]:
-    try:
-        data = read_bytes(url, storage_options=storage_options)
-        image = decode_image(data, url=url)
-    except InputFormatError as err:
-        return "", 0, b"", 0, 0, str(err)
-    except Exception as err:  # one unreadable image never stops the check
-        return "", 0, b"", 0, 0, f"{url}: cannot read ({type(err).__name__}: {err})"
-    h, w = image.shape
-    return hashlib.sha256(data).hexdigest(), *_dhash(image), h, w, ""
-
-
-def _hash_part(
-    part: pd.DataFrame, storage_options: Mapping[str, Any] | None = None, threads: int = 8
-) -> pd.DataFrame:
-    urls = part["image"].astype(str).tolist()
-    if len(urls) > 1:
-        with ThreadPoolExecutor(min(threads, len(urls))) as pool:
-            rows = list(pool.map(lambda u: _hash_one(u, storage_options), urls))
-    else:
-        rows = [_hash_one(u, storage_options) for u in urls]
-    sha, dh, thumb, h, w, reason = zip(*rows, strict=True) if rows else ((),) * 6
-    return pd.DataFrame(
-        {
-            "object_id": part["object_id"].astype(str).to_numpy(),
-            "image": urls,
-            "category": part["category"].astype(str).to_numpy(),
-            "sha256": pd.Series(sha, dtype=str),
-            # signed view of the 64 bits (parquet and pandas have no uint64 comfort)
-            "dhash": pd.Series(np.array(dh, dtype=np.uint64).view(np.int64), dtype="int64"),
-            "thumb": pd.Series(thumb, dtype=object),
-            "height": pd.Series(h, dtype="int64"),
-            "width": pd.Series(w, dtype="int64"),
-            "reason": pd.Series(reason, dtype=str),
-        }
-    )
-
-
-def image_hashes(
-    table: pd.DataFrame | dd.DataFrame,
-    *,
-    storage_options: Mapping[str, Any] | None = None,
-    threads: int = 8,
-) -> pd.DataFrame:
-    """Content and perceptual hashes of every image of a table (one read per image).
-
-    Parameters
-    ----------
-    table : pandas or dask DataFrame
-        ``object_id, image, category`` (:func:`pipeline.images.dataset.image_table`). A
-        dask table is hashed on the cluster, one task per partition.
-    storage_options : mapping, optional
-        fsspec options of the images.
-    threads : int
-        Reading threads per partition.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``object_id, image, category, sha256, dhash`` (the 64 bits as int64), ``thumb``
-        (16 x 16 ``uint8`` thumbnail bytes), ``height, width`` (px) and ``reason``
-        (``""`` when read; else sha256 is ``""``).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "a.png")
-    >>> Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(path)
-    >>> t = pd.DataFrame({"object_id": ["a", "b"], "image": [path, "/no.png"],
-    ...                   "category": ["x", "y"]})
-    >>> h = image_hashes(t)
-    >>> h["sha256"].str.len().tolist(), h["height"].tolist(), h["reason"].str[:7].tolist()
-    ([64, 0], [8, 0], ['', '/no.png'])
-    """
-    meta = pd.DataFrame({c: pd.Series(dtype=str) for c in _HASH_COLUMNS})
-    meta = meta.astype({"dhash": "int64", "thumb": object, "height": "int64", "width": "int64"})
-    if isinstance(table, dd.DataFrame):
-        cols = table[["object_id", "image", "category"]]
-        return cols.map_partitions(_hash_part, storage_options, threads, meta=meta).compute()
-    return _hash_part(table.reset_index(drop=True), storage_options, threads)
-
-
-# --------------------------------------------------------------------------- duplicates
-
-
-def _popcount(x: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64."""
-    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
-
-
-def _exact_groups(hashes: pd.DataFrame) -> pd.DataFrame:
-    """Keep the rows of every group (one sha256) of more than one identical image."""
-    ok = hashes[hashes["sha256"] != ""]
-    sizes = ok.groupby("sha256")["object_id"].transform("size")
-    return ok[sizes > 1]
-
-
-def _near_pairs(hashes: pd.DataFrame, cfg: QCConfig) -> tuple[pd.DataFrame, int]:
-    """Index pairs (i < j, positions in ``hashes``) of near duplicates; skipped buckets."""
-    ok = np.flatnonzero(hashes["sha256"].to_numpy() != "")
-    bits = hashes["dhash"].to_numpy().astype(np.int64).view(np.uint64)
-    heights, widths = hashes["height"].to_numpy(), hashes["width"].to_numpy()
-    thumbs = hashes["thumb"].to_numpy()
-    sha = hashes["sha256"].to_numpy()
-    n_bands = cfg.near_bits + 1
-    edges = np.linspace(0, 64, n_bands + 1).astype(int)
-    pairs: set[tuple[int, int]] = set()
-    skipped = 0
-    for lo, hi in itertools.pairwise(edges):
-        mask = np.uint64((1 << int(hi - lo)) - 1) << np.uint64(lo)
-        keys = pd.Series((bits[ok] & mask).astype(np.uint64), index=ok)
-        for _, members in keys.groupby(keys).groups.items():
-            idx = np.asarray(members)
-            if idx.size < 2:
-                continue
-            if idx.size > cfg.max_bucket:
-                skipped += 1
-                continue
-            a, b = np.triu_indices(idx.size, k=1)
-            ia, ib = idx[a], idx[b]
-            dist = _popcount(bits[ia] ^ bits[ib])
-            keep = (
-                (dist <= cfg.near_bits)
-                & (np.abs(heights[ia] - heights[ib]) <= cfg.near_size_px)
-                & (np.abs(widths[ia] - widths[ib]) <= cfg.near_size_px)
-                & (sha[ia] != sha[ib])
-            )
-            ia, ib = ia[keep], ib[keep]
-            keep = _thumb_distance(thumbs[ia], thumbs[ib]) <= cfg.near_grey
-            pairs.update(zip(ia[keep].tolist(), ib[keep].tolist(), strict=True))
-    if skipped:
-        logger.info("qc: %d hash bucket(s) over %d images not compared", skipped, cfg.max_bucket)
-    ordered = sorted(pairs)
-    frame = pd.DataFrame(ordered, columns=["i", "j"], dtype="int64")
-    frame["distance"] = (
-        _popcount(bits[frame["i"].to_numpy()] ^ bits[frame["j"].to_numpy()]) if len(frame) else []
-    )
-    return frame, skipped
-
-
-def _pairs_frame(
-    hashes: pd.DataFrame, i: np.ndarray, j: np.ndarray, kind: str, dist: Any
-) -> pd.DataFrame:
-    """Pairs of rows ``i``, ``j`` of ``hashes`` as conflicts, the smaller category first."""
-    swap = hashes["category"].to_numpy()[i] > hashes["category"].to_numpy()[j]
-    first, second = np.where(swap, j, i), np.where(swap, i, j)
-    out = pd.DataFrame({"kind": kind, "distance": np.broadcast_to(dist, i.shape)})
-    out["distance"] = out["distance"].astype("int64")
-    for suffix, rows in (("a", first), ("b", second)):
-        for col in ("object_id", "category", "image"):
-            out[f"{col}_{suffix}"] = hashes[col].astype(str).to_numpy()[rows]
-    return out[list(_PAIR_COLUMNS)]
-
-
-def _exact_pairs(groups: pd.DataFrame, hashes: pd.DataFrame) -> pd.DataFrame:
-    """Every pair of one exact group with different categories."""
-    i_all, j_all = [], []
-    for _, members in groups.groupby("sha256").groups.items():
-        idx = np.asarray(sorted(hashes.index.get_indexer(members)))
-        cats = hashes["category"].to_numpy()[idx]
-        if len(set(cats)) < 2:
-            continue
-        a, b = np.triu_indices(idx.size, k=1)
-        diff = cats[a] != cats[b]
-        i_all += idx[a][diff].tolist()
-        j_all += idx[b][diff].tolist()
-    return _pairs_frame(hashes, np.asarray(i_all, int), np.asarray(j_all, int), "exact", 0)
-
-
-def _copies(hashes: pd.DataFrame, groups: pd.DataFrame, near: pd.DataFrame) -> pd.Series:
-    """Near-duplicate images per category within that category (beyond the first)."""
-    cats = hashes["category"].to_numpy()
-    same = near[cats[near["i"].to_numpy()] == cats[near["j"].to_numpy()]] if len(near) else near
-    # union-find of the same-category near pairs and exact groups: images beyond the first
-    parent = np.arange(len(hashes))
-
-    def root(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    links = list(zip(same["i"].tolist(), same["j"].tolist(), strict=True)) if len(same) else []
-    for _, members in groups.groupby(["sha256", "category"]).groups.items():
-        idx = hashes.index.get_indexer(members)
-        links += [(int(idx[0]), int(k)) for k in idx[1:]]
-    for i, j in links:
-        ri, rj = root(i), root(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    roots = np.array([root(k) for k in range(len(hashes))])
-    extra = roots != np.arange(len(hashes))
-    return pd.Series(cats[extra]).value_counts()
-
-
 def quality_control(
     source: Any,
     *,
@@ -490,7 +244,7 @@ def quality_control(
 
     See Also
     --------
-    write_qc_report : the files of the result.
+    pipeline.images.qc_report.write_qc_report : the files of the result.
     pipeline.images.consistency.consistency : the machine-label part.
     """
     cfg = config or QCConfig()
@@ -504,16 +258,22 @@ def quality_control(
         )
     hashes = hashes.reset_index(drop=True)
     unreadable = hashes.loc[hashes["reason"] != "", ["object_id", "image", "reason"]]
-    groups = _exact_groups(hashes)
-    exact = _exact_pairs(groups, hashes)
-    near_idx, skipped = _near_pairs(hashes, cfg)
+    groups = exact_groups(hashes)
+    exact = exact_pairs(groups, hashes)
+    near_idx, skipped = near_pairs(
+        hashes,
+        near_bits=cfg.near_bits,
+        near_size_px=cfg.near_size_px,
+        near_grey=cfg.near_grey,
+        max_bucket=cfg.max_bucket,
+    )
     cats = hashes["category"].to_numpy()
     if len(near_idx):
         cross = cats[near_idx["i"].to_numpy()] != cats[near_idx["j"].to_numpy()]
         crossing = near_idx[cross]
     else:
         crossing = near_idx
-    near = _pairs_frame(
+    near = pairs_frame(
         hashes, crossing["i"].to_numpy(), crossing["j"].to_numpy(), "near", crossing["distance"]
     )
     conflicts = pd.concat([exact, near], ignore_index=True)
@@ -523,7 +283,7 @@ def quality_control(
     per = hashes.groupby("category").size().rename("n_images").to_frame()
     exact_copies = (groups.groupby(["sha256", "category"]).size() - 1).groupby("category").sum()
     per["n_exact_copies"] = exact_copies.reindex(per.index).fillna(0).astype("int64")
-    near_copies = _copies(hashes, groups, near_idx)
+    near_copies = copies_per_category(hashes, groups, near_idx)
     per["n_near_copies"] = (
         (near_copies.reindex(per.index).fillna(0) - per["n_exact_copies"]).clip(lower=0)
     ).astype("int64")
@@ -584,124 +344,3 @@ def _labelled(
 
 def _name(source: Any) -> str:
     return os.fspath(source) if isinstance(source, str | os.PathLike) else type(source).__name__
-
-
-# --------------------------------------------------------------------------- report
-
-
-def _conflicts_png(conflicts: pd.DataFrame, n: int) -> tuple[bytes, int]:
-    """Plate of conflicting pairs: image a | image b, captions with both categories."""
-    from pipeline.images.consistency import _vignette
-
-    rows = []
-    for rec in conflicts.head(n).itertuples():
-        a, b = _vignette(rec.image_a), _vignette(rec.image_b)
-        if a is not None and b is not None:
-            rows.append((rec, a, b))
-    n_cols = 4  # two pairs per row
-    n_rows = max(1, -(-len(rows) // 2))
-    fig = Figure(figsize=(1.8 * n_cols, 2.0 * n_rows))
-    if not rows:
-        ax = fig.add_subplot()
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no duplicate with two categories", ha="center")
-    for k, (rec, a, b) in enumerate(rows):
-        for side, (pixels, cat) in enumerate(((a, rec.category_a), (b, rec.category_b))):
-            ax = fig.add_subplot(n_rows, n_cols, 2 * k + side + 1)
-            ax.imshow(pixels, cmap="gray", vmin=0, vmax=255)
-            ax.set_title(f"{cat}\n({rec.kind}, d={rec.distance})", fontsize=6)
-            ax.axis("off")
-    fig.suptitle("Duplicates with two human categories (pairs side by side)")
-    return figure_png(fig), len(rows)
-
-
-def write_qc_report(
-    result: QCResult,
-    out: str | OutputStore,
-    *,
-    storage_options: Mapping[str, Any] | None = None,
-) -> dict[str, str]:
-    """Write ``qc.json``, ``conflicts.csv``, ``conflicts.png`` and ``index.html``.
-
-    With machine labels also the consistency report's ``confusion.png`` and
-    ``worst_examples.png`` (:func:`~pipeline.images.consistency.write_consistency_report`,
-    into ``consistency/``).
-
-    Parameters
-    ----------
-    result : QCResult
-    out : str or OutputStore
-        Folder (local path or fsspec URL) or its store; each file written whole.
-    storage_options : mapping, optional
-        fsspec options when ``out`` is a URL.
-
-    Returns
-    -------
-    dict of str to str
-        What → file name in the folder.
-    """
-    store = as_store(out, storage_options=storage_options)
-    store.makedirs()
-    files = {
-        "json": "qc.json",
-        "conflicts": "conflicts.csv",
-        "plate": "conflicts.png",
-        "index": "index.html",
-    }
-    doc = result.to_dict()
-    store.write_json(files["json"], doc, indent=2)
-    store.write_text(files["conflicts"], result.conflicts.to_csv(index=False))
-    png, shown = _conflicts_png(result.conflicts, 24)
-    store.write_bytes(files["plate"], png)
-    images = [(files["plate"], f"Duplicates with two categories ({shown} pairs shown)")]
-    if result.consistency is not None:
-        sub = write_consistency_report(result.consistency, store.sub("consistency"))
-        files["consistency"] = f"consistency/{sub['index']}"
-        images += [
-            (f"consistency/{sub['confusion']}", "Machine labels: confusion per human category"),
-            (f"consistency/{sub['worst_examples']}", "Most confident machine disagreements"),
-        ]
-    counts = {
-        "source": result.source,
-        "images": result.n_images,
-        "unreadable": result.n_unreadable,
-        "exact duplicate groups": result.n_exact_groups,
-        "near duplicate pairs": result.n_near_pairs,
-        "conflicts (exact)": doc["n_conflicts_exact"],
-        "conflicts (near)": doc["n_conflicts_near"],
-    }
-    if result.consistency is not None:
-        counts["machine agreement"] = result.consistency.overall_agreement
-    store.write_text(
-        files["index"],
-        index_html(
-            title="Quality control of the human sorting",
-            fields=None,
-            counts=counts,
-            skill=_tables_html(result),
-            images=images,
-        ),
-    )
-    logger.info("qc report: %d file(s) written to %s", len(files), store.url)
-    return files
-
-
-def _tables_html(result: QCResult) -> str:
-    first = "".join(f"<li>{escape(item)}</li>\n" for item in result.look_first())
-    per = result.per_category
-    header = ["category", "images", "exact copies", "near copies", "in a conflict"]
-    rows = [
-        [r.category, *(format_number(int(v)) for v in r[1:])] for r in per.itertuples(index=False)
-    ]
-    shown = result.conflicts.head(200)
-    conf_rows = [[str(v) for v in r] for r in shown.itertuples(index=False)]
-    return "".join(
-        [
-            "<h2>Look at first</h2>\n<ol>\n",
-            first,
-            "</ol>\n<h2>Per category</h2>\n",
-            html_table(header, rows, "per-category"),
-            f"<h2>Conflicts ({len(result.conflicts)}; first 200, all in conflicts.csv)</h2>\n",
-            html_table(list(_PAIR_COLUMNS), conf_rows, "conflicts"),
-        ]
-    )

@@ -1,7 +1,7 @@
 """Training settings chosen from the data: what ``images train`` does when not told.
 
 :func:`choose_settings` fills the options of
-:class:`~pipeline.images.training.ImageTrainConfig` left at ``None`` from the labelled
+:class:`~pipeline.images.training_config.ImageTrainConfig` left at ``None`` from the labelled
 images, and logs each choice at INFO; options given explicitly are kept.
 
 - **canvas_px** (the constant-scale canvas): the median of the images' longer side (read
@@ -119,7 +119,7 @@ def choose_settings(
 
     Examples
     --------
-    >>> from pipeline.images.training import ImageTrainConfig
+    >>> from pipeline.images.training_config import ImageTrainConfig
     >>> c = choose_settings(ImageTrainConfig(), n_images=1000, sides=np.array([50, 90, 138]))
     >>> c.epochs, c.patience, c.canvas_px, c.width, c.max_epoch_images
     (31, 31, 96, 32, 2048)

@@ -29,7 +29,8 @@ from pipeline.config import check_count
 from pipeline.errors import InputFormatError, StoreMismatchError
 from pipeline.images.dataset import IMAGE_SUFFIXES
 from pipeline.images.shards import _INDEX, SHARD_FORMAT
-from pipeline.io import OutputStore, as_store, read_bytes
+from pipeline.io import read_bytes
+from pipeline.store import OutputStore, as_store
 
 __all__ = ["ShardsWritten", "shard_bytes", "write_shards"]
 
@@ -159,7 +160,7 @@ def write_shards(
 
     One dask task per shard (on the current scheduler: a client's cluster when one is
     active, else threads) reads its images in a pool of ``threads`` and writes the shard
-    whole (:class:`~pipeline.io.OutputStore`); ``shards.json`` is written last.
+    whole (:class:`~pipeline.store.OutputStore`); ``shards.json`` is written last.
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ validated EcoTaxa objects or a class-folder tree) and:
    (``balance="sampler"``, each class drawn equally often) or class-weighted loss
    (``"weights"``), **augmentation** (flips, 90° rotations, shifts of a few pixels,
    brightness gain: the images' orientation carries no information), mixed precision
-   (bf16 autocast) and channels-last on CUDA;
+   (bf16 autocast) and channels-last on CUDA (the epoch loop: :mod:`pipeline.images.epochs`);
 5. stops early when the validation balanced accuracy has not improved for ``patience``
    epochs and keeps the best epoch's weights; after every epoch the whole state
    (weights, optimiser, schedule, random generator, history) goes to
@@ -27,31 +27,27 @@ validated EcoTaxa objects or a class-folder tree) and:
 **Fine-tuning** (``init``: a loaded model): the new network starts from its weights;
 when the classes differ, the last layer is re-initialised for the new classes and the
 preprocessing of the parent is kept (it is part of what the weights learnt).
+
+The options are :class:`~pipeline.images.training_config.ImageTrainConfig`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
-from torch import nn
 
-from pipeline.config import check_choice, check_count, check_positive, check_range
 from pipeline.errors import ConfigError
 from pipeline.images.abstention import abstention_scores, abstention_thresholds
 from pipeline.images.dataset import Preprocess, prepare_images
+from pipeline.images.epochs import Checkpoint, best_epoch, fit_epochs, run_key, start_network
 from pipeline.images.evaluation import (
     calibration_error,
     classification_metrics,
@@ -60,141 +56,20 @@ from pipeline.images.evaluation import (
 from pipeline.images.heads import HeadConfig, fit_head
 from pipeline.images.model import (
     ImageModel,
-    build_network,
     class_index,
     embed,
     predict_proba,
     resolve_device,
     save_model_dir,
-    to_batch,
 )
 from pipeline.images.outputs import embeddings_frame, handcrafted_frame
 from pipeline.images.recipe import choose_settings, longer_sides
-from pipeline.io import OutputStore, as_store
+from pipeline.images.training_config import ImageTrainConfig
+from pipeline.store import OutputStore, as_store
 
-__all__ = ["ImageTrainConfig", "TrainedClassifier", "score_probs", "train_classifier"]
+__all__ = ["TrainedClassifier", "score_probs", "train_classifier"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ImageTrainConfig:
-    """Options of :func:`train_classifier` (defaults live here only).
-
-    Options left at None are chosen from the data when training starts
-    (:func:`pipeline.images.recipe.choose_settings`, each choice logged): ``width``,
-    ``canvas_px``, ``epochs``, ``patience`` and ``max_epoch_images``.
-
-    Attributes
-    ----------
-    arch : str
-        ``"compact"`` or a backbone (``"timm:<name>"``, ``"torchvision:<name>"``).
-    width : int
-        Channels of the compact CNN's first stage.
-    size, canvas_px, invert
-        Preprocessing (:class:`pipeline.images.dataset.Preprocess`); ignored when
-        fine-tuning (the parent's preprocessing is kept).
-    epochs : int
-        Most epochs.
-    batch_size : int
-    lr : float
-        Peak learning rate of the one-cycle schedule.
-    weight_decay : float
-    val_fraction : float
-        Stratified share of the images kept for validation (early stopping, metrics).
-    patience : int
-        Epochs without a better validation balanced accuracy before stopping.
-    balance : {"sampler", "weights", "none"}
-        Class balance: equal draws per class, inverse-frequency loss weights, or none.
-    augment : bool
-        Flips, 90° rotations, small shifts and brightness gain.
-    min_per_class : int
-        Classes with fewer images are left out.
-    seed : int
-    device : str
-        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-    threads : int, optional
-        Torch CPU threads and image-reading threads (default: torch's).
-    weights_file : str, optional
-        Local pretrained weights of a backbone.
-    max_epoch_images : int, optional
-        Images drawn per epoch (default: the training set's size).
-    tta : bool
-        Score the final model with test-time augmentation (8 flips/rotations); saved
-        with the model so classification does the same.
-    target_precision : float, optional
-        Per-class probability thresholds are chosen on the validation images so that
-        the labels kept reach this precision; saved with the model, classification
-        labels the others ``unassigned`` (:mod:`pipeline.images.abstention`). None: no
-        abstention.
-    head : {"logistic", "handcrafted_mean", "none"}
-        After the network, fit a logistic-regression head (:mod:`pipeline.images.heads`;
-        saved as ``head.json``): "logistic" on the network's embeddings of the training
-        images (with ``head_handcrafted`` the handcrafted features joined), which then
-        classifies instead of the network's last layers; "handcrafted_mean" on the
-        handcrafted features only, its probabilities averaged with the network's (8-view
-        TTA); "none": the network alone.
-    head_handcrafted : bool
-        Join the handcrafted features (:mod:`pipeline.images.handcrafted`) to the
-        embeddings the head reads.
-    head_rows : int
-        Most training images the head is fitted on (a class-balanced sample beyond:
-        on 500,000 images the head's embeddings and fits would dwarf the network's
-        training).
-    """
-
-    arch: str = "compact"
-    width: int | None = None
-    size: int = 64
-    canvas_px: int | None = None
-    invert: bool = False
-    epochs: int | None = None
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    val_fraction: float = 0.15
-    patience: int | None = None
-    balance: Literal["sampler", "weights", "none"] = "sampler"
-    augment: bool = True
-    min_per_class: int = 5
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    weights_file: str | None = None
-    max_epoch_images: int | None = None
-    tta: bool = False
-    target_precision: float | None = 0.9
-    head: Literal["logistic", "handcrafted_mean", "none"] = "handcrafted_mean"
-    head_handcrafted: bool = True
-    head_rows: int = 50_000
-
-    def __post_init__(self) -> None:
-        """Check the options; raise ConfigError naming the key."""
-        check_choice("images.train.balance", self.balance, ("sampler", "weights", "none"))
-        check_choice("images.train.head", self.head, ("logistic", "handcrafted_mean", "none"))
-        check_range(
-            "images.train.val_fraction",
-            self.val_fraction,
-            low=0,
-            high=0.9,
-            low_open=True,
-            high_open=True,
-        )
-        for key in ("batch_size", "min_per_class", "head_rows"):
-            check_count(f"images.train.{key}", getattr(self, key), 1)
-        for key in ("threads", "max_epoch_images", "epochs", "patience", "width", "canvas_px"):
-            check_count(f"images.train.{key}", getattr(self, key), 1, allow_none=True)
-        check_positive("images.train.lr", self.lr)
-        check_range("images.train.weight_decay", self.weight_decay, low=0)
-        check_count("images.train.seed", self.seed, 0)
-        if self.target_precision is not None:
-            check_range(
-                "images.train.target_precision",
-                self.target_precision,
-                low=0,
-                high=1,
-                low_open=True,
-            )
 
 
 @dataclass
@@ -223,56 +98,10 @@ class TrainedClassifier:
     dropped_classes: dict[str, int] = field(default_factory=dict)
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random flips, 90° rotations, shifts (±size/16 px) and brightness gain, per batch half."""
-    n = x.shape[0]
-    if n == 0:
-        return x
-    flip = torch.rand(n, generator=gen) < 0.5
-    x = torch.where(flip[:, None, None, None].to(x.device), x.flip(-1), x)
-    k = int(torch.randint(0, 4, (1,), generator=gen))
-    x = torch.rot90(x, k, dims=(2, 3))
-    shift = max(1, x.shape[-1] // 16)
-    dy, dx = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=gen))
-    x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-    gain = (0.8 + 0.4 * torch.rand(n, 1, 1, 1, generator=gen)).to(x.device)
-    return (x * gain).clamp_(0.0, 1.0)
-
-
 def _split(codes: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.arange(codes.size)
     train, val = train_test_split(idx, test_size=fraction, stratify=codes, random_state=seed)
     return np.sort(train), np.sort(val)
-
-
-def _network(
-    config: ImageTrainConfig, classes: list[str], init: ImageModel | None
-) -> tuple[nn.Module, dict[str, Any], str]:
-    if init is None:
-        params = {"width": config.width} if config.arch == "compact" else {}
-        net = build_network(
-            config.arch, len(classes), params=params, weights_file=config.weights_file
-        )
-        return net, params, config.arch
-    net = build_network(init.arch, len(classes), params=init.params)
-    own = net.state_dict()
-    parent = init.network.state_dict()
-    same = list(init.classes) == list(classes)
-    last = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
-    fitting = {
-        k: v
-        for k, v in parent.items()
-        if k in own and own[k].shape == v.shape and (same or not k.startswith(f"{last}."))
-    }
-    net.load_state_dict(fitting, strict=False)
-    logger.info(
-        "fine-tuning from %s: %d of %d tensors loaded%s",
-        init.model_id,
-        len(fitting),
-        len(own),
-        "" if same else " (classes differ: new last layer)",
-    )
-    return net, dict(init.params), init.arch
 
 
 def train_classifier(
@@ -387,12 +216,12 @@ def train_classifier(
         len(quarantine),
     )
 
-    net, params, arch = _network(config, classes, init)
+    net, params, arch = start_network(config, classes, init)
     net.to(device)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
     model = ImageModel(network=net, classes=classes, preprocess=pre, arch=arch, params=params)
-    history, best_state = _fit(
+    history, best_state = fit_epochs(
         model,
         data.pixels[train_idx],
         data.extras[train_idx],
@@ -403,7 +232,7 @@ def train_classifier(
         config=config,
         device=device,
         progress=progress,
-        checkpoint=_Checkpoint(store, _run_key(config, classes, table, init))
+        checkpoint=Checkpoint(store, run_key(config, classes, table, init))
         if store is not None
         else None,
     )
@@ -481,7 +310,7 @@ def train_classifier(
             "config": asdict(config),
             "device": str(device),
             "epochs": len(history),
-            "best_epoch": _best_epoch(history),
+            "best_epoch": best_epoch(history),
             "classes_left_out": dropped,
             "parent_model": init.model_id if init is not None else None,
         },
@@ -567,182 +396,6 @@ def score_probs(
     if abstention is not None:
         metrics["abstention"] = abstention_scores(probs, truth, classes, abstention["thresholds"])
     return metrics
-
-
-def _best_epoch(history: list[dict[str, float]]) -> int:
-    if not history:
-        return 0
-    return int(max(history, key=lambda h: h["val_balanced_accuracy"])["epoch"])
-
-
-def _fit(
-    model: ImageModel,
-    pixels: np.ndarray,
-    extras: np.ndarray,
-    codes: np.ndarray,
-    val_pixels: np.ndarray,
-    val_extras: np.ndarray,
-    val_codes: np.ndarray,
-    *,
-    config: ImageTrainConfig,
-    device: torch.device,
-    progress: Callable[[dict[str, float]], None] | None,
-    checkpoint: _Checkpoint | None = None,
-) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
-    net = model.network
-    n_classes = len(model.classes)
-    gen = torch.Generator().manual_seed(config.seed)
-    per_class = np.bincount(codes, minlength=n_classes).astype("float64")
-    n_draw = config.max_epoch_images or codes.size
-    steps = max(1, math.ceil(n_draw / config.batch_size))
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config.lr, total_steps=steps * config.epochs
-    )
-    weight = None
-    if config.balance == "weights":
-        weight = torch.tensor(
-            per_class.sum() / (n_classes * np.maximum(per_class, 1)),
-            dtype=torch.float32,
-            device=device,
-        )
-    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=0.05)
-    draw_p = torch.tensor(
-        (1.0 / per_class[codes]) if config.balance == "sampler" else np.ones(codes.size)
-    )
-    cuda = device.type == "cuda"
-    pixels_t, extras_t, codes_t = (
-        torch.from_numpy(pixels),
-        torch.from_numpy(extras),
-        torch.from_numpy(codes),
-    )
-    history: list[dict[str, float]] = []
-    best, best_state, stale, first, finished = -1.0, _state(net), 0, 1, False
-    saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None:
-        net.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        gen.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])  # dropout draws from the global generator
-        history, best, best_state, stale = (
-            saved["history"],
-            saved["best"],
-            saved["best_state"],
-            saved["stale"],
-        )
-        first, finished = saved["epoch"] + 1, saved["finished"]
-        logger.info(
-            "resuming training from %s after epoch %d%s",
-            checkpoint.url,
-            saved["epoch"],
-            " (finished)" if finished else "",
-        )
-    for epoch in range(first, 0 if finished else config.epochs + 1):
-        t0 = time.perf_counter()
-        net.train()
-        order = torch.multinomial(
-            draw_p, steps * config.batch_size, replacement=True, generator=gen
-        )
-        total = 0.0
-        for step in range(steps):
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x, e = to_batch(pixels_t[idx], extras_t[idx], device=device, channels_last=cuda)
-            if config.augment:
-                x = _augment(x, gen)
-            y = codes_t[idx].to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = loss_fn(net(x, e).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach())
-        probs = predict_proba(model, val_pixels, val_extras, device=device)
-        pred = probs.argmax(dim=1).numpy()
-        bacc = float(balanced_accuracy_score(val_codes, pred))
-        entry = {
-            "epoch": epoch,
-            "loss": total / steps,
-            "val_accuracy": float((pred == val_codes).mean()),
-            "val_balanced_accuracy": bacc,
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(entry)
-        logger.debug("epoch %s", entry)
-        if bacc > best:
-            best, best_state, stale = bacc, _state(net), 0
-        else:
-            stale += 1
-        finished = stale >= config.patience or epoch == config.epochs
-        if checkpoint is not None:
-            checkpoint.save(
-                {
-                    "epoch": epoch,
-                    "finished": finished,
-                    "model": _state(net),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": history,
-                    "best": best,
-                    "best_state": best_state,
-                    "stale": stale,
-                }
-            )
-        if progress is not None:  # after the checkpoint: the epoch shown is saved
-            progress(entry)
-        if stale >= config.patience:
-            logger.info(
-                "early stop at epoch %d (best %d, balanced accuracy %.3f)",
-                epoch,
-                _best_epoch(history),
-                best,
-            )
-            break
-    return history, best_state
-
-
-def _run_key(
-    config: ImageTrainConfig, classes: list[str], table: pd.DataFrame, init: ImageModel | None
-) -> str:
-    """Identity of a training run: a checkpoint of another run is not resumed."""
-    doc = [
-        asdict(config),
-        classes,
-        table["image"].astype(str).tolist(),
-        init.model_id if init is not None else None,
-    ]
-    return hashlib.sha256(json.dumps(doc, default=str).encode()).hexdigest()[:16]
-
-
-class _Checkpoint:
-    """``OUT/checkpoint.pt``: the state after the last epoch, written whole each epoch."""
-
-    def __init__(self, store: OutputStore, key: str) -> None:
-        self.store, self.key, self.url = store, key, store.path("checkpoint.pt")
-
-    def load(self) -> dict[str, Any] | None:
-        """Return the saved state of this run, or None (absent, or another run's)."""
-        if not self.store.exists("checkpoint.pt"):
-            return None
-        data = self.store.read_bytes("checkpoint.pt")
-        saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-        if saved.get("key") != self.key:
-            logger.info("checkpoint %s is of another training run; starting afresh", self.url)
-            return None
-        return saved
-
-    def save(self, state: dict[str, Any]) -> None:
-        """Write the state over the last one, whole (:meth:`OutputStore.open_atomic`)."""
-        buf = io.BytesIO()
-        torch.save({**state, "key": self.key}, buf)
-        self.store.write_bytes("checkpoint.pt", buf.getvalue())
-
-
-def _state(net: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
 
 
 def _write(

@@ -1,7 +1,8 @@
 """Model: spatial block cross-validation, multi-output xgboost.dask, baselines, skill.
 
-- :mod:`~pipeline.model.split`, :mod:`~pipeline.model.basins`: spatial blocks or basins,
-  buffer, random split, scikit-learn splitters;
+- :mod:`~pipeline.model.split`, :mod:`~pipeline.model.basins`: spatial blocks or basins
+  dealt into folds; :mod:`~pipeline.model.split_variants`: random and leave-one-basin-out
+  splits; :mod:`~pipeline.model.splitters`: buffer, scikit-learn splitters;
 - :mod:`~pipeline.model.train`: the training options, fit and predict on the cluster;
 - :mod:`~pipeline.model.baselines`: per-layer climatology, one xgboost per target,
   random forest;
@@ -42,13 +43,15 @@ from pipeline.model.evaluate import (
     score_folds,
 )
 from pipeline.model.split import (
-    RandomCV,
-    SpatialBlockCV,
     SplitConfig,
     assign_blocks,
     assign_folds,
+)
+from pipeline.model.split_variants import random_folds
+from pipeline.model.splitters import (
+    RandomCV,
+    SpatialBlockCV,
     buffer_mask,
-    random_folds,
 )
 from pipeline.model.train import (
     BASELINES,

@@ -32,8 +32,9 @@ import xgboost
 
 from pipeline import __version__
 from pipeline.errors import InputFormatError
-from pipeline.io import OutputStore, as_store, read_bytes
+from pipeline.io import read_bytes
 from pipeline.model.train import TrainConfig, _params
+from pipeline.store import OutputStore, as_store
 
 __all__ = ["hash_config", "hash_frame", "load_model", "model_card", "save_model"]
 
@@ -178,7 +179,7 @@ def save_model(
 ) -> None:
     """Write ``url/model.ubj`` (xgboost's UBJSON format) and ``url/card.json``.
 
-    Each file is written whole (:class:`~pipeline.io.OutputStore`), the card last, so a
+    Each file is written whole (:class:`~pipeline.store.OutputStore`), the card last, so a
     folder with a card holds a complete model.
 
     Parameters

@@ -26,7 +26,7 @@ import xgboost
 
 from pipeline.model.baselines import Predictor, _fit_baselines
 from pipeline.model.evaluate import score, score_folds, target_covariance
-from pipeline.model.split import inner_split
+from pipeline.model.split_variants import inner_split
 from pipeline.model.train import (
     TrainConfig,
     _check_fit_input,
@@ -193,7 +193,7 @@ def cross_validate(
 
     For each CV fold ``k``: take the rows whose fold is neither ``-1`` nor ``k`` (and
     not in ``exclude[k]``), hold whole ``groups`` (blocks) of them out to early-stop on
-    (:func:`pipeline.model.split.inner_split`, about 15 % of the rows), fit on the rest
+    (:func:`pipeline.model.split_variants.inner_split`, about 15 % of the rows), fit on the rest
     and predict fold ``k`` (out of fold): the scored fold never chooses the number of
     rounds. Then the final model trains on every non-test row for the mean best number
     of rounds of the folds, with no eval set, and predicts the test rows (fold ``-1``).

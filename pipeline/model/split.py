@@ -29,43 +29,33 @@ relative to its share after receiving the block: each fold receives blocks acros
 whole target range, and row counts stay close to ``test_fraction`` and
 ``(1 - test_fraction) / n_folds``. Every group receives at least one block.
 
-Other splits with the same convention: :func:`random_folds` (random rows, or whole
-casts/cruises with ``groups``), :func:`basin_folds` (leave one basin out) and
-:func:`inner_split` (the early-stopping rows inside a fold's training rows).
+Other splits with the same convention live in :mod:`pipeline.model.split_variants`
+(random rows or casts, leave one basin out, the early-stopping rows inside a fold); the
+buffer around held-out rows and the scikit-learn splitters over these folds in
+:mod:`pipeline.model.splitters`.
 
-Developer note: the splitter classes only compute the fold array and, per fold, a
-buffer mask (:func:`buffer_mask`, a haversine ``BallTree``); everything else is numpy
-on in-memory coordinates. Train on a dask table by computing ``lat``/``lon`` first.
-The basins (:data:`~pipeline.model.basins.BASINS`,
-:func:`~pipeline.model.basins.basin_of`) are defined in :mod:`pipeline.model.basins`.
+Developer note: everything here is numpy on in-memory coordinates. The basins
+(:data:`~pipeline.model.basins.BASINS`, :func:`~pipeline.model.basins.basin_of`) are
+defined in :mod:`pipeline.model.basins`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.model_selection import BaseCrossValidator
-from sklearn.neighbors import BallTree
 
 from pipeline.config import check_choice, check_count, check_range, check_strings
 from pipeline.errors import ConfigError, InputFormatError
-from pipeline.geo import EARTH_RADIUS_KM
-from pipeline.model.basins import BASINS, _check_coords, _coords_doc, basin_of
+from pipeline.model.basins import _check_coords, _coords_doc, basin_of
 
 __all__ = [
-    "RandomCV",
-    "SpatialBlockCV",
     "SplitConfig",
     "assign_blocks",
     "assign_folds",
-    "basin_folds",
-    "buffer_mask",
-    "inner_split",
-    "random_folds",
+    "deal_blocks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -141,26 +131,6 @@ class SplitConfig:
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def _coords_of(X: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(lat, lon)`` of a DataFrame with ``lat``/``lon`` columns or an (n, 2) array."""
-    columns = getattr(X, "columns", None)
-    if columns is not None:
-        missing = [c for c in ("lat", "lon") if c not in columns]
-        if missing:
-            raise InputFormatError(
-                f"X has no column {', '.join(missing)}; columns: {', '.join(map(str, columns))}. "
-                "Pass a table with lat and lon (degrees) or an (n, 2) array of (lat, lon)."
-            )
-        return _check_coords(X["lat"], X["lon"])
-    arr = np.asarray(X, dtype=float)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise InputFormatError(
-            f"X has shape {arr.shape}; expected a table with lat and lon columns or an "
-            "(n, 2) array of (lat, lon) in degrees."
-        )
-    return _check_coords(arr[:, 0], arr[:, 1])
 
 
 def _row_scores(y: Any, n: int) -> np.ndarray | None:
@@ -259,7 +229,7 @@ def assign_blocks(lat: Any, lon: Any, *, config: SplitConfig | None = None) -> n
 # --------------------------------------------------------------------------- folds
 
 
-def _deal_blocks(
+def deal_blocks(
     sizes: np.ndarray, scores: np.ndarray, shares: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
     """Group of each block: stratified by score, proportional to ``shares`` in rows.
@@ -267,6 +237,33 @@ def _deal_blocks(
     Blocks are ordered by score (NaN last), shuffled within strata of ``len(shares)``
     consecutive blocks, and each goes to the group least filled relative to its share
     after receiving it (a group still empty first); ties broken by a random priority.
+
+    Parameters
+    ----------
+    sizes : numpy.ndarray of float, shape (n_blocks,)
+        Rows in each block.
+    scores : numpy.ndarray of float, shape (n_blocks,)
+        Score of each block to stratify on (NaN last); zeros deal by rows only.
+    shares : numpy.ndarray of float, shape (n_groups,)
+        Target share of the rows of each group.
+    rng : numpy.random.Generator
+        The seeded RNG that orders blocks within strata and breaks ties.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_blocks,)
+        Group of each block, ``0 .. n_groups - 1``; every group receives a block when
+        there are at least as many blocks as groups.
+
+    See Also
+    --------
+    assign_folds : Deals blocks into a test set and folds with it.
+
+    Examples
+    --------
+    >>> deal_blocks(np.ones(4), np.zeros(4), np.array([0.5, 0.5]),
+    ...             np.random.default_rng(0)).tolist().count(0)
+    2
     """
     n_blocks, n_groups = len(sizes), len(shares)
     order = np.lexsort((rng.permutation(n_blocks), scores))
@@ -328,8 +325,8 @@ def assign_folds(
 
     See Also
     --------
-    random_folds : The same convention for a plain random split.
-    SpatialBlockCV : The scikit-learn splitter over these folds.
+    pipeline.model.split_variants.random_folds : The same convention for a plain random split.
+    pipeline.model.splitters.SpatialBlockCV : The scikit-learn splitter over these folds.
 
     Examples
     --------
@@ -369,14 +366,14 @@ def assign_folds(
     group = np.zeros(labels.size, dtype=np.int64)
     if has_test:  # the test blocks first, blind to every target (rows only)
         shares = np.array([1.0 - config.test_fraction, config.test_fraction])
-        group = np.where(_deal_blocks(sizes, np.zeros(labels.size), shares, rng) == 1, -1, 0)
+        group = np.where(deal_blocks(sizes, np.zeros(labels.size), shares, rng) == 1, -1, 0)
     rest = np.flatnonzero(group == 0)
     if rest.size < config.n_folds:  # few blocks: give the smallest test blocks back
         test_blocks = np.flatnonzero(group == -1)
         back = test_blocks[np.argsort(sizes[test_blocks], kind="stable")]
         group[back[: config.n_folds - rest.size]] = 0
         rest = np.flatnonzero(group == 0)
-    group[rest] = _deal_blocks(
+    group[rest] = deal_blocks(
         sizes[rest], block_scores[rest], np.full(config.n_folds, 1.0 / config.n_folds), rng
     )
     folds = group[inverse]
@@ -402,375 +399,3 @@ def _log_folds(folds: np.ndarray, n_blocks: int, config: SplitConfig) -> None:
         100.0 * n_test / max(n, 1),
         rows,
     )
-
-
-def random_folds(n: int, *, config: SplitConfig | None = None, groups: Any = None) -> np.ndarray:
-    """Random split of ``n`` rows, or of whole groups, with the convention of :func:`assign_folds`.
-
-    The random-split reference: without ``groups``, ``round(test_fraction * n)`` random
-    rows form the test set and the others are dealt into ``n_folds`` folds whose sizes
-    differ by at most one row. With ``groups`` (e.g. the cast of each row, so a cast's
-    layers stay together, or its cruise), whole groups in a seeded random order are dealt
-    to the test set or the fold least filled relative to its share of rows. Seeded by
-    ``config.seed``.
-
-    Parameters
-    ----------
-    n : int
-        Number of rows (>= n_folds plus one if there is a test set).
-    config : SplitConfig, optional
-        ``n_folds``, ``test_fraction`` and ``seed``; default ``SplitConfig()``.
-    groups : array-like, shape (n,), optional
-        Group label of each row; rows of one group share a fold.
-
-    Returns
-    -------
-    numpy.ndarray of int64, shape (n,)
-        ``-1`` for the test set, ``0 .. n_folds - 1`` for the CV fold.
-
-    Raises
-    ------
-    ConfigError
-        Too few rows (or groups) for the folds and the test set.
-
-    See Also
-    --------
-    assign_folds : The spatial split this reference is compared with.
-
-    Examples
-    --------
-    >>> folds = random_folds(10, config=SplitConfig(n_folds=2, test_fraction=0.2))
-    >>> [int((folds == g).sum()) for g in (-1, 0, 1)]
-    [2, 4, 4]
-    >>> cast = np.repeat(np.arange(5), 3)  # three layers per cast
-    >>> f = random_folds(15, config=SplitConfig(n_folds=2, test_fraction=0.2), groups=cast)
-    >>> all(len(set(f[cast == c])) == 1 for c in range(5))
-    True
-    """
-    config = config if config is not None else SplitConfig()
-    n = int(n)
-    if groups is not None:
-        return _random_group_folds(n, np.asarray(groups), config)
-    n_test = round(config.test_fraction * n)
-    if config.test_fraction > 0:
-        n_test = max(n_test, 1)
-    if n - n_test < config.n_folds:
-        raise ConfigError(
-            f"split: {n} row(s) cannot fill n_folds={config.n_folds} folds and "
-            f"{n_test} test row(s); use fewer n_folds or a smaller test_fraction."
-        )
-    order = np.random.default_rng(config.seed).permutation(n)
-    folds = np.empty(n, dtype=np.int64)
-    folds[order[:n_test]] = -1
-    folds[order[n_test:]] = np.arange(n - n_test) % config.n_folds
-    return folds
-
-
-def _random_group_folds(n: int, groups: np.ndarray, config: SplitConfig) -> np.ndarray:
-    """:func:`random_folds` over whole groups (blocks dealt in random order, by rows)."""
-    if groups.shape != (n,):
-        raise InputFormatError(f"groups has shape {groups.shape}; expected ({n},).")
-    labels, inverse, sizes = np.unique(groups.astype(str), return_inverse=True, return_counts=True)
-    has_test = config.test_fraction > 0
-    n_groups = config.n_folds + int(has_test)
-    if labels.size < n_groups:
-        raise ConfigError(
-            f"split: {labels.size} group(s) cannot fill n_folds={config.n_folds} folds"
-            f"{' and a test set' if has_test else ''}; use fewer n_folds."
-        )
-    shares = np.full(config.n_folds, (1.0 - config.test_fraction) / config.n_folds)
-    if has_test:
-        shares = np.append(shares, config.test_fraction)
-    rng = np.random.default_rng(config.seed)
-    group = _deal_blocks(sizes.astype(float), np.zeros(labels.size), shares, rng)
-    if has_test:
-        group = np.where(group == config.n_folds, -1, group)
-    return group[inverse].astype(np.int64)
-
-
-@_coords_doc
-def basin_folds(lat: Any, lon: Any, folds: Any) -> np.ndarray:
-    """Leave-one-basin-out folds over the CV rows of ``folds``; test rows stay ``-1``.
-
-    Each ocean basin (:func:`basin_of`) holding CV rows becomes one fold, numbered in
-    the order of :data:`~pipeline.model.basins.BASINS`, so a model is scored on a whole
-    basin it never saw (the hardest transfer a global map makes).
-
-    Parameters
-    ----------
-    {coords_parameters}
-    folds : array of int, shape (n,)
-        A split (:func:`assign_folds`): its test rows (``-1``) stay the test set.
-
-    Returns
-    -------
-    numpy.ndarray of int64, shape (n,)
-        ``-1`` for the test set, ``0 .. n_basins - 1`` for the basin of each CV row.
-
-    Raises
-    ------
-    ConfigError
-        The CV rows lie in fewer than two basins.
-
-    Examples
-    --------
-    >>> basin_folds([38.0, 0.0, 0.0], [18.0, -30.0, -150.0], [0, 1, -1]).tolist()
-    [1, 0, -1]
-    """
-    lat, lon = _check_coords(lat, lon)
-    folds = np.asarray(folds).reshape(-1)
-    basin = basin_of(lat, lon)
-    cv = folds >= 0
-    present = [b for b in BASINS if (basin[cv] == b).any()]
-    if len(present) < 2:
-        raise ConfigError(
-            f"split: the CV rows lie in {len(present)} basin(s) {present!r}; "
-            "leave-one-basin-out needs at least 2."
-        )
-    out = np.full(folds.shape, -1, dtype=np.int64)
-    for k, name in enumerate(present):
-        out[cv & (basin == name)] = k
-    return out
-
-
-def inner_split(
-    train: np.ndarray, groups: Any, *, fraction: float = 0.15, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split a fold's training rows into rows to fit and rows to early-stop on.
-
-    Whole groups (spatial blocks) in a seeded random order are moved to the
-    early-stopping set until it holds at least ``fraction`` of the rows, so early
-    stopping never looks at the fold that is scored and its rows are not neighbours of
-    the rows that are fitted.
-
-    Parameters
-    ----------
-    train : array of int
-        Positions of the training rows.
-    groups : array-like, shape (n_all,)
-        Group (block) of every row, indexed by position.
-    fraction : float
-        Share of the training rows to early-stop on, in (0, 1).
-    seed : int
-        Seed of the group order.
-
-    Returns
-    -------
-    fit, stop : numpy.ndarray of int
-        Positions to fit on and to early-stop on (``stop`` is empty when the training
-        rows hold a single group).
-
-    Examples
-    --------
-    >>> fit, stop = inner_split(np.arange(10), np.repeat(np.arange(5), 2), fraction=0.2)
-    >>> len(fit), len(stop), set(fit) & set(stop)
-    (8, 2, set())
-    """
-    train = np.asarray(train, dtype=np.int64)
-    labels = np.asarray(groups).astype(str)[train]
-    unique = np.unique(labels)
-    if unique.size < 2:
-        return train, train[:0]
-    order = np.random.default_rng(seed).permutation(unique)
-    need = fraction * train.size
-    chosen: list[str] = []
-    taken = 0
-    for label in order[:-1]:
-        if taken >= need:
-            break
-        chosen.append(label)
-        taken += int((labels == label).sum())
-    stop = np.isin(labels, chosen)
-    return train[~stop], train[stop]
-
-
-# --------------------------------------------------------------------------- buffer
-
-
-def buffer_mask(lat: Any, lon: Any, held_out: Any, *, buffer_km: float) -> np.ndarray:
-    """Rows to drop from training: not held out, but within ``buffer_km`` of one that is.
-
-    Distances are great-circle (haversine on a sphere of radius
-    :data:`EARTH_RADIUS_KM`), through a scikit-learn ``BallTree`` of the held-out
-    rows; "within" includes the distance itself (``<=``).
-
-    Parameters
-    ----------
-    lat : array-like of float, shape (n,)
-        Latitude (degrees north, -90 .. 90).
-    lon : array-like of float, shape (n,)
-        Longitude (degrees east), any range.
-    held_out : array-like of bool, shape (n,)
-        True for the rows held out (validation fold and test set).
-    buffer_km : float
-        Buffer distance (km, >= 0); 0 drops nothing.
-
-    Returns
-    -------
-    numpy.ndarray of bool, shape (n,)
-        True where a row is not held out and lies within ``buffer_km`` of a held-out
-        row.
-
-    Raises
-    ------
-    InputFormatError
-        Bad coordinates, or ``held_out`` not a boolean array of their length.
-    ConfigError
-        ``buffer_km`` negative or not finite.
-
-    Examples
-    --------
-    >>> # 1 degree of longitude on the equator is 111.2 km
-    >>> buffer_mask([0, 0, 0], [0, 0.9, 1.1], [True, False, False], buffer_km=111.2).tolist()
-    [False, True, False]
-    """
-    lat, lon = _check_coords(lat, lon)
-    held = np.asarray(held_out)
-    if held.dtype != bool or held.shape != lat.shape:
-        raise InputFormatError(
-            f"held_out has dtype {held.dtype} and shape {held.shape}; expected a boolean "
-            f"mask of shape {lat.shape}, one per coordinate."
-        )
-    check_range("buffer_km", buffer_km, low=0, unit="km")
-    out = np.zeros(lat.shape, dtype=bool)
-    candidates = ~held
-    if buffer_km == 0 or not held.any() or not candidates.any():
-        return out
-    points = np.radians(np.column_stack([lat, lon]))
-    tree = BallTree(points[held], metric="haversine")
-    counts = tree.query_radius(points[candidates], r=buffer_km / EARTH_RADIUS_KM, count_only=True)
-    out[candidates] = counts > 0
-    return out
-
-
-# --------------------------------------------------------------------------- splitters
-
-
-class _FoldsCV(BaseCrossValidator):
-    """Shared protocol: a fold array per row, buffered training sets per fold."""
-
-    def __init__(self, config: SplitConfig | None = None) -> None:
-        self.config = config
-
-    @property
-    def _config(self) -> SplitConfig:
-        return self.config if self.config is not None else SplitConfig()
-
-    def folds(self, X: Any, y: Any = None) -> np.ndarray:  # pragma: no cover - abstract
-        """Fold of each row: ``-1`` test set, ``0 .. n_folds - 1`` CV fold."""
-        raise NotImplementedError
-
-    def _buffer_km(self) -> float:
-        return self._config.buffer_km
-
-    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
-        """Return the number of CV folds (``config.n_folds``); the arguments are ignored."""
-        return self._config.n_folds
-
-    def test_indices(self, X: Any, y: Any = None) -> np.ndarray:
-        """Indices of the held-out test rows (``folds(X, y) == -1``)."""
-        return np.flatnonzero(self.folds(X, y) == -1)
-
-    def split(
-        self, X: Any, y: Any = None, groups: Any = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(train_idx, valid_idx)`` for each CV fold over the non-test rows.
-
-        Training rows exclude the test set, the validation fold and, when
-        ``buffer_km > 0``, rows within ``buffer_km`` of either. ``groups`` is ignored
-        (the blocks are the groups).
-        """
-        folds = self.folds(X, y)
-        buffer_km = self._buffer_km()
-        lat = lon = None
-        if buffer_km > 0:
-            lat, lon = _coords_of(X)
-        test = folds == -1
-        for k in range(self._config.n_folds):
-            valid = folds == k
-            held = valid | test
-            train = ~held
-            if lat is not None:
-                dropped = buffer_mask(lat, lon, held, buffer_km=buffer_km)
-                train &= ~dropped
-                logger.info(
-                    "split: fold %d: %d train, %d valid, %d dropped within %g km",
-                    k,
-                    int(train.sum()),
-                    int(valid.sum()),
-                    int(dropped.sum()),
-                    buffer_km,
-                )
-            yield np.flatnonzero(train), np.flatnonzero(valid)
-
-
-class SpatialBlockCV(_FoldsCV):
-    """Spatial block cross-validation as a scikit-learn splitter.
-
-    ``SpatialBlockCV(config).split(X, y)`` yields ``(train_idx, valid_idx)`` per CV
-    fold of :func:`assign_folds` over the non-test rows; training rows exclude the
-    test set, the validation fold and rows within ``config.buffer_km`` of either.
-    Works with ``cross_val_score(..., cv=SpatialBlockCV(config))``; balancing uses
-    the ``y`` that scikit-learn passes to ``split``.
-
-    Parameters
-    ----------
-    config : SplitConfig, optional
-        Default ``SplitConfig()``.
-
-    Notes
-    -----
-    ``X`` is a table with ``lat`` and ``lon`` columns (degrees; other columns are
-    ignored here) or an ``(n, 2)`` array of ``(lat, lon)``.
-
-    See Also
-    --------
-    RandomCV : The random-split baseline with the same protocol.
-
-    Examples
-    --------
-    >>> lat = np.repeat(np.arange(-75.0, 80.0, 10.0), 4)
-    >>> lon = np.tile([-135.0, -45.0, 45.0, 135.0], 16)
-    >>> cv = SpatialBlockCV(SplitConfig(n_folds=3, test_fraction=0.25))
-    >>> X = np.column_stack([lat, lon])
-    >>> [(len(train), len(valid)) for train, valid in cv.split(X, lat)]
-    [(32, 16), (32, 16), (32, 16)]
-    >>> len(cv.test_indices(X, lat)), cv.get_n_splits()
-    (16, 3)
-    """
-
-    def folds(self, X: Any, y: Any = None) -> np.ndarray:
-        """Fold of each row (:func:`assign_folds` on the coordinates of ``X``)."""
-        lat, lon = _coords_of(X)
-        return assign_folds(lat, lon, y, config=self._config)
-
-
-class RandomCV(_FoldsCV):
-    """Random-row cross-validation (the baseline) with the protocol of SpatialBlockCV.
-
-    Folds come from :func:`random_folds` (same ``n_folds``, ``test_fraction`` and
-    ``seed``). No buffer is applied, whatever ``config.buffer_km``: the baseline
-    measures the skill obtained with neighbours in training.
-
-    Parameters
-    ----------
-    config : SplitConfig, optional
-        Default ``SplitConfig()``.
-
-    See Also
-    --------
-    SpatialBlockCV : The spatial splitter this baseline is compared with.
-
-    Examples
-    --------
-    >>> cv = RandomCV(SplitConfig(n_folds=2, test_fraction=0.2))
-    >>> [(len(train), len(valid)) for train, valid in cv.split(np.zeros((10, 3)))]
-    [(4, 4), (4, 4)]
-    """
-
-    def folds(self, X: Any, y: Any = None) -> np.ndarray:
-        """Fold of each row (:func:`random_folds` over the rows of ``X``)."""
-        return random_folds(len(X), config=self._config)
-
-    def _buffer_km(self) -> float:
-        return 0.0

@@ -43,8 +43,8 @@ from xml.sax.saxutils import escape
 
 import pandas as pd
 
-from pipeline.io import as_store, file_in_store
 from pipeline.products.cf import category_of, taxon_of
+from pipeline.store import as_store, file_in_store
 
 __all__ = ["dwca_tables", "export_dwca"]
 

@@ -1,7 +1,7 @@
 """Catalogue entries beside the fields: a STAC Collection and Item, and an intake catalog.
 
 :func:`write_entries` writes, into a run's output (local or ``s3://…``, through its
-:class:`~pipeline.io.OutputStore`)::
+:class:`~pipeline.store.OutputStore`)::
 
     RUN_OUT/stac/collection.json      STAC Collection (extent, licence, keywords, providers)
     RUN_OUT/stac/fields/fields.json   STAC Item with the datacube extension (dimensions and
@@ -32,7 +32,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from pipeline.io import OutputStore, as_store
+from pipeline.store import OutputStore, as_store
 
 __all__ = ["stac_collection", "stac_io", "write_entries"]
 

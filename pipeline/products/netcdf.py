@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pipeline.io import file_in_store
 from pipeline.products.cf import cf_fields, public_attributes, taxon_of
+from pipeline.store import file_in_store
 
 __all__ = ["NETCDF_CONVENTIONS", "export_netcdf", "netcdf_dataset", "open_fields"]
 
@@ -183,7 +183,7 @@ def export_netcdf(
         The run's output folder or URL (holding ``fields.zarr``).
     out : str, optional
         File path or URL to write (default ``RUN_OUT/fields.nc``); written whole or not
-        at all (:meth:`pipeline.io.OutputStore.open_atomic`).
+        at all (:meth:`pipeline.store.OutputStore.open_atomic`).
     storage_options : mapping, optional
         fsspec options of remote URLs (credentials from the environment).
     attrs : mapping, optional

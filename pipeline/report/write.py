@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.io import OutputStore, as_store
 from pipeline.report.evaluation import (
     calibration_png,
     carbon_export_html,
@@ -56,6 +55,7 @@ from pipeline.report.figures import (
 )
 from pipeline.report.months import layer_skill_html, months_html
 from pipeline.report.page import _MISSING, escape, format_number, html_table, index_html
+from pipeline.store import OutputStore, as_store
 
 __all__ = ["write_report"]
 
@@ -81,7 +81,7 @@ def write_report(
     out_url : str or OutputStore
         Folder to write into, a local path or fsspec URL (``s3://bucket/run/report``), or
         its store; created when missing. Files already there with the same names are
-        replaced, each written whole (:meth:`~pipeline.io.OutputStore.open_atomic`).
+        replaced, each written whole (:meth:`~pipeline.store.OutputStore.open_atomic`).
     metrics : mapping
         Skill, as :mod:`pipeline.model.evaluate` writes it: ``{"model": {"test": {...},
         "cv": {"folds": [...], "mean": {...}, "std": {...}}, "random_cv": {...}},

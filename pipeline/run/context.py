@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipeline.io import OutputStore
 from pipeline.run.config import RunConfig
+from pipeline.store import OutputStore
 
 if TYPE_CHECKING:
     from distributed import Client

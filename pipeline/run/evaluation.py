@@ -42,7 +42,8 @@ from pipeline.model.intervals import (
     mondrian_quantiles,
     nearest_km,
 )
-from pipeline.model.split import SplitConfig, basin_folds, random_folds
+from pipeline.model.split import SplitConfig
+from pipeline.model.split_variants import basin_folds, random_folds
 
 __all__ = ["cv_variants", "evaluate_fit", "excess_over_ceiling", "resolve_split"]
 

@@ -18,7 +18,7 @@ environment only) and writes::
 A step whose ``_state`` file records the same inputs (config sections and the upstream
 step's key) is skipped, so re-running a finished run does no work; the fields write is
 resumable region by region (:func:`pipeline.fields.write.write_fields`). Every output
-goes through one :class:`~pipeline.io.OutputStore` (each file written whole or not at
+goes through one :class:`~pipeline.store.OutputStore` (each file written whole or not at
 all), handed to the steps in a :class:`~pipeline.run.context.StepContext`.
 
 Developer note: steps exchange small pandas tables (thousands of target rows) through
@@ -48,7 +48,6 @@ from pipeline.fields.predict import predict_fields
 from pipeline.fields.write import write_fields
 from pipeline.images.labels import apply_labels, labels_fingerprint
 from pipeline.ingest import summarize, write_quarantine
-from pipeline.io import OutputStore, as_store
 from pipeline.model.card import load_model
 from pipeline.predictors.environment import build_features
 from pipeline.predictors.features import feature_names
@@ -60,6 +59,7 @@ from pipeline.run.context import StepContext
 from pipeline.run.train import train_and_evaluate
 from pipeline.sources.environment import SourceData, open_source
 from pipeline.sources.table import ReadResult
+from pipeline.store import OutputStore, as_store
 from pipeline.targets.objects import build_object_targets
 from pipeline.targets.particles import build_targets
 

@@ -5,8 +5,8 @@ From ``matchup.parquet`` (targets + predictors), :func:`train_and_evaluate`:
 1. transforms the targets as recorded by the targets step (default log10(c + eps));
 2. assigns spatial blocks to a held-out test set and K folds, balanced on the targets
    (:func:`pipeline.model.split.assign_folds`), and a plain random split of the same shape
-   (:func:`pipeline.model.split.random_folds`); an optional buffer drops training rows near
-   held-out ones (spatial CV only: the random split is the optimistic reference);
+   (:func:`pipeline.model.split_variants.random_folds`); an optional buffer drops training
+   rows near held-out ones (spatial CV only: the random split is the optimistic reference);
 3. cross-validates the multi-output xgboost model and the baselines on the spatial
    folds, and the model alone on the random folds (:func:`pipeline.model.crossval.cross_validate`);
 4. scores everything on the test blocks and per fold (:mod:`pipeline.model.evaluate`), adds
@@ -31,7 +31,8 @@ from pipeline.errors import ConfigError
 from pipeline.fields.predict import envelope_of
 from pipeline.model.card import hash_frame, model_card, save_model
 from pipeline.model.crossval import cross_validate
-from pipeline.model.split import assign_blocks, assign_folds, buffer_mask
+from pipeline.model.split import assign_blocks, assign_folds
+from pipeline.model.splitters import buffer_mask
 from pipeline.model.train import TrainConfig
 from pipeline.run.config import config_hash
 from pipeline.run.context import StepContext
