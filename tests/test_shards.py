@@ -25,11 +25,11 @@ from pipeline.demo.ecotaxa_writer import draw_object
 from pipeline.errors import InputFormatError, StoreMismatchError
 from pipeline.images.classify import ClassifyConfig, classify_images, embed_images
 from pipeline.images.dataset import Preprocess, image_table
+from pipeline.images.frames import handcrafted_frame
 from pipeline.images.handcrafted import FEATURE_NAMES
 from pipeline.images.heads import HeadConfig, fit_head
 from pipeline.images.labels import read_labels
 from pipeline.images.model import ImageModel, build_network, save_model_dir
-from pipeline.images.outputs import handcrafted_frame
 from pipeline.images.shard_pack import shard_bytes, write_shards
 from pipeline.images.shards import iter_shard, open_shards
 from tests.dask_processes import WorkerKiller, two_worker_processes

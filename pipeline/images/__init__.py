@@ -10,7 +10,7 @@
   the cluster;
 - :mod:`~pipeline.images.shards` and :mod:`~pipeline.images.shard_pack`: tar shards of
   vignettes (reading, one task per shard; packing);
-- :mod:`~pipeline.images.outputs`: the labels, embeddings and handcrafted-feature tables;
+- :mod:`~pipeline.images.frames`: the labels, embeddings and handcrafted-feature tables;
 - :mod:`~pipeline.images.heads`: light heads on stored embeddings, refitted in seconds;
 - :mod:`~pipeline.images.abstention`: per-class thresholds, ``unassigned`` labels;
 - :mod:`~pipeline.images.recipe`: training settings chosen from the data;

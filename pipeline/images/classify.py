@@ -61,8 +61,8 @@ import pandas as pd
 from pipeline.config import check_choice, check_count
 from pipeline.errors import ConfigError, StoreMismatchError
 from pipeline.images.dataset import prepare_images
+from pipeline.images.frames import embeddings_frame, handcrafted_frame, labels_frame
 from pipeline.images.heads import head_labels
-from pipeline.images.outputs import embeddings_frame, handcrafted_frame, labels_frame
 from pipeline.images.shards import ImageBatch, ShardSet, shard_batches
 from pipeline.store import OutputStore, as_store
 

@@ -53,6 +53,7 @@ from pipeline.images.evaluation import (
     classification_metrics,
     plot_confusion,
 )
+from pipeline.images.frames import embeddings_frame, handcrafted_frame
 from pipeline.images.heads import HeadConfig, fit_head
 from pipeline.images.model import (
     ImageModel,
@@ -62,7 +63,6 @@ from pipeline.images.model import (
     resolve_device,
     save_model_dir,
 )
-from pipeline.images.outputs import embeddings_frame, handcrafted_frame
 from pipeline.images.recipe import choose_settings, longer_sides
 from pipeline.images.training_config import ImageTrainConfig
 from pipeline.store import OutputStore, as_store
