@@ -15,7 +15,8 @@ in one run on the same (warm) files:
 - ``ecotaxa`` (``--ecotaxa DIR``): ingest of an EcoTaxa export (``demo-data --objects N
   --no-images``) vs the pandas loop, rows/s and the workers' peak memory.
 
-Figures: wall seconds, rows/s, MB/s, client peak RSS (sampled every 20 ms), tasks. Writes
+Figures: wall seconds, rows/s, MB/s, client peak RSS (sampled every 20 ms), tasks; for
+``--ecotaxa`` also the workers' peak RSS and CPU seconds and the loop's CPU seconds. Writes
 ``benchmarks/results/ingest_<label>.json``. Run (the ``__main__`` guard is needed by the
 process cluster):
 ``python benchmarks/bench_ingest.py --world /tmp/w3000 --label 3000 [--kind raw]``.
@@ -95,7 +96,7 @@ def pandas_loop(files: list[str], *, concat: bool = True, encoding: str = "latin
 
 
 def _pandas_loop(files: list[str], concat: bool, encoding: str) -> dict:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with PeakRSS() as mem:
         if concat:
             frames = [pd.read_csv(f, sep="\t", encoding=encoding, low_memory=False) for f in files]
@@ -104,7 +105,12 @@ def _pandas_loop(files: list[str], concat: bool, encoding: str) -> dict:
             rows = sum(
                 len(pd.read_csv(f, sep="\t", encoding=encoding, low_memory=False)) for f in files
             )
-    return {"seconds": time.perf_counter() - t0, "rows": rows, "peak_rss_mb": mem.peak}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - c0,
+        "rows": rows,
+        "peak_rss_mb": mem.peak,
+    }
 
 
 def ingest(folder: str, kind: str, workers: int, out: str, *, restrict: list[str]) -> dict:
@@ -238,8 +244,12 @@ def ecotaxa(folder: str, workers: int, out: str) -> dict:
                     peaks[addr] = max(peaks.get(addr, 0.0), rss)
                 time.sleep(0.5)
 
+        def cpu() -> dict:  # user + system CPU seconds of each worker process so far
+            return client.run(lambda: sum(psutil.Process().cpu_times()[:2]))
+
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        cpu0 = cpu()
         t0 = time.perf_counter()
         with PeakRSS() as cmem:
             with dask.config.set(scheduler=client):
@@ -250,6 +260,7 @@ def ecotaxa(folder: str, workers: int, out: str) -> dict:
 
             summary = write_ingest(res, out, table="objects", compute=compute)
         seconds = time.perf_counter() - t0
+        cpu1 = cpu()
         stop.set()
         sampler.join()
     mb = warm["bytes"] / 1e6
@@ -267,6 +278,8 @@ def ecotaxa(folder: str, workers: int, out: str) -> dict:
             "mb_per_s": mb / seconds,
             "client_peak_rss_mb": cmem.peak,
             "worker_peak_rss_mb": sorted(peaks.values()),
+            # the memory sampler's client.run calls count too (a few ms every 0.5 s)
+            "worker_cpu_s": sum(cpu1[a] - cpu0[a] for a in cpu1),
         },
         "ratio_ingest_over_loop_throughput": loop["seconds"] / seconds,
     }

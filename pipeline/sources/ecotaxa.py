@@ -99,6 +99,10 @@ Developer note
   Duplicates *across* files are not detected (one task per file).
 - **Depth**: ``object_depth_min``/``max`` in metres; where one is missing the other is
   used (in-situ instruments give one depth); ``min > max`` is refused.
+- **Typed read**: the columns used are read by pyarrow, numbers straight into float64
+  (:mod:`pipeline.sources.ecotaxa_clean`); a number column with a cell that is not a
+  plain number is converted from its text, and a file pyarrow cannot split as the
+  careful tokenizer does is read cell by cell. The tables are the same either way.
 """
 
 from __future__ import annotations
@@ -119,7 +123,11 @@ from fsspec.utils import read_block
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.io import join_under, parent_url, read_bytes
 from pipeline.sources.archive import ArchiveFile, inventory_frame, list_files
+from pipeline.sources.ecotaxa_clean import _read_clean
 from pipeline.sources.ecotaxa_columns import (
+    _LAT_COLUMNS,
+    _LON_COLUMNS,
+    _SAME_OBJECT,
     _coordinate,
     _feature_name,
     _features,
@@ -249,19 +257,6 @@ _LEADING = {
     "pixel_size_um": "float64",
     "subsample_fraction": "float64",
 }
-_LAT_COLUMNS = ("object_lat", "sample_lat")
-_LON_COLUMNS = ("object_lon", "sample_long", "sample_lon")
-# Cells that must agree for two rows of one object_id to be images of the same object.
-_SAME_OBJECT = (
-    "object_lat",
-    "object_lon",
-    "object_date",
-    "object_time",
-    "object_depth_min",
-    "object_depth_max",
-    "sample_id",
-    "acq_id",
-)
 
 
 def objects_meta(features: Sequence[str] | None = None) -> pd.DataFrame:
@@ -542,10 +537,25 @@ def _parse_file(
         shift = before - 1  # the block's first line is line before + 1; here it is line 2
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
-    raw = tokenize(data, url, encoding=encoding, skip_type_row=shift == 0)
-    if shift:
-        raw = raw.shifted(shift)
-    reader = _Rows(raw)
+    # typed columns where pyarrow splits the file as the careful path (ecotaxa_clean),
+    # else every cell as text: the same tables
+    reader: _Rows | None = _read_clean(
+        data, url, encoding=encoding, skip_type_row=shift == 0, features=features
+    )
+    if reader is None:
+        logger.debug("%s: read cell by cell (the careful path)", url)
+        reader = _Rows(tokenize(data, url, encoding=encoding, skip_type_row=shift == 0))
+    return _objects(reader.shifted(shift), check_images, storage_options, features)
+
+
+def _objects(
+    reader: _Rows,
+    check_images: bool | str,
+    storage_options: Mapping[str, Any] | None,
+    features: Sequence[str],
+) -> FileResult:
+    """Convert and check the cells of one file (or block) into its objects and quarantine."""
+    raw, url = reader.raw, reader.raw.url
     check = RowChecker(raw)
 
     ids = reader.text("object_id")
@@ -606,7 +616,8 @@ def _parse_file(
             "subsample_fraction": fraction,
             **feats,
             "image": image,
-        }
+        },
+        copy=False,  # one block per column: no copy of the columns into one 2-D block
     )
     result = check.result(table)
     result.accepted = conform(result.accepted, objects_meta(features))
@@ -624,6 +635,8 @@ def _parse_file(
 def _flag_repeats(reader: _Rows, check: RowChecker) -> None:
     """Quarantine extra-image rows and duplicate object ids (naming the first line)."""
     ids = reader.text("object_id")
+    if ids.is_unique:
+        return  # the usual case, found at a third of the cost of 'duplicated'
     repeated = ids.duplicated(keep=False).to_numpy() & (ids != "").to_numpy()
     if not repeated.any():
         return

@@ -42,6 +42,19 @@ _STATUS = {
     "": "",
     "unclassified": "",
 }
+_LAT_COLUMNS = ("object_lat", "sample_lat")
+_LON_COLUMNS = ("object_lon", "sample_long", "sample_lon")
+# Cells that must agree for two rows of one object_id to be images of the same object.
+_SAME_OBJECT = (
+    "object_lat",
+    "object_lon",
+    "object_date",
+    "object_time",
+    "object_depth_min",
+    "object_depth_max",
+    "sample_id",
+    "acq_id",
+)
 _FEATURE_MISSING = ("nan", "NaN", "NAN", "NA", "na", "N/A", "n/a")
 #: Text that pandas/ZooProcess write for a missing cell (the Tara Med import's
 #: ``sample_stationid``, the APERO imports' ``acq_quality``): read as empty everywhere.
@@ -137,6 +150,10 @@ class _Rows:
         for name in names:
             self.columns.setdefault(name.lower(), name)
 
+    def shifted(self, by: int) -> _Rows:
+        """Return the rows numbered ``by`` lines further (a block of a file)."""
+        return _Rows(self.raw.shifted(by)) if by else self
+
     def has(self, name: str) -> bool:
         return name in self.columns
 
@@ -153,6 +170,14 @@ class _Rows:
         nan = text.isin(_NAN_TEXT)
         return text.where(~nan, "") if nan.any() else text
 
+    def numbers(
+        self, name: str, *, missing: Sequence[str] = _NUMBER_MISSING
+    ) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+        """Return a present column's numbers, where its text is not one, and its text."""
+        text = self.text(name)
+        values, bad = to_float(text, missing=missing)
+        return values, bad, text
+
     def number(
         self,
         check: RowChecker,
@@ -164,8 +189,7 @@ class _Rows:
     ) -> np.ndarray:
         if name not in self.columns:
             return np.full(self.n, np.nan)
-        text = self.text(name)
-        values, bad = to_float(text, missing=missing)
+        values, bad, text = self.numbers(name, missing=missing)
         if flag:
             check.flag(bad, self.columns[name], _reasons(bad, f"{name} {{!r}} is not {what}", text))
         return values
@@ -259,8 +283,7 @@ def _coordinate(
         return np.full(reader.n, np.nan)
     values = np.full(reader.n, np.nan)
     for name in present:
-        text = reader.text(name)
-        numbers, bad = _degrees(text)
+        numbers, bad, text = _degrees(*reader.numbers(name))
         use = np.isnan(values)
         check.flag(
             bad & use,
@@ -290,8 +313,10 @@ def _coordinate(
     return values
 
 
-def _degrees(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    numbers, bad = to_float(text, missing=_NUMBER_MISSING)
+def _degrees(
+    numbers: np.ndarray, bad: np.ndarray, text: pd.Series
+) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    """Read the cells that are not plain numbers (``bad``) as degrees and minutes."""
     if bad.any():
         cache: dict[str, float] = {}
         for cell in pd.unique(text[bad]):
@@ -303,7 +328,7 @@ def _degrees(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         numbers[bad] = parsed
         bad = bad.copy()
         bad[bad] = np.isnan(parsed)
-    return numbers, bad
+    return numbers, bad, text
 
 
 def _status(reader: _Rows, check: RowChecker) -> pd.Series:
@@ -325,16 +350,14 @@ def _status(reader: _Rows, check: RowChecker) -> pd.Series:
 
 def _volume(reader: _Rows, check: RowChecker) -> np.ndarray:
     tot = reader.number(check, "sample_tot_vol", "a volume (m³)")
-    conc = reader.number(check, "sample_volconc", "a volume (m³)", flag=False)
-    if reader.has("sample_volconc"):
-        _, bad = to_float(reader.text("sample_volconc"))
+    conc = np.full(reader.n, np.nan)
+    if reader.has("sample_volconc"):  # refused only where it is used (no sample_tot_vol)
+        conc, bad, text = reader.numbers("sample_volconc")
         use = bad & np.isnan(tot)
         check.flag(
             use,
             reader.columns["sample_volconc"],
-            _reasons(
-                use, "sample_volconc {!r} is not a volume (m³)", reader.text("sample_volconc")
-            ),
+            _reasons(use, "sample_volconc {!r} is not a volume (m³)", text),
         )
     from_conc = np.isnan(tot) & ~np.isnan(conc)
     if from_conc.any():
@@ -451,11 +474,13 @@ def _features(reader: _Rows, check: RowChecker, features: Sequence[str]) -> dict
             by_name.setdefault(_feature_name(key), key)
     out: dict[str, np.ndarray] = {}
     absent = []
+    nan = np.full(reader.n, np.nan)
+    nan.flags.writeable = False  # one array for every absent feature, never written
     for name in features:
         key = by_name.get(name)
         if key is None:
             absent.append(name)
-            out[name] = np.full(reader.n, np.nan)
+            out[name] = nan
             continue
         out[name] = reader.number(check, key, "a number", missing=_FEATURE_MISSING)
     if absent:

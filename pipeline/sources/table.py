@@ -603,12 +603,29 @@ def _tokenize_fast(
         cells = cells.iloc[1:].reset_index(drop=True)
         first = 3
     cells.columns = _dedupe(header)
+    return _clean_table(url, header, cells, data, encoding, first=first, n_lines=n)
+
+
+def _clean_table(
+    url: str,
+    header: list[str],
+    cells: pd.DataFrame,
+    data: bytes,
+    encoding: str,
+    *,
+    first: int,
+    n_lines: int,
+) -> RawTable:
+    """Return the RawTable of a file split whole: ``cells``, its lines from ``first`` on.
+
+    ``n_lines`` counts the file's lines up to its last non-blank one; nothing refused.
+    """
     cells["_line"] = np.arange(first, first + len(cells), dtype="int64")
     return RawTable(
         url=url,
         header=header,
         cells=cells,
-        lines=_LineTexts(data, encoding, first, n - first + 1),
+        lines=_LineTexts(data, encoding, first, n_lines - first + 1),
         quarantine=[],
         rows_read=len(cells),
         encoding=encoding,
@@ -810,7 +827,9 @@ class RowChecker:
             )
         ]
         quarantine = _quarantine_frame(self.raw.quarantine + rows)
-        accepted = table.loc[~refused].reset_index(drop=True)
+        # no copy of a table none of whose rows is refused
+        accepted = table.loc[~refused] if refused.any() else table
+        accepted = accepted.reset_index(drop=True)
         return FileResult(
             url=self.raw.url,
             accepted=accepted,
