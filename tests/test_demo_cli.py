@@ -66,6 +66,10 @@ def _tour(s3_server: str, demo: Demo, until: str) -> Demo:
         args = ["demo", "--out", demo.url, "--world", str(demo.world), *ARGS, "--until", until]
         res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
+    if until != "year2":
+        assert f"Stopped after {until} (--until {until})" in res.output
+    if until != "images":  # a later part goes on from the last: the images are not redone
+        assert "Images: already done in" in res.output
     return demo._replace(output=demo.output + res.output)
 
 

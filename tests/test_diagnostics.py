@@ -257,7 +257,7 @@ def test_coverage_counts_the_blocks_behind_each_class():
         layer,
         targets=["y"],
         by={"basin": basin, "layer": layer},
-        units=blocks,
+        blocks=blocks,
     )
     assert out["blocks"] == 12
     assert out["by"]["basin"]["small sea"]["blocks"] == 2

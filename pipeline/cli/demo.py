@@ -241,7 +241,8 @@ def _echo_environment(info: dict[str, Any], *, indent: str = "  ") -> None:
     default=TOUR_PARTS[-1],
     show_default=True,
     help="Stop after this part of the tour (tables, images, the year-1 chain); the same "
-    "command without it goes on from there, reusing what is done.",
+    "command without it goes on from there, reusing the world, the images and the "
+    "finished chains (the catalog entries are read again).",
 )
 @click.option("--cluster", "cluster_file", default=None, help=CLUSTER_HELP)
 def demo(
@@ -364,7 +365,7 @@ def demo(
 def _echo_stopped(until: str) -> None:
     click.echo(
         f"\nStopped after {until} (--until {until}); the same command without --until goes "
-        "on from there, reusing what is done."
+        "on from there, reusing the world, the images and the finished chains."
     )
 
 

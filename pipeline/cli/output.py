@@ -208,7 +208,11 @@ def echo_skill(metrics: dict[str, Any]) -> None:
             groups = folds.get("by", {}).get(by, {})
             shown = [
                 f"{k} {v['mean']:.2f}"
-                + (f" ({v['blocks']} blocks)" if by == "basin" and "blocks" in v else "")
+                + (
+                    f" ({v['blocks']} block{'s' if v['blocks'] != 1 else ''})"
+                    if by == "basin" and "blocks" in v
+                    else ""
+                )
                 for k, v in groups.items()
                 if not v.get("small")
             ]

@@ -28,7 +28,7 @@ import pandas as pd
 from pipeline.config import check_count
 from pipeline.errors import InputFormatError, StoreMismatchError
 from pipeline.images.dataset import IMAGE_SUFFIXES
-from pipeline.images.shards import _INDEX, SHARD_FORMAT
+from pipeline.images.shards import SHARD_FORMAT, SHARD_INDEX
 from pipeline.io import read_bytes
 from pipeline.store import OutputStore, as_store
 
@@ -187,7 +187,7 @@ def write_shards(
 
     See Also
     --------
-    open_shards : list a shard set for classification.
+    pipeline.images.shards.open_shards : list a shard set for classification.
 
     Examples
     --------
@@ -212,8 +212,8 @@ def write_shards(
         )
     store = as_store(out, storage_options=storage_options)
     fingerprint = _table_fingerprint(table)
-    if store.exists(_INDEX):
-        index = store.read_json(_INDEX)
+    if store.exists(SHARD_INDEX):
+        index = store.read_json(SHARD_INDEX)
         if index.get("table") != fingerprint or index.get("per_shard") != per_shard:
             raise StoreMismatchError(
                 f"{store.url}: holds the shards of another table or shard size (table "
@@ -253,7 +253,7 @@ def write_shards(
         "shards": [{"name": n, "images": c} for n, (c, _) in zip(names, done, strict=True)],
     }
     store.write_parquet("quarantine.parquet", quarantine)
-    store.write_json(_INDEX, index, indent=1, newline=False)  # last: the set is complete
+    store.write_json(SHARD_INDEX, index, indent=1, newline=False)  # last: the set is complete
     logger.info(
         "write_shards: %d images packed, %d unreadable (quarantine.parquet)",
         index["images"],

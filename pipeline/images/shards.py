@@ -57,6 +57,7 @@ from pipeline.io import chain_options
 
 __all__ = [
     "SHARD_FORMAT",
+    "SHARD_INDEX",
     "ImageBatch",
     "ShardEntry",
     "ShardSet",
@@ -70,7 +71,8 @@ logger = logging.getLogger(__name__)
 
 #: ``format`` of ``shards.json``.
 SHARD_FORMAT = "oceanfields-image-shards/1"
-_INDEX = "shards.json"
+#: The set's index, written last (a set with it is complete).
+SHARD_INDEX = "shards.json"
 
 
 class ShardEntry(NamedTuple):
@@ -159,7 +161,7 @@ def is_shard_source(source: Any, *, storage_options: Mapping[str, Any] | None = 
         return False
     try:
         fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-        return bool(fs.exists(f"{root}/{_INDEX}"))
+        return bool(fs.exists(f"{root}/{SHARD_INDEX}"))
     except (OSError, ValueError):
         return False
 

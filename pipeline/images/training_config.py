@@ -18,7 +18,7 @@ __all__ = ["ImageTrainConfig"]
 
 @dataclass(frozen=True, kw_only=True)
 class ImageTrainConfig:
-    """Options of :func:`train_classifier` (defaults live here only).
+    """Options of :func:`~pipeline.images.training.train_classifier` (defaults live here only).
 
     Options left at None are chosen from the data when training starts
     (:func:`pipeline.images.recipe.choose_settings`, each choice logged): ``width``,

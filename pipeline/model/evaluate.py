@@ -134,10 +134,7 @@ def target_covariance(y: np.ndarray, weight: np.ndarray | None = None) -> np.nda
 def _mv_mse(resid: np.ndarray, obs: np.ndarray, w: np.ndarray, cov: Any) -> float:
     k = obs.shape[1]
     if cov is None:
-        if len(obs) <= k:
-            return math.nan  # see target_covariance
-        centred = obs - w @ obs
-        cov = (centred * w[:, None]).T @ centred
+        cov = target_covariance(obs, w)  # NaN with too few rows: mv_mse is then NaN
     cov = np.atleast_2d(np.asarray(cov, dtype="float64"))
     if cov.shape != (k, k):
         raise ValueError(f"cov has shape {cov.shape}; expected ({k}, {k}) for {k} target(s).")

@@ -205,7 +205,7 @@ def coverage_report(
     targets: Sequence[str],
     by: Mapping[str, Sequence[Any]] | None = None,
     min_rows: int = 30,
-    units: Sequence[Any] | None = None,
+    blocks: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Coverage of held-out rows: per target, jointly, and per category of each ``by``.
 
@@ -220,7 +220,7 @@ def coverage_report(
         row each.
     min_rows : int
         Categories with fewer rows are reported with ``"small": True``.
-    units : sequence, optional
+    blocks : sequence, optional
         The spatial block of each row: each summary then counts its distinct blocks
         (``"blocks"``). Errors are correlated within a block, so a category's coverage is
         worth about as many independent checks as it has blocks, not rows.
@@ -230,7 +230,7 @@ def coverage_report(
     dict
         ``per_target`` ({target: coverage}), ``mean`` (over targets), ``joint`` (all
         targets covered at once), ``n``, and ``by``: ``{name: {label: {"n", "mean",
-        "joint", "min_target", "small"}}}`` (and ``"blocks"`` with ``units``).
+        "joint", "min_target", "small"}}}`` (and ``"blocks"`` with ``blocks``).
 
     Examples
     --------
@@ -239,7 +239,7 @@ def coverage_report(
     ...                     min_rows=1)
     >>> r["mean"], r["by"]["g"]["b"]["mean"]
     (0.75, 0.5)
-    >>> coverage_report(y, y - 1, y + 1, targets=["a"], units=[1, 1, 2, 2])["blocks"]
+    >>> coverage_report(y, y - 1, y + 1, targets=["a"], blocks=[1, 1, 2, 2])["blocks"]
     2
     """
     obs = np.asarray(y, dtype="float64").reshape(len(y), -1)
@@ -247,7 +247,7 @@ def coverage_report(
         obs <= np.asarray(upper).reshape(obs.shape)
     )
 
-    block = None if units is None else np.asarray(units).astype(str)
+    block_of = None if blocks is None else np.asarray(blocks).astype(str)
 
     def summary(rows: np.ndarray) -> dict[str, Any]:
         part = inside[rows]
@@ -261,8 +261,8 @@ def coverage_report(
             "min_target": float(per.min()),
             "small": bool(rows.sum() < min_rows),
         }
-        if block is not None:
-            out["blocks"] = int(np.unique(block[rows]).size)
+        if block_of is not None:
+            out["blocks"] = int(np.unique(block_of[rows]).size)
         return out
 
     everything = np.ones(len(obs), dtype=bool)
@@ -332,7 +332,7 @@ def cross_fold_coverage(
     strata: Sequence[Any] | None = None,
     by: Mapping[str, Sequence[Any]] | None = None,
     min_rows: int = 30,
-    units: Sequence[Any] | None = None,
+    blocks: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Coverage of every CV row by intervals calibrated without its fold (cross-conformal).
 
@@ -358,7 +358,7 @@ def cross_fold_coverage(
         Categories to report coverage by (each of length n).
     min_rows : int
         As in :func:`mondrian_quantiles` and :func:`coverage_report`.
-    units : sequence, optional
+    blocks : sequence, optional
         The spatial block of each row (:func:`coverage_report` counts them).
 
     Returns
@@ -395,5 +395,5 @@ def cross_fold_coverage(
         lo[out], hi[out] = interval_bounds(
             pred[out], labels[out], q, targets=targets, strata=None if sub is None else sub[out]
         )
-    report = coverage_report(obs, lo, hi, targets=targets, by=by, min_rows=min_rows, units=units)
+    report = coverage_report(obs, lo, hi, targets=targets, by=by, min_rows=min_rows, blocks=blocks)
     return {**report, "folds": int(np.unique(fold).size)}

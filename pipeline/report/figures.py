@@ -28,7 +28,15 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.collections import QuadMesh
 
-__all__ = ["LAND_GREY", "colour_scale", "interval_png", "map_png", "scatter_png", "skill_png"]
+__all__ = [
+    "LAND_GREY",
+    "colour_scale",
+    "interval_png",
+    "map_png",
+    "plain_log_ticks",
+    "scatter_png",
+    "skill_png",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -297,7 +297,7 @@ def evaluate_fit(
             coverage=coverage,
             strata=cv_class,
             by={"layer": layer[cvr], "basin": basin[cvr], "distance": cv_class},
-            units=blocks[cvr],
+            blocks=blocks[cvr],
         ),
     }
     if test.any():
@@ -315,7 +315,7 @@ def evaluate_fit(
             pred_test, layer[test], quantiles, targets=targets, strata=test_class
         )
         intervals["test"] = coverage_report(
-            obs[test], lo, hi, targets=targets, by=by, units=blocks[test]
+            obs[test], lo, hi, targets=targets, by=by, blocks=blocks[test]
         )
         intervals["calibration"] = calibration_curve(
             obs[cvr],
