@@ -28,7 +28,7 @@ __all__ = [
 
 
 def random_folds(n: int, *, config: SplitConfig | None = None, groups: Any = None) -> np.ndarray:
-    """Random split of ``n`` rows or of whole groups, in the convention of :func:`~.split.assign_folds`.
+    """Random split of ``n`` rows or whole groups, as in :func:`~.split.assign_folds`.
 
     The random-split reference: without ``groups``, ``round(test_fraction * n)`` random
     rows form the test set and the others are dealt into ``n_folds`` folds whose sizes

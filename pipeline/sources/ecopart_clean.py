@@ -301,11 +301,12 @@ def _check_clean(
     codes, names = pd.factorize(frame[layout.profile].to_numpy(dtype=object))
     names = np.array([str(n).strip() for n in names], dtype=object)
     found = np.append(summary.index.get_indexer(names), -1)[codes]  # code -1: no name
-    declared = np.append(summary["organized_by_depth"].to_numpy(dtype=object), None)[found]
+    declared = summary["organized_by_depth"].eq(False).fillna(False).to_numpy(dtype=bool)
+    time_organised = np.append(declared, False)[found]  # the careful path's test, vectorised
     bins = sizeclasses.depth_bin_centre(depth)
     refused = (
         (found < 0)
-        | np.fromiter((d is False or d is np.False_ for d in declared), bool, len(declared))
+        | time_organised
         | np.isnan(depth)
         | np.isnan(volume)
         | np.isin(depth, _SENTINEL_VALUES)

@@ -150,8 +150,7 @@ def read_par_export(
     bulk = functools.partial(_parse_clean_par_batch, **options)
     # the summary: one copy in the graph, whatever the number of batches, and only the
     # columns the parse reads (all of them: 9.1 MB of graph for 30,000 profiles)
-    cruise = [CRUISE_OF_PARTICLES] if CRUISE_OF_PARTICLES in summary else ["cruise", "project"]
-    summary = summary[["lat", "lon", "time", "organized_by_depth", *cruise]]
+    summary = summary[["lat", "lon", "time", "organized_by_depth", CRUISE_OF_PARTICLES]]
     shared = {"summary": summary, "bad_profiles": bad, "summary_url": summary_url}
     meta = particles_meta(size_classes)
     result = read_many(files, parse, meta, batch_bytes=batch_bytes, shared=shared, parse_bulk=bulk)
