@@ -173,21 +173,28 @@ def realistic(tmp_path_factory):
     )
 
 
-def test_realistic_ceiling_is_a_monte_carlo_over_the_full_noise(realistic):
+@pytest.fixture(scope="module")
+def realistic_ceiling(realistic):
+    """The realistic world's casts read back, and their ceiling with the layers as categories."""
     from pipeline.sources.ecopart import read_par_raw
 
     files = sorted(Path(realistic.paths["ecopart_raw"]).glob("*_PAR_raw_*.tsv"))
-    particles = read_par_raw([str(p) for p in files]).accepted
-    observed = build_targets(particles).targets.compute()
+    observed = build_targets(read_par_raw([str(p) for p in files]).accepted).targets.compute()
     targets = target_columns(TargetConfig())
     observed = observed.dropna(subset=targets).reset_index(drop=True)
     y = pd.DataFrame({t: transform(observed[t].to_numpy(), epsilon=1e-3) for t in targets})
     config = RunConfig(
         inputs=InputsConfig(catalog="demo", params={"root": realistic.root}, truth="truth_profiles")
     )
-    spec = {"name": "log10", "epsilon": 1e-3}
     test = np.arange(len(y)) % 4 == 0
-    got = noise_ceiling(config, observed, y, test=test, targets=targets, transform=spec)
+    args = (config, observed, y)
+    kwargs = {"test": test, "targets": targets, "transform": {"name": "log10", "epsilon": 1e-3}}
+    got = noise_ceiling(*args, **kwargs, by={"layer": observed["layer"].astype(str).to_numpy()})
+    return got, args, kwargs
+
+
+def test_realistic_ceiling_is_a_monte_carlo_over_the_full_noise(realistic, realistic_ceiling):
+    got, (config, observed, y), _ = realistic_ceiling
     assert got is not None
     assert got["rows_with_truth"] == len(y) > 100
     mc = got["all"]["mse_by_target"]
@@ -202,3 +209,22 @@ def test_realistic_ceiling_is_a_monte_carlo_over_the_full_noise(realistic):
         assert mc[name] > 10 * counting_only, name  # cast effects, offsets, patchiness
         assert 0.005 < mc[name] < 0.2, name  # ~0.1-0.2 dex of cast effect and offsets
         assert abs(got["all"]["bias"][name]) < 0.05, name  # the expectation is calibrated
+
+
+def test_realistic_truth_intervals_cover_the_observations_at_the_nominal_rate(realistic_ceiling):
+    got, args, kwargs = realistic_ceiling
+    oracle = got["intervals"]
+    test, rows = kwargs["test"], len(args[2])
+    assert oracle["nominal"] == 0.9
+    assert oracle["draws"] > 100
+    assert oracle["test"]["n"] == test.sum()
+    assert oracle["cv"]["n"] == rows - test.sum()
+    # the world's observations are draws of the same chain: the truth's own intervals
+    # cover them at the nominal rate (~180 rows x 8 targets; seen 0.88-0.90)
+    everything = oracle["cv"]["mean"] * oracle["cv"]["n"] + oracle["test"]["mean"] * test.sum()
+    assert 0.85 <= everything / rows <= 0.95
+    for name, (lo, hi) in oracle["cv"]["chance"]["groups"]["layer"].items():
+        assert lo < 0.9 < hi, name
+        assert hi - lo < 0.2, name  # ~45 rows of ~45 casts a layer
+    # without categories, no interval check
+    assert "intervals" not in noise_ceiling(*args, **kwargs)

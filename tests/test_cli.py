@@ -166,8 +166,7 @@ def test_the_cli_imports_no_heavy_library_before_a_command_needs_it():
 
     heavy = ("xgboost", "torch", "matplotlib", "dask.dataframe", "sklearn", "zarr")
     code = (
-        "import sys, pipeline.cli.main; "
-        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+        f"import sys, pipeline.cli.main; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120

@@ -137,3 +137,23 @@ def test_cross_section_errors_of_a_run_file_name_the_file_and_key(tmp_path):
     ) as info:
         load_run_config(path)
     assert info.value.key == "object_targets.labels"
+
+
+def test_the_config_a_run_records_loads_back_as_the_same_config(tmp_path):
+    from pipeline.run.config import run_config_to_dict
+
+    doc = {
+        "inputs": {"catalog": "demo", "params": {"root": "world"}, "truth": "truth_profiles"},
+        "targets": {"layers": [[0, 200], [200, 1000]]},
+        "object_targets": {"statuses": ["V"], "min_objects": 2},
+        "split": {"n_folds": 3, "buffer_km": 100.0},
+        "out": "out/run",
+    }
+    config = load_run_config(doc)
+    recorded = run_config_to_dict(config)  # what run.json holds
+    path = _write(tmp_path / "again.yaml", recorded)
+    again = load_run_config(path)
+    assert [layer.name for layer in again.object_targets.layers] == ["0-200m", "200-1000m"]
+    assert again.object_targets == config.object_targets
+    assert again.split == config.split
+    assert again.targets == config.targets

@@ -176,6 +176,37 @@ def test_intervals_cover_the_test_observations_near_their_nominal_rate(skill_tra
         assert 0.82 <= g["mean"] <= 0.97, (layer, g)
 
 
+def test_the_truths_own_intervals_show_how_far_chance_moves_a_groups_coverage(skill_trained):
+    _, out, _ = skill_trained
+    metrics = _metrics(out)
+    oracle = metrics["noise_ceiling"]["intervals"]
+    assert oracle["band"] == pytest.approx([0.85, 0.95])
+    assert oracle["test"]["n"] == metrics["intervals"]["test"]["n"]
+    # the observations are draws of the world's chain: its own intervals cover them at
+    # about the nominal rate (seen 0.85-0.91 on the test blocks, 0.88-0.90 on the CV rows)
+    assert 0.80 <= oracle["test"]["mean"] <= 0.96
+    assert 0.86 <= oracle["cv"]["mean"] <= 0.93
+    for split in ("test", "cv"):
+        chance = oracle[split]["chance"]
+        ranges = {
+            (by, label): hi - lo
+            for by, groups in chance["groups"].items()
+            for label, (lo, hi) in groups.items()
+        }
+        assert all(lo < 0.9 < hi for g in chance["groups"].values() for lo, hi in g.values())
+        sizes = {
+            (by, label): g["n"]
+            for by, groups in oracle[split]["by"].items()
+            for label, g in groups.items()
+        }
+        smallest, largest = min(sizes, key=sizes.get), max(sizes, key=sizes.get)
+        assert ranges[smallest] > ranges[largest], split  # fewer rows, wider by chance
+        # a perfect interval keeps every layer and basin of >= 30 rows inside 0.85-0.95
+        # in only part of the worlds these casts could have seen (seen 19-63 %)
+        assert chance["checked"] >= 5
+        assert chance["all_in_band"] < 0.9, split
+
+
 def test_run_writes_every_output_and_reports_block_and_random_cv(skill_run):
     _, out, done = skill_run
     assert done == ["targets", "matchup", "train", "fields", "report"]

@@ -222,6 +222,11 @@ def echo_skill(metrics: dict[str, Any]) -> None:
             f"  across the {folds['folds']} CV folds (each calibrated without its fold): "
             f"{folds['mean']:.2f} of {folds['n']} rows ({'; '.join(parts)})"
         )
+    oracle = metrics.get("noise_ceiling", {}).get("intervals")
+    if oracle:
+        from pipeline.demo.oracle import oracle_line
+
+        click.echo("  " + oracle_line(metrics))
     honesty = metrics.get("honesty")
     if honesty:
         from pipeline.demo.honesty import honesty_line

@@ -31,6 +31,7 @@ import pandas as pd
 from scipy.stats import poisson
 
 from pipeline.catalog import open_catalog, read_entry
+from pipeline.demo.oracle import oracle_coverage
 from pipeline.demo.truth import annotated_concentrations
 from pipeline.model.evaluate import score, target_covariance
 from pipeline.targets.particles import (
@@ -130,6 +131,8 @@ def noise_ceiling(
     test: np.ndarray,
     targets: list[str],
     transform: Mapping[str, Any],
+    coverage: float = 0.9,
+    by: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Skill of the noise-free truth against the observations (demo world only).
 
@@ -163,15 +166,22 @@ def noise_ceiling(
         The target columns.
     transform : mapping
         The training transform recorded by the targets step (``{"name", "epsilon"}``).
+    coverage : float
+        Nominal coverage of the truth's own intervals (realistic world, with ``by``).
+    by : mapping of str to sequence, optional
+        Categories of the rows (``{"layer": ..., "basin": ...}``): in the realistic world
+        the result then has ``intervals``, the coverage of the truth's own intervals on
+        the test and CV rows and its chance spread per category
+        (:func:`pipeline.demo.oracle.oracle_coverage`).
 
     Returns
     -------
     dict or None
         ``{"test": scores, "all": scores, "rows_with_truth": n}`` (scores as
-        :func:`pipeline.model.evaluate.score`; ``test`` only when a test row has a truth);
-        None without ``inputs.truth``, when a target has no true counterpart (a category
-        that is neither a true kind nor a label of the world's objects) or when no row
-        matches the truth.
+        :func:`pipeline.model.evaluate.score`; ``test`` only when a test row has a truth)
+        and ``intervals`` (above); None without ``inputs.truth``, when a target has no
+        true counterpart (a category that is neither a true kind nor a label of the
+        world's objects) or when no row matches the truth.
 
     Examples
     --------
@@ -222,10 +232,22 @@ def noise_ceiling(
         logger.warning("truth entry %r matches no matchup row", config.inputs.truth)
         return None
     volume = matchup["volume_l"].to_numpy(dtype=float)
+    oracle = None
     if world and "noise" in world:  # the realistic world: Monte Carlo over its noise
-        t = _monte_carlo(
+        draws = _monte_carlo(
             truth, keyed, found, volume, targets, fraction, transform, world, config.targets
         )
+        t = pd.DataFrame(np.nan, index=keyed.index, columns=targets)
+        t.loc[found, targets] = draws.mean(axis=0)
+        if by is not None:
+            oracle = oracle_coverage(
+                draws,
+                y.to_numpy(dtype=float)[found],
+                {"test": test[found], "cv": ~test[found]},
+                targets=targets,
+                by={k: np.asarray(v)[found] for k, v in by.items()},
+                coverage=coverage,
+            )
     else:
         t = _transformed(keyed, targets, transform)
         for name in targets:
@@ -242,6 +264,8 @@ def noise_ceiling(
         out["test"] = score(y[sel], t[sel], targets=targets, cov=cov)
     out["all"] = score(y[found], t[found], targets=targets, cov=cov)
     out["rows_with_truth"] = int(found.sum())
+    if oracle is not None:
+        out["intervals"] = oracle
     return out
 
 
@@ -362,8 +386,9 @@ def _labelled(truth: pd.DataFrame, config: RunConfig, world: dict[str, Any] | No
     return pd.concat([truth, labelled.drop(columns=truth.columns, errors="ignore")], axis=1)
 
 
-#: Monte Carlo draws of the realistic world's ceiling.
-MC_DRAWS = 200
+#: Monte Carlo draws of the realistic world's ceiling (half of them set the truth's own
+#: intervals, the other half are pseudo-observations: :mod:`pipeline.demo.oracle`).
+MC_DRAWS = 400
 
 
 def _monte_carlo(
@@ -376,22 +401,28 @@ def _monte_carlo(
     spec: Mapping[str, Any],
     world: Mapping[str, Any],
     target_config: TargetConfig,
-) -> pd.DataFrame:
-    """Average the transformed observations of each row drawn under the world's full noise.
+) -> np.ndarray:
+    """Draw the transformed observations of each found row under the world's full noise.
 
     Draws :data:`MC_DRAWS` observations of every row from the chain of
-    :mod:`pipeline.demo.noise` (cast effect with the cast's own spread, an instrument
-    drawn from the world's mix of casts, layer patchiness, gamma and Poisson counts),
+    :mod:`pipeline.demo.noise` (cast effect with the cast's own spread, shared by its
+    layers and targets; an instrument drawn from the world's mix of casts, shared by the
+    casts of a cruise; layer patchiness, gamma and Poisson counts),
     class by class for the size-class targets and the flux (merged and summed by
     :func:`truth_targets`, as the targets step does with counts) and category by
-    category (subsample volume, no calibration offset) for the object targets, and
-    averages the transformed draws: ``E[transform(observation) | truth]``, the best any
-    model of the transformed observations can do.
+    category (subsample volume, no calibration offset) for the object targets. Their
+    mean is ``E[transform(observation) | truth]``, the best any model of the transformed
+    observations can do.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(MC_DRAWS, found rows, targets)``.
     """
     from pipeline.demo import noise
 
-    out = pd.DataFrame(np.nan, index=keyed.index, columns=targets)
     rows = np.flatnonzero(found)
+    out = np.empty((MC_DRAWS, rows.size, len(targets)))
     src = keyed["_truth_row"].to_numpy()[rows].astype(int)
     rng = np.random.default_rng([int(world.get("parameters", {}).get("seed", 0)), 13])
     n_metres = 5 * truth["n_bins"].to_numpy(dtype=int)[src]
@@ -400,7 +431,16 @@ def _monte_carlo(
     mix = {k: float(v) for k, v in world["noise"].get("instrument_casts", {}).items() if v}
     models = list(mix) or ["UVP5HD"]
     weights = np.array([mix.get(m, 1.0) for m in models])
-    picks = rng.choice(len(models), size=(MC_DRAWS, rows.size), p=weights / weights.sum())
+    # the layers of a cast share its effect, the casts of a cruise its instrument: each
+    # row's own distribution is as if drawn alone, and every draw is a world the run
+    # could have observed (the pseudo-observations of pipeline.demo.oracle)
+    casts = keyed["id"].to_numpy()[rows]
+    cruises = truth["cruise"].to_numpy()[src] if "cruise" in truth else casts
+    _, cruise_of = np.unique(cruises.astype(str), return_inverse=True)
+    picks = rng.choice(
+        len(models), size=(MC_DRAWS, cruise_of.max() + 1), p=weights / weights.sum()
+    )[:, cruise_of]
+    cast = noise.draw_cast_effects(rng, cast_sd, casts, draws=MC_DRAWS)
     classes = _fine_classes(truth.columns)
     fine = [c for c, _, _ in classes]
     class_targets = [t for t in targets if t not in fraction]
@@ -409,7 +449,7 @@ def _monte_carlo(
         offsets = np.stack([noise.class_offsets(m, edges) for m in models])[picks]
         conc = truth[fine].to_numpy(dtype=float)[src]
         sim = noise.simulate_layer_concentrations(
-            conc, vol, n_metres, cast_sd, offsets, draws=MC_DRAWS, rng=rng
+            conc, vol, n_metres, cast_sd, offsets, draws=MC_DRAWS, rng=rng, cast_effect=cast
         )
         frame = pd.DataFrame(sim.reshape(-1, len(fine)), columns=fine)
         frame["profile_id"] = "p"
@@ -417,7 +457,7 @@ def _monte_carlo(
         simulated = truth_targets(frame, target_config)
         for name in class_targets:
             vals = _transformed(simulated, [name], spec)[name].to_numpy()
-            out.loc[rows, name] = vals.reshape(MC_DRAWS, rows.size).mean(axis=0)
+            out[:, :, targets.index(name)] = vals.reshape(MC_DRAWS, rows.size)
     for name, frac in fraction.items():
         conc = keyed[name].to_numpy(dtype=float)[rows][:, None]
         sim = noise.simulate_layer_concentrations(
@@ -428,10 +468,11 @@ def _monte_carlo(
             np.ones((rows.size, 1)),
             draws=MC_DRAWS,
             rng=rng,
+            cast_effect=cast,
         )
         frame = pd.DataFrame({name: sim.reshape(-1)})
         vals = _transformed(frame, [name], spec)[name].to_numpy()
-        out.loc[rows, name] = vals.reshape(MC_DRAWS, rows.size).mean(axis=0)
+        out[:, :, targets.index(name)] = vals.reshape(MC_DRAWS, rows.size)
     return out
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "CastNoise",
     "cast_sd_dex",
     "class_offsets",
+    "draw_cast_effects",
     "patchiness",
     "simulate_layer_concentrations",
 ]
@@ -165,6 +166,38 @@ def _lognormal_mean_one(rng: np.random.Generator, sd_dex: np.ndarray, size) -> n
     return np.exp(s * rng.standard_normal(size) - s * s / 2.0)
 
 
+def draw_cast_effects(
+    rng: np.random.Generator, cast_sd: np.ndarray, casts: np.ndarray, *, draws: int
+) -> np.ndarray:
+    """Draw the cast effect ``A`` once per cast and draw, shared by the cast's rows (layers).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    cast_sd : numpy.ndarray
+        Standard deviation of the cast effect of each row (dex).
+    casts : numpy.ndarray
+        The cast of each row (any labels); rows of one cast get the same effect.
+    draws : int
+        Monte Carlo draws.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(draws, rows)``, log-normal with mean 1.
+
+    Examples
+    --------
+    >>> a = draw_cast_effects(np.random.default_rng(0), np.array([0.1, 0.1, 0.2]),
+    ...                       np.array(["x", "x", "y"]), draws=3)
+    >>> a.shape, bool((a[:, 0] == a[:, 1]).all()), bool((a[:, 0] != a[:, 2]).all())
+    ((3, 3), True, True)
+    """
+    _, first, codes = np.unique(np.asarray(casts), return_index=True, return_inverse=True)
+    sd = np.asarray(cast_sd, float)[first]
+    return _lognormal_mean_one(rng, sd[None, :], (draws, first.size))[:, codes]
+
+
 def simulate_layer_concentrations(
     conc: np.ndarray,
     volume_l: np.ndarray,
@@ -174,6 +207,7 @@ def simulate_layer_concentrations(
     *,
     draws: int,
     rng: np.random.Generator,
+    cast_effect: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw observed layer concentrations (# L-1) under the full noise chain.
 
@@ -193,6 +227,10 @@ def simulate_layer_concentrations(
     draws : int
         Monte Carlo draws.
     rng : numpy.random.Generator
+    cast_effect : numpy.ndarray, optional
+        Cast effects already drawn, shape ``(draws, rows)`` (:func:`draw_cast_effects`:
+        the layers of a cast share theirs); else drawn for each row on its own from
+        ``cast_sd``. Either way each row's own distribution is the same.
 
     Returns
     -------
@@ -210,7 +248,11 @@ def simulate_layer_concentrations(
     conc = np.asarray(conc, float)
     rows, cols = conc.shape
     n_metres = np.maximum(np.asarray(n_metres, int), 1)
-    cast = _lognormal_mean_one(rng, cast_sd[None, :], (draws, rows))
+    cast = (
+        _lognormal_mean_one(rng, cast_sd[None, :], (draws, rows))
+        if cast_effect is None
+        else np.asarray(cast_effect, float)
+    )
     patch = np.empty((draws, rows))
     for n in np.unique(n_metres):  # rows of one layer thickness together
         sel = np.flatnonzero(n_metres == n)

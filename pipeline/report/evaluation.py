@@ -149,10 +149,14 @@ def _intervals_html(metrics: Mapping[str, Any]) -> str:
     if not test:
         return ""
     rows = []
-    checks = [("test", test), ("CV folds", iv.get("cv") or {})]
-    for split, report in checks:
+    oracle = (metrics.get("noise_ceiling") or {}).get("intervals") or {}
+    checks = [("test", "test", test), ("CV folds", "cv", iv.get("cv") or {})]
+    for split, key, report in checks:
+        truth = oracle.get(key) or {}
         for by, groups in report.get("by", {}).items():
             for label, g in groups.items():
+                own = truth.get("by", {}).get(by, {}).get(label)
+                spread = truth.get("chance", {}).get("groups", {}).get(by, {}).get(label)
                 rows.append(
                     [
                         split,
@@ -163,9 +167,21 @@ def _intervals_html(metrics: Mapping[str, Any]) -> str:
                         format_number(g["mean"]),
                         format_number(g["joint"]),
                         format_number(g["min_target"]) + (" (few rows)" if g.get("small") else ""),
+                        format_number(own["mean"]) if own else "-",
+                        f"{spread[0]:.2f}-{spread[1]:.2f}" if spread else "-",
                     ]
                 )
     curve = ", ".join(f"{c['nominal']:.0%} → {c['mean']:.2f}" for c in iv.get("calibration", []))
+    reference = ""
+    if oracle:
+        from pipeline.demo.oracle import oracle_line
+
+        reference = (
+            " The truth's own intervals (the central quantiles of each row's observation "
+            "drawn under the world's noise) and the range a perfect interval's coverage "
+            "takes over simulated worlds (90 %) show how far off the nominal a class lands "
+            f"by chance alone: {escape(oracle_line(metrics))}."
+        )
     return (
         "<h3>Prediction intervals</h3>\n"
         f'<p class="note">{escape(iv.get("method", ""))}. Nominal {iv.get("nominal", 0):.0%}: '
@@ -175,7 +191,7 @@ def _intervals_html(metrics: Mapping[str, Any]) -> str:
         "calibrated on the other folds only) span every block. Errors are correlated "
         "within a block, so a class's coverage is worth about as many independent checks "
         "as it has blocks: a basin of 2 or 3 blocks can land well off the nominal by "
-        "chance.</p>\n"
+        f"chance.{reference}</p>\n"
         + html_table(
             [
                 "rows of",
@@ -186,6 +202,8 @@ def _intervals_html(metrics: Mapping[str, Any]) -> str:
                 "coverage (mean over targets)",
                 "joint",
                 "worst",
+                "truth's own intervals",
+                "perfect interval, chance range",
             ],
             rows,
             "coverage",

@@ -405,11 +405,16 @@ def _resolve_paths(doc: Mapping[str, Any], folder: str) -> dict[str, Any]:
 def run_config_to_dict(config: RunConfig) -> dict[str, Any]:
     """Plain-YAML view of a run config (layers as names, inf as the string ``inf``).
 
+    The object targets' layers are left out: they are a copy of ``targets.layers``, which
+    :func:`load_run_config` refuses to read twice. The view loads back as the same config.
+
     Examples
     --------
     >>> d = run_config_to_dict(RunConfig())
     >>> d["targets"]["layers"], d["targets"]["size_edges_um"][-1]
     (['0-100m', '100-500m', '500-1000m'], 'inf')
+    >>> load_run_config(d) == RunConfig()
+    True
     """
 
     def plain(value: Any) -> Any:
@@ -425,7 +430,10 @@ def run_config_to_dict(config: RunConfig) -> dict[str, Any]:
             return "inf"
         return value
 
-    return plain(config)
+    out = plain(config)
+    if isinstance(config, RunConfig):
+        out["object_targets"].pop("layers", None)
+    return out
 
 
 def config_hash(*parts: Any) -> str:

@@ -29,6 +29,7 @@ import pandas as pd
 from pipeline.demo.ceiling import noise_ceiling
 from pipeline.errors import ConfigError
 from pipeline.fields.predict import envelope_of
+from pipeline.model.basins import basin_of
 from pipeline.model.card import hash_frame, model_card, save_model
 from pipeline.model.crossval import cross_validate
 from pipeline.model.split import assign_blocks, assign_folds
@@ -207,7 +208,16 @@ def train_and_evaluate(ctx: StepContext) -> dict[str, Any]:
         },
         **diagnostics,
     }
-    ceiling = noise_ceiling(config, matchup, y, test=test, targets=targets, transform=tr)
+    ceiling = noise_ceiling(
+        config,
+        matchup,
+        y,
+        test=test,
+        targets=targets,
+        transform=tr,
+        coverage=config.fields.interval_coverage,
+        by={"layer": layer, "basin": basin_of(lat, lon)},
+    )
     if ceiling is not None:
         metrics["noise_ceiling"] = ceiling
         metrics["excess_over_ceiling"] = excess_over_ceiling(model, ceiling)
