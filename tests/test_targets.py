@@ -95,7 +95,7 @@ def test_flux_follows_the_guidi_power_law_over_the_configured_range():
     frame = _profile(n_256_323um=2.0, n_102_128um=5.0)
     targets, _ = _targets(frame, config)
     d_mm = math.sqrt(0.256 * 0.323)
-    expected = 2.0 / 10.0 * 1000.0 * 12.5 * d_mm**3.81
+    expected = 2.0 / 10.0 * 12.5 * d_mm**3.81  # C in # L-1
     assert targets["flux_mgc_m2_d"].tolist() == pytest.approx([expected] * 3)
 
 
@@ -134,7 +134,7 @@ def test_class_groups_and_guidi_flux_are_what_the_targets_step_computes():
         flux = guidi_flux(conc, classes, config=config)
         assert row["flux_mgc_m2_d"] == pytest.approx(float(flux[0]), rel=1e-12)
         reference = sum(  # the power law written out, over the classes in 102-2580 um
-            conc[c].iloc[0] * 1000.0 * 12.5 * (math.sqrt(lo * hi) / 1000.0) ** 3.81
+            conc[c].iloc[0] * 12.5 * (math.sqrt(lo * hi) / 1000.0) ** 3.81
             for c, lo, hi in classes
             if 102.0 <= lo and hi <= 2580.0
         )
@@ -232,3 +232,15 @@ def test_targets_carry_the_cruise_of_each_demo_cast(realistic_world, reader):
 def test_targets_of_a_particles_table_without_cruises_name_none():
     targets, _ = _targets(_profile())
     assert targets["cruise"].tolist() == ["", "", ""]
+
+
+def test_flux_of_the_real_bats_casts_is_of_the_order_of_the_sites_trap_fluxes(shared_data):
+    # Six real UVP5 casts at BATS (Sargasso Sea): sediment traps there catch tens of
+    # mg C m-2 d-1 and primary production is ~400-500. With C in # m-3 instead of # L-1,
+    # the same casts give ~4,700 in 0-100 m: ten times the production, a unit error.
+    particles = read_par_raw(str(shared_data / "ecotaxatools_bats361_uvp5")).accepted
+    targets = build_targets(particles).targets.compute()
+    flux = targets.groupby("layer")["flux_mgc_m2_d"].median()
+    assert targets["id"].nunique() == 5  # the sixth cast covers no layer well enough
+    assert 1.0 < flux["0-100m"] < 100.0, flux.to_dict()  # seen 7.4 (3 casts)
+    assert flux["0-100m"] > flux.get("500-1000m", 0.0)  # fewer large particles at depth

@@ -10,8 +10,15 @@ lower edge). A derived carbon-flux target follows Guidi et al. (2008, Deep-Sea R
 
     F = sum_i C_i * A * d_i ** b        (mg C m-2 d-1)
 
-with C_i the concentration of EcoPart class i in #/m3, d_i its geometric-mean ESD in
-mm, A = 12.5 and b = 3.81 (configurable), over classes inside ``flux_range_um``.
+with C_i the concentration of EcoPart class i in # L-1 (as EcoPart exports it), d_i its
+geometric-mean ESD in mm, A = 12.5 and b = 3.81 (configurable), over classes inside
+``flux_range_um``. The concentration in # L-1, not # m-3: with # m-3 the real BATS UVP5
+casts of ``shared/data/ecotaxatools_bats361_uvp5`` give 4,657 mg C m-2 d-1 in 0-100 m, ten
+times the site's primary production, and the demo world ~950 Pg C yr-1 through 100 m;
+with # L-1 they give 4.7 mg C m-2 d-1 (sediment traps at BATS: tens) and ~1 Pg C yr-1
+(published export at the base of the euphotic zone: 5.8-6.1). The same reading (# L-1 mm-1
+times the bin width in mm) is that of the CCE-LTER UVP flux code that compares Guidi's
+flux with sediment traps and thorium export.
 
 A profile that does not cover a layer well enough (sampled volume below
 ``min_volume_l`` or depth coverage below ``min_coverage``) yields no row for that
@@ -265,9 +272,10 @@ def guidi_flux(
 ) -> np.ndarray:
     """Carbon flux of Guidi et al. (2008) from per-class concentrations.
 
-    ``F = sum_i C_i * A * d_i ** b`` (mg C m-2 d-1) with ``C_i`` in # m-3 (1000 x the
-    # L-1 given), ``d_i`` from :func:`flux_diameters_mm`, ``A = config.flux_a`` and
-    ``b = config.flux_b``; the terms are added in the order of ``classes``.
+    ``F = sum_i C_i * A * d_i ** b`` (mg C m-2 d-1) with ``C_i`` in # L-1 (see the module
+    docstring for why not # m-3), ``d_i`` from :func:`flux_diameters_mm`,
+    ``A = config.flux_a`` and ``b = config.flux_b``; the terms are added in the order of
+    ``classes``.
 
     Parameters
     ----------
@@ -291,13 +299,13 @@ def guidi_flux(
     Examples
     --------
     >>> classes = [("n_1000_1000um", 1000.0, 1000.0)]
-    >>> conc = pd.DataFrame({"n_1000_1000um": [0.0, 0.002]})
+    >>> conc = pd.DataFrame({"n_1000_1000um": [0.0, 2.0]})
     >>> guidi_flux(conc, classes, config=TargetConfig(flux_a=12.5)).tolist()   # d = 1 mm
     [0.0, 25.0]
     """
     flux = np.zeros(len(conc_per_l))
     for col, d_mm in flux_diameters_mm(classes, config=config).items():
-        flux += conc_per_l[col].to_numpy(dtype=float) * 1000.0 * config.flux_a * d_mm**config.flux_b
+        flux += conc_per_l[col].to_numpy(dtype=float) * config.flux_a * d_mm**config.flux_b
     return flux
 
 
