@@ -172,6 +172,19 @@ def test_magnitudes_resemble_real_uvp5_casts(world, profiles):
     assert per_metre.nunique() > 5
 
 
+def test_flux_of_the_truth_is_of_the_order_of_real_export(profiles):
+    from pipeline.demo.ceiling import truth_targets
+    from pipeline.targets.particles import TargetConfig
+
+    flux = truth_targets(profiles, TargetConfig()).groupby("layer")["flux_mgc_m2_d"]
+    median = flux.median()
+    # sediment traps and thorium export: ~1-300 mg C m-2 d-1 (the real BATS casts: 7.4 in
+    # 0-100 m); the layer means decline with depth as the large particles thin out
+    assert all(1.0 <= median[layer] <= 300.0 for layer in median.index), median.to_dict()
+    assert median["0-100m"] > median["100-500m"] > median["500-1000m"]
+    assert flux.quantile(0.99).max() < 3000.0
+
+
 def test_truth_fields_are_the_expected_values_at_the_casts(world, profiles):
     fields = xr.open_zarr(world.paths["truth_fields"], consolidated=False)
     full = profiles[(profiles["layer"] == "0-100m") & (profiles["n_bins"] == 20)]
