@@ -110,17 +110,20 @@ def test_noise_ceiling_of_the_truth_itself_is_perfect_skill(world):
     assert got["all"]["mv_mse"] == pytest.approx(0.0, abs=1e-12)
     assert got["all"]["r2_mean"] == pytest.approx(1.0)
     other = dataclasses.replace(config, inputs=dataclasses.replace(config.inputs, truth=None))
-    assert (
-        noise_ceiling(
-            other,
-            matchup,
-            y,
-            test=test,
-            targets=targets,
-            transform={"name": "log10", "epsilon": 1e-3},
-        )
-        is None
+    spec = {"name": "log10", "epsilon": 1e-3}
+    assert noise_ceiling(other, matchup, y, test=test, targets=targets, transform=spec) is None
+    # a category without a true kind ('unassigned' objects) leaves the others their ceiling
+    unassigned = "conc_unassigned_per_l"
+    y[unassigned] = np.random.default_rng(0).normal(size=len(y))
+    part = noise_ceiling(
+        config, matchup, y, test=test, targets=[*targets, unassigned], transform=spec
     )
+    assert part["targets"] == targets
+    assert part["without_truth"] == [unassigned]
+    assert set(part["all"]["mse_by_target"]) == set(targets)
+    assert part["all"]["mv_mse"] == pytest.approx(0.0, abs=1e-12)
+    none = noise_ceiling(config, matchup, y, test=test, targets=[unassigned], transform=spec)
+    assert none is None
 
 
 def test_morphological_types_are_matched_to_the_true_kinds(world, tmp_path):

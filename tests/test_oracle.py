@@ -88,3 +88,29 @@ def test_the_line_counts_model_and_truth_misses_of_the_same_groups():
     line = oracle_line(metrics)
     assert "(test): model 2, the truth's own 90% intervals 0 of 2" in line
     assert "in 42% of simulated worlds" in line
+
+
+def test_a_ceiling_over_some_targets_is_compared_on_those_targets(capsys):
+    from pipeline.cli.output import echo_skill
+    from pipeline.run.evaluation import excess_over_ceiling
+
+    model = {"test": {"mse": 0.3, "mv_mse": 0.9, "mse_by_target": {"a": 0.2, "b": 0.4}}}
+    ceiling = {
+        "targets": ["a"],
+        "without_truth": ["b"],
+        "test": {"mse": 0.1, "mv_mse": 0.5, "r2_mean": 0.6},
+    }
+    excess = excess_over_ceiling(model, ceiling)
+    assert excess["mse_ratio"] == pytest.approx(2.0)  # 0.2 / 0.1, not 0.3 / 0.1
+    assert np.isnan(excess["mv_mse_ratio"])
+    metrics = {
+        "model": model,
+        "targets": ["a", "b"],
+        "noise_ceiling": ceiling,
+        "excess_over_ceiling": excess,
+    }
+    echo_skill(metrics)
+    out = capsys.readouterr().out
+    assert "noise ceiling*" in out
+    assert "* over 1 of 2 targets (no truth for b)" in out
+    assert "test MSE over the same targets: 0.2000, 2.00 x the ceiling" in out

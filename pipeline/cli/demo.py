@@ -555,12 +555,10 @@ def write_demo_year2_config(
 
 
 def _run_doc(config: RunConfig) -> dict[str, Any]:
-    """Dump CONFIG as a run file (without object_targets.layers: they are targets.layers)."""
+    """Dump CONFIG as a run file (:func:`pipeline.run.config.run_config_to_dict`)."""
     from pipeline.run.config import run_config_to_dict
 
-    doc = run_config_to_dict(config)
-    doc["object_targets"].pop("layers", None)
-    return doc
+    return run_config_to_dict(config)
 
 
 def _write_yaml(store: OutputStore, name: str, doc: dict[str, Any], what: str) -> str:

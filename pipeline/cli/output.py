@@ -181,9 +181,19 @@ def echo_skill(metrics: dict[str, Any]) -> None:
     for name, entry in metrics.get("baselines", {}).items():
         row(name, entry)
     if "noise_ceiling" in metrics:
-        row("noise ceiling", metrics["noise_ceiling"])
-        ratio = metrics.get("excess_over_ceiling", {}).get("mse_ratio")
-        if ratio is not None:
+        ceiling = metrics["noise_ceiling"]
+        subset = ceiling.get("targets")
+        row("noise ceiling*" if subset else "noise ceiling", ceiling)
+        excess = metrics.get("excess_over_ceiling", {})
+        ratio = excess.get("mse_ratio")
+        if subset:
+            click.echo(
+                f"  * over {len(subset)} of {len(metrics.get('targets', subset))} targets "
+                f"(no truth for {', '.join(ceiling.get('without_truth', []))}); the model's "
+                f"test MSE over the same targets: {_num(excess.get('model_mse'), 4)}, "
+                f"{_num(ratio, 2)} x the ceiling"
+            )
+        elif ratio is not None:
             click.echo(f"  model test MSE / ceiling MSE: {_num(ratio, 2)}")
     else:
         click.echo("  noise ceiling: - (no truth for these targets)")

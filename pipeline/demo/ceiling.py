@@ -179,9 +179,11 @@ def noise_ceiling(
     dict or None
         ``{"test": scores, "all": scores, "rows_with_truth": n}`` (scores as
         :func:`pipeline.model.evaluate.score`; ``test`` only when a test row has a truth)
-        and ``intervals`` (above); None without ``inputs.truth``, when a target has no
-        true counterpart (a category that is neither a true kind nor a label of the
-        world's objects) or when no row matches the truth.
+        and ``intervals`` (above). When some targets have no true counterpart (a category
+        that is neither a true kind nor a label of the world's objects, such as
+        ``unassigned``), the scores cover the others, named in ``targets``, and
+        ``without_truth`` lists the rest. None without ``inputs.truth``, when no target
+        has a truth, or when no row matches the truth.
 
     Examples
     --------
@@ -211,13 +213,19 @@ def noise_ceiling(
             expected[name] = categories[name].to_numpy(dtype=float)
             fraction[name] = float((info or {}).get("subsample_fraction", 1.0))
     unknown = [name for name in targets if name not in expected.columns]
-    if unknown:
+    if len(unknown) == len(targets):
+        logger.info("noise ceiling not computed: the truth has none of %s", targets)
+        return None
+    if unknown:  # e.g. 'unassigned' objects: no true kind; the others still have a ceiling
         logger.info(
-            "noise ceiling not computed: the truth has no %s (a category neither a true "
-            "kind nor a label of the world's objects)",
+            "noise ceiling over %d of %d targets: the truth has no %s (a category neither "
+            "a true kind nor a label of the world's objects)",
+            len(targets) - len(unknown),
+            len(targets),
             unknown,
         )
-        return None
+        y = y[[t for t in targets if t not in unknown]]
+        targets = list(y.columns)
     keyed = (
         matchup[["id", "layer"]]
         .astype(str)
@@ -264,6 +272,8 @@ def noise_ceiling(
         out["test"] = score(y[sel], t[sel], targets=targets, cov=cov)
     out["all"] = score(y[found], t[found], targets=targets, cov=cov)
     out["rows_with_truth"] = int(found.sum())
+    if unknown:
+        out["targets"], out["without_truth"] = targets, unknown
     if oracle is not None:
         out["intervals"] = oracle
     return out

@@ -408,7 +408,7 @@ def skill_png(metrics: Mapping[str, Any]) -> bytes:
         ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
         ax.set_title(label)
         ceiling = _get(metrics, "noise_ceiling", "test", key)
-        if ceiling is not None:
+        if ceiling is not None and not _get(metrics, "noise_ceiling", "targets"):
             ax.axhline(float(ceiling), color="black", ls="--", lw=1, label=_NOISE)
             ax.legend(fontsize="small", loc="upper right")
     ax = axes[2]

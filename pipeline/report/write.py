@@ -312,10 +312,11 @@ def _skill_html(metrics: Mapping[str, Any], targets: Sequence[str]) -> str:
                 _pm(*_cv_summary(_get(entry, "cv"), "mv_mse")),
             ]
         )
+    subset = _get(metrics, "noise_ceiling", "targets")
     if isinstance(ceiling, Mapping):
         rows.append(
             [
-                _NOISE,
+                _NOISE + (f" ({len(subset)} of {len(targets)} targets)" if subset else ""),
                 format_number(ceiling.get("mse")),
                 format_number(ceiling.get("mv_mse")),
                 format_number(ceiling.get("r2_mean")),

@@ -336,15 +336,28 @@ def evaluate_fit(
 def excess_over_ceiling(model: Mapping[str, Any], ceiling: Mapping[str, Any]) -> dict[str, Any]:
     """Return the model's test error over the noise ceiling's as MSE ratios (1: at it).
 
+    A ceiling over some of the targets only (``ceiling["targets"]``) is compared with the
+    model's MSE over the same targets (``model_mse``); its ``mv_mse`` weighs another set of
+    targets, so ``mv_mse_ratio`` is NaN then.
+
     Examples
     --------
     >>> excess_over_ceiling({"test": {"mse": 0.25, "mv_mse": 0.5}},
     ...                     {"test": {"mse": 0.125, "mv_mse": 0.4}})
     {'mse_ratio': 2.0, 'mv_mse_ratio': 1.25}
+    >>> model = {"test": {"mse": 0.3, "mse_by_target": {"a": 0.2, "b": 0.4}}}
+    >>> excess_over_ceiling(model, {"targets": ["a"], "test": {"mse": 0.1}})
+    {'mse_ratio': 2.0, 'mv_mse_ratio': nan, 'targets': ['a'], 'model_mse': 0.2}
     """
+    test = dict(model.get("test") or {})
+    subset = ceiling.get("targets")
+    if subset:
+        test = {"mse": float(np.mean([test["mse_by_target"][t] for t in subset]))}
     out = {}
     for key in ("mse", "mv_mse"):
-        m = (model.get("test") or {}).get(key, math.nan)
+        m = test.get(key, math.nan)
         c = (ceiling.get("test") or {}).get(key, math.nan)
         out[f"{key}_ratio"] = float(m / c) if c and np.isfinite(c) and c > 0 else math.nan
+    if subset:
+        out["targets"], out["model_mse"] = list(subset), test["mse"]
     return out
