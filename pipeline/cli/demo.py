@@ -501,11 +501,13 @@ def write_demo_run_config(
     str
         Path or URL of the run file.
     """
+    from pipeline.run.config import run_config_to_dict
+
     store = _store(out)
     config = demo_run_config(
         root, labels=types, quick=quick, out=_location(store.path("run")), grid=grid
     )
-    return _write_yaml(store, "run.yaml", _run_doc(config), "year-1")
+    return _write_yaml(store, "run.yaml", run_config_to_dict(config), "year-1")
 
 
 def write_demo_year2_config(
@@ -535,6 +537,7 @@ def write_demo_year2_config(
         Path or URL of the run file.
     """
     from pipeline.demo.truth import GROUPS
+    from pipeline.run.config import run_config_to_dict
     from pipeline.targets.particles import Layer
 
     store = _store(out)
@@ -548,17 +551,10 @@ def write_demo_year2_config(
         targets=dataclasses.replace(config.targets, layers=layers),
         object_targets=dataclasses.replace(config.object_targets, categories=GROUPS, layers=layers),
     )
-    doc = _run_doc(config)
+    doc = run_config_to_dict(config)
     # the demo has always written its year-2 layer as a [top, bottom] pair
     doc["targets"]["layers"] = [[layer.top_m, layer.bottom_m] for layer in layers]
     return _write_yaml(store, "run-year2.yaml", doc, "year-2")
-
-
-def _run_doc(config: RunConfig) -> dict[str, Any]:
-    """Dump CONFIG as a run file (:func:`pipeline.run.config.run_config_to_dict`)."""
-    from pipeline.run.config import run_config_to_dict
-
-    return run_config_to_dict(config)
 
 
 def _write_yaml(store: OutputStore, name: str, doc: dict[str, Any], what: str) -> str:

@@ -13,9 +13,10 @@ quantiles), the second half are **pseudo-observations**, each draw a world the r
 have observed. The oracle interval's coverage of the real observations is reported as the
 model's intervals are (:func:`pipeline.model.intervals.coverage_report`), and across the
 pseudo-worlds the spread of each group's coverage and the share of worlds in which every
-group of at least ``min_rows`` rows lands inside the band. The pseudo-observations draw
-every row's cast effect on its own, while the layers of a real cast share it, so the
-spread of a basin (all layers of its casts) is, if anything, underestimated.
+group of at least ``min_rows`` rows lands inside the band. In each pseudo-world the layers
+of a cast share its cast effect and the casts of a cruise their instrument, as in the
+world's own casts (:func:`pipeline.demo.noise.draw_cast_effects`), so groups that share
+casts or cruises move together as the real ones do.
 """
 
 from __future__ import annotations
