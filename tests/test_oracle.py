@@ -82,11 +82,11 @@ def test_the_line_counts_model_and_truth_misses_of_the_same_groups():
     }
     metrics = {
         "intervals": {"nominal": 0.9, "test": model},
-        "noise_ceiling": {"intervals": {"band": [0.85, 0.95], "test": truth}},
+        "noise_ceiling": {"intervals": {"band": [0.85, 0.95], "min_rows": 30, "test": truth}},
     }
     assert band_misses(model, (0.85, 0.95)) == ["layer a", "basin x"]
     line = oracle_line(metrics)
-    assert "(test): model 2, the truth's own 90% intervals 0 of 2" in line
+    assert "(test): model 2 of 2, the truth's own 90% intervals 0;" in line
     assert "in 42% of simulated worlds" in line
 
 

@@ -188,13 +188,13 @@ def oracle_line(metrics: Mapping[str, Any]) -> str:
     >>> rep = {"mean": 0.9, "by": {"layer": {"a": group, "b": {"mean": 0.8, "small": False}}}}
     >>> chance = {"checked": 2, "all_in_band": 0.6}
     >>> m = {"intervals": {"nominal": 0.9, "test": rep, "cv": rep},
-    ...      "noise_ceiling": {"intervals": {"band": [0.85, 0.95],
+    ...      "noise_ceiling": {"intervals": {"band": [0.85, 0.95], "min_rows": 30,
     ...          "test": {**rep, "misses": [], "chance": chance},
     ...          "cv": {**rep, "misses": ["layer b"], "chance": chance}}}}
     >>> print(oracle_line(m))  # doctest: +NORMALIZE_WHITESPACE
-    groups outside 0.85-0.95 (test / CV folds): model 1 / 1, the truth's own 90% intervals
-    0 / 1 of 2 / 2; a perfect interval keeps every group inside in 60% / 60% of simulated
-    worlds
+    layers and basins of >= 30 rows with coverage outside 0.85-0.95 (test / CV folds):
+    model 1 / 1 of 2 / 2, the truth's own 90% intervals 0 / 1; a perfect interval keeps
+    all of them inside in 60% / 60% of simulated worlds
     """
     oracle = metrics["noise_ceiling"]["intervals"]
     low, high = oracle["band"]
@@ -205,7 +205,8 @@ def oracle_line(metrics: Mapping[str, Any]) -> str:
     share = " / ".join(f"{oracle[s]['chance']['all_in_band']:.0%}" for s in splits)
     names = " / ".join({"test": "test", "cv": "CV folds"}[s] for s in splits)
     return (
-        f"groups outside {low:.2f}-{high:.2f} ({names}): model {model}, the truth's own "
-        f"{metrics['intervals']['nominal']:.0%} intervals {truth} of {checked}; a perfect "
-        f"interval keeps every group inside in {share} of simulated worlds"
+        f"layers and basins of >= {oracle['min_rows']} rows with coverage outside "
+        f"{low:.2f}-{high:.2f} ({names}): model {model} of {checked}, the truth's own "
+        f"{metrics['intervals']['nominal']:.0%} intervals {truth}; a perfect interval keeps "
+        f"all of them inside in {share} of simulated worlds"
     )
